@@ -1,0 +1,50 @@
+# backupd — see README.md. Tools the targets need are installed by
+# scripts/install-tools.sh into .cache/bin when missing.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.cache/bin:$(PATH)
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build run test test-short lint fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/backupd ./backupd
+
+# The demo: generate a mesh volume set, back it up, change it, back up again,
+# check and restore it. (Replaced by the daemon once it lands.)
+run: build
+	./scripts/demo.sh
+
+# Every test, including crash/fault scenarios and the fuzz seed corpora.
+test:
+	./scripts/install-tools.sh
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+lint:
+	./scripts/install-tools.sh staticcheck
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	staticcheck ./...
+
+# Run each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	@for t in FuzzDecodeTrailer FuzzDecodeIndexFile FuzzDecodeConfig FuzzParsePackTail; do \
+		$(GO) test ./backupd/repository -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in FuzzDecodeTree FuzzDecodeSnapshot; do \
+		$(GO) test ./backupd/snapshot -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+
+# Whole-process benchmark against restic and borg (and kopia if BENCH_KOPIA=1).
+bench: build
+	./scripts/install-tools.sh restic borg $(if $(BENCH_KOPIA),kopia)
+	$(GO) run ./bench/cmd/bench $(BENCH_FLAGS)
+
+clean:
+	rm -rf bin var

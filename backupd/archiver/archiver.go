@@ -1,0 +1,648 @@
+// Package archiver backs up a directory tree into a repository.
+//
+// Pipeline (DESIGN §3): one walker goroutine lists directories and decides,
+// per file, from the parent snapshot whether it is unchanged; file workers
+// read and chunk changed files and hash the chunks; savers compress, encrypt
+// and append new chunks to packs; one goroutine per directory assembles its
+// tree once its entries are done. Memory is bounded by the workers' chunk
+// windows and the saver queue, not by the data size.
+//
+// Not guaranteed: a file that changes while it is read is stored as read
+// (each file is internally consistent only if its writer replaces it via
+// rename or only appends); hard links are stored as separate files; extended
+// attributes are not stored.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshbackup/backupd/backupd/chunker"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
+	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/snapshot"
+)
+
+// DefaultAppendOnly are the name patterns whose files are treated as
+// append-only logs. Only such files get the tail-only read: a database that
+// grows while pages in the middle change (raft.db) must be read whole.
+var DefaultAppendOnly = []string{"*.log", "*.jsonl"}
+
+// Options configure a backup.
+type Options struct {
+	Policy   string
+	Hostname string
+	// AppendOnly holds filepath.Match patterns on base names.
+	AppendOnly []string
+	// FullReadEvery makes every Nth backup of an append-only file read it
+	// whole, bounding how long an in-place edit of its older part could go
+	// unnoticed: 10.
+	FullReadEvery int
+	// Workers read and chunk files; Savers compress and encrypt. Both
+	// default to GOMAXPROCS.
+	Workers int
+	Savers  int
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Program string
+}
+
+func (o *Options) applyDefaults() {
+	if o.AppendOnly == nil {
+		o.AppendOnly = DefaultAppendOnly
+	}
+	if o.FullReadEvery == 0 {
+		o.FullReadEvery = 10
+	}
+	if o.Workers == 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Savers == 0 {
+		o.Savers = runtime.GOMAXPROCS(0)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Hostname == "" {
+		o.Hostname, _ = os.Hostname()
+	}
+}
+
+// Stats are live counters of a running backup.
+type Stats struct {
+	FilesNew, FilesChanged, FilesUnchanged, FilesSkipped, Dirs, Errors atomic.Uint64
+	BytesTotal, BytesRead, BytesWritten, BlobsWritten                  atomic.Uint64
+}
+
+// Archiver runs backups into one repository.
+type Archiver struct {
+	repo  *repository.Repo
+	opt   Options
+	log   *slog.Logger
+	Stats Stats
+}
+
+// New returns an archiver. It does no I/O.
+func New(repo *repository.Repo, opt Options) (*Archiver, error) {
+	opt.applyDefaults()
+	if opt.Policy == "" {
+		return nil, errors.New("archiver: policy name is required")
+	}
+	for _, p := range opt.AppendOnly {
+		if _, err := filepath.Match(p, "x"); err != nil {
+			return nil, fmt.Errorf("archiver: append-only pattern %q: %w", p, err)
+		}
+	}
+	return &Archiver{repo: repo, opt: opt, log: opt.Logger.With("component", "archiver", "policy", opt.Policy)}, nil
+}
+
+type fileResult struct {
+	done chan struct{}
+	node snapshot.Node
+	skip bool
+}
+
+type fileJob struct {
+	path   string
+	name   string
+	fi     fs.FileInfo
+	parent *snapshot.Node
+	res    *fileResult
+}
+
+type dirResult struct {
+	done chan struct{}
+	id   repository.ID
+}
+
+type blobJob struct {
+	id  repository.ID
+	buf []byte
+}
+
+// Backup stores a snapshot of the directory source and returns it. It takes
+// a shared lock; an overlapping backup of the same policy and source on this
+// host fails with repository.ErrOverlap.
+func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapshot, error) {
+	start := a.opt.Now()
+	abs, err := filepath.Abs(source)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", source, err)
+	}
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", source, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("backup %s: source must be a directory", source)
+	}
+	lock, err := a.repo.Lock(ctx, false, "backup", a.opt.Policy, abs)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", source, err)
+	}
+	defer lock.Unlock()
+	lctx := lock.Context()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(lctx, func() { cancel(context.Cause(lctx)) })
+	defer stop()
+
+	if err := a.repo.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	if n, err := a.repo.IndexOrphanPacks(ctx); err != nil {
+		return nil, err
+	} else if n > 0 {
+		a.log.Info("reusing packs of an interrupted backup", "packs", n)
+	}
+	snaps, _, err := snapshot.LoadAll(ctx, a.repo)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	parent := snapshot.Latest(snaps, a.opt.Policy, abs, a.opt.Hostname)
+	var parentTree *snapshot.Tree
+	if parent != nil {
+		parentTree, err = snapshot.LoadTree(ctx, a.repo, parent.Tree)
+		if err != nil {
+			a.log.Warn("parent snapshot unreadable; reading every file", "parent", parent.ID.Str(), "err", err)
+			parentTree = nil
+		}
+	}
+
+	treeID, err := a.run(ctx, abs, fi, parentTree)
+	if err != nil {
+		a.repo.Abort()
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+			err = fmt.Errorf("%w (%w)", err, c)
+		}
+		return nil, fmt.Errorf("backup %s: %w", source, err)
+	}
+	// Invariant: packs, then index, then snapshot.
+	if err := a.repo.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", source, err)
+	}
+	sn := &snapshot.Snapshot{
+		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: abs,
+		Hostname: a.opt.Hostname, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
+	}
+	sn.Totals.DurationSec = a.opt.Now().Sub(start).Seconds()
+	if parent != nil {
+		p := parent.ID
+		sn.Parent = &p
+	}
+	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", source, err)
+	}
+	return sn, nil
+}
+
+func (a *Archiver) totals() snapshot.Totals {
+	s := &a.Stats
+	t := snapshot.Totals{
+		FilesNew: s.FilesNew.Load(), FilesChanged: s.FilesChanged.Load(), FilesUnchanged: s.FilesUnchanged.Load(),
+		FilesSkipped: s.FilesSkipped.Load(), Dirs: s.Dirs.Load(), Errors: s.Errors.Load(),
+		BytesTotal: s.BytesTotal.Load(), BytesRead: s.BytesRead.Load(), BytesWritten: s.BytesWritten.Load(),
+		BlobsWritten: s.BlobsWritten.Load(),
+	}
+	t.Files = t.FilesNew + t.FilesChanged + t.FilesUnchanged
+	return t
+}
+
+// run walks the tree and returns the root tree id once every blob has been
+// handed to the repository.
+func (a *Archiver) run(ctx context.Context, root string, rootFI fs.FileInfo, parent *snapshot.Tree) (repository.ID, error) {
+	g, ctx := errgroup.WithContext(ctx)
+	files := make(chan *fileJob, a.opt.Workers)
+	blobs := make(chan blobJob, a.opt.Savers)
+
+	var readers sync.WaitGroup
+	for range a.opt.Workers {
+		readers.Add(1)
+		g.Go(func() error {
+			defer readers.Done()
+			w := &worker{a: a, table: a.repo.ChunkerTable(), hasher: a.repo.IDHasher(), blobs: blobs}
+			for job := range files {
+				if err := w.saveFile(ctx, job); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for range a.opt.Savers {
+		g.Go(func() error {
+			for b := range blobs {
+				stored, n, err := a.repo.SaveBlob(ctx, repository.DataBlob, b.id, b.buf)
+				putChunk(b.buf)
+				if err != nil {
+					return err
+				}
+				if stored {
+					a.Stats.BytesWritten.Add(uint64(n))
+					a.Stats.BlobsWritten.Add(1)
+				}
+			}
+			return nil
+		})
+	}
+	var rootRes *dirResult
+	g.Go(func() error {
+		defer func() {
+			close(files)
+			readers.Wait()
+			close(blobs)
+		}()
+		var err error
+		rootRes, err = a.walkDir(ctx, g, files, root, rootFI, parent)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return repository.ID{}, err
+	}
+	select {
+	case <-rootRes.done:
+	default:
+		return repository.ID{}, errors.New("internal error: root tree not finished")
+	}
+	return rootRes.id, nil
+}
+
+type entry struct {
+	node snapshot.Node // ready nodes (symlinks, unchanged files, dirs once done)
+	file *fileResult
+	dir  *dirResult
+}
+
+func statT(fi fs.FileInfo) *syscall.Stat_t {
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if st == nil {
+		st = &syscall.Stat_t{}
+	}
+	return st
+}
+
+func baseNode(name string, fi fs.FileInfo) snapshot.Node {
+	st := statT(fi)
+	return snapshot.Node{
+		Name: name, Mode: fi.Mode(), UID: st.Uid, GID: st.Gid,
+		MtimeNS: fi.ModTime().UnixNano(), CtimeNS: st.Ctim.Sec*1e9 + st.Ctim.Nsec, Inode: st.Ino,
+	}
+}
+
+// walkDir lists one directory, queues its changed files, recurses into
+// subdirectories, and starts the goroutine that assembles its tree.
+func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, files chan<- *fileJob, path string, fi fs.FileInfo, parent *snapshot.Tree) (*dirResult, error) {
+	a.Stats.Dirs.Add(1)
+	names, err := readDirNames(path)
+	if err != nil && path != "" {
+		a.warn(path, err)
+	}
+	slices.Sort(names) // access.log before access.log.1: see rotation note below
+	old := map[string]*snapshot.Node{}
+	if parent != nil {
+		for i := range parent.Nodes {
+			old[parent.Nodes[i].Name] = &parent.Nodes[i]
+		}
+	}
+	var entries []entry
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(path, name)
+		cfi, err := os.Lstat(p)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				a.warn(p, err)
+			}
+			a.Stats.FilesSkipped.Add(1)
+			continue
+		}
+		pn := old[name]
+		switch mode := cfi.Mode(); {
+		case mode.IsDir():
+			var sub *snapshot.Tree
+			if pn != nil && pn.Type == snapshot.TypeDir && pn.Subtree != nil {
+				sub, err = snapshot.LoadTree(ctx, a.repo, *pn.Subtree)
+				if err != nil {
+					a.log.Warn("parent subtree unreadable; reading its files again", "path", p, "err", err)
+					sub = nil
+				}
+			}
+			res, err := a.walkDir(ctx, g, files, p, cfi, sub)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, entry{node: baseNode(name, cfi), dir: res})
+		case mode&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					a.warn(p, err)
+				}
+				a.Stats.FilesSkipped.Add(1)
+				continue
+			}
+			n := baseNode(name, cfi)
+			n.Type, n.Target = snapshot.TypeSymlink, target
+			entries = append(entries, entry{node: n})
+		case mode.IsRegular():
+			a.Stats.BytesTotal.Add(uint64(cfi.Size()))
+			if pn != nil && a.unchanged(pn, cfi) {
+				n := *pn
+				nb := baseNode(name, cfi)
+				n.Mode, n.UID, n.GID = nb.Mode, nb.UID, nb.GID
+				a.Stats.FilesUnchanged.Add(1)
+				entries = append(entries, entry{node: n})
+				continue
+			}
+			if pn != nil && pn.Type != snapshot.TypeFile {
+				pn = nil
+			}
+			res := &fileResult{done: make(chan struct{})}
+			select {
+			case files <- &fileJob{path: p, name: name, fi: cfi, parent: pn, res: res}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			entries = append(entries, entry{file: res})
+		default:
+			// Sockets, FIFOs and devices are not data: skipped and counted.
+			a.Stats.FilesSkipped.Add(1)
+		}
+	}
+	res := &dirResult{done: make(chan struct{})}
+	dirNode := baseNode("", fi)
+	g.Go(func() error { return a.finishDir(ctx, res, entries, dirNode) })
+	return res, nil
+}
+
+// Rotation note: names are read in sorted order, so access.log is read
+// before access.log.1. If the log rotates between the two reads, the bytes
+// that moved are read from access.log.1; if it rotates before both, each is
+// read whole. Either way no line written before the backup started is lost
+// from the pair (DESIGN §8 scenario 11).
+
+func readDirNames(path string) ([]string, error) {
+	d, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
+}
+
+func (a *Archiver) warn(path string, err error) {
+	a.Stats.Errors.Add(1)
+	a.log.Warn("skipping unreadable entry", "path", path, "err", err)
+}
+
+// unchanged applies restic's rule: same inode, size, mtime and ctime, and
+// every chunk still indexed.
+func (a *Archiver) unchanged(pn *snapshot.Node, fi fs.FileInfo) bool {
+	n := baseNode(pn.Name, fi)
+	if pn.Type != snapshot.TypeFile || pn.Inode != n.Inode || pn.Size != uint64(fi.Size()) ||
+		pn.MtimeNS != n.MtimeNS || pn.CtimeNS != n.CtimeNS {
+		return false
+	}
+	for _, id := range pn.Content {
+		if !a.repo.Index().Has(id) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Archiver) appendOnly(name string) bool {
+	for _, p := range a.opt.AppendOnly {
+		if ok, _ := filepath.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// finishDir waits for a directory's entries and stores its tree.
+func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entry, dirNode snapshot.Node) error {
+	tree := &snapshot.Tree{Nodes: make([]snapshot.Node, 0, len(entries))}
+	for _, e := range entries {
+		switch {
+		case e.file != nil:
+			select {
+			case <-e.file.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if e.file.skip {
+				continue
+			}
+			tree.Nodes = append(tree.Nodes, e.file.node)
+		case e.dir != nil:
+			select {
+			case <-e.dir.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			n := e.node
+			n.Type = snapshot.TypeDir
+			id := e.dir.id
+			n.Subtree = &id
+			tree.Nodes = append(tree.Nodes, n)
+		default:
+			tree.Nodes = append(tree.Nodes, e.node)
+		}
+	}
+	b, err := tree.Encode()
+	if err != nil {
+		return err
+	}
+	id := a.repo.BlobID(b)
+	stored, n, err := a.repo.SaveBlob(ctx, repository.TreeBlob, id, b)
+	if err != nil {
+		return err
+	}
+	if stored {
+		a.Stats.BytesWritten.Add(uint64(n))
+		a.Stats.BlobsWritten.Add(1)
+	}
+	res.id = id
+	close(res.done)
+	return nil
+}
+
+type worker struct {
+	a      *Archiver
+	table  *chunker.Table
+	hasher interface {
+		Write([]byte) (int, error)
+		Sum([]byte) []byte
+		Reset()
+	}
+	window []byte
+	blobs  chan<- blobJob
+}
+
+func (w *worker) id(b []byte) repository.ID {
+	w.hasher.Reset()
+	_, _ = w.hasher.Write(b)
+	var id repository.ID
+	w.hasher.Sum(id[:0])
+	return id
+}
+
+// saveFile reads one file and fills its node. Errors reading the file are
+// per-file (counted, logged, the file skipped); only repository and context
+// errors are returned.
+func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
+	defer close(job.res.done)
+	a := w.a
+	f, err := os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		job.res.skip = true
+		a.Stats.FilesSkipped.Add(1)
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
+			a.warn(job.path, err)
+		}
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		job.res.skip = true
+		a.Stats.FilesSkipped.Add(1)
+		return nil
+	}
+	node := baseNode(job.name, fi)
+	node.Type = snapshot.TypeFile
+
+	var content []repository.ID
+	var offset int64
+	pn := job.parent
+	if pn != nil && w.a.appendOnly(job.name) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) &&
+		len(pn.Content) > 0 && pn.TailRuns+1 < a.opt.FullReadEvery {
+		if prefix, off, ok := w.tail(ctx, f, pn); ok {
+			content, offset = prefix, off
+			node.TailRuns = pn.TailRuns + 1
+		}
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return w.fileError(job, err)
+	}
+	if w.window == nil {
+		w.window = make([]byte, chunker.MaxSize+1<<20)
+	}
+	c := chunker.New(w.table, f, w.window)
+	size := offset
+	for {
+		chunk, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return w.fileError(job, err)
+		}
+		size += int64(len(chunk))
+		a.Stats.BytesRead.Add(uint64(len(chunk)))
+		id := w.id(chunk)
+		content = append(content, id)
+		a.repo.Faults().Hit(faultpoint.AfterChunk)
+		if a.repo.Has(id) {
+			continue
+		}
+		buf := getChunk(len(chunk))
+		buf = append(buf, chunk...)
+		select {
+		case w.blobs <- blobJob{id: id, buf: buf}:
+		case <-ctx.Done():
+			putChunk(buf)
+			return ctx.Err()
+		}
+	}
+	node.Size = uint64(size)
+	node.Content = content
+	h := snapshot.ContentHash(content)
+	node.Hash = &h
+	if pn == nil {
+		a.Stats.FilesNew.Add(1)
+	} else {
+		a.Stats.FilesChanged.Add(1)
+	}
+	job.res.node = node
+	return nil
+}
+
+func (w *worker) fileError(job *fileJob, err error) error {
+	job.res.skip = true
+	w.a.Stats.FilesSkipped.Add(1)
+	w.a.warn(job.path, err)
+	return nil
+}
+
+// tail checks that the last chunk of the parent version is still there; if
+// so the file only grew and the chunks before it are reused. It returns the
+// reused prefix and the offset to chunk from (the start of the old last
+// chunk, whose end was the old end of file rather than a content-defined
+// boundary).
+func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node) ([]repository.ID, int64, bool) {
+	last := pn.Content[len(pn.Content)-1]
+	loc, ok := w.a.repo.Index().Lookup(last)
+	if !ok || uint64(loc.RawLen) > pn.Size {
+		return nil, 0, false
+	}
+	for _, id := range pn.Content[:len(pn.Content)-1] {
+		if !w.a.repo.Index().Has(id) {
+			return nil, 0, false
+		}
+	}
+	start := int64(pn.Size) - int64(loc.RawLen)
+	buf := getChunk(int(loc.RawLen))[:loc.RawLen]
+	defer putChunk(buf)
+	if _, err := f.ReadAt(buf, start); err != nil {
+		return nil, 0, false
+	}
+	w.a.Stats.BytesRead.Add(uint64(len(buf)))
+	if w.id(buf) != last {
+		return nil, 0, false
+	}
+	return slices.Clone(pn.Content[:len(pn.Content)-1]), start, true
+}
+
+var chunkPool sync.Pool
+
+func getChunk(n int) []byte {
+	if b, ok := chunkPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	c := 1 << 20
+	for c < n {
+		c *= 2
+	}
+	if n < 256<<10 {
+		c = 256 << 10
+	}
+	return make([]byte, 0, c)
+}
+
+func putChunk(b []byte) {
+	chunkPool.Put(&b)
+}

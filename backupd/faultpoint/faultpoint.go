@@ -1,0 +1,83 @@
+// Package faultpoint lets crash tests kill the process at a named point of a
+// write path. Points are armed from the BACKUPD_FAULT environment variable,
+// read once in main: "NAME" kills at the first hit of NAME, "NAME:N" at the
+// Nth. An unarmed Set (or a nil *Set) costs one nil check per hit.
+package faultpoint
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// The fault points of the engine (DESIGN §8 scenario 1 and 2).
+const (
+	AfterChunk         = "after-chunk"
+	AfterPackPut       = "after-pack-put"
+	AfterIndexWrite    = "after-index-write"
+	AfterSnapshotWrite = "after-snapshot-write"
+	RestoreMidFile     = "restore-mid-file"
+)
+
+// Names lists every fault point.
+var Names = []string{AfterChunk, AfterPackPut, AfterIndexWrite, AfterSnapshotWrite, RestoreMidFile}
+
+// Set is an armed fault point.
+type Set struct {
+	mu    sync.Mutex
+	name  string
+	after int
+	hits  int
+	kill  func()
+}
+
+// Parse arms a point from a spec such as "after-pack-put:3". An empty spec
+// returns nil (nothing armed).
+func Parse(spec string) (*Set, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	name, n, found := strings.Cut(spec, ":")
+	after := 1
+	if found {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("BACKUPD_FAULT %q: count %q must be a positive integer", spec, n)
+		}
+		after = v
+	}
+	known := false
+	for _, k := range Names {
+		known = known || k == name
+	}
+	if !known {
+		return nil, fmt.Errorf("BACKUPD_FAULT %q: unknown fault point %q (known: %s)", spec, name, strings.Join(Names, ", "))
+	}
+	return &Set{name: name, after: after, kill: func() {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // never returns; the signal ends the process
+	}}, nil
+}
+
+// NewFunc arms name to call fn (instead of killing) at its nth hit; for
+// in-process tests.
+func NewFunc(name string, n int, fn func()) *Set {
+	return &Set{name: name, after: n, kill: fn}
+}
+
+// Hit marks that the program passed point name.
+func (s *Set) Hit(name string) {
+	if s == nil || name != s.name {
+		return
+	}
+	s.mu.Lock()
+	s.hits++
+	fire := s.hits == s.after
+	s.mu.Unlock()
+	if fire {
+		s.kill()
+	}
+}

@@ -1,0 +1,253 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+)
+
+// LockInfo is the content of a lock object. Locks are leases: the holder
+// writes a fresh lock object every LockRefresh and removes the old one; a
+// lock whose Time is older than StaleAfter, or whose holder on this host is
+// gone, is stale and is removed by whoever finds it.
+type LockInfo struct {
+	Exclusive bool      `json:"exclusive"`
+	Hostname  string    `json:"hostname"`
+	PID       int       `json:"pid"`
+	Time      time.Time `json:"time"`
+	Command   string    `json:"command"`
+	Policy    string    `json:"policy,omitempty"`
+	Source    string    `json:"source,omitempty"`
+	// Owner is the same for every object one lock holder writes.
+	Owner string `json:"owner"`
+}
+
+// ErrLocked means a conflicting, live lock is held.
+var ErrLocked = errors.New("repository is locked")
+
+// ErrOverlap means a backup of the same policy and source is already
+// running on this host.
+var ErrOverlap = errors.New("a backup of this policy and source is already running")
+
+// LockError names the lock that blocked.
+type LockError struct {
+	Holder LockInfo
+	Err    error
+}
+
+func (e *LockError) Error() string {
+	kind := "shared"
+	if e.Holder.Exclusive {
+		kind = "exclusive"
+	}
+	return fmt.Sprintf("%v: %s lock held by %s (pid %d, %s) since %s", e.Err, kind, e.Holder.Hostname, e.Holder.PID,
+		e.Holder.Command, e.Holder.Time.UTC().Format(time.RFC3339))
+}
+
+func (e *LockError) Unwrap() error { return e.Err }
+
+// Lock is a held lock. Its Context is cancelled if the lease is lost.
+type Lock struct {
+	r      *Repo
+	info   LockInfo
+	mu     sync.Mutex
+	name   string
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+// Context is cancelled when the lock can no longer be kept alive.
+func (l *Lock) Context() context.Context { return l.ctx }
+
+type storedLock struct {
+	name string
+	info LockInfo
+}
+
+func (r *Repo) listLocks(ctx context.Context) ([]storedLock, error) {
+	var names []string
+	if err := r.be.List(ctx, backend.LockFile, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	var out []storedLock
+	for _, n := range names {
+		b, err := backend.LoadAll(ctx, r.be, backend.Handle{Type: backend.LockFile, Name: n})
+		if errors.Is(err, backend.ErrNotFound) {
+			continue // released meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load lock %s: %w", n, err)
+		}
+		var li LockInfo
+		if err := json.Unmarshal(b, &li); err != nil {
+			// An unreadable lock cannot be honoured; treat it as stale.
+			r.log.Warn("removing unreadable lock", "lock", n, "err", err)
+			_ = r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: n})
+			continue
+		}
+		out = append(out, storedLock{n, li})
+	}
+	return out, nil
+}
+
+// stale reports whether a lock's lease has run out or its holder on this
+// host has died.
+func (r *Repo) stale(li LockInfo) bool {
+	if r.opt.Now().Sub(li.Time) > r.opt.StaleAfter {
+		return true
+	}
+	if li.Hostname == r.opt.Hostname && li.PID > 0 {
+		if err := syscall.Kill(li.PID, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+	}
+	return false
+}
+
+// conflict returns the first live lock that blocks a request, removing the
+// stale ones it meets.
+func (r *Repo) conflict(ctx context.Context, want LockInfo) (*LockInfo, error) {
+	locks, err := r.listLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range locks {
+		if l.info.Owner == want.Owner {
+			continue
+		}
+		if r.stale(l.info) {
+			r.log.Info("removing stale lock", "lock", l.name, "hostname", l.info.Hostname, "pid", l.info.PID,
+				"since", l.info.Time.UTC().Format(time.RFC3339))
+			if err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: l.name}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if want.Exclusive || l.info.Exclusive {
+			li := l.info
+			return &li, nil
+		}
+		if want.Policy != "" && l.info.Policy == want.Policy && l.info.Source == want.Source &&
+			l.info.Hostname == want.Hostname && !l.info.Exclusive {
+			// Invariant: of two overlapping backups the later lock (then
+			// the larger owner) yields, so exactly one runs.
+			if l.info.Time.Before(want.Time) || l.info.Time.Equal(want.Time) && l.info.Owner < want.Owner {
+				li := l.info
+				return &li, ErrOverlap
+			}
+		}
+	}
+	return nil, nil
+}
+
+// Lock takes a shared (exclusive=false) or exclusive lock. A backup passes
+// its policy and source so that an overlapping run of the same policy on
+// this host is refused with ErrOverlap. The lease is refreshed until
+// Unlock.
+func (r *Repo) Lock(ctx context.Context, exclusive bool, command, policy, source string) (*Lock, error) {
+	var owner [8]byte
+	_, _ = rand.Read(owner[:])
+	info := LockInfo{Exclusive: exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: r.opt.Now(),
+		Command: command, Policy: policy, Source: source, Owner: hex.EncodeToString(owner[:])}
+	check := func() error {
+		holder, err := r.conflict(ctx, info)
+		if errors.Is(err, ErrOverlap) {
+			return &LockError{Holder: *holder, Err: ErrOverlap}
+		}
+		if err != nil {
+			return err
+		}
+		if holder != nil {
+			return &LockError{Holder: *holder, Err: ErrLocked}
+		}
+		return nil
+	}
+	if err := check(); err != nil {
+		return nil, err
+	}
+	name, err := r.writeLock(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	// Check again: another writer may have locked between our list and
+	// our write. Both may back off; neither proceeds against the other.
+	if err := check(); err != nil {
+		_ = r.be.Remove(context.WithoutCancel(ctx), backend.Handle{Type: backend.LockFile, Name: name})
+		return nil, err
+	}
+	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	l := &Lock{r: r, info: info, name: name, ctx: lctx, cancel: cancel, done: make(chan struct{})}
+	go l.refresh()
+	return l, nil
+}
+
+func (r *Repo) writeLock(ctx context.Context, info LockInfo) (string, error) {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return "", err
+	}
+	var rnd [16]byte
+	_, _ = rand.Read(rnd[:])
+	name := hex.EncodeToString(rnd[:])
+	if err := r.be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: name}, bytes.NewReader(b)); err != nil {
+		return "", fmt.Errorf("write lock: %w", err)
+	}
+	return name, nil
+}
+
+// refresh renews the lease until Unlock; if it cannot renew before the lease
+// would be considered stale, it cancels the lock's context.
+func (l *Lock) refresh() {
+	defer close(l.done)
+	t := time.NewTicker(l.r.opt.LockRefresh)
+	defer t.Stop()
+	lastOK := l.r.opt.Now()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		info := l.info
+		info.Time = l.r.opt.Now()
+		name, err := l.r.writeLock(l.ctx, info)
+		if err != nil {
+			l.r.log.Warn("lock refresh failed", "err", err)
+			if l.r.opt.Now().Sub(lastOK) > l.r.opt.StaleAfter*3/4 {
+				l.cancel(fmt.Errorf("lost repository lock: %w", err))
+				return
+			}
+			continue
+		}
+		lastOK = info.Time
+		l.mu.Lock()
+		old := l.name
+		l.name = name
+		l.mu.Unlock()
+		_ = l.r.be.Remove(l.ctx, backend.Handle{Type: backend.LockFile, Name: old})
+	}
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() error {
+	l.cancel(errors.New("unlocked"))
+	<-l.done
+	l.mu.Lock()
+	name := l.name
+	l.mu.Unlock()
+	return l.r.be.Remove(context.Background(), backend.Handle{Type: backend.LockFile, Name: name})
+}

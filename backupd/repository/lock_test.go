@@ -1,0 +1,141 @@
+package repository_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/backend/fault"
+	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/repotest"
+)
+
+func countLocks(t *testing.T, be backend.Backend) int {
+	t.Helper()
+	n := 0
+	_ = be.List(t.Context(), backend.LockFile, func(backend.FileInfo) error { n++; return nil })
+	return n
+}
+
+func TestLockSharedAndExclusive(t *testing.T) {
+	r, be := repotest.NewMem(t)
+	ctx := t.Context()
+	a, err := r.Lock(ctx, false, "backup", "p1", "/src/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Lock(ctx, false, "backup", "p2", "/src/b")
+	if err != nil {
+		t.Fatalf("second shared lock refused: %v", err)
+	}
+	if _, err := r.Lock(ctx, true, "prune", "", ""); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("exclusive lock beside shared ones: want ErrLocked, got %v", err)
+	}
+	_ = a.Unlock()
+	_ = b.Unlock()
+	x, err := r.Lock(ctx, true, "prune", "", "")
+	if err != nil {
+		t.Fatalf("exclusive lock after release: %v", err)
+	}
+	if _, err := r.Lock(ctx, false, "backup", "p1", "/src/a"); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("shared lock beside an exclusive one: want ErrLocked, got %v", err)
+	}
+	_ = x.Unlock()
+	if n := countLocks(t, be); n != 0 {
+		t.Fatalf("%d lock objects left after unlock", n)
+	}
+}
+
+func TestOverlappingBackupIsRefused(t *testing.T) {
+	r, _ := repotest.NewMem(t)
+	ctx := t.Context()
+	a, err := r.Lock(ctx, false, "backup", "p1", "/src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Unlock()
+	_, err = r.Lock(ctx, false, "backup", "p1", "/src")
+	var le *repository.LockError
+	if !errors.Is(err, repository.ErrOverlap) || !errors.As(err, &le) || le.Holder.Policy != "p1" {
+		t.Fatalf("want ErrOverlap naming the holder, got %v", err)
+	}
+}
+
+func TestStaleLocksAreRecovered(t *testing.T) {
+	t.Run("lease expired", func(t *testing.T) {
+		clock := repotest.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
+		_, be := repotest.NewMem(t)
+		opt := repository.Options{Now: clock.Now, LockRefresh: time.Hour, StaleAfter: 5 * time.Minute, Hostname: "node-a"}
+		dead := repotest.Reopen(t, be, opt)
+		if _, err := dead.Lock(t.Context(), true, "prune", "", ""); err != nil {
+			t.Fatal(err)
+		}
+		// The holder never refreshes (it "died" on another node).
+		opt.Hostname = "node-b"
+		other := repotest.Reopen(t, be, opt)
+		if _, err := other.Lock(t.Context(), false, "backup", "p", "/s"); !errors.Is(err, repository.ErrLocked) {
+			t.Fatalf("fresh exclusive lock must block: %v", err)
+		}
+		clock.Add(6 * time.Minute)
+		l, err := other.Lock(t.Context(), false, "backup", "p", "/s")
+		if err != nil {
+			t.Fatalf("stale lock still blocks: %v", err)
+		}
+		_ = l.Unlock()
+		if n := countLocks(t, be); n != 0 {
+			t.Fatalf("stale lock not removed: %d locks", n)
+		}
+	})
+	t.Run("holder process gone", func(t *testing.T) {
+		r, be := repotest.NewMem(t)
+		cmd := exec.Command("true")
+		if err := cmd.Run(); err != nil {
+			t.Skip("no 'true' binary")
+		}
+		info := repository.LockInfo{Exclusive: true, Hostname: "testhost", PID: cmd.Process.Pid, Time: time.Now(), Command: "prune", Owner: "gone"}
+		b, _ := json.Marshal(info)
+		if err := be.Save(t.Context(), backend.Handle{Type: backend.LockFile, Name: "deadbeef"}, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		l, err := r.Lock(t.Context(), false, "backup", "p", "/s")
+		if err != nil {
+			t.Fatalf("lock of a dead local process blocks: %v", err)
+		}
+		_ = l.Unlock()
+	})
+}
+
+func TestLockRefreshAndLeaseLoss(t *testing.T) {
+	_, mb := repotest.NewMem(t)
+	var failing atomic.Bool
+	be := &fault.Backend{Backend: mb, Hook: func(op fault.Op, h backend.Handle) error {
+		if failing.Load() && op == fault.OpSave {
+			return errors.New("injected outage")
+		}
+		return nil
+	}}
+	r := repotest.Reopen(t, be, repository.Options{LockRefresh: 10 * time.Millisecond, StaleAfter: 80 * time.Millisecond})
+	l, err := r.Lock(t.Context(), false, "backup", "p", "/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// While refreshes succeed, the lease stays alive and one lock object
+	// exists at a time.
+	time.Sleep(50 * time.Millisecond)
+	if err := l.Context().Err(); err != nil {
+		t.Fatalf("lease lost while refreshes succeed: %v", err)
+	}
+	failing.Store(true)
+	select {
+	case <-l.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("lease loss not signalled")
+	}
+	failing.Store(false)
+	_ = l.Unlock()
+}

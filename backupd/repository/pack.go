@@ -1,0 +1,115 @@
+package repository
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// A pack is blob ciphertexts back to back, then the sealed trailer, then the
+// trailer's sealed length as 4 bytes little endian, then the magic. The
+// trailer lists every blob, so the index can be rebuilt from packs alone.
+//
+//	pack    = blob* sealed(trailer) u32le(len(sealed trailer)) "BKP1"
+//	trailer = 0x01 u32le(count) entry*
+//	entry   = u8(type) u8(flags) u32le(length) u32le(raw length) id[32]
+//
+// Blob offsets follow from the lengths: the first blob starts at 0.
+const (
+	packMagic        = "BKP1"
+	packTailSize     = 4 + len(packMagic)
+	trailerEntrySize = 1 + 1 + 4 + 4 + 32
+	trailerVersion   = 1
+)
+
+// Blob flags.
+const (
+	FlagCompressed uint8 = 1
+)
+
+// ErrFormat means repository data did not decode; it is wrapped with what was
+// being decoded.
+var ErrFormat = errors.New("malformed repository data")
+
+// PackBlob is one blob of a pack.
+type PackBlob struct {
+	Type   BlobType
+	Flags  uint8
+	ID     ID
+	Offset uint32
+	Length uint32 // stored (sealed) length
+	RawLen uint32 // plaintext length after decompression
+}
+
+var trailerAD = []byte("backupd pack trailer v1")
+
+// EncodeTrailer returns the plaintext trailer of blobs (offsets are implied).
+func EncodeTrailer(blobs []PackBlob) []byte {
+	b := make([]byte, 0, 5+len(blobs)*trailerEntrySize)
+	b = append(b, trailerVersion)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(blobs)))
+	for _, pb := range blobs {
+		b = append(b, byte(pb.Type), pb.Flags)
+		b = binary.LittleEndian.AppendUint32(b, pb.Length)
+		b = binary.LittleEndian.AppendUint32(b, pb.RawLen)
+		b = append(b, pb.ID[:]...)
+	}
+	return b
+}
+
+// DecodeTrailer parses a plaintext trailer; dataLen is the number of bytes
+// before the sealed trailer, which the blobs must exactly fill.
+func DecodeTrailer(b []byte, dataLen int64) ([]PackBlob, error) {
+	if len(b) < 5 {
+		return nil, fmt.Errorf("pack trailer: %w: %w", ErrFormat, io.ErrUnexpectedEOF)
+	}
+	if b[0] != trailerVersion {
+		return nil, fmt.Errorf("pack trailer: %w: version %d, want %d", ErrFormat, b[0], trailerVersion)
+	}
+	n := binary.LittleEndian.Uint32(b[1:5])
+	b = b[5:]
+	if uint64(len(b)) != uint64(n)*trailerEntrySize {
+		return nil, fmt.Errorf("pack trailer: %w: %d entries need %d bytes, have %d", ErrFormat, n, uint64(n)*trailerEntrySize, len(b))
+	}
+	blobs := make([]PackBlob, n)
+	var off uint64
+	for i := range blobs {
+		e := b[i*trailerEntrySize:]
+		pb := PackBlob{Type: BlobType(e[0]), Flags: e[1],
+			Length: binary.LittleEndian.Uint32(e[2:6]), RawLen: binary.LittleEndian.Uint32(e[6:10]), Offset: uint32(off)}
+		copy(pb.ID[:], e[10:42])
+		if pb.Type != DataBlob && pb.Type != TreeBlob {
+			return nil, fmt.Errorf("pack trailer: %w: entry %d has unknown type %d", ErrFormat, i, e[0])
+		}
+		if pb.Flags&^FlagCompressed != 0 {
+			return nil, fmt.Errorf("pack trailer: %w: entry %d has unknown flags %#x", ErrFormat, i, pb.Flags)
+		}
+		off += uint64(pb.Length)
+		if off > uint64(dataLen) {
+			return nil, fmt.Errorf("pack trailer: %w: entry %d ends at %d, past the blob area of %d bytes", ErrFormat, i, off, dataLen)
+		}
+		blobs[i] = pb
+	}
+	if off != uint64(dataLen) {
+		return nil, fmt.Errorf("pack trailer: %w: blobs fill %d of %d bytes", ErrFormat, off, dataLen)
+	}
+	return blobs, nil
+}
+
+// ParsePackTail parses the last packTailSize bytes of a pack of size
+// packSize and returns the sealed trailer's offset and length.
+func ParsePackTail(tail []byte, packSize int64) (off int64, length int, err error) {
+	if len(tail) != packTailSize || packSize < int64(packTailSize) {
+		return 0, 0, fmt.Errorf("pack tail: %w: pack of %d bytes is too short", ErrFormat, packSize)
+	}
+	if string(tail[4:]) != packMagic {
+		return 0, 0, fmt.Errorf("pack tail: %w: bad magic %q", ErrFormat, tail[4:])
+	}
+	l := binary.LittleEndian.Uint32(tail[:4])
+	off = packSize - int64(packTailSize) - int64(l)
+	if off < 0 {
+		return 0, 0, fmt.Errorf("pack tail: %w: trailer length %d exceeds pack size %d", ErrFormat, l, packSize)
+	}
+	return off, int(l), nil
+}

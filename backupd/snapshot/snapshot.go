@@ -1,0 +1,162 @@
+// Package snapshot defines the tree and snapshot records stored in a
+// repository and their encodings. A tree is one directory: its entries sorted
+// by name, each with full metadata; files list their chunk blob ids and a
+// content hash; directories name their subtree.
+package snapshot
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/meshbackup/backupd/backupd/repository"
+)
+
+// Node types.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+)
+
+// Node is one directory entry.
+type Node struct {
+	Name    string          `json:"name"`
+	Type    string          `json:"type"`
+	Mode    fs.FileMode     `json:"mode"`
+	UID     uint32          `json:"uid"`
+	GID     uint32          `json:"gid"`
+	Size    uint64          `json:"size,omitempty"`
+	MtimeNS int64           `json:"mtime_ns"`
+	CtimeNS int64           `json:"ctime_ns"`
+	Inode   uint64          `json:"inode,omitempty"`
+	Target  string          `json:"target,omitempty"`
+	Content []repository.ID `json:"content,omitempty"`
+	// Hash is the content hash: BLAKE3-256 over the concatenated chunk ids
+	// (see ContentHash). A restored file is proved by re-hashing it at the
+	// recorded chunk boundaries.
+	Hash    *repository.ID `json:"hash,omitempty"`
+	Subtree *repository.ID `json:"subtree,omitempty"`
+	// TailRuns counts consecutive backups that read only the appended tail
+	// of this file; at the limit the next backup reads it whole.
+	TailRuns int `json:"tail_runs,omitempty"`
+}
+
+// ContentHash is the per-file hash recorded in a node.
+func ContentHash(content []repository.ID) repository.ID {
+	h := blake3.New()
+	for _, id := range content {
+		_, _ = h.Write(id[:])
+	}
+	var out repository.ID
+	h.Sum(out[:0])
+	return out
+}
+
+// Tree is a directory listing.
+type Tree struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// Encode returns the tree's JSON with nodes sorted by name.
+func (t *Tree) Encode() ([]byte, error) {
+	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
+	return json.Marshal(t)
+}
+
+// ValidName reports whether name can be a directory entry: restore must never
+// write outside its target, so separators, "." and ".." are refused.
+func ValidName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("invalid entry name %q", name)
+	}
+	return nil
+}
+
+// DecodeTree parses and validates a tree blob.
+func DecodeTree(b []byte) (*Tree, error) {
+	var t Tree
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("tree: %w: %w", repository.ErrFormat, err)
+	}
+	seen := make(map[string]bool, len(t.Nodes))
+	for i, n := range t.Nodes {
+		if err := ValidName(n.Name); err != nil {
+			return nil, fmt.Errorf("tree: %w: node %d: %w", repository.ErrFormat, i, err)
+		}
+		if seen[n.Name] {
+			return nil, fmt.Errorf("tree: %w: duplicate entry %q", repository.ErrFormat, n.Name)
+		}
+		seen[n.Name] = true
+		switch n.Type {
+		case TypeFile:
+			if n.Hash == nil {
+				return nil, fmt.Errorf("tree: %w: file %q has no content hash", repository.ErrFormat, n.Name)
+			}
+		case TypeDir:
+			if n.Subtree == nil {
+				return nil, fmt.Errorf("tree: %w: directory %q has no subtree", repository.ErrFormat, n.Name)
+			}
+		case TypeSymlink:
+		default:
+			return nil, fmt.Errorf("tree: %w: entry %q has unknown type %q", repository.ErrFormat, n.Name, n.Type)
+		}
+	}
+	return &t, nil
+}
+
+// Totals summarize a backup run.
+type Totals struct {
+	Files          uint64  `json:"files"`
+	Dirs           uint64  `json:"dirs"`
+	FilesNew       uint64  `json:"files_new"`
+	FilesChanged   uint64  `json:"files_changed"`
+	FilesUnchanged uint64  `json:"files_unchanged"`
+	FilesSkipped   uint64  `json:"files_skipped"`
+	Errors         uint64  `json:"errors"`
+	BytesTotal     uint64  `json:"bytes_total"`
+	BytesRead      uint64  `json:"bytes_read"`
+	BytesWritten   uint64  `json:"bytes_written"`
+	BlobsWritten   uint64  `json:"blobs_written"`
+	DurationSec    float64 `json:"duration_seconds"`
+}
+
+// Snapshot is a manifest, written after everything it refers to.
+type Snapshot struct {
+	Version  int            `json:"version"`
+	Seq      uint64         `json:"seq"`
+	Time     time.Time      `json:"time"`
+	Policy   string         `json:"policy"`
+	Source   string         `json:"source"`
+	Hostname string         `json:"hostname"`
+	Parent   *repository.ID `json:"parent,omitempty"`
+	Tree     repository.ID  `json:"tree"`
+	Totals   Totals         `json:"totals"`
+	Program  string         `json:"program,omitempty"`
+
+	// ID is the object id; not stored.
+	ID repository.ID `json:"-"`
+}
+
+// Decode parses and validates a snapshot manifest.
+func Decode(b []byte) (*Snapshot, error) {
+	var s Snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("snapshot: %w: %w", repository.ErrFormat, err)
+	}
+	if s.Version != 1 {
+		return nil, fmt.Errorf("snapshot: %w: version %d, want 1", repository.ErrFormat, s.Version)
+	}
+	if s.Policy == "" {
+		return nil, fmt.Errorf("snapshot: %w: no policy", repository.ErrFormat)
+	}
+	if s.Tree.IsNull() {
+		return nil, fmt.Errorf("snapshot: %w: no tree", repository.ErrFormat)
+	}
+	return &s, nil
+}

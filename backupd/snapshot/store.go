@@ -1,0 +1,155 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/repository"
+)
+
+// LoadTree loads and decodes a tree blob.
+func LoadTree(ctx context.Context, r *repository.Repo, id repository.ID) (*Tree, error) {
+	b, err := r.LoadBlob(ctx, repository.TreeBlob, id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("load tree %s: %w", id.Str(), err)
+	}
+	t, err := DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id.Str(), err)
+	}
+	return t, nil
+}
+
+// Save stores a snapshot manifest and sets s.ID.
+func Save(ctx context.Context, r *repository.Repo, s *Snapshot) error {
+	s.Version = 1
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	id, err := r.SaveSnapshotJSON(ctx, b)
+	if err != nil {
+		return err
+	}
+	s.ID = id
+	return nil
+}
+
+// Load loads one snapshot.
+func Load(ctx context.Context, r *repository.Repo, id repository.ID) (*Snapshot, error) {
+	b, err := r.LoadSnapshotJSON(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", id.Str(), err)
+	}
+	s.ID = id
+	return s, nil
+}
+
+// LoadAll loads every snapshot, sorted oldest first by (Seq, Time, ID). An
+// unreadable snapshot is returned in bad, not as a failure of the listing.
+func LoadAll(ctx context.Context, r *repository.Repo) (snaps []*Snapshot, bad map[repository.ID]error, err error) {
+	ids, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	bad = map[repository.ID]error{}
+	for _, id := range ids {
+		s, err := Load(ctx, r, id)
+		if errors.Is(err, backend.ErrNotFound) {
+			continue // forgotten meanwhile
+		}
+		if err != nil {
+			bad[id] = err
+			continue
+		}
+		snaps = append(snaps, s)
+	}
+	Sort(snaps)
+	return snaps, bad, nil
+}
+
+// Sort orders snapshots oldest first. Sequence numbers order the snapshots of
+// a policy whatever the clock did (DESIGN §8 scenario 12).
+func Sort(snaps []*Snapshot) {
+	sort.SliceStable(snaps, func(i, j int) bool {
+		a, b := snaps[i], snaps[j]
+		if a.Policy != b.Policy {
+			return a.Policy < b.Policy
+		}
+		if a.Seq != b.Seq {
+			return a.Seq < b.Seq
+		}
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		return a.ID.String() < b.ID.String()
+	})
+}
+
+// Latest returns the newest snapshot matching the filter (empty fields match
+// anything), or nil.
+func Latest(snaps []*Snapshot, policy, source, hostname string) *Snapshot {
+	var best *Snapshot
+	for _, s := range snaps {
+		if policy != "" && s.Policy != policy || source != "" && s.Source != source || hostname != "" && s.Hostname != hostname {
+			continue
+		}
+		if best == nil || s.Seq > best.Seq || s.Seq == best.Seq && s.Time.After(best.Time) {
+			best = s
+		}
+	}
+	return best
+}
+
+// NextSeq returns the sequence number of the next snapshot of policy.
+func NextSeq(snaps []*Snapshot, policy string) uint64 {
+	var m uint64
+	for _, s := range snaps {
+		if s.Policy == policy && s.Seq > m {
+			m = s.Seq
+		}
+	}
+	return m + 1
+}
+
+// Find resolves "latest" or a unique id prefix (at least 4 hex characters).
+func Find(snaps []*Snapshot, ref, policy string) (*Snapshot, error) {
+	if ref == "latest" {
+		s := Latest(snaps, policy, "", "")
+		if s == nil {
+			if policy != "" {
+				return nil, fmt.Errorf("no snapshot of policy %q", policy)
+			}
+			return nil, errors.New("the repository has no snapshots")
+		}
+		return s, nil
+	}
+	if len(ref) < 4 {
+		return nil, fmt.Errorf("snapshot id %q: give 'latest' or at least 4 hex characters", ref)
+	}
+	var found *Snapshot
+	for _, s := range snaps {
+		if policy != "" && s.Policy != policy {
+			continue
+		}
+		if strings.HasPrefix(s.ID.String(), strings.ToLower(ref)) {
+			if found != nil {
+				return nil, fmt.Errorf("snapshot id %q is ambiguous", ref)
+			}
+			found = s
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no snapshot with id %q", ref)
+	}
+	return found, nil
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# install-tools.sh TOOL... — make the named tools available, installing what is
+# missing: Debian packages when running as root, Go builds otherwise. Built
+# binaries are cached in .cache/bin (put it on PATH; the Makefile does).
+#
+# Tools: staticcheck, restic, borg, kopia.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="$PWD/.cache/bin"
+mkdir -p "$CACHE"
+export PATH="$CACHE:$PATH"
+
+apt_updated=""
+apt_install() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-tools: $1 is missing and installing Debian packages needs root" >&2
+		return 1
+	fi
+	if [ -z "$apt_updated" ]; then
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+		apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# go_tool NAME MODULE@VERSION: build a Go tool into the cache.
+go_tool() {
+	local name=$1 pkg=$2
+	echo "install-tools: building $name from $pkg" >&2
+	GOBIN="$CACHE" GOFLAGS=-mod=mod go install "$pkg"
+}
+
+# go_tool_module NAME MODULE VERSION PKG: build from a scratch module with a
+# tool line (for modules whose 'go install' is refused by the proxy).
+go_tool_module() {
+	local name=$1 mod=$2 ver=$3 pkg=$4
+	local dir
+	dir=$(mktemp -d)
+	(
+		cd "$dir"
+		go mod init scratch >/dev/null 2>&1
+		go get "$mod@$ver" >/dev/null
+		GOBIN="$CACHE" go install "$pkg"
+	)
+	rm -rf "$dir"
+}
+
+for tool in "$@"; do
+	case "$tool" in
+	staticcheck)
+		command -v staticcheck >/dev/null || go_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+		;;
+	restic)
+		command -v restic >/dev/null || apt_install restic
+		;;
+	borg)
+		command -v borg >/dev/null || apt_install borgbackup
+		;;
+	kopia)
+		command -v kopia >/dev/null || go_tool_module kopia github.com/kopia/kopia v0.23.1 github.com/kopia/kopia
+		;;
+	*)
+		echo "install-tools: unknown tool $tool" >&2
+		exit 2
+		;;
+	esac
+done

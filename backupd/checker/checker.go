@@ -224,7 +224,12 @@ func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 			hit := false
 			if treeErr != nil {
 				hit = true
-				rep.add(Problem{Kind: "bad-tree", Object: p, Message: treeErr.Error()})
+				prob := Problem{Kind: "bad-tree", Object: p, Message: treeErr.Error()}
+				var ce *repository.CorruptError
+				if errors.As(treeErr, &ce) && !ce.Pack.IsNull() {
+					prob.Pack = ce.Pack.String()
+				}
+				rep.add(prob)
 			} else {
 				for _, id := range n.Content {
 					if !repo.Index().Has(id) {

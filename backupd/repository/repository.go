@@ -277,13 +277,15 @@ func (r *Repo) LoadIndex(ctx context.Context) error {
 		if f.Err != nil {
 			return fmt.Errorf("load index: %w", f.Err)
 		}
+		// Superseded files are remembered too, so that the next full
+		// index supersedes them as well and prune removes them.
+		r.indexIDs = append(r.indexIDs, f.ID)
 		if superseded[f.ID] {
 			continue
 		}
 		for _, p := range f.File.Packs {
 			r.idx.AddPack(p.ID, p.Blobs)
 		}
-		r.indexIDs = append(r.indexIDs, f.ID)
 	}
 	return nil
 }
@@ -669,7 +671,8 @@ func (r *Repo) SaveIndexFile(ctx context.Context, f *IndexFile) (ID, error) {
 	return id, nil
 }
 
-// IndexFileIDs returns the index files loaded or written by this Repo.
+// IndexFileIDs returns the index files loaded (superseded ones included) or
+// written by this Repo.
 func (r *Repo) IndexFileIDs() []ID {
 	r.mu.Lock()
 	defer r.mu.Unlock()

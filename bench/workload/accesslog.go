@@ -25,13 +25,14 @@ const (
 
 // logGen produces Envoy-style access-log lines with increasing seq numbers.
 type logGen struct {
-	r    *rand.Rand
-	p    *proxyInfo
-	seq  uint64  // seq of the next line
-	ms   float64 // timestamp of the next line (Unix ms)
-	dt   float64 // mean ms between lines
-	stop float64 // timestamps never pass this (0: no limit)
-	suf  []byte
+	r     *rand.Rand
+	p     *proxyInfo
+	seq   uint64  // seq of the next line
+	ms    float64 // timestamp of the next line (Unix ms)
+	dt    float64 // mean ms between lines
+	stop  float64 // timestamps never pass this (0: no limit)
+	suf   []byte
+	trace []byte // trace id of the previous line
 }
 
 // line appends one line (with '\n') to b.
@@ -99,7 +100,7 @@ func (g *logGen) line(b []byte) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, dur*9/10, 10)
 	b = append(b, ` "`...)
-	b = appendIP(b, r, 10)
+	b = appendPoolIP(b, seedOf(g.p.idx64(), 1, uint64(r.IntN(512))))
 	b = append(b, `" "`...)
 
 	// Everything after the user agent goes to g.suf so that the agent can
@@ -115,7 +116,7 @@ func (g *logGen) line(b []byte) []byte {
 	s = append(s, ':')
 	s = strconv.AppendInt(s, int64(port), 10)
 	s = append(s, `" "`...)
-	s = appendIP(s, r, 10)
+	s = appendPoolIP(s, seedOf(uint64(len(svc)), uint64(svc[0]), uint64(svc[len(svc)-1]), uint64(len(ns)), uint64(ns[0]), uint64(ns[1]), uint64(r.IntN(4))))
 	s = append(s, ':')
 	s = strconv.AppendInt(s, int64(port), 10)
 	s = append(s, `" outbound|`...)
@@ -129,7 +130,10 @@ func (g *logGen) line(b []byte) []byte {
 	s = append(s, ':')
 	s = strconv.AppendInt(s, int64(32768+r.IntN(28000)), 10)
 	s = append(s, " - default traceparent=00-"...)
-	s = appendHex(s, r, 32)
+	if len(g.trace) == 0 || r.IntN(100) < 40 {
+		g.trace = appendHex(g.trace[:0], r, 32) // new trace; otherwise another span of the last one
+	}
+	s = append(s, g.trace...)
 	s = append(s, '-')
 	s = appendHex(s, r, 16)
 	s = append(s, "-01"...)

@@ -33,7 +33,7 @@ type raftCtx struct {
 func serverDir(i int) string { return "consul/server-" + strconv.Itoa(i) }
 
 func raftDBBytes(opt Options, r *rand.Rand) int {
-	return scaled(opt, betweenF(r, 100, 118)*(1<<20), 256<<10)
+	return scaled(opt, betweenF(r, 100e6, 112e6), 256<<10)
 }
 
 func serfBytes(opt Options, r *rand.Rand, base float64) int {
@@ -188,7 +188,7 @@ func fillRaftPage(p []byte, r *rand.Rand, pgid uint64, ctx *raftCtx) {
 		putPageHeader(p, pgid, 0x02, 1, uint32(r.IntN(4)))
 		fillRandom(p[16:], r)
 	case k < 88: // branch page
-		n := between(r, 20, 200)
+		n := between(r, 20, 160)
 		putPageHeader(p, pgid, 0x01, uint16(n), 0)
 		base := ctx.index - uint64(r.IntN(1<<22))
 		data := 16 + 16*n
@@ -399,8 +399,8 @@ func writeSnapshot(snapsDir string, opt Options, ctx *raftCtx, term, index uint6
 	sctx := *ctx
 	sctx.index = index
 	for len(state) < size {
-		if r.IntN(5) == 0 {
-			blob := make([]byte, between(r, 256, 4096))
+		if r.IntN(12) == 0 {
+			blob := make([]byte, between(r, 128, 1024))
 			fillRandom(blob, r)
 			state = append(state, 0xc5, byte(len(blob)>>8), byte(len(blob)))
 			state = append(state, blob...)

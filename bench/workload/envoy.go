@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -55,8 +56,9 @@ func genConfigDump(opt Options, p *proxyInfo, target int, clockMs int64) []byte 
 	w.kvs("version_info", tsRFC(clockMs-int64(r.IntN(3600_000))), "/", strconv.Itoa(between(r, 10, 999)))
 	w.k("dynamic_active_clusters").arr()
 	k := 0
+	trustedCA := strings.ReplaceAll(string(appendPEM(nil, "CERTIFICATE", fakeDER(newRand(opt.Seed, tagRoot, 2), 980))), "\n", `\n`)
 	for w.size() < target*55/100 {
-		writeCluster(w, r, upstreamFor(opt.Seed, p.idx, k), clockMs)
+		writeCluster(w, r, upstreamFor(opt.Seed, p.idx, k), trustedCA, clockMs)
 		k++
 	}
 	w.endArr()
@@ -74,7 +76,7 @@ func genConfigDump(opt Options, p *proxyInfo, target int, clockMs int64) []byte 
 	w.e().obj()
 	w.kv("@type", "type.googleapis.com/envoy.admin.v3.RoutesConfigDump")
 	w.k("dynamic_route_configs").arr()
-	for i := 0; w.size() < target*96/100; i++ {
+	for i := 0; w.size() < target-2048; i++ { // the secrets below add > 2 KiB
 		writeRouteConfig(w, r, opt, p, i, clockMs)
 	}
 	w.endArr()
@@ -141,7 +143,7 @@ func writeNode(w *jsonw, r *rand.Rand, opt Options, p *proxyInfo) {
 	w.endObj()
 }
 
-func writeCluster(w *jsonw, r *rand.Rand, u upstream, clockMs int64) {
+func writeCluster(w *jsonw, r *rand.Rand, u upstream, trustedCA string, clockMs int64) {
 	name := u.cluster()
 	w.e().obj()
 	w.kvs("version_info", tsRFC(clockMs-int64(r.IntN(6*hourMs))), "/", strconv.Itoa(between(r, 1, 999)))
@@ -218,6 +220,9 @@ func writeCluster(w *jsonw, r *rand.Rand, u upstream, clockMs int64) {
 	w.endArr()
 	w.k("combined_validation_context").obj()
 	w.k("default_validation_context").obj()
+	w.k("trusted_ca").obj()
+	w.kv("inline_string", trustedCA)
+	w.endObj()
 	w.k("match_typed_subject_alt_names").arr()
 	w.e().obj()
 	w.kv("san_type", "URI")
@@ -390,9 +395,10 @@ func writeRouteConfig(w *jsonw, r *rand.Rand, opt Options, p *proxyInfo, i int, 
 }
 
 // mutateConfigDump returns a copy of data with 1-5% of its bytes changed in
-// a few clustered regions (resources that got a new version). Only digits and
-// characters of long hex strings are changed, so valid JSON stays valid and
-// the length is preserved.
+// a few clustered regions (resources that got a new version). Only digits,
+// characters of hex strings (hashes) and of base64 strings (inline
+// certificates) are replaced, by characters of the same class, so valid JSON
+// stays valid and the length is preserved.
 func mutateConfigDump(data []byte, r *rand.Rand) []byte {
 	out := append([]byte(nil), data...)
 	n := len(out)
@@ -402,68 +408,99 @@ func mutateConfigDump(data []byte, r *rand.Rand) []byte {
 	want := int(float64(n) * betweenF(r, 0.012, 0.048))
 	regionLen := min(max(n/64, 1024), 16<<10)
 	changed := 0
-	for attempts := 0; changed < want && attempts < 10000; attempts++ {
-		l := int(float64(regionLen) * betweenF(r, 0.5, 2))
-		start := r.IntN(n)
-		end := min(start+l, n)
-		for i := start; i < end && changed < want; i++ {
-			c := out[i]
-			var nc byte
-			switch {
-			case c >= '0' && c <= '9':
-				if inHexRun(out, i) {
-					nc = hexDigits[r.IntN(16)]
-				} else if i > 0 && out[i-1] >= '0' && out[i-1] <= '9' {
-					nc = byte('0' + r.IntN(10))
-				} else {
-					nc = byte('1' + r.IntN(9)) // never a leading zero
+	for attempts := 0; changed < want && attempts < 4000; attempts++ {
+		i := r.IntN(n)
+		end := min(i+int(float64(regionLen)*betweenF(r, 0.5, 2)), n)
+		for i > 0 && isTokenChar(out[i-1]) {
+			i--
+		}
+		for i < end && changed < want {
+			if !isTokenChar(out[i]) {
+				i++
+				continue
+			}
+			j := i
+			for j < n && isTokenChar(out[j]) {
+				j++
+			}
+			kind := classifyToken(out[i:j])
+			for k := i; k < j && changed < want; k++ {
+				c := out[k]
+				if k > 0 && out[k-1] == '\\' {
+					continue // part of an escape sequence such as \n
 				}
-			case c >= 'a' && c <= 'f' && inHexRun(out, i):
-				nc = hexDigits[r.IntN(16)]
-			default:
-				continue
+				var nc byte
+				switch {
+				case kind == tokHex:
+					nc = hexDigits[r.IntN(16)]
+				case kind == tokBase64:
+					nc = base64Chars[r.IntN(64)]
+				case c >= '0' && c <= '9':
+					if k > 0 && out[k-1] >= '0' && out[k-1] <= '9' {
+						nc = byte('0' + r.IntN(10))
+					} else {
+						nc = byte('1' + r.IntN(9)) // never a leading zero
+					}
+				default:
+					continue
+				}
+				if nc == c {
+					continue
+				}
+				if c == data[k] {
+					changed++
+				} else if nc == data[k] {
+					changed--
+				}
+				out[k] = nc
 			}
-			if nc == c {
-				continue
-			}
-			wasSame := out[i] == data[i]
-			out[i] = nc
-			if wasSame && nc != data[i] {
-				changed++
-			} else if !wasSame && nc == data[i] {
-				changed--
-			}
+			i = j
 		}
 	}
 	return out
 }
 
-// inHexRun reports whether b[i] is inside a run of >= 8 hex characters that
-// contains at least one letter (so it is a hash inside a JSON string, never
-// a number).
-func inHexRun(b []byte, i int) bool {
-	isHex := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
-	s, e := i, i
-	for s > 0 && isHex(b[s-1]) && i-s < 64 {
-		s--
-	}
-	for e < len(b) && isHex(b[e]) && e-i < 64 {
-		e++
-	}
-	if e-s < 8 {
-		return false
-	}
-	for _, c := range b[s:e] {
-		if c >= 'a' {
-			return true
+const base64Chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+const (
+	tokOther = iota
+	tokHex
+	tokBase64
+)
+
+func isTokenChar(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '+' || c == '/'
+}
+
+// classifyToken tells hashes (>= 8 lower-case hex characters with a letter
+// and a digit) and base64 data (>= 16 characters with upper, lower and
+// digits) from other tokens. Both only occur inside JSON strings.
+func classifyToken(t []byte) int {
+	var digit, hexLetter, lower, upper, other bool
+	for _, c := range t {
+		switch {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c >= 'a' && c <= 'f':
+			hexLetter = true
+		case c >= 'g' && c <= 'z':
+			lower = true
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		default:
+			other = true
 		}
 	}
-	return false
+	switch {
+	case len(t) >= 8 && digit && hexLetter && !lower && !upper && !other:
+		return tokHex
+	case len(t) >= 16 && digit && upper && (lower || hexLetter):
+		return tokBase64
+	}
+	return tokOther
 }
 
 // ---------------------------------------------------------------- stats
-
-const statsBytesPerCluster = 7800
 
 var (
 	clusterCounters = []string{"upstream_cx_total", "upstream_cx_connect_fail", "upstream_cx_destroy_local",
@@ -500,7 +537,7 @@ func genStats(opt Options, p *proxyInfo, clockMs, epochMs int64) []byte {
 		ups[k] = upstreamFor(opt.Seed, p.idx, k)
 		names[k] = []byte(`{cluster_name="` + ups[k].cluster() + `"} `)
 	}
-	b := make([]byte, 0, p.clusters*statsBytesPerCluster*11/10+8192)
+	b := make([]byte, 0, p.clusters*9000+8192)
 	counter := func() int64 {
 		var rate float64
 		switch x := sr.IntN(20); {
@@ -750,7 +787,7 @@ func genEDS(r *rand.Rand, u upstream, clockMs int64) []byte {
 		w.kvs("zone", reg, pick(r, zoneSuffixes))
 		w.endObj()
 		w.k("lb_endpoints").arr()
-		n := between(r, 1, 10)
+		n := between(r, 1, 6)
 		for i := 0; i < n; i++ {
 			w.e().obj()
 			w.k("endpoint").obj()

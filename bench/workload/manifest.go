@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"github.com/zeebo/blake3"
 )
@@ -94,6 +95,8 @@ func Manifest(root string) (map[string]Entry, error) {
 	return m, nil
 }
 
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 func hashFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -101,8 +104,9 @@ func hashFile(path string) (string, error) {
 	}
 	defer f.Close()
 	h := blake3.New()
-	buf := make([]byte, 256<<10)
-	if _, err := io.CopyBuffer(h, f, buf); err != nil {
+	bp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bp)
+	if _, err := io.CopyBuffer(h, f, *bp); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

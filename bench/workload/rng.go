@@ -104,6 +104,16 @@ func appendIP(b []byte, r *rand.Rand, first int) []byte {
 	return strconv.AppendInt(b, int64(1+r.IntN(254)), 10)
 }
 
+// appendPoolIP appends the 10.x.y.z address selected by hash h.
+func appendPoolIP(b []byte, h uint64) []byte {
+	b = append(b, "10."...)
+	b = strconv.AppendUint(b, h&63, 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, (h>>8)&255, 10)
+	b = append(b, '.')
+	return strconv.AppendUint(b, 1+(h>>16)%254, 10)
+}
+
 // fillRandom fills p with pseudo-random bytes from r.
 func fillRandom(p []byte, r *rand.Rand) {
 	i := 0

@@ -124,6 +124,8 @@ type proxyInfo struct {
 	clusters int     // upstream clusters in the stats dump
 }
 
+func (p *proxyInfo) idx64() uint64 { return uint64(p.idx) }
+
 // chooseSet returns a deterministic set of k indices out of n.
 func chooseSet(n, k int, seed uint64) map[int]bool {
 	idx := make([]int, n)
@@ -153,27 +155,32 @@ func layout(opt Options) []proxyInfo {
 		p.tap = tap[i]
 		if p.heavy {
 			p.ns, p.app = "gateways", pick(r, gatewayNames)
-			p.rate = betweenF(r, 150, 600)
+			p.rate = betweenF(r, 100, 500)
 		} else {
 			p.ns, p.app = pick(r, namespaces), pick(r, serviceNames)
-			p.rate = betweenF(r, 5, 40)
+			p.rate = betweenF(r, 3, 20)
 		}
-		p.ageMin = betweenF(r, 30, 120)
+		p.ageMin = betweenF(r, 30, 180)
 		p.class = r.Float64()
 		p.dir = fmt.Sprintf("proxies/%s-%s-%d", p.ns, p.app, i)
 		p.pod = fmt.Sprintf("%s-%s-%s", p.app, string(appendHex(nil, r, 10)), string(appendHex(nil, r, 5)))
 		p.ip = string(appendIP(nil, r, 10))
-		p.clusters = 1 + int(float64(statsBytes(opt, p))/statsBytesPerCluster)
+		// Enough upstream clusters for stats.txt to reach its target size
+		// (the per-cluster cost was measured on genStats output).
+		for est, target := 3200, statsBytes(opt, p); est < target; p.clusters++ {
+			est += 77*len(upstreamFor(opt.Seed, i, p.clusters).cluster()) + 5450
+		}
+		p.clusters = max(p.clusters, 1)
 	}
 	return ps
 }
 
 // Sizes of the per-proxy big files.
 func configDumpBytes(opt Options, p *proxyInfo) int {
-	return scaled(opt, 1.5e6+1.5e6*math.Pow(p.class, 6), 8<<10)
+	return scaled(opt, 1.5e6+1.5e6*math.Pow(p.class, 10), 8<<10)
 }
 func statsBytes(opt Options, p *proxyInfo) int {
-	return scaled(opt, 0.1e6+1.9e6*math.Pow(p.class, 8), 2<<10)
+	return scaled(opt, 0.1e6+1.88e6*math.Pow(p.class, 10), 2<<10)
 }
 
 // state is persisted in root/.workload-state.json.

@@ -86,6 +86,7 @@ func mutateProxy(root string, opt Options, p *proxyInfo, ps *proxyState, step0, 
 
 		g.r = newRand(opt.Seed, tagLog, uint64(p.idx), step)
 		g.ms, g.stop = float64(clock-minuteMs), float64(clock)
+		g.trace = g.trace[:0]
 		if buf, err = appendStepLogs(lw, g, r, opt, p, buf); err != nil {
 			break
 		}

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshbackup/backupd/bench/workload"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "backupd-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "backupd")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type cli struct {
+	t    *testing.T
+	repo string
+	env  []string
+}
+
+func newCLI(t *testing.T) *cli {
+	c := &cli{t: t, repo: filepath.Join(t.TempDir(), "repo")}
+	c.env = append(os.Environ(), "BACKUPD_REPOSITORY="+c.repo, "BACKUPD_PASSWORD=correct horse")
+	return c
+}
+
+// run runs backupd and returns stdout, stderr and the exit code (-9 when
+// killed by SIGKILL).
+func (c *cli) run(extraEnv []string, args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append([]string(nil), c.env...), extraEnv...)
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = -int(ws.Signal())
+		} else {
+			code = ee.ExitCode()
+		}
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return so.String(), se.String(), code
+}
+
+func (c *cli) ok(args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.run(nil, args...)
+	if code != 0 {
+		c.t.Fatalf("backupd %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func manifest(t *testing.T, root string) map[string]workload.Entry {
+	t.Helper()
+	m, err := workload.Manifest(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range m {
+		if v.Type == "socket" || v.Type == "other" {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
+func genVolume(t *testing.T, opt workload.Options) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "vol")
+	if err := workload.Generate(src, opt); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+type summary struct {
+	SnapshotID     string `json:"snapshot_id"`
+	FilesNew       int    `json:"files_new"`
+	FilesChanged   int    `json:"files_changed"`
+	FilesUnchanged int    `json:"files_unchanged"`
+	FilesSkipped   int    `json:"files_skipped"`
+	BytesRead      int64  `json:"bytes_read"`
+	BytesWritten   int64  `json:"bytes_written"`
+}
+
+func (c *cli) backup(src string) summary {
+	c.t.Helper()
+	var s summary
+	if err := json.Unmarshal([]byte(c.ok("backup", "--policy", "mesh", "--json", src)), &s); err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}
+
+func (c *cli) assertRestoreEquals(id string, want map[string]workload.Entry) {
+	c.t.Helper()
+	target := filepath.Join(c.t.TempDir(), "restore")
+	c.ok("restore", "--target", target, id)
+	if d := workload.Diff(want, manifest(c.t, target), true); len(d) > 0 {
+		c.t.Fatalf("restore of %s differs:\n%s", id, strings.Join(d, "\n"))
+	}
+}
+
+func TestCommandLineRoundTrip(t *testing.T) {
+	c := newCLI(t)
+	opt := workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.02, Seed: 5}
+	src := genVolume(t, opt)
+	c.ok("init")
+	want1 := manifest(t, src)
+	s1 := c.backup(src)
+	if s1.FilesNew == 0 || s1.FilesSkipped == 0 || s1.BytesWritten == 0 {
+		t.Fatalf("first backup summary: %+v", s1)
+	}
+	if err := workload.Mutate(src, opt, 2); err != nil {
+		t.Fatal(err)
+	}
+	want2 := manifest(t, src)
+	s2 := c.backup(src)
+	if s2.FilesChanged == 0 || s2.FilesUnchanged == 0 || s2.BytesRead >= s1.BytesRead {
+		t.Fatalf("incremental summary: %+v", s2)
+	}
+	var snaps []struct {
+		ID  string `json:"id"`
+		Seq int    `json:"seq"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("snapshots", "--json", "--policy", "mesh")), &snaps); err != nil || len(snaps) != 2 {
+		t.Fatalf("snapshots --json: %v %+v", err, snaps)
+	}
+	c.assertRestoreEquals(s1.SnapshotID[:8], want1)
+	c.assertRestoreEquals("latest", want2)
+	// diff -r is clean too (sockets are skipped by design).
+	target := filepath.Join(t.TempDir(), "r")
+	c.ok("restore", "--policy", "mesh", "--target", target, "latest")
+	out, _ := exec.Command("diff", "-r", "--no-dereference", src, target).CombinedOutput()
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.Contains(line, "admin.sock") && !strings.Contains(line, ".workload-state.json") {
+			t.Fatalf("diff -r: %s", out)
+		}
+	}
+	c.ok("check", "--read-data")
+	c.ok("check", "--read-data-subset", "1/3")
+	// forget keeps the newest; prune with no grace frees the rest.
+	c.ok("forget", "--keep-last", "1", "--prune", "--grace", "0s")
+	if err := json.Unmarshal([]byte(c.ok("snapshots", "--json")), &snaps); err != nil || len(snaps) != 1 || snaps[0].ID != s2.SnapshotID {
+		t.Fatalf("after forget: %+v", snaps)
+	}
+	c.ok("check", "--read-data")
+	c.assertRestoreEquals("latest", want2)
+}
+
+func TestExitCodes(t *testing.T) {
+	c := newCLI(t)
+	src := genVolume(t, workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.02})
+	c.ok("init")
+	c.backup(src)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown flag", nil, []string{"backup", "--nope", src}, exitUsage, "unknown flag: --nope"},
+		{"missing policy", nil, []string{"backup", src}, exitUsage, "--policy is required"},
+		{"missing target", nil, []string{"restore", "latest"}, exitUsage, "--target is required"},
+		{"bad subset", nil, []string{"check", "--read-data-subset", "4/3"}, exitUsage, "--read-data-subset"},
+		{"no keep rule", nil, []string{"forget"}, exitUsage, "--keep-last"},
+		{"bad fault point", []string{"BACKUPD_FAULT=nowhere"}, []string{"check"}, exitUsage, "unknown fault point"},
+		{"wrong password", []string{"BACKUPD_PASSWORD=wrong"}, []string{"snapshots"}, exitFailed, "wrong password"},
+		{"no repository", []string{"BACKUPD_REPOSITORY=" + t.TempDir()}, []string{"snapshots"}, exitFailed, "no repository there"},
+		{"unknown snapshot", nil, []string{"restore", "--target", t.TempDir(), "abcdef12"}, exitFailed, "no snapshot with id"},
+		{"source missing", nil, []string{"backup", "--policy", "mesh", "/nonexistent/dir"}, exitFailed, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, code := c.run(tc.env, tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.msg) {
+				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, tc.code, errOut, tc.msg)
+			}
+			if strings.Contains(errOut, "correct horse") {
+				t.Fatal("password in output")
+			}
+		})
+	}
+}
+
+func TestFutureFormatRefused(t *testing.T) {
+	c := newCLI(t)
+	c.ok("init")
+	cfg := filepath.Join(c.repo, "config")
+	b, _ := os.ReadFile(cfg)
+	_ = os.Chmod(cfg, 0o600)
+	_ = os.WriteFile(cfg, []byte(strings.Replace(string(b), `"version": 1`, `"version": 9`, 1)), 0o600)
+	_, errOut, code := c.run(nil, "snapshots")
+	if code != exitFailed || !strings.Contains(errOut, "format version 9 is not supported") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+func TestCorruptionExitsThree(t *testing.T) {
+	c := newCLI(t)
+	src := genVolume(t, workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.02})
+	c.ok("init")
+	c.backup(src)
+	packs, _ := filepath.Glob(filepath.Join(c.repo, "data", "*", "*"))
+	for _, p := range packs {
+		b, _ := os.ReadFile(p)
+		b[len(b)/4] ^= 0x01
+		_ = os.WriteFile(p, b, 0o600)
+	}
+	out, _, code := c.run(nil, "check", "--read-data")
+	if code != exitCorrupt || !strings.Contains(out, "corrupt-blob") || !strings.Contains(out, "affected: snapshot") {
+		t.Fatalf("check exit %d:\n%s", code, out)
+	}
+	_, errOut, code := c.run(nil, "restore", "--target", t.TempDir(), "latest")
+	if code != exitCorrupt || !strings.Contains(errOut, "files not restored") {
+		t.Fatalf("restore exit %d:\n%s", code, errOut)
+	}
+}
+
+func TestOverlapExitsFour(t *testing.T) {
+	c := newCLI(t)
+	src := genVolume(t, workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.02})
+	c.ok("init")
+	// A live "backup" of the same policy and source: this test process
+	// holds the lock object.
+	abs, _ := filepath.Abs(src)
+	lock := map[string]any{"exclusive": false, "hostname": hostname(t), "pid": os.Getpid(), "time": time.Now(),
+		"command": "backup", "policy": "mesh", "source": abs, "owner": "other"}
+	b, _ := json.Marshal(lock)
+	_ = os.WriteFile(filepath.Join(c.repo, "locks", "0123456789abcdef"), b, 0o600)
+	_, errOut, code := c.run(nil, "backup", "--policy", "mesh", src)
+	if code != exitSkipped || !strings.Contains(errOut, "already running") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+func hostname(t *testing.T) string {
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// Scenario 1 with real processes: SIGKILL at each fault point of a backup.
+// Afterwards check passes, every earlier snapshot restores byte-exact, and
+// the next backup succeeds.
+func TestSIGKILLDuringBackup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	c := newCLI(t)
+	opt := workload.Options{Proxies: 8, ConsulServers: 1, Scale: 0.15, Seed: 9}
+	src := genVolume(t, opt)
+	c.ok("init")
+	oracle := map[string]map[string]workload.Entry{}
+	take := func() {
+		want := manifest(t, src)
+		oracle[c.backup(src).SnapshotID] = want
+	}
+	take()
+	points := []string{"after-chunk:3", "after-chunk:12", "after-pack-put:1", "after-pack-put:2", "after-index-write:1", "after-snapshot-write:1"}
+	for _, fp := range points {
+		if err := workload.Mutate(src, opt, 1); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, code := c.run([]string{"BACKUPD_FAULT=" + fp}, "backup", "--policy", "mesh", src)
+		if code != -int(syscall.SIGKILL) {
+			t.Fatalf("%s: backup was not killed (exit %d): %s", fp, code, errOut)
+		}
+		c.ok("check")
+		take()
+	}
+	// Kills at random moments, too.
+	r := rand.New(rand.NewPCG(1, 1))
+	for i := range 5 {
+		_ = workload.Mutate(src, opt, 1)
+		cmd := exec.Command(binary, "backup", "--policy", "mesh", src)
+		cmd.Env = c.env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(50+r.IntN(250)) * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		if _, errOut, code := c.run(nil, "check"); code != 0 {
+			t.Fatalf("random kill %d: check exit %d: %s", i, code, errOut)
+		}
+		take()
+	}
+	for id, want := range oracle {
+		c.assertRestoreEquals(id[:8], want)
+	}
+	c.ok("check", "--read-data")
+}
+
+// Scenario 2: SIGKILL mid-restore leaves no half-written file under its
+// final name, and a rerun converges to the exact tree.
+func TestSIGKILLDuringRestore(t *testing.T) {
+	c := newCLI(t)
+	opt := workload.Options{Proxies: 4, ConsulServers: 1, Scale: 0.1, Seed: 4}
+	src := genVolume(t, opt)
+	c.ok("init")
+	want := manifest(t, src)
+	c.backup(src)
+	target := filepath.Join(t.TempDir(), "restore")
+	for _, n := range []string{"1", "7", "30"} {
+		_, errOut, code := c.run([]string{"BACKUPD_FAULT=restore-mid-file:" + n}, "restore", "--target", target, "latest")
+		if code != -int(syscall.SIGKILL) {
+			t.Fatalf("restore not killed at file %s (exit %d): %s", n, code, errOut)
+		}
+		for p, ent := range manifest(t, target) {
+			if strings.Contains(p, ".backupd-restore-") {
+				continue // a temp name: allowed
+			}
+			if ent.Type == "file" && ent.Hash != want[p].Hash {
+				t.Fatalf("kill at file %s: %s is under its final name with wrong content", n, p)
+			}
+		}
+	}
+	c.ok("restore", "--target", target, "latest")
+	got := manifest(t, target)
+	if d := workload.Diff(want, got, true); len(d) > 0 {
+		t.Fatalf("rerun did not converge:\n%s", strings.Join(d, "\n"))
+	}
+}

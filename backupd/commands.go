@@ -726,10 +726,6 @@ func runPrune(ctx context.Context, g *globalOptions, r *repository.Repo, grace t
 	return nil
 }
 
-func snapHandle(id repository.ID) backendHandle {
-	return backendHandle{Type: backendSnapshot, Name: id.String()}
+func snapHandle(id repository.ID) backend.Handle {
+	return backend.Handle{Type: backend.SnapshotFile, Name: id.String()}
 }
-
-type backendHandle = backend.Handle
-
-const backendSnapshot = backend.SnapshotFile

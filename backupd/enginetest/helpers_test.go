@@ -1,7 +1,6 @@
 package enginetest
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -192,7 +191,5 @@ func packFiles(t *testing.T, repoDir string) []string {
 	sort.Strings(out)
 	return out
 }
-
-func isCorrupt(err error) bool { return errors.Is(err, repository.ErrCorrupt) }
 
 func e0() repository.Options { return repository.Options{} }

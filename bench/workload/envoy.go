@@ -514,10 +514,15 @@ var (
 	clusterHistograms = []string{"upstream_cx_connect_ms", "upstream_rq_time"}
 	histogramBuckets  = []string{"0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
 		"10000", "30000", "60000", "300000", "600000", "1800000", "3600000", "+Inf"}
-	serverGauges = []string{"envoy_server_memory_allocated", "envoy_server_memory_heap_size",
-		"envoy_server_memory_physical_size", "envoy_server_total_connections", "envoy_server_parent_connections",
-		"envoy_server_stats_recent_lookups", "envoy_server_concurrency", "envoy_server_live", "envoy_server_state",
-		"envoy_server_hot_restart_epoch", "envoy_server_days_until_first_cert_expiring"}
+	serverGauges = []struct {
+		name string
+		lo   int
+		hi   int
+	}{{"envoy_server_memory_allocated", 40 << 20, 400 << 20}, {"envoy_server_memory_heap_size", 64 << 20, 512 << 20},
+		{"envoy_server_memory_physical_size", 64 << 20, 600 << 20}, {"envoy_server_total_connections", 10, 5000},
+		{"envoy_server_parent_connections", 0, 0}, {"envoy_server_stats_recent_lookups", 1000, 900000},
+		{"envoy_server_concurrency", 2, 2}, {"envoy_server_live", 1, 1}, {"envoy_server_state", 0, 0},
+		{"envoy_server_hot_restart_epoch", 0, 0}, {"envoy_server_days_until_first_cert_expiring", 0, 1}}
 	istioCodes = []string{"200", "404", "503"}
 )
 
@@ -553,11 +558,11 @@ func genStats(opt Options, p *proxyInfo, clockMs, epochMs int64) []byte {
 
 	for _, g := range serverGauges {
 		b = append(b, "# TYPE "...)
-		b = append(b, g...)
+		b = append(b, g.name...)
 		b = append(b, " gauge\n"...)
-		b = append(b, g...)
+		b = append(b, g.name...)
 		b = append(b, ' ')
-		b = strconv.AppendInt(b, int64(vr.IntN(1<<28)), 10)
+		b = strconv.AppendInt(b, int64(between(vr, g.lo, g.hi)), 10)
 		b = append(b, '\n')
 	}
 	b = append(b, "# TYPE envoy_server_uptime gauge\nenvoy_server_uptime "...)
@@ -702,7 +707,7 @@ func genBootstrap(opt Options, p *proxyInfo, gen int, clockMs int64) []byte {
 	for i := 0; w.size() < target/2; i++ {
 		w.e().obj()
 		w.kvs("tag_name", "istio_tag_", strconv.Itoa(i))
-		w.kv("regex", statsTagRegexes[i%len(statsTagRegexes)])
+		w.kv("regex", strings.ReplaceAll(statsTagRegexes[i%len(statsTagRegexes)], `\`, `\\`))
 		w.endObj()
 	}
 	w.endArr()

@@ -29,7 +29,6 @@ const (
 	tagRaftPage
 	tagRaftStep
 	tagSnap
-	tagSerf
 	tagStep
 	tagCrash
 )

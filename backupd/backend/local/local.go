@@ -122,6 +122,9 @@ func (l *Local) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker) (e
 	if _, err := l.fs.Stat(final); err == nil {
 		return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 	}
+	if f, ok := rd.(*os.File); ok && l.ownTemp(f) {
+		return l.saveTemp(h, f, final)
+	}
 	if _, err := rd.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("save %v: rewind: %w", h, err)
 	}
@@ -151,6 +154,31 @@ func (l *Local) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker) (e
 		return fmt.Errorf("save %v: close: %w", h, cerr)
 	}
 	if err := l.fs.Link(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
+		}
+		return fmt.Errorf("save %v: link: %w", h, err)
+	}
+	if err := l.fs.SyncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("save %v: fsync directory: %w", h, err)
+	}
+	return nil
+}
+
+// ownTemp reports whether f is a file in this repository's tmp/ on the real
+// file system, which Save can link into place instead of copying.
+func (l *Local) ownTemp(f *os.File) bool {
+	_, isOS := l.fs.(OS)
+	return isOS && filepath.Dir(f.Name()) == l.TempDir()
+}
+
+// saveTemp stores a file already written in tmp/: fsync it, link it to its
+// final name, fsync the directory. The caller still owns and removes f.
+func (l *Local) saveTemp(h backend.Handle, f *os.File, final string) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save %v: fsync: %w", h, err)
+	}
+	if err := os.Link(f.Name(), final); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 		}

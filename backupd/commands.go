@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"strconv"
 	"strings"
@@ -158,7 +159,23 @@ func (g *globalOptions) repoOptions(log *slog.Logger) (repository.Options, error
 	if err != nil {
 		return repository.Options{}, usageErr("%v", err)
 	}
-	return repository.Options{Logger: log, Faults: faults}, nil
+	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit}, nil
+}
+
+// Memory budget (README "Memory"): the data pipeline's buffers fit in
+// memoryBase whatever the data size; the index needs about indexBytesPerBlob
+// per blob. The limit is soft (the Go runtime's GC target), so going over it
+// costs CPU, never a failure. GOMEMLIMIT overrides it.
+const (
+	memoryBase        = 48 << 20
+	indexBytesPerBlob = 256
+)
+
+func (g *globalOptions) applyMemoryLimit(blobs int) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(memoryBase + int64(blobs)*indexBytesPerBlob)
 }
 
 // open opens the repository named by --repo.
@@ -170,6 +187,7 @@ func (g *globalOptions) open(ctx context.Context) (*repository.Repo, *slog.Logge
 	if g.repo == "" {
 		return nil, nil, usageErr("no repository: pass --repo DIR or set BACKUPD_REPOSITORY")
 	}
+	g.applyMemoryLimit(0)
 	pw, err := g.password(false)
 	if err != nil {
 		return nil, nil, err

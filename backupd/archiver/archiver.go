@@ -230,7 +230,7 @@ func (a *Archiver) totals() snapshot.Totals {
 func (a *Archiver) run(ctx context.Context, root string, rootFI fs.FileInfo, parent *snapshot.Tree) (repository.ID, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	files := make(chan *fileJob, a.opt.Workers)
-	blobs := make(chan blobJob, a.opt.Savers)
+	blobs := make(chan blobJob) // unbuffered: each queued chunk is memory
 
 	var readers sync.WaitGroup
 	for range a.opt.Workers {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/scrypt"
@@ -75,6 +76,20 @@ func (k *Key) Seal(dst, plaintext, ad []byte) []byte {
 		panic(err)
 	}
 	return k.aead.Seal(dst, dst[n:n+nonceSize], plaintext, ad)
+}
+
+// NonceSize is the length of the nonce that starts every sealed object.
+const NonceSize = nonceSize
+
+// SealInPlace seals buf[NonceSize:NonceSize+n] where it lies, writing a
+// fresh nonce to buf[:NonceSize], and returns the sealed bytes
+// (nonce||ciphertext||tag), which reuse buf's storage when its capacity
+// allows NonceSize+n+16 bytes.
+func (k *Key) SealInPlace(buf []byte, n int, ad []byte) []byte {
+	if _, err := rand.Read(buf[:nonceSize]); err != nil {
+		panic(err)
+	}
+	return k.aead.Seal(buf[:nonceSize], buf[:nonceSize], buf[nonceSize:nonceSize+n], ad)
 }
 
 // Open authenticates and decrypts a Seal output, appending the plaintext to
@@ -153,6 +168,9 @@ func Unwrap(kf *KeyFile, password []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	// scrypt's 32 MiB work area is garbage now; collect it at once so
+	// the memory is reused instead of adding to the process's peak.
+	runtime.GC()
 	plain, err := wk.Open(nil, kf.Data, keyFileAD)
 	if err != nil {
 		return nil, ErrWrongPassword

@@ -48,6 +48,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Hostname is recorded in locks and snapshots.
 	Hostname string
+	// IndexLoaded, if set, is told how many blobs the index holds after
+	// LoadIndex, so the caller can size its memory budget.
+	IndexLoaded func(blobs int)
 }
 
 func (o *Options) applyDefaults(be backend.Backend) {
@@ -287,6 +290,9 @@ func (r *Repo) LoadIndex(ctx context.Context) error {
 			r.idx.AddPack(p.ID, p.Blobs)
 		}
 	}
+	if r.opt.IndexLoaded != nil {
+		r.opt.IndexLoaded(r.idx.Len())
+	}
 	return nil
 }
 
@@ -429,7 +435,8 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 	if loc.Type != t {
 		return nil, fmt.Errorf("load blob %s: indexed as %s, wanted %s", id.Str(), loc.Type, t)
 	}
-	sealed := make([]byte, loc.Length)
+	sealed := getBuf(int(loc.Length))[:loc.Length]
+	defer putBuf(sealed)
 	h := backend.Handle{Type: backend.PackFile, Name: loc.Pack.String()}
 	if err := backend.ReadAt(ctx, r.be, h, sealed, int64(loc.Offset)); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -440,18 +447,32 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 	return r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, sealed, buf)
 }
 
-// OpenBlob decrypts, decompresses and verifies a sealed blob.
+// OpenBlob decrypts, decompresses and verifies a sealed blob, appending the
+// plaintext to buf[:0]. Scratch space comes from a pool, so steady-state
+// restores allocate nothing per blob.
 func (r *Repo) OpenBlob(t BlobType, id, pack ID, flags uint8, rawLen uint32, sealed, buf []byte) ([]byte, error) {
-	plain, err := r.key.Open(buf[:0], sealed, blobAD(t, id))
-	if err != nil {
-		return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: err}
-	}
+	var plain []byte
+	var err error
 	if flags&FlagCompressed != 0 {
-		out, err := r.dec.DecodeAll(plain, make([]byte, 0, rawLen))
+		scratch := getBuf(len(sealed))
+		defer putBuf(scratch)
+		var z []byte
+		z, err = r.key.Open(scratch[:0], sealed, blobAD(t, id))
+		if err != nil {
+			return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: err}
+		}
+		if cap(buf) < int(rawLen) {
+			buf = make([]byte, 0, rawLen)
+		}
+		plain, err = r.dec.DecodeAll(z, buf[:0])
 		if err != nil {
 			return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: fmt.Errorf("decompress: %w", err)}
 		}
-		plain = out
+	} else {
+		plain, err = r.key.Open(buf[:0], sealed, blobAD(t, id))
+		if err != nil {
+			return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: err}
+		}
 	}
 	if uint32(len(plain)) != rawLen {
 		return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: fmt.Errorf("length %d, indexed as %d", len(plain), rawLen)}
@@ -489,20 +510,23 @@ func (r *Repo) SaveBlob(ctx context.Context, t BlobType, id ID, plain []byte) (b
 	r.pending[id] = struct{}{}
 	r.mu.Unlock()
 
-	payload, flags := plain, uint8(0)
-	cbuf := getBuf(len(plain))
-	defer putBuf(cbuf)
+	// Compress (or copy) behind a nonce-sized gap and seal in place: one
+	// scratch buffer per blob.
+	flags := uint8(0)
+	body := getBuf(crypto.NonceSize + len(plain) + crypto.Overhead)[:crypto.NonceSize]
 	if len(plain) > 64 {
-		c := r.enc.EncodeAll(plain, cbuf[:0])
+		c := r.enc.EncodeAll(plain, body)
 		// Store raw when compression saves less than 3%.
-		if len(c) < len(plain)-len(plain)*3/100 {
-			payload, flags = c, FlagCompressed
+		if n := len(c) - crypto.NonceSize; n < len(plain)-len(plain)*3/100 {
+			body, flags = c, FlagCompressed
+		} else {
+			body = append(c[:crypto.NonceSize], plain...)
 		}
-		cbuf = c
+	} else {
+		body = append(body, plain...)
 	}
-	sbuf := getBuf(len(payload) + crypto.Overhead)
-	defer putBuf(sbuf)
-	sealed := r.key.Seal(sbuf[:0], payload, blobAD(t, id))
+	sealed := r.key.SealInPlace(body, len(body)-crypto.NonceSize, blobAD(t, id))
+	defer putBuf(sealed)
 
 	r.mu.Lock()
 	if r.packErr != nil {

@@ -121,8 +121,28 @@ func New(repo *repository.Repo, opt Options) *Restorer {
 	return &Restorer{repo: repo, opt: opt, log: opt.Logger.With("component", "restorer")}
 }
 
+// dirRoot is an open directory of the target, shared by the tasks of its
+// files and closed when the last one is done. Working relative to it keeps
+// every operation to a single path component: as traversal-safe as the
+// target's root, without re-walking the path for each call.
+type dirRoot struct {
+	*os.Root
+	refs atomic.Int64
+	own  bool // closed by release (the target root is closed by Restore)
+}
+
+func (d *dirRoot) acquire() { d.refs.Add(1) }
+
+func (d *dirRoot) release() {
+	if d.refs.Add(-1) == 0 && d.own {
+		_ = d.Close()
+	}
+}
+
 type fileTask struct {
-	rel  string
+	rel  string // path in the target, for messages
+	name string
+	dir  *dirRoot
 	node snapshot.Node
 }
 
@@ -156,7 +176,8 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 			var buf []byte
 			for t := range tasks {
 				var err error
-				buf, err = r.restoreFile(gctx, root, t, buf)
+				buf, err = r.restoreFile(gctx, t, buf)
+				t.dir.release()
 				if err != nil {
 					if gctx.Err() != nil {
 						return gctx.Err()
@@ -167,11 +188,14 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 			return nil
 		})
 	}
-	// dirs are finished (metadata) after their files, deepest first.
+	// Directory metadata is set after their files, deepest first.
 	var dirs []fileTask
 	g.Go(func() error {
 		defer close(tasks)
-		return r.walk(gctx, root, sn.Tree, ".", tasks, &dirs, fail)
+		top := &dirRoot{Root: root}
+		top.acquire()
+		defer top.release()
+		return r.walk(gctx, top, sn.Tree, ".", tasks, &dirs, fail)
 	})
 	if err := g.Wait(); err != nil {
 		return res, fmt.Errorf("restore: %w", err)
@@ -184,12 +208,12 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	return res, nil
 }
 
-// walk creates directories and symlinks and queues files.
-func (r *Restorer) walk(ctx context.Context, root *os.Root, treeID repository.ID, dir string, tasks chan<- fileTask, dirs *[]fileTask, fail func(string, error)) error {
+// walk creates directories and symlinks in dir and queues its files.
+func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID, rel string, tasks chan<- fileTask, dirs *[]fileTask, fail func(string, error)) error {
 	tree, err := snapshot.LoadTree(ctx, r.repo, treeID)
 	if err != nil {
 		if errors.Is(err, repository.ErrCorrupt) || errors.Is(err, repository.ErrFormat) {
-			fail(dir, err)
+			fail(rel, err)
 			return nil
 		}
 		return err
@@ -198,37 +222,48 @@ func (r *Restorer) walk(ctx context.Context, root *os.Root, treeID repository.ID
 	for _, n := range tree.Nodes {
 		want[n.Name] = true
 	}
-	if err := r.cleanDir(root, dir, want); err != nil {
+	if err := r.cleanDir(dir.Root, rel, want); err != nil {
 		return err
 	}
 	for _, n := range tree.Nodes {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// Names were validated by DecodeTree; path.Join keeps them below
-		// dir, and root keeps everything below the target.
-		rel := path.Join(dir, n.Name)
+		// Names were validated by DecodeTree (no separators, no "." or
+		// ".."), and every operation goes through an os.Root.
+		p := path.Join(rel, n.Name)
 		switch n.Type {
 		case snapshot.TypeDir:
-			if err := r.mkdir(root, rel); err != nil {
-				fail(rel, err)
+			if err := r.mkdir(dir.Root, n.Name); err != nil {
+				fail(p, err)
+				continue
+			}
+			sub, err := dir.OpenRoot(n.Name)
+			if err != nil {
+				fail(p, err)
 				continue
 			}
 			r.Stats.Dirs.Add(1)
-			if err := r.walk(ctx, root, *n.Subtree, rel, tasks, dirs, fail); err != nil {
+			d := &dirRoot{Root: sub, own: true}
+			d.acquire()
+			err = r.walk(ctx, d, *n.Subtree, p, tasks, dirs, fail)
+			d.release()
+			if err != nil {
 				return err
 			}
-			*dirs = append(*dirs, fileTask{rel: rel, node: n})
+			*dirs = append(*dirs, fileTask{rel: p, node: n})
 		case snapshot.TypeSymlink:
-			if err := r.symlink(root, rel, n); err != nil {
-				fail(rel, err)
+			if err := r.symlink(dir.Root, n.Name, n); err != nil {
+				fail(p, err)
 				continue
 			}
 			r.Stats.Symlinks.Add(1)
 		case snapshot.TypeFile:
+			dir.acquire()
 			select {
-			case tasks <- fileTask{rel: rel, node: n}:
+			case tasks <- fileTask{rel: p, name: n.Name, dir: dir, node: n}:
 			case <-ctx.Done():
+				dir.release()
 				return ctx.Err()
 			}
 		default:
@@ -240,80 +275,85 @@ func (r *Restorer) walk(ctx context.Context, root *os.Root, treeID repository.ID
 
 // cleanDir removes leftovers of an interrupted restore and, with Delete,
 // entries the snapshot does not hold.
-func (r *Restorer) cleanDir(root *os.Root, dir string, want map[string]bool) error {
-	d, err := root.Open(dir)
+func (r *Restorer) cleanDir(dir *os.Root, rel string, want map[string]bool) error {
+	d, err := dir.Open(".")
 	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
+		return fmt.Errorf("open %s: %w", rel, err)
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return fmt.Errorf("list %s: %w", dir, err)
+		return fmt.Errorf("list %s: %w", rel, err)
 	}
 	for _, name := range names {
 		if strings.HasPrefix(name, TempPrefix) || r.opt.Delete && !want[name] {
-			if err := root.RemoveAll(path.Join(dir, name)); err != nil {
-				return fmt.Errorf("remove %s: %w", path.Join(dir, name), err)
+			if err := dir.RemoveAll(name); err != nil {
+				return fmt.Errorf("remove %s: %w", path.Join(rel, name), err)
 			}
 		}
 	}
 	return nil
 }
 
-func (r *Restorer) mkdir(root *os.Root, rel string) error {
-	fi, err := root.Lstat(rel)
+func (r *Restorer) mkdir(dir *os.Root, name string) error {
+	fi, err := dir.Lstat(name)
 	if err == nil {
 		if fi.IsDir() {
 			return nil
 		}
-		if err := root.RemoveAll(rel); err != nil {
+		if err := dir.RemoveAll(name); err != nil {
 			return err
 		}
 	}
-	return root.Mkdir(rel, 0o700)
+	return dir.Mkdir(name, 0o700)
 }
 
-func (r *Restorer) symlink(root *os.Root, rel string, n snapshot.Node) error {
-	if cur, err := root.Readlink(rel); err == nil && cur == n.Target {
-		return r.setOwner(root, rel, n, true)
+func (r *Restorer) symlink(dir *os.Root, name string, n snapshot.Node) error {
+	if cur, err := dir.Readlink(name); err == nil && cur == n.Target {
+		return r.setOwner(dir, name, n, true)
 	}
-	if _, err := root.Lstat(rel); err == nil {
-		if err := root.RemoveAll(rel); err != nil {
+	if _, err := dir.Lstat(name); err == nil {
+		if err := dir.RemoveAll(name); err != nil {
 			return err
 		}
 	}
-	if err := root.Symlink(n.Target, rel); err != nil {
+	if err := dir.Symlink(n.Target, name); err != nil {
 		return err
 	}
-	return r.setOwner(root, rel, n, true)
+	return r.setOwner(dir, name, n, true)
 }
 
-func (r *Restorer) setOwner(root *os.Root, rel string, n snapshot.Node, link bool) error {
+func (r *Restorer) setOwner(dir *os.Root, name string, n snapshot.Node, link bool) error {
 	if !*r.opt.Owner {
 		return nil
 	}
 	if link {
-		return root.Lchown(rel, int(n.UID), int(n.GID))
+		return dir.Lchown(name, int(n.UID), int(n.GID))
 	}
-	return root.Chown(rel, int(n.UID), int(n.GID))
+	return dir.Chown(name, int(n.UID), int(n.GID))
 }
 
-func (r *Restorer) setMeta(root *os.Root, rel string, n snapshot.Node) error {
-	if err := r.setOwner(root, rel, n, false); err != nil {
+func fileMode(n snapshot.Node) fs.FileMode {
+	return n.Mode.Perm() | n.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+}
+
+func (r *Restorer) setMeta(dir *os.Root, name string, n snapshot.Node) error {
+	if err := r.setOwner(dir, name, n, false); err != nil {
 		return err
 	}
-	if err := root.Chmod(rel, n.Mode.Perm()|n.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+	if err := dir.Chmod(name, fileMode(n)); err != nil {
 		return err
 	}
 	mt := time.Unix(0, n.MtimeNS)
-	return root.Chtimes(rel, mt, mt)
+	return dir.Chtimes(name, mt, mt)
 }
 
-// restoreFile restores one file through a temp name. buf is reused across
-// calls.
-func (r *Restorer) restoreFile(ctx context.Context, root *os.Root, t fileTask, buf []byte) ([]byte, error) {
+// restoreFile restores one file through a temp name in its directory. buf
+// is reused across calls.
+func (r *Restorer) restoreFile(ctx context.Context, t fileTask, buf []byte) ([]byte, error) {
 	n := t.node
-	if ok, err := r.alreadyRestored(ctx, root, t, &buf); err != nil {
+	dir := t.dir.Root
+	if ok, err := r.alreadyRestored(ctx, t, &buf); err != nil {
 		return buf, err
 	} else if ok {
 		r.Stats.Unchanged.Add(1)
@@ -321,9 +361,8 @@ func (r *Restorer) restoreFile(ctx context.Context, root *os.Root, t fileTask, b
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	dir, name := path.Split(t.rel)
-	tmp := path.Join(dir, TempPrefix+hex.EncodeToString(rnd[:])+"-"+truncate(name, 100))
-	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	tmp := TempPrefix + hex.EncodeToString(rnd[:]) + "-" + truncate(t.name, 100)
+	f, err := dir.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return buf, err
 	}
@@ -332,7 +371,7 @@ func (r *Restorer) restoreFile(ctx context.Context, root *os.Root, t fileTask, b
 	defer func() {
 		if !ok {
 			_ = f.Close()
-			_ = root.Remove(tmp)
+			_ = dir.Remove(tmp)
 		}
 	}()
 	var written int64
@@ -357,18 +396,27 @@ func (r *Restorer) restoreFile(ctx context.Context, root *os.Root, t fileTask, b
 	if snapshot.ContentHash(n.Content) != *n.Hash {
 		return buf, fmt.Errorf("%w: content hash does not match the recorded hash", repository.ErrCorrupt)
 	}
-	if err := f.Close(); err != nil {
-		return buf, err
-	}
-	if err := r.setMeta(root, tmp, n); err != nil {
-		return buf, err
-	}
-	if fi, err := root.Lstat(t.rel); err == nil && fi.IsDir() {
-		if err := root.RemoveAll(t.rel); err != nil {
+	if *r.opt.Owner {
+		if err := f.Chown(int(n.UID), int(n.GID)); err != nil {
 			return buf, err
 		}
 	}
-	if err := root.Rename(tmp, t.rel); err != nil {
+	if err := f.Chmod(fileMode(n)); err != nil {
+		return buf, err
+	}
+	if err := f.Close(); err != nil {
+		return buf, err
+	}
+	mt := time.Unix(0, n.MtimeNS)
+	if err := dir.Chtimes(tmp, mt, mt); err != nil {
+		return buf, err
+	}
+	if fi, err := dir.Lstat(t.name); err == nil && fi.IsDir() {
+		if err := dir.RemoveAll(t.name); err != nil {
+			return buf, err
+		}
+	}
+	if err := dir.Rename(tmp, t.name); err != nil {
 		return buf, err
 	}
 	ok = true
@@ -380,12 +428,13 @@ func (r *Restorer) restoreFile(ctx context.Context, root *os.Root, t fileTask, b
 // alreadyRestored reports whether the target already holds this exact file
 // (from an interrupted earlier run): same size and mtime, and every chunk
 // re-hashed from disk matches.
-func (r *Restorer) alreadyRestored(ctx context.Context, root *os.Root, t fileTask, buf *[]byte) (bool, error) {
-	fi, err := root.Lstat(t.rel)
+func (r *Restorer) alreadyRestored(ctx context.Context, t fileTask, buf *[]byte) (bool, error) {
+	dir := t.dir.Root
+	fi, err := dir.Lstat(t.name)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(t.node.Size) || fi.ModTime().UnixNano() != t.node.MtimeNS {
 		return false, nil
 	}
-	f, err := root.OpenFile(t.rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := dir.OpenFile(t.name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return false, nil
 	}
@@ -394,7 +443,7 @@ func (r *Restorer) alreadyRestored(ctx context.Context, root *os.Root, t fileTas
 	if err != nil || !ok {
 		return false, nil
 	}
-	if err := r.setMeta(root, t.rel, t.node); err != nil {
+	if err := r.setMeta(dir, t.name, t.node); err != nil {
 		return false, err
 	}
 	return true, nil

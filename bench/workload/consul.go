@@ -505,9 +505,9 @@ func genSerf(r *rand.Rand, ss *serverState, size int) []byte {
 	return b
 }
 
-// mutateSerf appends a few lines to a serf snapshot, compacting it (rewrite
-// to .compact and rename, like serf does) when it has grown past limit.
-func mutateSerf(path string, r *rand.Rand, ss *serverState, limit int) error {
+// mutateSerf appends a few lines to a serf snapshot (append-only: serf's
+// compaction is not simulated).
+func mutateSerf(path string, r *rand.Rand, ss *serverState) error {
 	var b []byte
 	for n := between(r, 2, 12); n > 0; n-- {
 		b = serfLine(b, r, ss)
@@ -517,20 +517,8 @@ func mutateSerf(path string, r *rand.Rand, ss *serverState, limit int) error {
 		return err
 	}
 	_, err = f.Write(b)
-	fi, serr := f.Stat()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil || serr != nil {
-		return err
-	}
-	if fi.Size() > int64(limit) {
-		data := genSerf(r, ss, limit/3)
-		tmp := path + ".compact"
-		if err := writeFile(tmp, data, 0o644); err != nil {
-			return err
-		}
-		return os.Rename(tmp, path)
-	}
-	return nil
+	return err
 }

@@ -28,7 +28,7 @@ const (
 // projected service-account volume is refreshed about every 45 minutes
 // (kubelet atomic-writer symlink swap). Each Consul server gets in-place
 // 4 KiB page writes in raft.db (occasionally growing it), serf snapshot
-// appends (with compaction) and, every 20-40 steps, a new raft snapshot with
+// appends and, every 20-40 steps, a new raft snapshot with
 // the oldest of the then three removed. bootstrap.json is never touched.
 //
 // The result is deterministic for (root state, opt, step counter): Mutate(n)
@@ -195,8 +195,6 @@ func addTap(dir string, opt Options, p *proxyInfo, step uint64, clock int64) err
 
 func mutateServer(root string, opt Options, i int, ss *serverState, step0, clock0 int64, steps int) error {
 	dir := filepath.Join(root, filepath.FromSlash(ss.Dir))
-	localLimit := scaled(opt, 512<<10, 8<<10)
-	remoteLimit := scaled(opt, 128<<10, 4<<10)
 	for s := 1; s <= steps; s++ {
 		step := step0 + int64(s)
 		clock := clock0 + int64(s)*minuteMs
@@ -209,11 +207,11 @@ func mutateServer(root string, opt Options, i int, ss *serverState, step0, clock
 		if err := mutateRaftDB(filepath.Join(dir, "raft", "raft.db"), opt, r, ctx, ss); err != nil {
 			return err
 		}
-		if err := mutateSerf(filepath.Join(dir, "serf", "local.snapshot"), r, ss, localLimit); err != nil {
+		if err := mutateSerf(filepath.Join(dir, "serf", "local.snapshot"), r, ss); err != nil {
 			return err
 		}
 		if r.IntN(10) < 3 {
-			if err := mutateSerf(filepath.Join(dir, "serf", "remote.snapshot"), r, ss, remoteLimit); err != nil {
+			if err := mutateSerf(filepath.Join(dir, "serf", "remote.snapshot"), r, ss); err != nil {
 				return err
 			}
 		}

@@ -281,8 +281,37 @@ func TestMutate(t *testing.T) {
 	opt := small
 	root := generate(t, opt)
 	before := manifest(t, root)
+	appendOnly := []string{
+		filepath.Join(proxyDirs(t, root)[0], "access.log"),
+		filepath.Join(root, "consul/server-0/serf/local.snapshot"),
+		filepath.Join(root, "consul/server-0/serf/remote.snapshot"),
+	}
+	var old [][]byte
+	for _, f := range appendOnly {
+		b, _ := os.ReadFile(f)
+		old = append(old, b)
+	}
+	raftPath := filepath.Join(root, "consul/server-0/raft/raft.db")
+	oldRaft, _ := os.ReadFile(raftPath)
 	mutate(t, root, opt, 3)
 	after := manifest(t, root)
+
+	for i, f := range appendOnly {
+		if b, _ := os.ReadFile(f); !bytes.HasPrefix(b, old[i]) || len(b) == len(old[i]) && i < 2 {
+			t.Errorf("%s: not appended to (%d -> %d bytes)", f, len(old[i]), len(b))
+		}
+	}
+	newRaft, _ := os.ReadFile(raftPath)
+	changedPages := 0
+	for off := 0; off < len(oldRaft); off += pageSize {
+		if !bytes.Equal(oldRaft[off:off+pageSize], newRaft[off:off+pageSize]) {
+			changedPages++
+		}
+	}
+	t.Logf("raft.db: %d of %d pages rewritten in place, %d -> %d bytes", changedPages, len(oldRaft)/pageSize, len(oldRaft), len(newRaft))
+	if changedPages == 0 || changedPages > len(oldRaft)/pageSize/2 {
+		t.Errorf("raft.db: %d of %d pages changed", changedPages, len(oldRaft)/pageSize)
+	}
 
 	changed := map[string]int{}
 	total := map[string]int{}

@@ -99,7 +99,7 @@ func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 			}
 		}
 	}
-	indexed := map[repository.ID]map[repository.ID]repository.PackBlob{} // pack -> blob -> entry
+	indexed := map[repository.ID][]repository.PackBlob{} // pack -> every index entry naming it
 	for _, f := range files {
 		if f.Err != nil {
 			if errors.Is(f.Err, backend.ErrNotFound) {
@@ -113,14 +113,7 @@ func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 		}
 		for _, p := range f.File.Packs {
 			repo.Index().AddPack(p.ID, p.Blobs)
-			m := indexed[p.ID]
-			if m == nil {
-				m = map[repository.ID]repository.PackBlob{}
-				indexed[p.ID] = m
-			}
-			for _, b := range p.Blobs {
-				m[b.ID] = b
-			}
+			indexed[p.ID] = append(indexed[p.ID], p.Blobs...)
 		}
 	}
 
@@ -164,7 +157,8 @@ func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 		for _, b := range trailer {
 			inTrailer[b.ID] = b
 		}
-		for bid, b := range want {
+		for _, b := range want {
+			bid := b.ID
 			t, ok := inTrailer[bid]
 			if !ok || t.Offset != b.Offset || t.Length != b.Length || t.Type != b.Type || t.RawLen != b.RawLen || t.Flags != b.Flags {
 				rep.add(Problem{Kind: "index-mismatch", Object: "data/" + pid.String(), Pack: pid.String(),

@@ -146,7 +146,9 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", source, err)
 	}
-	fi, err := os.Lstat(abs)
+	// The source itself may be a symlink to the volume (it is followed);
+	// symlinks inside it are stored as symlinks.
+	fi, err := os.Stat(abs)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", source, err)
 	}

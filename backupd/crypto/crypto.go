@@ -161,8 +161,10 @@ func Unwrap(kf *KeyFile, password []byte) (*Key, error) {
 		return nil, fmt.Errorf("key file: unknown kdf %q, expected \"scrypt\"", kf.KDF)
 	}
 	p := kf.Params
-	if p.N < 2 || p.N&(p.N-1) != 0 || p.N > 1<<22 || p.R < 1 || p.R > 64 || p.P < 1 || p.P > 16 {
-		return nil, fmt.Errorf("key file: scrypt parameters N=%d r=%d p=%d out of range", p.N, p.R, p.P)
+	// Bound the work a key file can demand: scrypt needs 128*N*r bytes,
+	// and a hostile or damaged key file must not exhaust memory.
+	if p.N < 2 || p.N&(p.N-1) != 0 || p.N > 1<<20 || p.R < 1 || p.R > 32 || p.P < 1 || p.P > 16 || 128*p.N*p.R > 256<<20 {
+		return nil, fmt.Errorf("key file: scrypt parameters N=%d r=%d p=%d out of range (N a power of two up to 2^20, r up to 32, p up to 16, at most 256 MiB)", p.N, p.R, p.P)
 	}
 	wk, err := derive(password, kf.Salt, p)
 	if err != nil {

@@ -1,0 +1,562 @@
+// Package config reads the daemon's YAML configuration. Decoding is strict:
+// an unknown key, a wrong type or a bad value is an error that names the
+// file, the line, the key and what was expected. Paths in the file are
+// relative to the file's directory. See deploy/CONFIG.md for every key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole file.
+type Config struct {
+	Repositories []Repository `yaml:"repositories"`
+	Policies     []Policy     `yaml:"policies"`
+	Scheduler    Scheduler    `yaml:"scheduler"`
+
+	// File is the path the config was read from.
+	File string `yaml:"-"`
+}
+
+// Repository is one repository the daemon writes.
+type Repository struct {
+	Name string `yaml:"name"`
+	// Path is the repository directory.
+	Path string `yaml:"path"`
+	// PasswordFile or PasswordEnv gives the password; exactly one is set.
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+}
+
+// Password reads the repository password. The error never contains it.
+func (r Repository) Password() ([]byte, error) {
+	if r.PasswordEnv != "" {
+		v := os.Getenv(r.PasswordEnv)
+		if v == "" {
+			return nil, fmt.Errorf("repository %q: environment variable %s is empty or unset", r.Name, r.PasswordEnv)
+		}
+		return []byte(v), nil
+	}
+	b, err := os.ReadFile(r.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: read password file: %w", r.Name, err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("repository %q: password file %s is empty", r.Name, r.PasswordFile)
+	}
+	return b, nil
+}
+
+// Schedule is a cron expression (robfig/cron syntax, optional seconds
+// field, descriptors such as "@every 1m" and "@hourly").
+type Schedule struct {
+	Spec string
+	cron.Schedule
+}
+
+// Interval estimates the time between two runs, from now.
+func (s Schedule) Interval(now time.Time) time.Duration {
+	a := s.Next(now)
+	return s.Next(a).Sub(a)
+}
+
+// Retention is how many snapshots forget keeps after each backup; all zero
+// means keep everything.
+type Retention struct {
+	KeepLast    int `yaml:"keep_last"`
+	KeepHourly  int `yaml:"keep_hourly"`
+	KeepDaily   int `yaml:"keep_daily"`
+	KeepWeekly  int `yaml:"keep_weekly"`
+	KeepMonthly int `yaml:"keep_monthly"`
+}
+
+// Drill configures restore drills.
+type Drill struct {
+	Schedule Schedule `yaml:"schedule"`
+	// ScratchDir is where drills restore to; default: the system temp dir.
+	ScratchDir string `yaml:"scratch_dir"`
+}
+
+// Verify configures repository read-back and source scrub.
+type Verify struct {
+	Schedule Schedule `yaml:"schedule"`
+	// ReadShare is the share of packs read back per run (0 < share <= 1);
+	// runs rotate through the packs, so 1/share runs cover everything.
+	ReadShare float64 `yaml:"read_share"`
+}
+
+// Policy is one backed-up source.
+type Policy struct {
+	Name       string        `yaml:"name"`
+	Source     string        `yaml:"source"`
+	Repository string        `yaml:"repository"`
+	Schedule   Schedule      `yaml:"schedule"`
+	RPO        time.Duration `yaml:"rpo"`
+	RTO        time.Duration `yaml:"rto"`
+	Retention  Retention     `yaml:"retention"`
+	Drill      Drill         `yaml:"drill"`
+	Verify     Verify        `yaml:"verify"`
+	AppendOnly []string      `yaml:"append_only"`
+}
+
+// Scheduler holds daemon-wide scheduling settings.
+type Scheduler struct {
+	// Jitter spreads start times: each run starts up to Jitter late.
+	Jitter time.Duration `yaml:"jitter"`
+	// PruneGrace is the grace period of the prune after forget.
+	PruneGrace time.Duration `yaml:"prune_grace"`
+}
+
+// Error is a configuration mistake at a place in the file.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Msg)
+}
+
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// Parse validates config text; path names the file in errors and anchors
+// relative paths.
+func Parse(path string, b []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, yamlError(path, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{File: path, Key: "(file)", Msg: "empty config: expected 'repositories' and 'policies'"}
+	}
+	p := &parser{file: path}
+	cfg := &Config{File: path}
+	p.decode(root.Content[0], "", cfg)
+	if p.err != nil {
+		return nil, p.err
+	}
+	p.validate(root.Content[0], cfg, filepath.Dir(path))
+	if p.err != nil {
+		return nil, p.err
+	}
+	return cfg, nil
+}
+
+type parser struct {
+	file string
+	err  error
+}
+
+func (p *parser) fail(n *yaml.Node, key, format string, a ...any) {
+	if p.err != nil {
+		return
+	}
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	p.err = &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, a...)}
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+func yamlError(path string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		if m := lineRE.FindStringSubmatch(te.Errors[0]); m != nil {
+			l, _ := strconv.Atoi(m[1])
+			return &Error{File: path, Line: l, Key: "(yaml)", Msg: m[2]}
+		}
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		l, _ := strconv.Atoi(m[1])
+		return &Error{File: path, Line: l, Key: "(yaml)", Msg: m[2]}
+	}
+	return &Error{File: path, Key: "(yaml)", Msg: msg}
+}
+
+// decode walks the node tree by hand so that every error knows its line
+// and key path, and unknown keys are refused.
+func (p *parser) decode(n *yaml.Node, key string, out any) {
+	if p.err != nil {
+		return
+	}
+	switch v := out.(type) {
+	case *Config:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"repositories": func(c *yaml.Node, k string) {
+				p.seq(c, k, func(e *yaml.Node, ek string) {
+					var r Repository
+					p.decode(e, ek, &r)
+					v.Repositories = append(v.Repositories, r)
+				})
+			},
+			"policies": func(c *yaml.Node, k string) {
+				p.seq(c, k, func(e *yaml.Node, ek string) {
+					var pol Policy
+					p.decode(e, ek, &pol)
+					v.Policies = append(v.Policies, pol)
+				})
+			},
+			"scheduler": func(c *yaml.Node, k string) { p.decode(c, k, &v.Scheduler) },
+		})
+	case *Repository:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"name":          p.str(&v.Name),
+			"path":          p.str(&v.Path),
+			"password_file": p.str(&v.PasswordFile),
+			"password_env":  p.str(&v.PasswordEnv),
+		})
+	case *Policy:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"name":        p.str(&v.Name),
+			"source":      p.str(&v.Source),
+			"repository":  p.str(&v.Repository),
+			"schedule":    p.schedule(&v.Schedule),
+			"rpo":         p.duration(&v.RPO),
+			"rto":         p.duration(&v.RTO),
+			"retention":   func(c *yaml.Node, k string) { p.decode(c, k, &v.Retention) },
+			"drill":       func(c *yaml.Node, k string) { p.decode(c, k, &v.Drill) },
+			"verify":      func(c *yaml.Node, k string) { p.decode(c, k, &v.Verify) },
+			"append_only": p.strings(&v.AppendOnly),
+		})
+	case *Retention:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"keep_last":    p.count(&v.KeepLast),
+			"keep_hourly":  p.count(&v.KeepHourly),
+			"keep_daily":   p.count(&v.KeepDaily),
+			"keep_weekly":  p.count(&v.KeepWeekly),
+			"keep_monthly": p.count(&v.KeepMonthly),
+		})
+	case *Drill:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"schedule":    p.schedule(&v.Schedule),
+			"scratch_dir": p.str(&v.ScratchDir),
+		})
+	case *Verify:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"schedule":   p.schedule(&v.Schedule),
+			"read_share": p.share(&v.ReadShare),
+		})
+	case *Scheduler:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"jitter":      p.duration(&v.Jitter),
+			"prune_grace": p.duration(&v.PruneGrace),
+		})
+	default:
+		panic(fmt.Sprintf("config: no decoder for %T", out))
+	}
+}
+
+func join(key, sub string) string {
+	if key == "" {
+		return sub
+	}
+	return key + "." + sub
+}
+
+func (p *parser) mapping(n *yaml.Node, key string, fields map[string]func(*yaml.Node, string)) {
+	if n.Kind != yaml.MappingNode {
+		p.fail(n, nonEmpty(key), "expected a mapping of keys, got %s", kind(n))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		fn, ok := fields[k.Value]
+		if !ok {
+			var known []string
+			for f := range fields {
+				known = append(known, f)
+			}
+			sortStrings(known)
+			p.fail(k, join(key, k.Value), "unknown key (expected one of: %s)", strings.Join(known, ", "))
+			return
+		}
+		if seen[k.Value] {
+			p.fail(k, join(key, k.Value), "key given twice")
+			return
+		}
+		seen[k.Value] = true
+		fn(v, join(key, k.Value))
+		if p.err != nil {
+			return
+		}
+	}
+}
+
+func nonEmpty(s string) string {
+	if s == "" {
+		return "(top level)"
+	}
+	return s
+}
+
+func kind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	return "nothing"
+}
+
+func (p *parser) seq(n *yaml.Node, key string, fn func(*yaml.Node, string)) {
+	if n.Kind != yaml.SequenceNode {
+		p.fail(n, key, "expected a list, got %s", kind(n))
+		return
+	}
+	for i, e := range n.Content {
+		fn(e, fmt.Sprintf("%s[%d]", key, i))
+		if p.err != nil {
+			return
+		}
+	}
+}
+
+func (p *parser) scalar(n *yaml.Node, key, what string) (string, bool) {
+	if n.Kind != yaml.ScalarNode {
+		p.fail(n, key, "expected %s, got %s", what, kind(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (p *parser) str(dst *string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		if v, ok := p.scalar(n, key, "a string"); ok {
+			*dst = v
+		}
+	}
+}
+
+func (p *parser) strings(dst *[]string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		p.seq(n, key, func(e *yaml.Node, ek string) {
+			if v, ok := p.scalar(e, ek, "a string"); ok {
+				*dst = append(*dst, v)
+			}
+		})
+	}
+}
+
+func (p *parser) duration(dst *time.Duration) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "a duration such as 90s, 15m or 24h")
+		if !ok {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			p.fail(n, key, "expected a positive duration such as 90s, 15m or 24h, got %q", v)
+			return
+		}
+		*dst = d
+	}
+}
+
+func (p *parser) count(dst *int) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "a whole number")
+		if !ok {
+			return
+		}
+		c, err := strconv.Atoi(v)
+		if err != nil || c < 0 {
+			p.fail(n, key, "expected a whole number >= 0, got %q", v)
+			return
+		}
+		*dst = c
+	}
+}
+
+func (p *parser) share(dst *float64) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "a number")
+		if !ok {
+			return
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1 {
+			p.fail(n, key, "expected a share 0 < x <= 1 (0.25 reads a quarter of the packs per run), got %q", v)
+			return
+		}
+		*dst = f
+	}
+}
+
+func (p *parser) schedule(dst *Schedule) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, `a cron schedule such as "*/5 * * * *" or "@every 1m"`)
+		if !ok {
+			return
+		}
+		s, err := cronParser.Parse(v)
+		if err != nil {
+			p.fail(n, key, `expected a cron schedule such as "*/5 * * * *", "0 */5 * * * *" or "@every 1m": %v`, err)
+			return
+		}
+		*dst = Schedule{Spec: v, Schedule: s}
+	}
+}
+
+// find returns the node at a key path (for error lines of semantic checks).
+func find(n *yaml.Node, path ...any) *yaml.Node {
+	for _, step := range path {
+		if n == nil {
+			return nil
+		}
+		switch s := step.(type) {
+		case string:
+			var next *yaml.Node
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == s {
+						next = n.Content[i+1]
+					}
+				}
+			}
+			if next == nil {
+				return n
+			}
+			n = next
+		case int:
+			if n.Kind != yaml.SequenceNode || s >= len(n.Content) {
+				return n
+			}
+			n = n.Content[s]
+		}
+	}
+	return n
+}
+
+func (p *parser) validate(root *yaml.Node, cfg *Config, dir string) {
+	abs := func(path string) string {
+		if path == "" || filepath.IsAbs(path) {
+			return path
+		}
+		return filepath.Join(dir, path)
+	}
+	if len(cfg.Repositories) == 0 {
+		p.fail(root, "repositories", "at least one repository is required")
+		return
+	}
+	if len(cfg.Policies) == 0 {
+		p.fail(root, "policies", "at least one policy is required")
+		return
+	}
+	repos := map[string]bool{}
+	for i := range cfg.Repositories {
+		r := &cfg.Repositories[i]
+		at := func(k string) (*yaml.Node, string) {
+			return find(root, "repositories", i, k), fmt.Sprintf("repositories[%d].%s", i, k)
+		}
+		if !nameRE.MatchString(r.Name) {
+			n, k := at("name")
+			p.fail(n, k, "expected a name of letters, digits, '_', '.', '-' (max 63), got %q", r.Name)
+			return
+		}
+		if repos[r.Name] {
+			n, k := at("name")
+			p.fail(n, k, "repository %q is defined twice", r.Name)
+			return
+		}
+		repos[r.Name] = true
+		if r.Path == "" {
+			n, k := at("path")
+			p.fail(n, k, "required: the repository directory")
+			return
+		}
+		if (r.PasswordFile == "") == (r.PasswordEnv == "") {
+			n, k := at("password_file")
+			p.fail(n, k, "exactly one of password_file and password_env is required")
+			return
+		}
+		r.Path, r.PasswordFile = abs(r.Path), abs(r.PasswordFile)
+	}
+	names := map[string]bool{}
+	for i := range cfg.Policies {
+		pol := &cfg.Policies[i]
+		at := func(k ...any) (*yaml.Node, string) {
+			path := append([]any{"policies", i}, k...)
+			key := fmt.Sprintf("policies[%d]", i)
+			for _, s := range k {
+				key += "." + fmt.Sprint(s)
+			}
+			return find(root, path...), key
+		}
+		check := func(ok bool, k []any, format string, a ...any) bool {
+			if !ok {
+				n, key := at(k...)
+				p.fail(n, key, format, a...)
+			}
+			return ok
+		}
+		ok := check(nameRE.MatchString(pol.Name), []any{"name"}, "expected a name of letters, digits, '_', '.', '-' (max 63), got %q", pol.Name) &&
+			check(!names[pol.Name], []any{"name"}, "policy %q is defined twice", pol.Name) &&
+			check(pol.Source != "", []any{"source"}, "required: the directory to back up") &&
+			check(repos[pol.Repository], []any{"repository"}, "expected the name of a repository defined under 'repositories', got %q", pol.Repository) &&
+			check(pol.Schedule.Schedule != nil, []any{"schedule"}, `required: a cron schedule such as "*/5 * * * *" or "@every 1m"`) &&
+			check(pol.RPO > 0, []any{"rpo"}, "required: the recovery point objective, a duration such as 1h") &&
+			check(pol.RTO > 0, []any{"rto"}, "required: the recovery time objective, a duration such as 15m") &&
+			check(pol.Drill.Schedule.Schedule != nil, []any{"drill", "schedule"}, `required: when to run restore drills, e.g. "@every 1h"`) &&
+			check(pol.Verify.Schedule.Schedule != nil, []any{"verify", "schedule"}, `required: when to verify, e.g. "@daily"`)
+		if !ok {
+			return
+		}
+		now := time.Now()
+		if iv := pol.Schedule.Interval(now); !check(iv <= pol.RPO, []any{"rpo"},
+			"the rpo (%s) is shorter than the backup interval (%s): the objective could never be met", pol.RPO, iv) {
+			return
+		}
+		for j, pat := range pol.AppendOnly {
+			if _, err := filepath.Match(pat, "x"); !check(err == nil, []any{"append_only", j}, "bad pattern %q: %v", pat, err) {
+				return
+			}
+		}
+		if pol.Verify.ReadShare == 0 {
+			pol.Verify.ReadShare = 1
+		}
+		names[pol.Name] = true
+		pol.Source, pol.Drill.ScratchDir = abs(pol.Source), abs(pol.Drill.ScratchDir)
+	}
+	if cfg.Scheduler.PruneGrace == 0 {
+		cfg.Scheduler.PruneGrace = 24 * time.Hour
+	}
+}
+
+func sortStrings(s []string) { slices.Sort(s) }

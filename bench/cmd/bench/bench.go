@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshbackup/backupd/bench/workload"
+)
+
+// Results is everything one bench run measured; it is written as JSON.
+type Results struct {
+	Date        time.Time     `json:"date"`
+	Environment Environment   `json:"environment"`
+	Workload    WorkloadInfo  `json:"workload"`
+	Change      ChangeInfo    `json:"change"`
+	Tools       []*ToolResult `json:"tools"`
+	Ratios      []Ratio       `json:"ratios,omitempty"`
+}
+
+// Environment describes the machine the bench ran on.
+type Environment struct {
+	Hostname    string `json:"hostname"`
+	Kernel      string `json:"kernel"`
+	CPUModel    string `json:"cpu_model"`
+	CPUs        int    `json:"cpus"`
+	MemTotalMiB int64  `json:"mem_total_mib"`
+	GoVersion   string `json:"go_version"`
+}
+
+// WorkloadInfo describes the generated source set.
+type WorkloadInfo struct {
+	Options workload.Options `json:"options"`
+	Source  string           `json:"source"`
+	Reused  bool             `json:"reused_cached_set"`
+	TreeStats
+}
+
+// ChangeInfo describes the change applied before the change backup.
+type ChangeInfo struct {
+	TargetPercent float64 `json:"target_percent"`
+	Steps         int     `json:"mutate_steps"`
+	ChangeStats
+	Files FileChanges `json:"files"`
+}
+
+// ToolResult is one tool's row.
+type ToolResult struct {
+	Name        string       `json:"name"`
+	Version     string       `json:"version"`
+	Binary      string       `json:"binary"`
+	Init        *Measurement `json:"init,omitempty"`
+	FirstBackup *Measurement `json:"first_backup,omitempty"`
+	NoChange    *Measurement `json:"no_change_backup,omitempty"`
+	Change      *Measurement `json:"change_backup,omitempty"`
+	Restore     *Measurement `json:"restore,omitempty"`
+	// RestoreVerified is true when the restored tree's manifest equals the
+	// source's (sockets aside: no tool restores them).
+	RestoreVerified    bool     `json:"restore_verified"`
+	RestoreDifferences int      `json:"restore_differences"`
+	RestoreDiff        []string `json:"restore_diff,omitempty"` // the first few
+	RepoBytes          int64    `json:"repo_bytes"`
+	// PeakRSSKiB is the highest peak RSS of the four measured runs.
+	PeakRSSKiB int64    `json:"peak_rss_kib"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+// restoreOK reports whether the restore ran and was verified.
+func (t *ToolResult) restoreOK() bool { return t.Restore.OK() && t.RestoreVerified }
+
+// runs returns the measured runs (not init) that took place.
+func (t *ToolResult) runs() []*Measurement {
+	var ms []*Measurement
+	for _, m := range []*Measurement{t.FirstBackup, t.NoChange, t.Change, t.Restore} {
+		if m != nil {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+// tool is a driver with its result row.
+type tool struct {
+	d   driver
+	res *ToolResult
+}
+
+// live reports whether the tool may go on to its next phase: every earlier
+// run succeeded.
+func (t *tool) live() bool { return len(t.res.Errors) == 0 }
+
+// maxRestoreDiff is how many restore differences are kept per tool.
+const maxRestoreDiff = 20
+
+func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
+	bins, order, err := selectTools(cfg.tools, cfg.backupd)
+	if err != nil {
+		return nil, err
+	}
+	res := &Results{Date: time.Now().UTC(), Environment: environment()}
+	log.printf("tools: %s", strings.Join(order, ", "))
+	opt := workload.Options{Proxies: cfg.proxies, ConsulServers: cfg.consul, Scale: cfg.scale, Seed: cfg.seed}
+	if err := os.MkdirAll(cfg.work, 0o755); err != nil {
+		return nil, fmt.Errorf("create work directory: %w", err)
+	}
+	pristine, pm, reused, err := prepareSource(cfg.work, opt, log)
+	if err != nil {
+		return nil, err
+	}
+
+	// Every run starts from a fresh copy of the pristine set (the change
+	// phase mutates it) and fresh repositories.
+	runDir := filepath.Join(cfg.work, "run")
+	if err := os.RemoveAll(runDir); err != nil {
+		return nil, fmt.Errorf("remove the previous run: %w", err)
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	src := filepath.Join(runDir, "src")
+	log.printf("copying the source set to %s", src)
+	if err := copyTree(ctx, pristine, src); err != nil {
+		return nil, err
+	}
+	m0, err := workload.Manifest(src)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", src, err)
+	}
+	if d := workload.Diff(pm, m0, false); len(d) > 0 {
+		return nil, fmt.Errorf("the copy %s differs from %s: %s", src, pristine, strings.Join(d[:min(len(d), 5)], "; "))
+	}
+	res.Workload = WorkloadInfo{Options: opt, Source: src, Reused: reused, TreeStats: treeStats(m0)}
+	ws := res.Workload.TreeStats
+	log.printf("source: %d files (%s), %d dirs, %d symlinks, %d sockets", ws.Files, fmtBytes(ws.Bytes), ws.Dirs, ws.Symlinks, ws.Sockets)
+
+	var tools []*tool
+	for _, name := range order {
+		d, err := newDriver(name, bins[name], filepath.Join(runDir, name))
+		if err != nil {
+			return nil, err
+		}
+		t := &tool{d: d, res: &ToolResult{Name: d.name(), Binary: d.binary()}}
+		out, err := query(ctx, d.versionCmd())
+		if err != nil {
+			return nil, fmt.Errorf("%s version: %w", name, err)
+		}
+		t.res.Version = lastLines(out, 1)
+		log.printf("%-8s %s (%s)", name, t.res.Version, bins[name])
+		tools = append(tools, t)
+	}
+	syscall.Sync()
+	for _, t := range tools {
+		if t.res.Init, err = step(ctx, log, t, "init", t.d.initCmd()); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, t := range tools {
+		if t.live() {
+			if t.res.FirstBackup, err = step(ctx, log, t, "first backup", t.d.backupCmd(src, 1)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, t := range tools {
+		if t.live() {
+			if t.res.NoChange, err = step(ctx, log, t, "no-change backup", t.d.backupCmd(src, 2)); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	m1, change, err := mutate(ctx, src, opt, cfg, m0, log)
+	if err != nil {
+		return nil, err
+	}
+	res.Change = change
+	syscall.Sync()
+	label := fmt.Sprintf("%.2f%% change backup", change.Percent)
+	for _, t := range tools {
+		if t.live() {
+			if t.res.Change, err = step(ctx, log, t, label, t.d.backupCmd(src, 3)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, t := range tools {
+		if t.res.RepoBytes, err = dirSize(t.d.repoDir()); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, t := range tools {
+		if !t.live() {
+			continue
+		}
+		target := filepath.Join(runDir, "restore-"+t.res.Name)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return nil, fmt.Errorf("create restore target: %w", err)
+		}
+		if t.res.Restore, err = step(ctx, log, t, "full restore", t.d.restoreCmd(src, target, 3)); err != nil {
+			return nil, err
+		}
+		if t.res.Restore.OK() {
+			if err := verifyRestore(t, m1, t.d.restoredRoot(target, src), log); err != nil {
+				return nil, err
+			}
+		}
+		if !cfg.keep {
+			if err := os.RemoveAll(target); err != nil {
+				return nil, fmt.Errorf("remove restored tree: %w", err)
+			}
+			syscall.Sync()
+		}
+	}
+
+	for _, t := range tools {
+		for _, m := range t.res.runs() {
+			t.res.PeakRSSKiB = max(t.res.PeakRSSKiB, m.MaxRSSKiB)
+		}
+		res.Tools = append(res.Tools, t.res)
+	}
+	res.Ratios = computeRatios(res.Tools)
+	return res, nil
+}
+
+// step runs one measured command of t, flushes the page cache's dirty data
+// (so that one tool's writeback is not billed to the next) and logs the
+// outcome. Failures are recorded in t's errors; the error result is for a
+// cancelled run only.
+func step(ctx context.Context, log *logger, t *tool, label string, inv invocation) (*Measurement, error) {
+	m, _, err := measure(ctx, inv)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", t.res.Name, label, err)
+	}
+	syscall.Sync()
+	switch {
+	case m.Error != "":
+		t.res.Errors = append(t.res.Errors, label+": "+m.Error)
+		log.printf("%-8s %-20s FAILED after %.2fs: %s", t.res.Name, label, m.WallSec, m.Error)
+	default:
+		log.printf("%-8s %-20s %8.2fs wall %8.2fs CPU %8s RSS", t.res.Name, label, m.WallSec, m.CPUSec, fmtKiB(m.MaxRSSKiB))
+		if m.Warning != "" {
+			log.printf("%-8s %-20s warning: %s", t.res.Name, label, m.Warning)
+		}
+	}
+	return m, nil
+}
+
+// mutate applies workload.Mutate steps to src until at least
+// cfg.changePct percent of its bytes changed, and returns the new manifest
+// and what changed.
+func mutate(ctx context.Context, src string, opt workload.Options, cfg *config, m0 map[string]workload.Entry, log *logger) (map[string]workload.Entry, ChangeInfo, error) {
+	ci := ChangeInfo{TargetPercent: cfg.changePct}
+	before, err := indexBlocks(src)
+	if err != nil {
+		return nil, ci, err
+	}
+	for ci.Steps < cfg.maxSteps && ci.Percent < cfg.changePct {
+		if err := ctx.Err(); err != nil {
+			return nil, ci, fmt.Errorf("mutate: %w", err)
+		}
+		if err := workload.Mutate(src, opt, 1); err != nil {
+			return nil, ci, fmt.Errorf("mutate %s: %w", src, err)
+		}
+		ci.Steps++
+		if ci.ChangeStats, err = before.changes(src); err != nil {
+			return nil, ci, err
+		}
+	}
+	m1, err := workload.Manifest(src)
+	if err != nil {
+		return nil, ci, fmt.Errorf("manifest of %s: %w", src, err)
+	}
+	ci.Files = fileChanges(m0, m1)
+	log.printf("mutated %d steps: %s of %s changed (%.2f%%); files: %d new, %d changed (%s), %d removed",
+		ci.Steps, fmtBytes(ci.ChangedBytes), fmtBytes(ci.TotalBytes), ci.Percent,
+		ci.Files.New, ci.Files.Changed, fmtBytes(ci.Files.Bytes), ci.Files.Removed)
+	if ci.Percent < cfg.changePct {
+		log.printf("warning: %d steps changed only %.2f%% (target %g%%)", ci.Steps, ci.Percent, cfg.changePct)
+	}
+	return m1, ci, nil
+}
+
+// verifyRestore compares the restored tree at root with the source
+// manifest want and records the outcome in t.
+func verifyRestore(t *tool, want map[string]workload.Entry, root string, log *logger) error {
+	got, err := workload.Manifest(root)
+	if err != nil {
+		// A missing or unreadable tree is the tool's failure.
+		t.res.Errors = append(t.res.Errors, fmt.Sprintf("restore verification: %v", err))
+		log.printf("%-8s restore verification FAILED: %v", t.res.Name, err)
+		return nil
+	}
+	diff := workload.Diff(want, got, true)
+	t.res.RestoreDifferences = len(diff)
+	t.res.RestoreVerified = len(diff) == 0
+	if len(diff) == 0 {
+		log.printf("%-8s restore verified: equal to the source (sockets aside)", t.res.Name)
+		return nil
+	}
+	t.res.RestoreDiff = diff[:min(len(diff), maxRestoreDiff)]
+	t.res.Errors = append(t.res.Errors, fmt.Sprintf("restore differs from the source in %d entries, first: %s", len(diff), diff[0]))
+	log.printf("%-8s restore verification FAILED: %d differences, first: %s", t.res.Name, len(diff), strings.Join(diff[:min(len(diff), 3)], "; "))
+	return nil
+}
+
+func environment() Environment {
+	env := Environment{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	env.Hostname, _ = os.Hostname()
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		env.Kernel = utsString(u.Sysname[:]) + " " + utsString(u.Release[:])
+	}
+	env.CPUModel = procField("/proc/cpuinfo", "model name")
+	var kib int64
+	if _, err := fmt.Sscanf(procField("/proc/meminfo", "MemTotal"), "%d kB", &kib); err == nil {
+		env.MemTotalMiB = kib >> 10
+	}
+	return env
+}
+
+func utsString[T int8 | uint8](b []T) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return sb.String()
+}
+
+// procField returns the value of the first "key: value" line of a /proc
+// file, or "".
+func procField(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,178 @@
+// Command bench measures whole backup processes — backupd against restic and
+// borg (and kopia when installed) — on the same generated service-mesh volume
+// set, in the same run:
+//
+//  1. first backup of the generated set;
+//  2. a backup with nothing changed;
+//  3. a backup after workload.Mutate changed about 1% of the bytes;
+//  4. a full restore of the latest snapshot into an empty directory, verified
+//     against workload.Manifest of the source;
+//  5. the repository size on disk.
+//
+// Each run is one child process; wall time, CPU time (user+sys) and peak RSS
+// come from its rusage. The results are written as JSON (-out) and, with
+// -markdown, printed as a markdown table followed by backupd's ratio to the
+// fastest peer for each measure, against the project's targets. Progress
+// goes to stderr.
+//
+//	go run ./bench/cmd/bench [-work DIR] [-proxies N] [-consul N] [-scale F]
+//	    [-seed S] [-tools backupd,restic,borg,kopia] [-out FILE] [-markdown]
+//
+// It is run by `make bench` from the module root; see bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config holds the parsed command line.
+type config struct {
+	work      string
+	out       string
+	backupd   string
+	tools     []string // nil: every tool found
+	proxies   int
+	consul    int
+	scale     float64
+	seed      uint64
+	changePct float64
+	maxSteps  int
+	markdown  bool
+	keep      bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		if ctx.Err() != nil {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	res, err := runBench(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(cfg.out, res); err != nil {
+		return err
+	}
+	log.printf("results written to %s", cfg.out)
+	if cfg.markdown {
+		if _, err := io.WriteString(stdout, renderMarkdown(res)); err != nil {
+			return fmt.Errorf("print markdown: %w", err)
+		}
+	}
+	return nil
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	root := moduleRoot()
+	cfg := &config{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var tools string
+	fs.StringVar(&cfg.work, "work", filepath.Join(root, "var", "bench"), "work directory: cached source set, repositories, restores")
+	fs.StringVar(&cfg.out, "out", filepath.Join(root, "bench", "results", "latest.json"), "results JSON file")
+	fs.StringVar(&cfg.backupd, "backupd", filepath.Join(root, "bin", "backupd"), "backupd binary")
+	fs.StringVar(&tools, "tools", "", "comma-separated tools to run: backupd,restic,borg,kopia (default: those found)")
+	fs.IntVar(&cfg.proxies, "proxies", 200, "proxies in the generated volume set")
+	fs.IntVar(&cfg.consul, "consul", 3, "Consul servers in the generated volume set")
+	fs.Float64Var(&cfg.scale, "scale", 1, "size multiplier of the big files in the generated set")
+	fs.Uint64Var(&cfg.seed, "seed", 1, "content seed of the generated set")
+	fs.Float64Var(&cfg.changePct, "change", 1, "percentage of bytes to change before the change backup")
+	fs.IntVar(&cfg.maxSteps, "max-steps", 500, "most Mutate steps applied to reach -change")
+	fs.BoolVar(&cfg.markdown, "markdown", false, "print the markdown table and ratios on stdout")
+	fs.BoolVar(&cfg.keep, "keep", false, "keep the restored trees after verification")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: bench [flags]\n\nWhole-process benchmark of backupd against restic, borg and kopia.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case cfg.proxies < 1:
+		return nil, fmt.Errorf("-proxies %d: want at least 1", cfg.proxies)
+	case cfg.consul < 1:
+		return nil, fmt.Errorf("-consul %d: want at least 1", cfg.consul)
+	case cfg.scale <= 0:
+		return nil, fmt.Errorf("-scale %v: want a positive number", cfg.scale)
+	case cfg.changePct <= 0 || cfg.changePct >= 100:
+		return nil, fmt.Errorf("-change %v: want a percentage in (0, 100)", cfg.changePct)
+	case cfg.maxSteps < 1:
+		return nil, fmt.Errorf("-max-steps %d: want at least 1", cfg.maxSteps)
+	}
+	if tools != "" {
+		for _, t := range strings.Split(tools, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				cfg.tools = append(cfg.tools, t)
+			}
+		}
+	}
+	var err error
+	for _, p := range []*string{&cfg.work, &cfg.out, &cfg.backupd} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", *p, err)
+		}
+	}
+	return cfg, nil
+}
+
+// moduleRoot returns the nearest directory at or above the working directory
+// that holds a go.mod, or the working directory if there is none.
+func moduleRoot() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for dir := wd; ; {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return wd
+		}
+		dir = parent
+	}
+}
+
+// logger prints progress lines to stderr, prefixed with the elapsed time.
+type logger struct {
+	w     io.Writer
+	start time.Time
+}
+
+func newLogger(w io.Writer) *logger { return &logger{w: w, start: time.Now()} }
+
+func (l *logger) printf(format string, args ...any) {
+	el := time.Since(l.start).Round(time.Second)
+	fmt.Fprintf(l.w, "bench %8s  %s\n", el, fmt.Sprintf(format, args...))
+}

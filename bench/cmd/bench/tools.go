@@ -1,0 +1,261 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// benchPassword is the repository password of every tool (the repositories
+// are throw-away).
+const benchPassword = "bench-password-not-secret"
+
+// knownTools lists the tools in the order they are run.
+func knownTools() []string { return []string{"backupd", "restic", "borg", "kopia"} }
+
+// driver knows one tool's command line. Each driver works in its own home
+// directory (repository, caches, configuration) under the run directory.
+type driver interface {
+	name() string
+	binary() string
+	repoDir() string
+	versionCmd() invocation
+	initCmd() invocation
+	backupCmd(src string, seq int) invocation
+	// restoreCmd restores the snapshot of backup seq of src into target,
+	// which exists and is empty.
+	restoreCmd(src, target string, seq int) invocation
+	// restoredRoot is where the tree backed up from src ends up under the
+	// restore target.
+	restoredRoot(target, src string) string
+}
+
+// toolBase holds what every driver has.
+type toolBase struct {
+	bin  string
+	home string
+	repo string
+	env  []string
+}
+
+func (b *toolBase) binary() string  { return b.bin }
+func (b *toolBase) repoDir() string { return b.repo }
+
+func (b *toolBase) cmd(args ...string) invocation {
+	return invocation{bin: b.bin, args: args, env: b.env}
+}
+
+// findTool returns the binary of tool name: backupd from backupdBin, the
+// others from PATH or the module's .cache/bin (where install-tools.sh builds
+// kopia). It returns "" if the tool is not installed.
+func findTool(name, backupdBin string) string {
+	if name == "backupd" {
+		if isExecutable(backupdBin) {
+			return backupdBin
+		}
+		return ""
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+		return p
+	}
+	if p := filepath.Join(moduleRoot(), ".cache", "bin", name); isExecutable(p) {
+		return p
+	}
+	return ""
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// selectTools resolves the -tools list (nil: every tool found) to binaries.
+func selectTools(want []string, backupdBin string) (map[string]string, []string, error) {
+	bins := make(map[string]string)
+	var order []string
+	if want == nil {
+		for _, t := range knownTools() {
+			if b := findTool(t, backupdBin); b != "" {
+				bins[t] = b
+				order = append(order, t)
+			}
+		}
+		if len(order) == 0 {
+			return nil, nil, errors.New("no tool found (build bin/backupd, install restic and borg)")
+		}
+		return bins, order, nil
+	}
+	for _, t := range want {
+		if !slices.Contains(knownTools(), t) {
+			return nil, nil, fmt.Errorf("-tools: unknown tool %q (want %s)", t, strings.Join(knownTools(), ","))
+		}
+		if _, dup := bins[t]; dup {
+			continue
+		}
+		b := findTool(t, backupdBin)
+		if b == "" {
+			return nil, nil, fmt.Errorf("-tools: %s is not installed (see scripts/install-tools.sh)", t)
+		}
+		bins[t] = b
+	}
+	for _, t := range knownTools() { // run in the canonical order
+		if _, ok := bins[t]; ok {
+			order = append(order, t)
+		}
+	}
+	return bins, order, nil
+}
+
+// newDriver creates the driver of tool name working in home, creating the
+// directories it needs.
+func newDriver(name, bin, home string) (driver, error) {
+	b := toolBase{bin: bin, home: home, repo: filepath.Join(home, "repo")}
+	dirs := []string{home}
+	env := baseEnv()
+	// Keep every tool's caches and configuration inside its home.
+	env = append(env, "XDG_CACHE_HOME="+filepath.Join(home, "xdg-cache"), "XDG_CONFIG_HOME="+filepath.Join(home, "xdg-config"))
+	var d driver
+	switch name {
+	case "backupd":
+		b.env = append(env, "BACKUPD_PASSWORD="+benchPassword)
+		d = &backupdDriver{b}
+	case "restic":
+		cache := filepath.Join(home, "cache")
+		dirs = append(dirs, cache)
+		b.env = append(env, "RESTIC_PASSWORD="+benchPassword, "RESTIC_REPOSITORY="+b.repo, "RESTIC_CACHE_DIR="+cache)
+		d = &resticDriver{b}
+	case "borg":
+		base := filepath.Join(home, "base")
+		dirs = append(dirs, base)
+		b.env = append(env, "BORG_PASSPHRASE="+benchPassword, "BORG_BASE_DIR="+base,
+			"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes", "BORG_RELOCATED_REPO_ACCESS_IS_OK=yes")
+		d = &borgDriver{b}
+	case "kopia":
+		config, cache, logs := filepath.Join(home, "config"), filepath.Join(home, "cache"), filepath.Join(home, "logs")
+		dirs = append(dirs, config, cache, logs)
+		b.env = append(env, "KOPIA_PASSWORD="+benchPassword, "KOPIA_CONFIG_PATH="+filepath.Join(config, "repository.config"),
+			"KOPIA_CACHE_DIRECTORY="+cache, "KOPIA_LOG_DIR="+logs, "KOPIA_CHECK_FOR_UPDATES=false")
+		d = &kopiaDriver{b}
+	default:
+		return nil, fmt.Errorf("unknown tool %q", name)
+	}
+	for _, dir := range dirs {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("%s: create %s: %w", name, dir, err)
+		}
+	}
+	return d, nil
+}
+
+// baseEnv is the bench's environment without any tool's own settings, so a
+// stray RESTIC_REPOSITORY or BORG_REPO cannot redirect a run.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "BACKUPD_") || strings.HasPrefix(k, "RESTIC_") ||
+			strings.HasPrefix(k, "BORG_") || strings.HasPrefix(k, "KOPIA_") ||
+			k == "XDG_CACHE_HOME" || k == "XDG_CONFIG_HOME" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// underTarget is where restic and borg put a tree backed up by absolute
+// path: the whole path, without its leading slash, under the target.
+func underTarget(target, src string) string {
+	return filepath.Join(target, strings.TrimPrefix(filepath.Clean(src), string(filepath.Separator)))
+}
+
+type backupdDriver struct{ toolBase }
+
+func (d *backupdDriver) name() string           { return "backupd" }
+func (d *backupdDriver) versionCmd() invocation { return d.cmd("--version") }
+func (d *backupdDriver) initCmd() invocation    { return d.cmd("init", "--repo", d.repo) }
+func (d *backupdDriver) backupCmd(src string, _ int) invocation {
+	return d.cmd("backup", "--repo", d.repo, "--policy", "bench", "--json", src)
+}
+func (d *backupdDriver) restoreCmd(_, target string, _ int) invocation {
+	return d.cmd("restore", "--repo", d.repo, "--target", target, "--json", "latest")
+}
+func (d *backupdDriver) restoredRoot(target, _ string) string { return target }
+
+type resticDriver struct{ toolBase }
+
+func (d *resticDriver) name() string           { return "restic" }
+func (d *resticDriver) versionCmd() invocation { return d.cmd("version") }
+func (d *resticDriver) initCmd() invocation    { return d.cmd("init") }
+func (d *resticDriver) backupCmd(src string, _ int) invocation {
+	return d.cmd("backup", "--json", "--quiet", src)
+}
+func (d *resticDriver) restoreCmd(_, target string, _ int) invocation {
+	return d.cmd("restore", "latest", "--target", target)
+}
+func (d *resticDriver) restoredRoot(target, src string) string { return underTarget(target, src) }
+
+type borgDriver struct{ toolBase }
+
+func (d *borgDriver) name() string           { return "borg" }
+func (d *borgDriver) versionCmd() invocation { return d.cmd("--version") }
+func (d *borgDriver) initCmd() invocation    { return d.cmd("init", "--encryption=repokey", d.repo) }
+func (d *borgDriver) archive(seq int) string { return fmt.Sprintf("%s::snap%d", d.repo, seq) }
+func (d *borgDriver) backupCmd(src string, seq int) invocation {
+	inv := d.cmd("create", "--compression", "lz4", d.archive(seq), src)
+	inv.warnExit = 1
+	return inv
+}
+func (d *borgDriver) restoreCmd(_, target string, seq int) invocation {
+	inv := d.cmd("extract", d.archive(seq))
+	inv.dir = target // borg extracts into the working directory
+	inv.warnExit = 1
+	return inv
+}
+func (d *borgDriver) restoredRoot(target, src string) string { return underTarget(target, src) }
+
+type kopiaDriver struct{ toolBase }
+
+func (d *kopiaDriver) name() string           { return "kopia" }
+func (d *kopiaDriver) versionCmd() invocation { return d.cmd("--version") }
+func (d *kopiaDriver) initCmd() invocation {
+	return d.cmd("repository", "create", "filesystem", "--path", d.repo)
+}
+func (d *kopiaDriver) backupCmd(src string, _ int) invocation {
+	return d.cmd("snapshot", "create", src)
+}
+func (d *kopiaDriver) restoreCmd(src, target string, _ int) invocation {
+	// With a path as the source kopia restores its latest snapshot.
+	return d.cmd("snapshot", "restore", src, target)
+}
+func (d *kopiaDriver) restoredRoot(target, _ string) string { return target }
+
+// dirSize returns the sum of the sizes of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", dir, err)
+	}
+	return total, nil
+}

@@ -6,16 +6,21 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-short lint fuzz bench clean
+
+.PHONY: all build run demo test test-short lint fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/backupd ./backupd
 
-# The demo: generate a mesh volume set, back it up, change it, back up again,
-# check and restore it. (Replaced by the daemon once it lands.)
+# The daemon on the embedded default config (deploy/local/backupd.yaml) with a
+# simulated live mesh volume set under ./var; metrics on 127.0.0.1:9847.
 run: build
+	./scripts/run-local.sh
+
+# The command-line walk-through: backup, change, backup, check, restore, diff.
+demo: build
 	./scripts/demo.sh
 
 # Every test, including crash/fault scenarios and the fuzz seed corpora.

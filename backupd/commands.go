@@ -89,7 +89,7 @@ and verifies every blob by reading it back.
 	pf.StringVar(&g.logLevel, "log.level", "info", "log level: debug, info, warn or error")
 
 	root.AddCommand(initCommand(g), backupCommand(g), snapshotsCommand(g), restoreCommand(g),
-		checkCommand(g), forgetCommand(g), pruneCommand(g))
+		checkCommand(g), forgetCommand(g), pruneCommand(g), runCommand(g), configCommand(g), simulateCommand(g))
 	return root
 }
 

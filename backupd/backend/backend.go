@@ -38,11 +38,13 @@ const (
 	SnapshotFile FileType = "snapshots"
 	LockFile     FileType = "locks"
 	MarkerFile   FileType = "markers"
+	// ResultFile holds the daemon's run records (backup, verify, drill).
+	ResultFile FileType = "results"
 )
 
 // Types lists every FileType, in the order a reader should trust them
 // (packs first; config last).
-var Types = []FileType{PackFile, IndexFile, SnapshotFile, KeyFile, LockFile, MarkerFile, ConfigFile}
+var Types = []FileType{PackFile, IndexFile, SnapshotFile, KeyFile, LockFile, MarkerFile, ResultFile, ConfigFile}
 
 // Handle names one object.
 type Handle struct {
@@ -62,7 +64,7 @@ func (h Handle) Valid() error {
 	switch h.Type {
 	case ConfigFile:
 		return nil
-	case KeyFile, PackFile, IndexFile, SnapshotFile, LockFile, MarkerFile:
+	case KeyFile, PackFile, IndexFile, SnapshotFile, LockFile, MarkerFile, ResultFile:
 	default:
 		return fmt.Errorf("invalid object type %q", h.Type)
 	}

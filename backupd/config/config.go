@@ -466,10 +466,16 @@ func find(n *yaml.Node, path ...any) *yaml.Node {
 
 func (p *parser) validate(root *yaml.Node, cfg *Config, dir string) {
 	abs := func(path string) string {
-		if path == "" || filepath.IsAbs(path) {
+		if path == "" {
 			return path
 		}
-		return filepath.Join(dir, path)
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		if a, err := filepath.Abs(path); err == nil {
+			return a
+		}
+		return filepath.Clean(path)
 	}
 	if len(cfg.Repositories) == 0 {
 		p.fail(root, "repositories", "at least one repository is required")

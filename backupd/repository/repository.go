@@ -224,6 +224,13 @@ func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Rep
 	}, nil
 }
 
+// Fresh returns a Repo on the same backend and key with an empty in-memory
+// index and no open packs. A long-running process uses one per operation:
+// an index kept across a prune would name deleted packs.
+func (r *Repo) Fresh() (*Repo, error) {
+	return newRepo(r.be, r.key, r.cfg, r.opt)
+}
+
 // Backend returns the backend.
 func (r *Repo) Backend() backend.Backend { return r.be }
 
@@ -388,6 +395,22 @@ func (r *Repo) saveSealed(ctx context.Context, t backend.FileType, plain, ad []b
 }
 
 var snapshotAD = []byte("backupd snapshot v1")
+
+var resultAD = []byte("backupd result v1")
+
+// SaveResult stores a sealed run record and returns its id.
+func (r *Repo) SaveResult(ctx context.Context, plain []byte) (ID, error) {
+	id, err := r.saveSealed(ctx, backend.ResultFile, plain, resultAD)
+	if err != nil {
+		return id, fmt.Errorf("save result: %w", err)
+	}
+	return id, nil
+}
+
+// LoadResult loads a run record's plaintext.
+func (r *Repo) LoadResult(ctx context.Context, id ID) ([]byte, error) {
+	return r.loadSealed(ctx, backend.Handle{Type: backend.ResultFile, Name: id.String()}, resultAD)
+}
 
 // SaveSnapshotJSON stores an encoded snapshot manifest and returns its id.
 // Callers must have flushed every pack and index the snapshot refers to.

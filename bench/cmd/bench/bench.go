@@ -282,8 +282,12 @@ func mutate(ctx context.Context, src string, opt workload.Options, cfg *config, 
 	log.printf("mutated %d steps: %s of %s changed (%.2f%%); files: %d new, %d changed (%s), %d removed",
 		ci.Steps, fmtBytes(ci.ChangedBytes), fmtBytes(ci.TotalBytes), ci.Percent,
 		ci.Files.New, ci.Files.Changed, fmtBytes(ci.Files.Bytes), ci.Files.Removed)
+	log.printf("changed bytes by kind of file: %s", ci.topKinds(6))
 	if ci.Percent < cfg.changePct {
 		log.printf("warning: %d steps changed only %.2f%% (target %g%%)", ci.Steps, ci.Percent, cfg.changePct)
+	}
+	if ci.Steps == 1 && ci.Percent > 2*cfg.changePct {
+		log.printf("warning: one Mutate step (the smallest change) already changed %.2f%% (target %g%%)", ci.Percent, cfg.changePct)
 	}
 	return m1, ci, nil
 }

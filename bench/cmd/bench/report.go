@@ -44,11 +44,15 @@ func (m *Measurement) wall() float64 {
 	return m.WallSec
 }
 
+// changeMeasure is the measure of the backup after the change (targeted at
+// 1% of the bytes; the actual share is in Results.Change).
+const changeMeasure = "change backup wall"
+
 func ratioSpecs() []ratioSpec {
 	return []ratioSpec{
 		{"first backup wall", "s", 0.8, wallOf(func(t *ToolResult) *Measurement { return t.FirstBackup })},
 		{"no-change backup wall", "s", 0.25, wallOf(func(t *ToolResult) *Measurement { return t.NoChange })},
-		{"1% change backup wall", "s", 0.25, wallOf(func(t *ToolResult) *Measurement { return t.Change })},
+		{changeMeasure, "s", 0.25, wallOf(func(t *ToolResult) *Measurement { return t.Change })},
 		{"full restore wall", "s", 0.8, func(t *ToolResult) (float64, bool) { return t.Restore.wall(), t.restoreOK() }},
 		// Peak RSS over the four measured runs; only a tool that completed
 		// them all has a comparable peak.
@@ -128,10 +132,11 @@ func renderMarkdown(res *Results) string {
 		res.Date.Format("2006-01-02 15:04 MST"), e.CPUs, e.CPUModel, float64(e.MemTotalMiB)/1024, e.Kernel, e.GoVersion)
 	fmt.Fprintf(&b, "Source: %d proxies, %d Consul servers, scale %g, seed %d: %d files (%s), %d dirs, %d symlinks, %d sockets.  \n",
 		w.Options.Proxies, w.Options.ConsulServers, w.Options.Scale, w.Options.Seed, w.Files, fmtBytes(w.Bytes), w.Dirs, w.Symlinks, w.Sockets)
-	fmt.Fprintf(&b, "Change: %d `workload.Mutate` steps; %s in new 4 KiB blocks = **%.2f%%** of %s; files: %d new, %d changed (%s), %d removed.\n\n",
-		c.Steps, fmtBytes(c.ChangedBytes), c.Percent, fmtBytes(c.TotalBytes), c.Files.New, c.Files.Changed, fmtBytes(c.Files.Bytes), c.Files.Removed)
+	fmt.Fprintf(&b, "Change: %d `workload.Mutate` step(s) (target %g%%): %s in new 4 KiB blocks = **%.2f%%** of %s (%s); files: %d new, %d changed (%s), %d removed.\n\n",
+		c.Steps, c.TargetPercent, fmtBytes(c.ChangedBytes), c.Percent, fmtBytes(c.TotalBytes), c.topKinds(3),
+		c.Files.New, c.Files.Changed, fmtBytes(c.Files.Bytes), c.Files.Removed)
 
-	b.WriteString("| tool | first backup wall | first backup CPU | first backup RSS | no-change wall | 1% change wall | restore wall | restore CPU | restore RSS | repo size |\n")
+	fmt.Fprintf(&b, "| tool | first backup wall | first backup CPU | first backup RSS | no-change wall | %s change wall | restore wall | restore CPU | restore RSS | repo size |\n", pct(c.Percent))
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range res.Tools {
 		restoreWall := secCell(t.Restore)
@@ -183,9 +188,21 @@ func renderMarkdown(res *Results) string {
 		if r.Note != "" {
 			result += " (" + r.Note + ")"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≤ %.2f× | %s |\n", r.Measure, bd, peer, ratio, r.Target, result)
+		measure := r.Measure
+		if measure == changeMeasure {
+			measure = fmt.Sprintf("%s (%s of bytes changed)", measure, pct(c.Percent))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≤ %.2f× | %s |\n", measure, bd, peer, ratio, r.Target, result)
 	}
 	return b.String()
+}
+
+// pct formats a percentage with two significant decimals at most.
+func pct(p float64) string {
+	if p >= 10 {
+		return fmt.Sprintf("%.0f%%", p)
+	}
+	return fmt.Sprintf("%.1f%%", p)
 }
 
 func secCell(m *Measurement) string {
@@ -240,17 +257,19 @@ func fmtBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// shortVersion picks the version number out of a tool's version line
-// ("restic 0.14.0 compiled with ..." → "0.14.0").
+// shortVersion picks the version out of a tool's version line: the word
+// after "version", else the first word that starts with a digit
+// ("restic 0.14.0 compiled with ..." → "0.14.0", "v0.23.1 build" → "0.23.1").
 func shortVersion(line string) string {
-	for _, f := range strings.Fields(line) {
-		if v := strings.TrimPrefix(f, "v"); v != "" && v[0] >= '0' && v[0] <= '9' {
-			return v
+	fields := strings.Fields(line)
+	for i, f := range fields[:max(0, len(fields)-1)] {
+		if f == "version" { // "backupd version adf97ba-dirty"
+			return fields[i+1]
 		}
 	}
-	for _, f := range strings.Fields(line) {
-		if f == "dev" || strings.HasPrefix(f, "dev-") {
-			return f
+	for _, f := range fields {
+		if v := strings.TrimPrefix(f, "v"); v != "" && v[0] >= '0' && v[0] <= '9' {
+			return v
 		}
 	}
 	return ""

@@ -9,9 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -245,6 +247,47 @@ type ChangeStats struct {
 	ChangedBytes int64   `json:"changed_bytes"`
 	TotalBytes   int64   `json:"total_bytes"`
 	Percent      float64 `json:"percent"`
+	// ByKind splits ChangedBytes by kind of file (see fileKind).
+	ByKind map[string]int64 `json:"changed_bytes_by_kind"`
+}
+
+// fileKind names the kind of a file of the mesh volume layout, for the
+// change breakdown: its base name, with the per-instance parts of the
+// layout generalised.
+func fileKind(rel string) string {
+	dir, base := path.Split(rel)
+	switch {
+	case strings.Contains(dir, "/xds/eds/"):
+		return "xds/eds/*.json"
+	case strings.Contains(dir, "/tap/"):
+		return "tap/trace-*.json"
+	case strings.Contains(dir, "/serviceaccount/"):
+		return "serviceaccount/*"
+	case strings.Contains(dir, "/raft/snapshots/"):
+		return "raft/snapshots/*/" + base
+	case strings.HasPrefix(base, "access.log."):
+		return "access.log.N"
+	}
+	return base
+}
+
+// topKinds returns the n kinds with the most changed bytes, formatted.
+func (cs ChangeStats) topKinds(n int) string {
+	kinds := make([]string, 0, len(cs.ByKind))
+	for k := range cs.ByKind {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		if a, b := cs.ByKind[kinds[i]], cs.ByKind[kinds[j]]; a != b {
+			return a > b
+		}
+		return kinds[i] < kinds[j]
+	})
+	var parts []string
+	for _, k := range kinds[:min(n, len(kinds))] {
+		parts = append(parts, fmt.Sprintf("%s %s", k, fmtBytes(cs.ByKind[k])))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // workloadStateFile is the generator's state file at the top of a set; like
@@ -318,12 +361,14 @@ func indexBlocks(root string) (*blockIndex, error) {
 // changes measures the tree at root against bi. Files whose metadata is
 // unchanged are not read.
 func (bi *blockIndex) changes(root string) (ChangeStats, error) {
-	var cs ChangeStats
+	cs := ChangeStats{ByKind: make(map[string]int64)}
 	var paths []string
+	kinds := make(map[string]string) // path -> kind
 	err := walkFiles(root, func(rel, path string, st *syscall.Stat_t) error {
 		cs.TotalBytes += st.Size
 		if k, ok := bi.files[rel]; !ok || k != keyOf(st) {
 			paths = append(paths, path)
+			kinds[path] = fileKind(rel)
 		}
 		return nil
 	})
@@ -355,6 +400,9 @@ func (bi *blockIndex) changes(root string) (ChangeStats, error) {
 		}
 		mu.Lock()
 		cs.ChangedBytes += changed
+		if changed > 0 {
+			cs.ByKind[kinds[path]] += changed
+		}
 		mu.Unlock()
 		return nil
 	})

@@ -1,0 +1,388 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path"
+	"syscall"
+
+	"github.com/meshbackup/backupd/backupd/archiver"
+	"github.com/meshbackup/backupd/backupd/checker"
+	"github.com/meshbackup/backupd/backupd/config"
+	"github.com/meshbackup/backupd/backupd/prune"
+	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/restorer"
+	"github.com/meshbackup/backupd/backupd/results"
+	"github.com/meshbackup/backupd/backupd/snapshot"
+)
+
+// classify maps an error to a failure reason.
+func classify(ctx context.Context, err error) string {
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return results.ReasonInterrupted
+	case errors.Is(err, repository.ErrCorrupt):
+		return results.ReasonCorruption
+	case errors.Is(err, repository.ErrLocked) || errors.Is(err, repository.ErrOverlap):
+		return results.ReasonLocked
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission):
+		return results.ReasonSource
+	}
+	return results.ReasonRepository
+}
+
+// run brackets one run: records its start, serializes it with every other
+// run, meters it, and records its end.
+func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, body func(*results.Record) error) results.Record {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	rec.RunID, rec.Repository, rec.Hostname, rec.Start = newRunID(), h.cfg.Name, d.opt.Hostname, d.opt.Now()
+	log := d.log.With("policy", rec.Policy, "kind", rec.Kind, "run", rec.RunID)
+	if err := h.store.Started(ctx, rec); err != nil {
+		log.Warn("could not record the run's start", "err", err)
+	}
+	d.opt.Observer.RunStarted(rec)
+	m := startMeter(ctx)
+	err := body(&rec)
+	u := m.finish(context.WithoutCancel(ctx))
+	rec.End = d.opt.Now()
+	rec.CPUSeconds, rec.MaxRSS, rec.ReadIOBytes, rec.WriteIOBytes = u.CPUSeconds, u.MaxRSS, u.ReadIOBytes, u.WriteIOBytes
+	if err != nil {
+		rec.Outcome = results.Failure
+		if rec.Reason == "" {
+			rec.Reason = classify(ctx, err)
+		}
+		rec.Error = err.Error()
+	} else if rec.Outcome == "" {
+		rec.Outcome = results.Success
+	}
+	// The final record is written even when shutting down.
+	if err := h.store.Finished(context.WithoutCancel(ctx), rec); err != nil {
+		log.Warn("could not record the run's result", "err", err)
+	}
+	d.opt.Observer.RunFinished(rec)
+	args := []any{"result", rec.Outcome, "duration_seconds", rec.Duration().Seconds(), "cpu_seconds", rec.CPUSeconds,
+		"max_rss_bytes", rec.MaxRSS}
+	switch rec.Kind {
+	case results.Backup:
+		args = append(args, "snapshot", rec.Snapshot, "bytes_read", rec.BytesRead, "bytes_written", rec.BytesWritten,
+			"files_new", rec.FilesNew, "files_changed", rec.FilesChanged, "files_unchanged", rec.FilesUnchanged, "files_skipped", rec.FilesSkipped)
+	case results.Drill:
+		args = append(args, "snapshot", rec.Snapshot, "files_verified", rec.FilesVerified, "mismatched_files", rec.MismatchedFiles,
+			"within_rto", rec.WithinRTO, "rto_seconds", rec.RTOSeconds)
+	case results.Verify:
+		args = append(args, "blobs_checked", rec.BlobsChecked, "blobs_corrupt", rec.BlobsCorrupt, "coverage", rec.Coverage)
+	case results.Scrub:
+		args = append(args, "silent_changes", rec.SilentChanges)
+	}
+	if rec.Outcome == results.Failure {
+		args = append(args, "reason", rec.Reason, "err", rec.Error)
+		log.Error("run failed", args...)
+	} else {
+		log.Info("run finished", args...)
+	}
+	return rec
+}
+
+func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy, trigger string) results.Record {
+	rec := d.run(ctx, h, results.Record{Kind: results.Backup, Policy: p.Name, Trigger: trigger}, func(rec *results.Record) error {
+		repo, err := h.repo.Fresh()
+		if err != nil {
+			return err
+		}
+		a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: d.opt.Hostname, AppendOnly: p.AppendOnly,
+			Logger: d.opt.Logger, Now: d.opt.Now, Program: "backupd daemon"})
+		if err != nil {
+			return err
+		}
+		sn, err := a.Backup(ctx, p.Source)
+		st := &a.Stats
+		rec.FilesNew, rec.FilesChanged, rec.FilesUnchanged, rec.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
+		rec.BytesRead, rec.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
+		if err != nil {
+			return err
+		}
+		rec.Snapshot = sn.ID.String()
+		return nil
+	})
+	if rec.Outcome == results.Success {
+		d.retention(ctx, cfg, h, p)
+	}
+	if err := h.store.Compact(context.WithoutCancel(ctx), d.opt.ResultsKept); err != nil {
+		d.log.Warn("compacting run records failed", "err", err)
+	}
+	d.refreshRepoState(context.WithoutCancel(ctx), h.cfg.Name)
+	return rec
+}
+
+// retention forgets the policy's old snapshots and prunes. It needs the
+// exclusive lock; when another node is writing, it waits for the next cycle.
+func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) {
+	keep := snapshot.KeepPolicy{Last: p.Retention.KeepLast, Hourly: p.Retention.KeepHourly, Daily: p.Retention.KeepDaily,
+		Weekly: p.Retention.KeepWeekly, Monthly: p.Retention.KeepMonthly}
+	if keep.Empty() {
+		return
+	}
+	repo, err := h.repo.Fresh()
+	if err != nil {
+		return
+	}
+	lock, err := repo.Lock(ctx, true, "forget", "", "")
+	if err != nil {
+		d.log.Info("retention postponed", "policy", p.Name, "err", err)
+		return
+	}
+	defer lock.Unlock()
+	lctx := lock.Context()
+	snaps, _, err := snapshot.LoadAll(lctx, repo)
+	if err != nil {
+		d.log.Warn("retention failed", "policy", p.Name, "err", err)
+		return
+	}
+	var mine []*snapshot.Snapshot
+	for _, s := range snaps {
+		if s.Policy == p.Name && s.Hostname == d.opt.Hostname && s.Source == p.Source {
+			mine = append(mine, s)
+		}
+	}
+	removed := 0
+	for _, dec := range snapshot.ApplyPolicy(mine, keep) {
+		if dec.Keep {
+			continue
+		}
+		if err := repo.Backend().Remove(lctx, snapshotHandle(dec.Snapshot.ID)); err != nil {
+			d.log.Warn("retention failed", "policy", p.Name, "err", err)
+			return
+		}
+		removed++
+	}
+	plan, err := prune.NewPlan(lctx, repo, prune.Options{Grace: cfg.Scheduler.PruneGrace, Now: d.opt.Now})
+	if err == nil {
+		err = plan.Execute(lctx, repo)
+	}
+	if err != nil {
+		d.log.Warn("prune failed", "policy", p.Name, "err", err)
+		return
+	}
+	if removed > 0 || !plan.Empty() {
+		d.log.Info("retention applied", "policy", p.Name, "forgotten", removed, "packs_marked", len(plan.Mark), "packs_deleted", len(plan.Delete))
+	}
+}
+
+// runVerify reads back the next part of the repository's rotation.
+func (d *Daemon) runVerify(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
+	parts := int(math.Ceil(1 / p.Verify.ReadShare))
+	part := 0
+	for _, r := range h.store.Records() {
+		if r.Kind == results.Verify && r.Repository == h.cfg.Name && r.Outcome == results.Success {
+			part = (r.Rotation + 1) % parts
+		}
+	}
+	return d.run(ctx, h, results.Record{Kind: results.Verify, Policy: p.Name, Trigger: "scheduled"}, func(rec *results.Record) error {
+		repo, err := h.repo.Fresh()
+		if err != nil {
+			return err
+		}
+		rep, err := checker.Check(ctx, repo, checker.Options{SubsetN: part + 1, SubsetT: parts, Logger: d.opt.Logger})
+		if err != nil {
+			return err
+		}
+		rec.Rotation = part
+		rec.BlobsChecked, rec.BlobsCorrupt = uint64(rep.BlobsChecked), uint64(rep.CorruptBlobs)
+		rec.Coverage = float64(part+1) / float64(parts)
+		if !rep.OK() {
+			rec.Reason = results.ReasonCorruption
+			for _, a := range rep.Affected {
+				d.log.Error("damaged repository data affects a file", "policy", a.Policy, "snapshot", a.Snapshot, "path", a.Path)
+			}
+			return fmt.Errorf("%w: %d problems, first: %s", repository.ErrCorrupt, len(rep.Problems), rep.Problems[0].Message)
+		}
+		return nil
+	})
+}
+
+// runScrub re-reads source files whose metadata did not change since the
+// newest snapshot and compares their content with it (DESIGN §8 scenario
+// 8). A mismatch is content that changed behind unchanged metadata: it is
+// counted and logged, and the next backup keeps the last good version
+// (metadata unchanged means the old content is reused).
+func (d *Daemon) runScrub(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
+	return d.run(ctx, h, results.Record{Kind: results.Scrub, Policy: p.Name, Trigger: "scheduled"}, func(rec *results.Record) error {
+		repo, err := h.repo.Fresh()
+		if err != nil {
+			return err
+		}
+		if err := repo.LoadIndex(ctx); err != nil {
+			return err
+		}
+		snaps, _, err := snapshot.LoadAll(ctx, repo)
+		if err != nil {
+			return err
+		}
+		sn := snapshot.Latest(snaps, p.Name, p.Source, d.opt.Hostname)
+		if sn == nil {
+			return nil
+		}
+		rec.Snapshot = sn.ID.String()
+		var buf []byte
+		var walk func(id repository.ID, dir string) error
+		walk = func(id repository.ID, dir string) error {
+			t, err := snapshot.LoadTree(ctx, repo, id)
+			if err != nil {
+				return err
+			}
+			for _, n := range t.Nodes {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				p := path.Join(dir, n.Name)
+				switch n.Type {
+				case snapshot.TypeDir:
+					if err := walk(*n.Subtree, p); err != nil {
+						return err
+					}
+				case snapshot.TypeFile:
+					same, err := scrubFile(ctx, repo, p, n, &buf)
+					if err != nil || same == nil {
+						continue // gone or changed openly: the next backup handles it
+					}
+					rec.FilesVerified++
+					if !*same {
+						rec.SilentChanges++
+						d.log.Error("source content changed behind unchanged metadata (bit rot?); the last good version is kept in the repository",
+							"policy", rec.Policy, "path", p, "snapshot", sn.ID.Str())
+					}
+				}
+			}
+			return nil
+		}
+		return walk(sn.Tree, p.Source)
+	})
+}
+
+// scrubFile returns nil when the file's metadata changed (not a scrub
+// candidate), else whether its content still matches the node.
+func scrubFile(ctx context.Context, repo *repository.Repo, p string, n snapshot.Node, buf *[]byte) (*bool, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if st == nil || !fi.Mode().IsRegular() || uint64(fi.Size()) != n.Size || st.Ino != n.Inode ||
+		fi.ModTime().UnixNano() != n.MtimeNS || st.Ctim.Sec*1e9+st.Ctim.Nsec != n.CtimeNS {
+		return nil, nil
+	}
+	ok, err := restorer.VerifyFile(ctx, repo, f, n, buf)
+	if err != nil {
+		return nil, err
+	}
+	return &ok, nil
+}
+
+// runDrill restores the newest snapshot into scratch space, proves every
+// file against its recorded hash by reading it back from disk, and measures
+// the restore against the RTO.
+func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
+	return d.run(ctx, h, results.Record{Kind: results.Drill, Policy: p.Name, Trigger: "drill", RTOSeconds: p.RTO.Seconds()}, func(rec *results.Record) error {
+		repo, err := h.repo.Fresh()
+		if err != nil {
+			return err
+		}
+		if err := repo.LoadIndex(ctx); err != nil {
+			return err
+		}
+		snaps, _, err := snapshot.LoadAll(ctx, repo)
+		if err != nil {
+			return err
+		}
+		sn := snapshot.Latest(snaps, p.Name, p.Source, "")
+		if sn == nil {
+			return fmt.Errorf("no snapshot of policy %s to drill", p.Name)
+		}
+		rec.Snapshot = sn.ID.String()
+		scratch, err := os.MkdirTemp(p.Drill.ScratchDir, "backupd-drill-"+p.Name+"-")
+		if err != nil {
+			return fmt.Errorf("create drill scratch: %w", err)
+		}
+		defer os.RemoveAll(scratch)
+		start := d.opt.Now()
+		owner := false
+		rs := restorer.New(repo, restorer.Options{Logger: d.opt.Logger, Owner: &owner})
+		res, err := rs.Restore(ctx, sn, scratch)
+		if err != nil {
+			return err
+		}
+		// Prove every file from disk, not from what the restorer wrote.
+		mismatched, verified, err := proveTree(ctx, repo, sn.Tree, scratch)
+		if err != nil {
+			return err
+		}
+		elapsed := d.opt.Now().Sub(start)
+		rec.FilesVerified = verified
+		rec.MismatchedFiles = mismatched + uint64(len(res.Failed))
+		switch {
+		case rec.MismatchedFiles > 0:
+			rec.Reason = results.ReasonMismatch
+			if res.Corrupt() {
+				rec.Reason = results.ReasonCorruption
+			}
+			return fmt.Errorf("%d files did not restore byte-exact", rec.MismatchedFiles)
+		case elapsed > p.RTO:
+			rec.Reason = results.ReasonRTO
+			return fmt.Errorf("restore took %s, over the RTO of %s", elapsed.Round(1e6), p.RTO)
+		}
+		rec.WithinRTO = true
+		return nil
+	})
+}
+
+// proveTree re-reads every restored file and checks it against its node.
+func proveTree(ctx context.Context, repo *repository.Repo, id repository.ID, dir string) (mismatched, verified uint64, err error) {
+	t, err := snapshot.LoadTree(ctx, repo, id)
+	if err != nil {
+		return 0, 0, err
+	}
+	var buf []byte
+	for _, n := range t.Nodes {
+		p := path.Join(dir, n.Name)
+		switch n.Type {
+		case snapshot.TypeDir:
+			m, v, err := proveTree(ctx, repo, *n.Subtree, p)
+			if err != nil {
+				return 0, 0, err
+			}
+			mismatched, verified = mismatched+m, verified+v
+		case snapshot.TypeFile:
+			f, err := os.Open(p)
+			if err != nil {
+				mismatched++
+				continue
+			}
+			ok, err := restorer.VerifyFile(ctx, repo, f, n, &buf)
+			f.Close()
+			if err != nil || !ok {
+				mismatched++
+				continue
+			}
+			verified++
+		}
+	}
+	return mismatched, verified, nil
+}
+
+func freeBytes(dir string) uint64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return st.Bavail * uint64(st.Bsize)
+}

@@ -1,0 +1,450 @@
+// Package daemon runs the scheduled cycles of `backupd run`: for each policy,
+// a backup on its schedule, then a verify run and a restore drill when they
+// are due (each on its own schedule). Every run ends with a results.Record in
+// the repository; metrics are pushed to an Observer that main wires to the
+// collectors, so this package never imports Prometheus.
+//
+// Runs are serialized daemon-wide: one run at a time keeps the memory budget
+// of one run and makes the process's CPU, RSS and I/O attributable to it. A
+// cycle that is due while the same policy's previous cycle still runs is
+// skipped and counted.
+package daemon
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/config"
+	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/results"
+	"github.com/meshbackup/backupd/backupd/snapshot"
+)
+
+// Observer receives what the daemon does. Calls come from the daemon's
+// goroutines; implementations must be safe for concurrent use.
+type Observer interface {
+	Configured(cfg *config.Config)
+	// Restored replays the records found in a repository at start: it sets
+	// "last" gauges without counting the runs again.
+	Restored(recs []results.Record)
+	RunStarted(r results.Record)
+	RunFinished(r results.Record)
+	Skipped(policy, reason string)
+	Missed(policy string, n int)
+	RepositoryState(s RepoState)
+}
+
+// RepoState is the cached state of a repository, refreshed after each run.
+type RepoState struct {
+	Name         string
+	Up           bool
+	SizeBytes    uint64
+	LogicalBytes uint64
+	FreeBytes    uint64
+	Snapshots    map[string]int // per policy
+	// LastBackupSuccess is the newest snapshot time per policy, read from
+	// the repository (so it survives restarts).
+	LastBackupSuccess map[string]time.Time
+}
+
+// Options configure a daemon.
+type Options struct {
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Hostname string
+	Observer Observer
+	// OpenBackend opens a repository's backend (main wraps it with the
+	// storage-operation metrics).
+	OpenBackend func(r config.Repository) (backend.Backend, error)
+	// RepoOptions are passed to repository.Open.
+	RepoOptions repository.Options
+	// ResultsKept is how many records of each policy and kind are kept.
+	ResultsKept int
+}
+
+// Daemon is the scheduler and cycle runner.
+type Daemon struct {
+	opt Options
+	log *slog.Logger
+
+	mu     sync.Mutex
+	cfg    *config.Config
+	repos  map[string]*repoHandle
+	next   map[string]time.Time   // policy -> next backup
+	active map[string]*sync.Mutex // policy -> held while its cycle runs
+	// lastSnap is the newest snapshot time per policy, from the repository.
+	lastSnap map[string]time.Time
+	ready    atomic.Bool
+
+	runMu sync.Mutex // one run at a time
+}
+
+type repoHandle struct {
+	cfg   config.Repository
+	repo  *repository.Repo
+	store *results.Store
+}
+
+// New validates options; it does no I/O.
+func New(cfg *config.Config, opt Options) (*Daemon, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Hostname == "" {
+		opt.Hostname, _ = os.Hostname()
+	}
+	if opt.Observer == nil {
+		return nil, errors.New("daemon: an observer is required")
+	}
+	if opt.OpenBackend == nil {
+		return nil, errors.New("daemon: OpenBackend is required")
+	}
+	if opt.ResultsKept == 0 {
+		opt.ResultsKept = 200
+	}
+	return &Daemon{opt: opt, log: opt.Logger.With("component", "daemon"), cfg: cfg,
+		repos: map[string]*repoHandle{}, next: map[string]time.Time{}, active: map[string]*sync.Mutex{},
+		lastSnap: map[string]time.Time{}}, nil
+}
+
+// Ready reports whether every repository is open and its state loaded.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// open opens every repository of cfg not yet open.
+func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
+	for _, rc := range cfg.Repositories {
+		d.mu.Lock()
+		h, ok := d.repos[rc.Name]
+		d.mu.Unlock()
+		if ok && h.cfg == rc {
+			continue
+		}
+		pw, err := rc.Password()
+		if err != nil {
+			return err
+		}
+		be, err := d.opt.OpenBackend(rc)
+		if err != nil {
+			return fmt.Errorf("repository %q: %w", rc.Name, err)
+		}
+		ropt := d.opt.RepoOptions
+		ropt.Logger, ropt.Hostname = d.opt.Logger, d.opt.Hostname
+		repo, err := repository.Open(ctx, be, pw, ropt)
+		if err != nil {
+			return fmt.Errorf("repository %q: %w", rc.Name, err)
+		}
+		store, err := results.Load(ctx, repo, d.opt.Now())
+		if err != nil {
+			return fmt.Errorf("repository %q: %w", rc.Name, err)
+		}
+		d.mu.Lock()
+		d.repos[rc.Name] = &repoHandle{cfg: rc, repo: repo, store: store}
+		d.mu.Unlock()
+		d.opt.Observer.Restored(store.Records())
+		for _, r := range store.Interrupted() {
+			d.log.Warn("a run was interrupted before this start; counted as failed", "policy", r.Policy, "kind", r.Kind, "run", r.RunID)
+			d.opt.Observer.RunFinished(r)
+		}
+		d.refreshRepoState(ctx, rc.Name)
+	}
+	return nil
+}
+
+// Run schedules until ctx ends. reload delivers new configs (from SIGHUP or
+// a changed file); a config that fails to apply is logged and the old one
+// kept.
+func (d *Daemon) Run(ctx context.Context, reload <-chan *config.Config) error {
+	if err := d.open(ctx, d.cfg); err != nil {
+		return err
+	}
+	d.opt.Observer.Configured(d.cfg)
+	d.ready.Store(true)
+	for {
+		schedCtx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		d.mu.Lock()
+		cfg := d.cfg
+		d.mu.Unlock()
+		for _, p := range cfg.Policies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.schedule(ctx, schedCtx, cfg, p)
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			wg.Wait()
+			return nil
+		case nc := <-reload:
+			if err := d.open(ctx, nc); err != nil {
+				d.log.Error("new config not applied; keeping the old one", "err", err)
+				stop()
+				wg.Wait()
+				continue
+			}
+			d.mu.Lock()
+			d.cfg = nc
+			d.mu.Unlock()
+			d.opt.Observer.Configured(nc)
+			d.log.Info("config reloaded", "policies", len(nc.Policies))
+			stop() // running cycles finish; the new schedules start now
+			wg.Wait()
+		}
+	}
+}
+
+func (d *Daemon) policyLock(name string) *sync.Mutex {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m, ok := d.active[name]
+	if !ok {
+		m = &sync.Mutex{}
+		d.active[name] = m
+	}
+	return m
+}
+
+// schedule runs one policy's cycles until schedCtx ends. Runs use ctx, so a
+// reload lets a running cycle finish; only shutdown interrupts it.
+func (d *Daemon) schedule(ctx, schedCtx context.Context, cfg *config.Config, p config.Policy) {
+	log := d.log.With("policy", p.Name)
+	h := d.handle(p.Repository)
+	now := d.opt.Now()
+	// Missed while down, and catch-up.
+	last := d.lastAttempt(h, p.Name)
+	if !last.IsZero() {
+		n := 0
+		for t := p.Schedule.Next(last); t.Before(now) && n < 100000; t = p.Schedule.Next(t) {
+			n++
+		}
+		if n > 1 {
+			// The activation just before now is the one the catch-up
+			// run below stands in for.
+			d.opt.Observer.Missed(p.Name, n-1)
+		}
+	}
+	interval := p.Schedule.Interval(now)
+	newest := d.lastSuccess(h, p.Name)
+	next := p.Schedule.Next(now)
+	if newest.IsZero() || now.Sub(newest) > interval {
+		next = now // run at once: the newest good snapshot is too old
+	}
+	for {
+		jitter := time.Duration(0)
+		if cfg.Scheduler.Jitter > 0 {
+			jitter = rand.N(cfg.Scheduler.Jitter)
+		}
+		at := next.Add(jitter)
+		d.mu.Lock()
+		d.next[p.Name] = at
+		d.mu.Unlock()
+		wait := time.NewTimer(max(0, at.Sub(d.opt.Now())))
+		select {
+		case <-schedCtx.Done():
+			wait.Stop()
+			return
+		case <-wait.C:
+		}
+		lock := d.policyLock(p.Name)
+		if !lock.TryLock() {
+			d.opt.Observer.Skipped(p.Name, "overlap")
+			log.Warn("cycle skipped: the previous cycle of this policy is still running")
+			next = p.Schedule.Next(d.opt.Now())
+			continue
+		}
+		start := d.opt.Now()
+		d.cycle(ctx, cfg, p)
+		lock.Unlock()
+		// Activations that passed while the cycle ran were skipped.
+		end := d.opt.Now()
+		skipped := 0
+		t := p.Schedule.Next(start)
+		for ; t.Before(end); t = p.Schedule.Next(t) {
+			skipped++
+		}
+		for range skipped {
+			d.opt.Observer.Skipped(p.Name, "overlap")
+		}
+		if skipped > 0 {
+			log.Warn("cycle outlasted its schedule; activations skipped", "skipped", skipped)
+		}
+		next = t
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (d *Daemon) handle(name string) *repoHandle {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.repos[name]
+}
+
+func (d *Daemon) lastAttempt(h *repoHandle, policy string) time.Time {
+	var t time.Time
+	for _, r := range h.store.Records() {
+		if r.Kind == results.Backup && r.Policy == policy && r.Start.After(t) {
+			t = r.Start
+		}
+	}
+	return t
+}
+
+func (d *Daemon) lastSuccess(h *repoHandle, policy string) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastSnap[policy]
+}
+
+// cycle is backup, then verify and drill when due.
+func (d *Daemon) cycle(ctx context.Context, cfg *config.Config, p config.Policy) {
+	h := d.handle(p.Repository)
+	if h == nil {
+		return
+	}
+	d.runBackup(ctx, cfg, h, p, "scheduled")
+	if ctx.Err() != nil {
+		return
+	}
+	if d.due(h, p, results.Verify, p.Verify.Schedule) {
+		d.runVerify(ctx, h, p)
+		d.runScrub(ctx, h, p)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if d.due(h, p, results.Drill, p.Drill.Schedule) {
+		d.runDrill(ctx, h, p)
+	}
+}
+
+// due reports whether a run of kind is due: its schedule fired since the
+// last run of that kind (or there has been none).
+func (d *Daemon) due(h *repoHandle, p config.Policy, kind results.Kind, s config.Schedule) bool {
+	var last time.Time
+	for _, r := range h.store.Records() {
+		if r.Kind == kind && r.Policy == p.Name && r.Start.After(last) {
+			last = r.Start
+		}
+	}
+	return last.IsZero() || !s.Next(last).After(d.opt.Now())
+}
+
+// Status is the per-policy view served at /api/v1/status.
+type Status struct {
+	Policy       string           `json:"policy"`
+	Repository   string           `json:"repository"`
+	Source       string           `json:"source"`
+	RPOSeconds   float64          `json:"rpo_seconds"`
+	RTOSeconds   float64          `json:"rto_seconds"`
+	NextBackup   time.Time        `json:"next_backup"`
+	LastSnapshot time.Time        `json:"last_successful_backup,omitzero"`
+	LastBackups  []results.Record `json:"last_backups"`
+	LastVerifies []results.Record `json:"last_verifies"`
+	LastDrills   []results.Record `json:"last_drills"`
+}
+
+// Status returns the state of every configured policy.
+func (d *Daemon) Status() []Status {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	var out []Status
+	for _, p := range cfg.Policies {
+		st := Status{Policy: p.Name, Repository: p.Repository, Source: p.Source, RPOSeconds: p.RPO.Seconds(), RTOSeconds: p.RTO.Seconds(),
+			LastBackups: []results.Record{}, LastVerifies: []results.Record{}, LastDrills: []results.Record{}}
+		d.mu.Lock()
+		st.NextBackup = d.next[p.Name]
+		st.LastSnapshot = d.lastSnap[p.Name]
+		d.mu.Unlock()
+		if h := d.handle(p.Repository); h != nil {
+			recs := h.store.Records()
+			for i := len(recs) - 1; i >= 0; i-- {
+				r := recs[i]
+				if r.Policy != p.Name {
+					continue
+				}
+				switch {
+				case r.Kind == results.Backup && len(st.LastBackups) < 5:
+					st.LastBackups = append(st.LastBackups, r)
+				case r.Kind == results.Verify && len(st.LastVerifies) < 5:
+					st.LastVerifies = append(st.LastVerifies, r)
+				case r.Kind == results.Drill && len(st.LastDrills) < 5:
+					st.LastDrills = append(st.LastDrills, r)
+				}
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// refreshRepoState recomputes the cached repository state.
+func (d *Daemon) refreshRepoState(ctx context.Context, name string) {
+	h := d.handle(name)
+	st := RepoState{Name: name, Snapshots: map[string]int{}, LastBackupSuccess: map[string]time.Time{}}
+	defer func() { d.opt.Observer.RepositoryState(st) }()
+	be := h.repo.Backend()
+	for _, t := range backend.Types {
+		if err := be.List(ctx, t, func(fi backend.FileInfo) error {
+			st.SizeBytes += uint64(fi.Size)
+			return nil
+		}); err != nil {
+			d.log.Warn("repository unreachable", "repository", name, "err", err)
+			return
+		}
+	}
+	r, err := h.repo.Fresh()
+	if err != nil {
+		return
+	}
+	snaps, _, err := snapshot.LoadAll(ctx, r)
+	if err != nil {
+		d.log.Warn("repository unreachable", "repository", name, "err", err)
+		return
+	}
+	st.Up = true
+	latest := map[string]*snapshot.Snapshot{}
+	for _, s := range snaps {
+		st.Snapshots[s.Policy]++
+		if l := latest[s.Policy]; l == nil || s.Seq > l.Seq {
+			latest[s.Policy] = s
+		}
+	}
+	d.mu.Lock()
+	for pol, s := range latest {
+		st.LogicalBytes += s.Totals.BytesTotal
+		// The snapshot's time is when the backup started: the data is at
+		// least that fresh.
+		st.LastBackupSuccess[pol] = s.Time
+		d.lastSnap[pol] = s.Time
+	}
+	d.mu.Unlock()
+	st.FreeBytes = freeBytes(h.cfg.Path)
+}
+
+func snapshotHandle(id repository.ID) backend.Handle {
+	return backend.Handle{Type: backend.SnapshotFile, Name: id.String()}
+}

@@ -52,14 +52,15 @@ type ChangeInfo struct {
 
 // ToolResult is one tool's row.
 type ToolResult struct {
-	Name        string       `json:"name"`
-	Version     string       `json:"version"`
-	Binary      string       `json:"binary"`
-	Init        *Measurement `json:"init,omitempty"`
-	FirstBackup *Measurement `json:"first_backup,omitempty"`
-	NoChange    *Measurement `json:"no_change_backup,omitempty"`
-	Change      *Measurement `json:"change_backup,omitempty"`
-	Restore     *Measurement `json:"restore,omitempty"`
+	Name         string       `json:"name"`
+	Version      string       `json:"version"`
+	Binary       string       `json:"binary"`
+	BinaryBLAKE3 string       `json:"binary_blake3"`
+	Init         *Measurement `json:"init,omitempty"`
+	FirstBackup  *Measurement `json:"first_backup,omitempty"`
+	NoChange     *Measurement `json:"no_change_backup,omitempty"`
+	Change       *Measurement `json:"change_backup,omitempty"`
+	Restore      *Measurement `json:"restore,omitempty"`
 	// RestoreVerified is true when the restored tree's manifest equals the
 	// source's (sockets aside: no tool restores them).
 	RestoreVerified    bool     `json:"restore_verified"`
@@ -139,6 +140,19 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 	ws := res.Workload.TreeStats
 	log.printf("source: %d files (%s), %d dirs, %d symlinks, %d sockets", ws.Files, fmtBytes(ws.Bytes), ws.Dirs, ws.Symlinks, ws.Sockets)
 
+	// bin/backupd is rebuilt by whoever works on the tree; every run of this
+	// bench uses one private copy of it.
+	if b, ok := bins["backupd"]; ok {
+		cp := filepath.Join(runDir, "bin", "backupd")
+		if err := os.MkdirAll(filepath.Dir(cp), 0o755); err != nil {
+			return nil, fmt.Errorf("copy backupd: %w", err)
+		}
+		if err := copyFile(b, cp, 0o755); err != nil {
+			return nil, fmt.Errorf("copy backupd: %w", err)
+		}
+		bins["backupd"] = cp
+	}
+
 	var tools []*tool
 	for _, name := range order {
 		d, err := newDriver(name, bins[name], filepath.Join(runDir, name))
@@ -151,6 +165,9 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 			return nil, fmt.Errorf("%s version: %w", name, err)
 		}
 		t.res.Version = lastLines(out, 1)
+		if t.res.BinaryBLAKE3, err = fileDigest(d.binary()); err != nil {
+			return nil, err
+		}
 		log.printf("%-8s %s (%s)", name, t.res.Version, bins[name])
 		tools = append(tools, t)
 	}

@@ -13,10 +13,11 @@ import (
 
 const ns = "backupd"
 
-// Kinds of runs (the `kind` label).
+// Kinds of runs (the `kind` label) the daemon produces; DESIGN §4 also names
+// "manual", which appears once the daemon takes manual triggers.
 var (
-	backupKinds  = []string{"scheduled", "manual"}
-	restoreKinds = []string{"drill", "manual"}
+	backupKinds  = []string{"scheduled"}
+	restoreKinds = []string{"drill"}
 	fileStates   = []string{"new", "changed", "unchanged", "skipped"}
 	skipReasons  = []string{"overlap"}
 )

@@ -25,7 +25,7 @@ demo: build
 
 # Every test, including crash/fault scenarios and the fuzz seed corpora.
 test:
-	./scripts/install-tools.sh
+	./scripts/install-tools.sh prometheus
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 

@@ -3,7 +3,7 @@
 # missing: Debian packages when running as root, Go builds otherwise. Built
 # binaries are cached in .cache/bin (put it on PATH; the Makefile does).
 #
-# Tools: staticcheck, restic, borg, kopia.
+# Tools: staticcheck, restic, borg, kopia, prometheus (with promtool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="$PWD/.cache/bin"
@@ -55,6 +55,9 @@ for tool in "$@"; do
 		;;
 	borg)
 		command -v borg >/dev/null || apt_install borgbackup
+		;;
+	prometheus)
+		command -v prometheus >/dev/null && command -v promtool >/dev/null || apt_install prometheus
 		;;
 	kopia)
 		command -v kopia >/dev/null || go_tool_module kopia github.com/kopia/kopia v0.23.1 github.com/kopia/kopia

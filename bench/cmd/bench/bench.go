@@ -140,8 +140,63 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 	ws := res.Workload.TreeStats
 	log.printf("source: %d files (%s), %d dirs, %d symlinks, %d sockets", ws.Files, fmtBytes(ws.Bytes), ws.Dirs, ws.Symlinks, ws.Sockets)
 
-	// bin/backupd is rebuilt by whoever works on the tree; every run of this
-	// bench uses one private copy of it.
+	tools, err := setupTools(ctx, order, bins, runDir, log)
+	if err != nil {
+		return nil, err
+	}
+	syscall.Sync()
+	if err := phase(ctx, log, tools, "init", func(t *tool) invocation { return t.d.initCmd() },
+		func(r *ToolResult, m *Measurement) { r.Init = m }); err != nil {
+		return nil, err
+	}
+	if err := phase(ctx, log, tools, "first backup", func(t *tool) invocation { return t.d.backupCmd(src, 1) },
+		func(r *ToolResult, m *Measurement) { r.FirstBackup = m }); err != nil {
+		return nil, err
+	}
+	if err := phase(ctx, log, tools, "no-change backup", func(t *tool) invocation { return t.d.backupCmd(src, 2) },
+		func(r *ToolResult, m *Measurement) { r.NoChange = m }); err != nil {
+		return nil, err
+	}
+
+	m1, change, err := mutate(ctx, src, opt, cfg, m0, log)
+	if err != nil {
+		return nil, err
+	}
+	res.Change = change
+	syscall.Sync()
+	label := fmt.Sprintf("%.2f%% change backup", change.Percent)
+	if err := phase(ctx, log, tools, label, func(t *tool) invocation { return t.d.backupCmd(src, 3) },
+		func(r *ToolResult, m *Measurement) { r.Change = m }); err != nil {
+		return nil, err
+	}
+	for _, t := range tools {
+		if t.res.RepoBytes, err = dirSize(t.d.repoDir()); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, t := range tools {
+		if t.live() {
+			if err := restore(ctx, log, t, src, filepath.Join(runDir, "restore-"+t.res.Name), m1, cfg.keep); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	for _, t := range tools {
+		for _, m := range t.res.runs() {
+			t.res.PeakRSSKiB = max(t.res.PeakRSSKiB, m.MaxRSSKiB)
+		}
+		res.Tools = append(res.Tools, t.res)
+	}
+	res.Ratios = computeRatios(res.Tools)
+	return res, nil
+}
+
+// setupTools creates the drivers of the tools in order, each with its home
+// under runDir, and records their versions. bin/backupd is rebuilt by
+// whoever works on the tree, so backupd runs from a private copy made here.
+func setupTools(ctx context.Context, order []string, bins map[string]string, runDir string, log *logger) ([]*tool, error) {
 	if b, ok := bins["backupd"]; ok {
 		cp := filepath.Join(runDir, "bin", "backupd")
 		if err := os.MkdirAll(filepath.Dir(cp), 0o755); err != nil {
@@ -152,7 +207,6 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 		}
 		bins["backupd"] = cp
 	}
-
 	var tools []*tool
 	for _, name := range order {
 		d, err := newDriver(name, bins[name], filepath.Join(runDir, name))
@@ -168,83 +222,51 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 		if t.res.BinaryBLAKE3, err = fileDigest(d.binary()); err != nil {
 			return nil, err
 		}
-		log.printf("%-8s %s (%s)", name, t.res.Version, bins[name])
+		log.printf("%-8s %s (%s)", name, t.res.Version, d.binary())
 		tools = append(tools, t)
 	}
-	syscall.Sync()
-	for _, t := range tools {
-		if t.res.Init, err = step(ctx, log, t, "init", t.d.initCmd()); err != nil {
-			return nil, err
-		}
-	}
+	return tools, nil
+}
 
-	for _, t := range tools {
-		if t.live() {
-			if t.res.FirstBackup, err = step(ctx, log, t, "first backup", t.d.backupCmd(src, 1)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, t := range tools {
-		if t.live() {
-			if t.res.NoChange, err = step(ctx, log, t, "no-change backup", t.d.backupCmd(src, 2)); err != nil {
-				return nil, err
-			}
-		}
-	}
-
-	m1, change, err := mutate(ctx, src, opt, cfg, m0, log)
-	if err != nil {
-		return nil, err
-	}
-	res.Change = change
-	syscall.Sync()
-	label := fmt.Sprintf("%.2f%% change backup", change.Percent)
-	for _, t := range tools {
-		if t.live() {
-			if t.res.Change, err = step(ctx, log, t, label, t.d.backupCmd(src, 3)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, t := range tools {
-		if t.res.RepoBytes, err = dirSize(t.d.repoDir()); err != nil {
-			return nil, err
-		}
-	}
-
+// phase runs cmd of every tool still live, one after the other, and saves
+// each measurement with save.
+func phase(ctx context.Context, log *logger, tools []*tool, label string, cmd func(*tool) invocation, save func(*ToolResult, *Measurement)) error {
 	for _, t := range tools {
 		if !t.live() {
 			continue
 		}
-		target := filepath.Join(runDir, "restore-"+t.res.Name)
-		if err := os.MkdirAll(target, 0o755); err != nil {
-			return nil, fmt.Errorf("create restore target: %w", err)
+		m, err := step(ctx, log, t, label, cmd(t))
+		if err != nil {
+			return err
 		}
-		if t.res.Restore, err = step(ctx, log, t, "full restore", t.d.restoreCmd(src, target, 3)); err != nil {
-			return nil, err
-		}
-		if t.res.Restore.OK() {
-			if err := verifyRestore(t, m1, t.d.restoredRoot(target, src), log); err != nil {
-				return nil, err
-			}
-		}
-		if !cfg.keep {
-			if err := os.RemoveAll(target); err != nil {
-				return nil, fmt.Errorf("remove restored tree: %w", err)
-			}
-			syscall.Sync()
-		}
+		save(t.res, m)
 	}
+	return nil
+}
 
-	for _, t := range tools {
-		for _, m := range t.res.runs() {
-			t.res.PeakRSSKiB = max(t.res.PeakRSSKiB, m.MaxRSSKiB)
-		}
-		res.Tools = append(res.Tools, t.res)
+// restore restores t's latest snapshot into target (created empty),
+// verifies it against the source manifest want and, unless keep, removes
+// it again.
+func restore(ctx context.Context, log *logger, t *tool, src, target string, want map[string]workload.Entry, keep bool) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return fmt.Errorf("create restore target: %w", err)
 	}
-	res.Ratios = computeRatios(res.Tools)
-	return res, nil
+	m, err := step(ctx, log, t, "full restore", t.d.restoreCmd(src, target, 3))
+	if err != nil {
+		return err
+	}
+	t.res.Restore = m
+	if m.OK() {
+		verifyRestore(t, want, t.d.restoredRoot(target, src), log)
+	}
+	if keep {
+		return nil
+	}
+	if err := os.RemoveAll(target); err != nil {
+		return fmt.Errorf("remove restored tree: %w", err)
+	}
+	syscall.Sync()
+	return nil
 }
 
 // step runs one measured command of t, flushes the page cache's dirty data
@@ -311,25 +333,24 @@ func mutate(ctx context.Context, src string, opt workload.Options, cfg *config, 
 
 // verifyRestore compares the restored tree at root with the source
 // manifest want and records the outcome in t.
-func verifyRestore(t *tool, want map[string]workload.Entry, root string, log *logger) error {
+func verifyRestore(t *tool, want map[string]workload.Entry, root string, log *logger) {
 	got, err := workload.Manifest(root)
 	if err != nil {
 		// A missing or unreadable tree is the tool's failure.
 		t.res.Errors = append(t.res.Errors, fmt.Sprintf("restore verification: %v", err))
 		log.printf("%-8s restore verification FAILED: %v", t.res.Name, err)
-		return nil
+		return
 	}
 	diff := workload.Diff(want, got, true)
 	t.res.RestoreDifferences = len(diff)
 	t.res.RestoreVerified = len(diff) == 0
 	if len(diff) == 0 {
 		log.printf("%-8s restore verified: equal to the source (sockets aside)", t.res.Name)
-		return nil
+		return
 	}
 	t.res.RestoreDiff = diff[:min(len(diff), maxRestoreDiff)]
 	t.res.Errors = append(t.res.Errors, fmt.Sprintf("restore differs from the source in %d entries, first: %s", len(diff), diff[0]))
 	log.printf("%-8s restore verification FAILED: %d differences, first: %s", t.res.Name, len(diff), strings.Join(diff[:min(len(diff), 3)], "; "))
-	return nil
 }
 
 func environment() Environment {

@@ -1,0 +1,120 @@
+package exporter
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/meshbackup/backupd/backupd/daemon"
+	"github.com/meshbackup/backupd/backupd/results"
+)
+
+type fakeSource struct{ ready bool }
+
+func (f *fakeSource) Ready() bool { return f.ready }
+func (f *fakeSource) Status() []daemon.Status {
+	return []daemon.Status{{Policy: "mesh<script>", Repository: "local", RPOSeconds: 300,
+		LastSnapshot: time.Now().Add(-time.Minute),
+		LastBackups:  []results.Record{{Outcome: results.Failure, Reason: "repository", End: time.Now()}}}}
+}
+
+func get(t *testing.T, h http.Handler, path string, accept string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backupd_backup_runs_total", Help: "x"}, []string{"policy"})
+	reg.MustRegister(c)
+	c.WithLabelValues("mesh").(prometheus.ExemplarAdder).AddWithExemplar(1, prometheus.Labels{"run_id": "abc123"})
+	src := &fakeSource{}
+	h := New(reg, src, Options{Version: "test"}).Handler()
+
+	if w := get(t, h, "/readyz", ""); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz before ready: %d", w.Code)
+	}
+	src.ready = true
+	if w := get(t, h, "/readyz", ""); w.Code != http.StatusOK {
+		t.Fatalf("readyz: %d", w.Code)
+	}
+	if w := get(t, h, "/healthz", ""); w.Code != http.StatusOK {
+		t.Fatalf("healthz: %d", w.Code)
+	}
+	w := get(t, h, "/metrics", "application/openmetrics-text; version=1.0.0")
+	if !strings.Contains(w.Body.String(), `# {run_id="abc123"} 1`) {
+		t.Fatalf("OpenMetrics exposition lacks the run id exemplar:\n%s", w.Body.String())
+	}
+	w = get(t, h, "/api/v1/status", "")
+	if !strings.Contains(w.Body.String(), `"policy": "mesh\u003cscript\u003e"`) || !strings.Contains(w.Body.String(), `"ready": true`) {
+		t.Fatalf("status: %s", w.Body.String())
+	}
+	w = get(t, h, "/", "")
+	body := w.Body.String()
+	if strings.Contains(body, "<script>") || !strings.Contains(body, "mesh&lt;script&gt;") || !strings.Contains(body, "failure") || !strings.Contains(body, `href="/metrics"`) {
+		t.Fatalf("landing page:\n%s", body)
+	}
+	if w := get(t, h, "/nope", ""); w.Code != http.StatusNotFound {
+		t.Fatalf("unknown path: %d", w.Code)
+	}
+}
+
+// Basic auth from an exporter-toolkit web config file, as node_exporter.
+func TestBasicAuthWebConfig(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("scrape-secret"), bcrypt.MinCost)
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := New(prometheus.NewRegistry(), &fakeSource{ready: true}, Options{WebConfigFile: cfg})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeListener(ctx, l) }()
+	defer func() { cancel(); <-done }()
+	url := "http://" + l.Addr().String() + "/metrics"
+	var resp *http.Response
+	for range 50 {
+		if resp, err = http.Get(url); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without credentials: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.SetBasicAuth("prometheus", "scrape-secret")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("with credentials: %d %s", resp.StatusCode, b)
+	}
+}

@@ -108,6 +108,10 @@ type Repo struct {
 	delta     []IndexPack     // packs stored but not yet in an index file
 	lastIndex time.Time
 	indexIDs  []ID // index files loaded or written
+	// treePacks caches whole tree packs (see treePack).
+	treeMu    sync.Mutex
+	treePacks map[ID][]byte
+	treeBytes int
 	// packWG tracks packs being finalized outside mu.
 	packWG  sync.WaitGroup
 	packErr error
@@ -458,6 +462,21 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 	if loc.Type != t {
 		return nil, fmt.Errorf("load blob %s: indexed as %s, wanted %s", id.Str(), loc.Type, t)
 	}
+	if t == TreeBlob {
+		// Trees are small and read in bursts (a backup walks the parent
+		// snapshot's trees one by one): read their packs whole, once.
+		pack, err := r.treePack(ctx, loc.Pack)
+		if err != nil {
+			return nil, err
+		}
+		if pack != nil {
+			end := uint64(loc.Offset) + uint64(loc.Length)
+			if end > uint64(len(pack)) {
+				return nil, &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("pack is truncated: %w", io.ErrUnexpectedEOF)}
+			}
+			return r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, pack[loc.Offset:end], buf)
+		}
+	}
 	sealed := getBuf(int(loc.Length))[:loc.Length]
 	defer putBuf(sealed)
 	h := backend.Handle{Type: backend.PackFile, Name: loc.Pack.String()}
@@ -468,6 +487,43 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Str(), loc.Pack.Str(), err)
 	}
 	return r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, sealed, buf)
+}
+
+// treePackCacheBytes bounds the tree-pack cache.
+const treePackCacheBytes = 32 << 20
+
+// treePack returns a tree pack's bytes from the cache, loading it whole on
+// first use; nil (no error) means "too big to cache, read the blob alone".
+func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, error) {
+	r.treeMu.Lock()
+	b, ok := r.treePacks[pack]
+	r.treeMu.Unlock()
+	if ok {
+		return b, nil
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
+	fi, err := r.be.Stat(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
+	}
+	if fi.Size > treePackCacheBytes/2 {
+		return nil, nil
+	}
+	b, err = backend.LoadAll(ctx, r.be, h)
+	if err != nil {
+		return nil, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
+	}
+	r.treeMu.Lock()
+	defer r.treeMu.Unlock()
+	if r.treeBytes+len(b) > treePackCacheBytes {
+		r.treePacks, r.treeBytes = nil, 0
+	}
+	if r.treePacks == nil {
+		r.treePacks = map[ID][]byte{}
+	}
+	r.treePacks[pack] = b
+	r.treeBytes += len(b)
+	return b, nil
 }
 
 // OpenBlob decrypts, decompresses and verifies a sealed blob, appending the

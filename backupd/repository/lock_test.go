@@ -119,14 +119,14 @@ func TestLockRefreshAndLeaseLoss(t *testing.T) {
 		}
 		return nil
 	}}
-	r := repotest.Reopen(t, be, repository.Options{LockRefresh: 10 * time.Millisecond, StaleAfter: 80 * time.Millisecond})
+	r := repotest.Reopen(t, be, repository.Options{LockRefresh: 10 * time.Millisecond, StaleAfter: 2 * time.Second})
 	l, err := r.Lock(t.Context(), false, "backup", "p", "/s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// While refreshes succeed, the lease stays alive and one lock object
 	// exists at a time.
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	if err := l.Context().Err(); err != nil {
 		t.Fatalf("lease lost while refreshes succeed: %v", err)
 	}

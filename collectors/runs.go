@@ -29,6 +29,7 @@ type Runs struct {
 	repos    map[string]bool
 
 	backupRuns, backupFailures, readBytes, writtenBytes, files, cpu *prometheus.CounterVec
+	ioRead, ioWritten                                               *prometheus.CounterVec
 	consecutive, inProgress, maxRSS, lastSuccess, lastAttempt       *prometheus.GaugeVec
 	backupDuration                                                  *prometheus.HistogramVec
 	rpo, rto                                                        *prometheus.GaugeVec
@@ -74,6 +75,8 @@ func NewRuns() *Runs {
 		writtenBytes:    counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression.", "policy"),
 		files:           counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped).", "policy", "state"),
 		cpu:             counter("backup_cpu_seconds_total", "CPU seconds used by backup runs.", "policy"),
+		ioRead:          counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy"),
+		ioWritten:       counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy"),
 		maxRSS:          gauge("last_backup_max_rss_bytes", "Peak resident memory of the process during the last backup run.", "policy"),
 		lastSuccess:     gauge("last_backup_success_timestamp_seconds", "Time of the newest good snapshot, read from the repository.", "policy"),
 		lastAttempt:     gauge("last_backup_attempt_timestamp_seconds", "Start time of the last backup run.", "policy"),
@@ -104,7 +107,7 @@ func NewRuns() *Runs {
 
 func (m *Runs) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.backupRuns, m.backupFailures, m.consecutive, m.backupDuration, m.inProgress, m.readBytes,
-		m.writtenBytes, m.files, m.cpu, m.maxRSS, m.lastSuccess, m.lastAttempt, m.rpo, m.rto, m.missed, m.skipped,
+		m.writtenBytes, m.files, m.cpu, m.ioRead, m.ioWritten, m.maxRSS, m.lastSuccess, m.lastAttempt, m.rpo, m.rto, m.missed, m.skipped,
 		m.restoreRuns, m.restoreFailures, m.restoreDuration, m.withinRTO, m.mismatched, m.lastDrill, m.verifyRuns,
 		m.verifyFailures, m.blobsChecked, m.blobsCorrupt, m.coverage, m.lastVerify, m.repoUp, m.repoSize, m.repoLogical,
 		m.repoFree, m.repoSnapshots, m.silent}
@@ -166,6 +169,8 @@ func (m *Runs) Configured(cfg *config.Config) {
 		m.readBytes.WithLabelValues(n)
 		m.writtenBytes.WithLabelValues(n)
 		m.cpu.WithLabelValues(n)
+		m.ioRead.WithLabelValues(n)
+		m.ioWritten.WithLabelValues(n)
 		m.maxRSS.WithLabelValues(n)
 		m.missed.WithLabelValues(n)
 		m.withinRTO.WithLabelValues(n)
@@ -274,6 +279,8 @@ func (m *Runs) RunFinished(r results.Record) {
 		m.files.WithLabelValues(r.Policy, "unchanged").Add(float64(r.FilesUnchanged))
 		m.files.WithLabelValues(r.Policy, "skipped").Add(float64(r.FilesSkipped))
 		m.cpu.WithLabelValues(r.Policy).Add(r.CPUSeconds)
+		m.ioRead.WithLabelValues(r.Policy).Add(float64(r.ReadIOBytes))
+		m.ioWritten.WithLabelValues(r.Policy).Add(float64(r.WriteIOBytes))
 	case results.Drill:
 		addWithExemplar(m.restoreRuns.WithLabelValues(r.Policy, "drill"), 1, r)
 		m.mismatched.WithLabelValues(r.Policy).Add(float64(r.MismatchedFiles))

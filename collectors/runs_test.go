@@ -33,7 +33,7 @@ func rec(kind results.Kind, outcome results.Outcome, reason string, start time.D
 	return results.Record{RunID: "r" + start.String(), Kind: kind, Policy: "mesh", Repository: "local", Trigger: "scheduled",
 		Start: t0.Add(start), End: t0.Add(start + dur), Outcome: outcome, Reason: reason,
 		BytesRead: 1000, BytesWritten: 250, FilesNew: 3, FilesChanged: 2, FilesUnchanged: 10, FilesSkipped: 1,
-		CPUSeconds: 1.5, MaxRSS: 50 << 20, BlobsChecked: 40, Coverage: 0.5, WithinRTO: kind == results.Drill && outcome == results.Success}
+		CPUSeconds: 1.5, MaxRSS: 50 << 20, ReadIOBytes: 4096, WriteIOBytes: 8192, BlobsChecked: 40, Coverage: 0.5, WithinRTO: kind == results.Drill && outcome == results.Success}
 }
 
 // expose gathers reg in the text exposition format.

@@ -190,7 +190,13 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 
 	treeID, err := a.run(ctx, abs, fi, parentTree)
 	if err != nil {
-		a.repo.Abort()
+		// Checkpoint: index the packs already stored, so the next backup
+		// reuses them without scanning for orphans.
+		cctx, cancelCheckpoint := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if cerr := a.repo.Checkpoint(cctx); cerr != nil {
+			a.log.Warn("checkpoint of the interrupted backup failed; the next backup finds its packs anyway", "err", cerr)
+		}
+		cancelCheckpoint()
 		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 			err = fmt.Errorf("%w (%w)", err, c)
 		}
@@ -556,6 +562,9 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	c := chunker.New(w.table, f, w.window)
 	size := offset
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		chunk, err := c.Next()
 		if errors.Is(err, io.EOF) {
 			break

@@ -814,6 +814,13 @@ func (r *Repo) Flush(ctx context.Context) error {
 	return r.writeDelta(ctx)
 }
 
+// Checkpoint is Abort plus an index file for the packs already stored, for
+// a backup that stops early: its stored work is indexed and reused.
+func (r *Repo) Checkpoint(ctx context.Context) error {
+	r.Abort()
+	return r.writeDelta(ctx)
+}
+
 // Abort discards open packs without storing them.
 func (r *Repo) Abort() {
 	r.packWG.Wait()

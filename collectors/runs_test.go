@@ -99,6 +99,28 @@ func TestRunsExposition(t *testing.T) {
 	if err != nil || len(problems) > 0 {
 		t.Fatalf("promlint: %v %+v", err, problems)
 	}
+	// The series SLOs are computed from, spelled out.
+	for _, tc := range []struct {
+		c    prometheus.Collector
+		want string
+	}{
+		{r.backupRuns, `# HELP backupd_backup_runs_total Backup runs completed, successful or not.
+# TYPE backupd_backup_runs_total counter
+backupd_backup_runs_total{kind="scheduled",policy="mesh"} 3
+`},
+		{r.withinRTO, `# HELP backupd_restore_drills_within_rto_total Drills that succeeded, proved every file byte-exact and finished within the RTO.
+# TYPE backupd_restore_drills_within_rto_total counter
+backupd_restore_drills_within_rto_total{policy="mesh"} 0
+`},
+		{r.consecutive, `# HELP backupd_backup_consecutive_failures Backup runs that failed in a row (0 after a success).
+# TYPE backupd_backup_consecutive_failures gauge
+backupd_backup_consecutive_failures{policy="mesh"} 2
+`},
+	} {
+		if err := testutil.CollectAndCompare(tc.c, strings.NewReader(tc.want)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // A removed policy's series disappear; a new one's appear at 0.

@@ -59,6 +59,9 @@ type Options struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Program string
+	// ScanOrphans makes every backup look for packs no index lists, not
+	// only one that found a dead backup's lock.
+	ScanOrphans bool
 }
 
 func (o *Options) applyDefaults() {
@@ -169,10 +172,21 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 	if err := a.repo.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	if n, err := a.repo.IndexOrphanPacks(ctx); err != nil {
+	// A backup that died leaves its lock, found stale when we locked, and
+	// maybe packs that no index lists: adopt them instead of uploading
+	// their data again. (A backup stopped by a signal indexes its packs
+	// itself; see Checkpoint.) Without a dead backup the scan is skipped: it
+	// lists every pack.
+	hints, err := a.repo.OrphanHints(ctx)
+	if err != nil {
 		return nil, err
-	} else if n > 0 {
-		a.log.Info("reusing packs of an interrupted backup", "packs", n)
+	}
+	if lock.RecoveredBackups > 0 || len(hints) > 0 || a.opt.ScanOrphans {
+		if n, err := a.repo.IndexOrphanPacks(ctx); err != nil {
+			return nil, err
+		} else if n > 0 {
+			a.log.Info("reusing packs of an interrupted backup", "packs", n)
+		}
 	}
 	snaps, _, err := snapshot.LoadAll(ctx, a.repo)
 	if err != nil {
@@ -194,7 +208,7 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 		// reuses them without scanning for orphans.
 		cctx, cancelCheckpoint := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if cerr := a.repo.Checkpoint(cctx); cerr != nil {
-			a.log.Warn("checkpoint of the interrupted backup failed; the next backup finds its packs anyway", "err", cerr)
+			a.leaveHint(cctx, cerr)
 		}
 		cancelCheckpoint()
 		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
@@ -204,6 +218,11 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 	}
 	// Invariant: packs, then index, then snapshot.
 	if err := a.repo.Flush(ctx); err != nil {
+		cctx, cancelCheckpoint := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if cerr := a.repo.Checkpoint(cctx); cerr != nil {
+			a.leaveHint(cctx, cerr)
+		}
+		cancelCheckpoint()
 		return nil, fmt.Errorf("backup %s: %w", source, err)
 	}
 	sn := &snapshot.Snapshot{
@@ -218,7 +237,19 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
 		return nil, fmt.Errorf("backup %s: %w", source, err)
 	}
+	// The adopted packs are indexed now (Flush); their hints are done.
+	a.repo.RemoveOrphanHints(ctx, hints)
 	return sn, nil
+}
+
+// leaveHint records that this backup stored packs it could not index, so
+// the next backup looks for them.
+func (a *Archiver) leaveHint(ctx context.Context, cause error) {
+	if err := a.repo.MarkOrphans(ctx); err != nil {
+		a.log.Warn("could not index the packs of the failed backup nor leave a hint; prune will remove them", "err", err, "cause", cause)
+		return
+	}
+	a.log.Warn("could not index the packs of the failed backup; the next backup adopts them", "err", cause)
 }
 
 func (a *Archiver) totals() snapshot.Totals {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/meshbackup/backupd/backupd/backend"
@@ -81,6 +82,9 @@ func NewPlan(ctx context.Context, repo *repository.Repo, opt Options) (*Plan, er
 
 	marks := map[repository.ID]time.Time{}
 	if err := repo.Backend().List(ctx, backend.MarkerFile, func(fi backend.FileInfo) error {
+		if strings.HasPrefix(fi.Name, repository.OrphanHintPrefix) {
+			return nil // not a prune mark
+		}
 		b, err := backend.LoadAll(ctx, repo.Backend(), backend.Handle{Type: backend.MarkerFile, Name: fi.Name})
 		if err != nil {
 			return err

@@ -65,6 +65,9 @@ type Lock struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+	// RecoveredBackups counts stale locks of backups removed while taking
+	// this lock: those backups died, and may have left unindexed packs.
+	RecoveredBackups int
 }
 
 // Context is cancelled when the lock can no longer be kept alive.
@@ -120,7 +123,7 @@ func (r *Repo) stale(li LockInfo) bool {
 
 // conflict returns the first live lock that blocks a request, removing the
 // stale ones it meets.
-func (r *Repo) conflict(ctx context.Context, want LockInfo) (*LockInfo, error) {
+func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*LockInfo, error) {
 	locks, err := r.listLocks(ctx)
 	if err != nil {
 		return nil, err
@@ -134,6 +137,9 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo) (*LockInfo, error) {
 				"since", l.info.Time.UTC().Format(time.RFC3339))
 			if err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: l.name}); err != nil {
 				return nil, err
+			}
+			if l.info.Command == "backup" {
+				*recovered++
 			}
 			continue
 		}
@@ -163,8 +169,9 @@ func (r *Repo) Lock(ctx context.Context, exclusive bool, command, policy, source
 	_, _ = rand.Read(owner[:])
 	info := LockInfo{Exclusive: exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: r.opt.Now(),
 		Command: command, Policy: policy, Source: source, Owner: hex.EncodeToString(owner[:])}
+	recovered := 0
 	check := func() error {
-		holder, err := r.conflict(ctx, info)
+		holder, err := r.conflict(ctx, info, &recovered)
 		if errors.Is(err, ErrOverlap) {
 			return &LockError{Holder: *holder, Err: ErrOverlap}
 		}
@@ -190,7 +197,7 @@ func (r *Repo) Lock(ctx context.Context, exclusive bool, command, policy, source
 		return nil, err
 	}
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	l := &Lock{r: r, info: info, name: name, ctx: lctx, cancel: cancel, done: make(chan struct{})}
+	l := &Lock{r: r, info: info, name: name, ctx: lctx, cancel: cancel, done: make(chan struct{}), RecoveredBackups: recovered}
 	go l.refresh()
 	return l, nil
 }

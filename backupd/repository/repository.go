@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -884,6 +886,41 @@ func (r *Repo) DecodePack(id ID, data []byte) ([]PackBlob, error) {
 		return nil, &CorruptError{What: "pack", ID: id, Err: err}
 	}
 	return blobs, nil
+}
+
+// OrphanHintPrefix starts the names of markers that say "a backup stored
+// packs it could not index".
+const OrphanHintPrefix = "orphans-"
+
+// MarkOrphans leaves a hint that packs no index lists may exist.
+func (r *Repo) MarkOrphans(ctx context.Context) error {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	b, _ := json.Marshal(map[string]any{"time": r.opt.Now().UTC(), "hostname": r.opt.Hostname})
+	return r.be.Save(ctx, backend.Handle{Type: backend.MarkerFile, Name: OrphanHintPrefix + hex.EncodeToString(rnd[:])}, bytes.NewReader(b))
+}
+
+// OrphanHints lists the hints left by MarkOrphans.
+func (r *Repo) OrphanHints(ctx context.Context) ([]string, error) {
+	var out []string
+	err := r.be.List(ctx, backend.MarkerFile, func(fi backend.FileInfo) error {
+		if strings.HasPrefix(fi.Name, OrphanHintPrefix) {
+			out = append(out, fi.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list markers: %w", err)
+	}
+	return out, nil
+}
+
+// RemoveOrphanHints removes hints whose packs have been adopted. Failures
+// only cost a needless scan later.
+func (r *Repo) RemoveOrphanHints(ctx context.Context, names []string) {
+	for _, n := range names {
+		_ = r.be.Remove(ctx, backend.Handle{Type: backend.MarkerFile, Name: n})
+	}
 }
 
 // IndexOrphanPacks finds stored packs that no index file lists (left by an

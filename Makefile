@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 
-.PHONY: all build run demo test test-short lint fuzz bench clean
+.PHONY: all build run demo alerts e2e test test-short lint fuzz bench clean
 
 all: build
 
@@ -28,6 +28,13 @@ test:
 	./scripts/install-tools.sh prometheus
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+# Regenerate the SLO rule files from alerts/alerts.go.
+alerts:
+	$(GO) run ./alerts/cmd/genrules
+	./scripts/install-tools.sh prometheus
+	promtool check rules alerts/backupd.rules.yml
+	promtool test rules alerts/tests/*.yml
 
 test-short:
 	$(GO) test -short ./...

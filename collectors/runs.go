@@ -36,7 +36,7 @@ type Runs struct {
 	missed, skipped                                                 *prometheus.CounterVec
 	restoreRuns, restoreFailures, withinRTO, mismatched             *prometheus.CounterVec
 	restoreDuration                                                 *prometheus.HistogramVec
-	lastDrill                                                       *prometheus.GaugeVec
+	lastDrill, lastDrillAttempt, drillInterval                      *prometheus.GaugeVec
 	verifyRuns, verifyFailures, blobsChecked, blobsCorrupt          *prometheus.CounterVec
 	coverage, lastVerify                                            *prometheus.GaugeVec
 	repoUp, repoSize, repoLogical, repoFree, repoSnapshots          *prometheus.GaugeVec
@@ -66,49 +66,51 @@ func histogram(name, help string, labels ...string) *prometheus.HistogramVec {
 func NewRuns() *Runs {
 	return &Runs{
 		policies: map[string]config.Policy{}, repos: map[string]bool{},
-		backupRuns:      counter("backup_runs_total", "Backup runs completed, successful or not.", "policy", "kind"),
-		backupFailures:  counter("backup_failures_total", "Backup runs that failed, by reason.", "policy", "kind", "reason"),
-		consecutive:     gauge("backup_consecutive_failures", "Backup runs that failed in a row (0 after a success).", "policy"),
-		backupDuration:  histogram("backup_duration_seconds", "Duration of successful backup runs.", "policy"),
-		inProgress:      gauge("backup_in_progress", "1 while a backup of the policy runs.", "policy"),
-		readBytes:       counter("backup_read_bytes_total", "Source bytes read by backups.", "policy"),
-		writtenBytes:    counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression.", "policy"),
-		files:           counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped).", "policy", "state"),
-		cpu:             counter("backup_cpu_seconds_total", "CPU seconds used by backup runs.", "policy"),
-		ioRead:          counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy"),
-		ioWritten:       counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy"),
-		maxRSS:          gauge("last_backup_max_rss_bytes", "Peak resident memory of the process during the last backup run.", "policy"),
-		lastSuccess:     gauge("last_backup_success_timestamp_seconds", "Time of the newest good snapshot, read from the repository.", "policy"),
-		lastAttempt:     gauge("last_backup_attempt_timestamp_seconds", "Start time of the last backup run.", "policy"),
-		rpo:             gauge("policy_rpo_seconds", "Recovery point objective of the policy.", "policy"),
-		rto:             gauge("policy_rto_seconds", "Recovery time objective of the policy.", "policy"),
-		missed:          counter("scheduler_missed_runs_total", "Scheduled runs missed while the daemon was down.", "policy"),
-		skipped:         counter("scheduler_skipped_runs_total", "Scheduled runs skipped, by reason (overlap: the previous cycle still ran).", "policy", "reason"),
-		restoreRuns:     counter("restore_runs_total", "Restores completed (drills and manual), successful or not.", "policy", "kind"),
-		restoreFailures: counter("restore_failures_total", "Restores that failed, by reason.", "policy", "kind", "reason"),
-		restoreDuration: histogram("restore_duration_seconds", "Duration of successful restores.", "policy", "kind"),
-		withinRTO:       counter("restore_drills_within_rto_total", "Drills that succeeded, proved every file byte-exact and finished within the RTO.", "policy"),
-		mismatched:      counter("restore_drill_mismatched_files_total", "Files whose restored content differed from the recorded hash.", "policy"),
-		lastDrill:       gauge("last_restore_drill_success_timestamp_seconds", "End time of the last successful restore drill.", "policy"),
-		verifyRuns:      counter("verify_runs_total", "Verify (read-back) runs completed.", "repository"),
-		verifyFailures:  counter("verify_failures_total", "Verify runs that failed or found damage.", "repository"),
-		blobsChecked:    counter("verify_blobs_checked_total", "Blobs read back, decrypted and re-hashed.", "repository"),
-		blobsCorrupt:    counter("verify_blobs_corrupt_total", "Blobs found corrupt by read-back.", "repository"),
-		coverage:        gauge("verify_coverage_ratio", "Share of the repository's packs read back in the current rotation.", "repository"),
-		lastVerify:      gauge("last_verify_success_timestamp_seconds", "End time of the last verify run that found no damage.", "repository"),
-		repoUp:          gauge("repository_up", "1 if the repository could be read at the last refresh.", "repository"),
-		repoSize:        gauge("repository_size_bytes", "Bytes stored in the repository.", "repository"),
-		repoLogical:     gauge("repository_logical_bytes", "Bytes of source data in the newest snapshot of each policy, summed.", "repository"),
-		repoFree:        gauge("repository_free_bytes", "Free bytes on the repository's file system.", "repository"),
-		repoSnapshots:   gauge("repository_snapshots", "Snapshots in the repository.", "repository", "policy"),
-		silent:          counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub).", "policy"),
+		backupRuns:       counter("backup_runs_total", "Backup runs completed, successful or not.", "policy", "kind"),
+		backupFailures:   counter("backup_failures_total", "Backup runs that failed, by reason.", "policy", "kind", "reason"),
+		consecutive:      gauge("backup_consecutive_failures", "Backup runs that failed in a row (0 after a success).", "policy"),
+		backupDuration:   histogram("backup_duration_seconds", "Duration of successful backup runs.", "policy"),
+		inProgress:       gauge("backup_in_progress", "1 while a backup of the policy runs.", "policy"),
+		readBytes:        counter("backup_read_bytes_total", "Source bytes read by backups.", "policy"),
+		writtenBytes:     counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression.", "policy"),
+		files:            counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped).", "policy", "state"),
+		cpu:              counter("backup_cpu_seconds_total", "CPU seconds used by backup runs.", "policy"),
+		ioRead:           counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy"),
+		ioWritten:        counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy"),
+		maxRSS:           gauge("last_backup_max_rss_bytes", "Peak resident memory of the process during the last backup run.", "policy"),
+		lastSuccess:      gauge("last_backup_success_timestamp_seconds", "Time of the newest good snapshot, read from the repository.", "policy"),
+		lastAttempt:      gauge("last_backup_attempt_timestamp_seconds", "Start time of the last backup run.", "policy"),
+		rpo:              gauge("policy_rpo_seconds", "Recovery point objective of the policy.", "policy"),
+		rto:              gauge("policy_rto_seconds", "Recovery time objective of the policy.", "policy"),
+		missed:           counter("scheduler_missed_runs_total", "Scheduled runs missed while the daemon was down.", "policy"),
+		skipped:          counter("scheduler_skipped_runs_total", "Scheduled runs skipped, by reason (overlap: the previous cycle still ran).", "policy", "reason"),
+		restoreRuns:      counter("restore_runs_total", "Restores completed (drills and manual), successful or not.", "policy", "kind"),
+		restoreFailures:  counter("restore_failures_total", "Restores that failed, by reason.", "policy", "kind", "reason"),
+		restoreDuration:  histogram("restore_duration_seconds", "Duration of successful restores.", "policy", "kind"),
+		withinRTO:        counter("restore_drills_within_rto_total", "Drills that succeeded, proved every file byte-exact and finished within the RTO.", "policy"),
+		mismatched:       counter("restore_drill_mismatched_files_total", "Files whose restored content differed from the recorded hash.", "policy"),
+		lastDrill:        gauge("last_restore_drill_success_timestamp_seconds", "End time of the last successful restore drill.", "policy"),
+		lastDrillAttempt: gauge("last_restore_drill_timestamp_seconds", "End time of the last restore drill, successful or not.", "policy"),
+		drillInterval:    gauge("policy_drill_interval_seconds", "Time between restore drills by the policy's drill schedule.", "policy"),
+		verifyRuns:       counter("verify_runs_total", "Verify (read-back) runs completed.", "repository"),
+		verifyFailures:   counter("verify_failures_total", "Verify runs that failed or found damage.", "repository"),
+		blobsChecked:     counter("verify_blobs_checked_total", "Blobs read back, decrypted and re-hashed.", "repository"),
+		blobsCorrupt:     counter("verify_blobs_corrupt_total", "Blobs found corrupt by read-back.", "repository"),
+		coverage:         gauge("verify_coverage_ratio", "Share of the repository's packs read back in the current rotation.", "repository"),
+		lastVerify:       gauge("last_verify_success_timestamp_seconds", "End time of the last verify run that found no damage.", "repository"),
+		repoUp:           gauge("repository_up", "1 if the repository could be read at the last refresh.", "repository"),
+		repoSize:         gauge("repository_size_bytes", "Bytes stored in the repository.", "repository"),
+		repoLogical:      gauge("repository_logical_bytes", "Bytes of source data in the newest snapshot of each policy, summed.", "repository"),
+		repoFree:         gauge("repository_free_bytes", "Free bytes on the repository's file system.", "repository"),
+		repoSnapshots:    gauge("repository_snapshots", "Snapshots in the repository.", "repository", "policy"),
+		silent:           counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub).", "policy"),
 	}
 }
 
 func (m *Runs) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.backupRuns, m.backupFailures, m.consecutive, m.backupDuration, m.inProgress, m.readBytes,
 		m.writtenBytes, m.files, m.cpu, m.ioRead, m.ioWritten, m.maxRSS, m.lastSuccess, m.lastAttempt, m.rpo, m.rto, m.missed, m.skipped,
-		m.restoreRuns, m.restoreFailures, m.restoreDuration, m.withinRTO, m.mismatched, m.lastDrill, m.verifyRuns,
+		m.restoreRuns, m.restoreFailures, m.restoreDuration, m.withinRTO, m.mismatched, m.lastDrill, m.lastDrillAttempt, m.drillInterval, m.verifyRuns,
 		m.verifyFailures, m.blobsChecked, m.blobsCorrupt, m.coverage, m.lastVerify, m.repoUp, m.repoSize, m.repoLogical,
 		m.repoFree, m.repoSnapshots, m.silent}
 }
@@ -176,8 +178,17 @@ func (m *Runs) Configured(cfg *config.Config) {
 		m.withinRTO.WithLabelValues(n)
 		m.mismatched.WithLabelValues(n)
 		m.silent.WithLabelValues(n)
+		// Timestamps start at 0 ("never"): a policy without a good backup
+		// is out of its RPO, which is what the rules should say.
+		m.lastSuccess.WithLabelValues(n)
+		m.lastAttempt.WithLabelValues(n)
+		m.lastDrill.WithLabelValues(n)
+		m.lastDrillAttempt.WithLabelValues(n)
 		m.rpo.WithLabelValues(n).Set(p.RPO.Seconds())
 		m.rto.WithLabelValues(n).Set(p.RTO.Seconds())
+		if p.Drill.Schedule.Schedule != nil {
+			m.drillInterval.WithLabelValues(n).Set(p.Drill.Schedule.Interval(time.Now()).Seconds())
+		}
 		m.repoSnapshots.WithLabelValues(p.Repository, n)
 	}
 	for _, r := range cfg.Repositories {
@@ -187,6 +198,10 @@ func (m *Runs) Configured(cfg *config.Config) {
 		}
 		m.coverage.WithLabelValues(r.Name)
 		m.repoUp.WithLabelValues(r.Name)
+		m.lastVerify.WithLabelValues(r.Name)
+		m.repoSize.WithLabelValues(r.Name)
+		m.repoLogical.WithLabelValues(r.Name)
+		m.repoFree.WithLabelValues(r.Name)
 	}
 }
 
@@ -212,6 +227,7 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 		}
 		m.consecutive.WithLabelValues(r.Policy).Set(float64(streak[r.Policy]))
 	case results.Drill:
+		m.lastDrillAttempt.WithLabelValues(r.Policy).Set(ts(r.End))
 		if r.Outcome == results.Success {
 			m.lastDrill.WithLabelValues(r.Policy).Set(ts(r.End))
 		}
@@ -293,6 +309,7 @@ func (m *Runs) RunFinished(r results.Record) {
 		if r.WithinRTO {
 			addWithExemplar(m.withinRTO.WithLabelValues(r.Policy), 1, r)
 		}
+		m.lastDrillAttempt.WithLabelValues(r.Policy).Set(ts(r.End))
 		if r.Outcome == results.Success {
 			m.lastDrill.WithLabelValues(r.Policy).Set(ts(r.End))
 		}

@@ -1,0 +1,179 @@
+package alerts_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/meshbackup/backupd/alerts"
+	"github.com/meshbackup/backupd/backupd/config"
+	"github.com/meshbackup/backupd/collectors"
+)
+
+const (
+	rulesPath = "backupd.rules.yml"
+	crPath    = "../deploy/kubernetes/backupd-prometheusrule.yaml"
+)
+
+// The committed files are what the generator makes (make alerts).
+func TestGeneratedFilesAreCurrent(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		gen  func(alerts.Options) ([]byte, error)
+	}{
+		{rulesPath, alerts.RuleFile},
+		{crPath, alerts.PrometheusRule},
+	} {
+		want, err := tc.gen(alerts.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is stale: run make alerts", tc.path)
+		}
+	}
+}
+
+func promqlParser() parser.Parser { return parser.NewParser(parser.Options{}) }
+
+// The rule file is valid for Prometheus's own loader, every expression
+// parses, every alert carries severity, summary, description and a runbook
+// anchor that exists, and no expression selects on `le`.
+func TestRulesValidate(t *testing.T) {
+	groups, errs := rulefmt.ParseFile(rulesPath, false, model.UTF8Validation, promqlParser(), nil)
+	if len(errs) > 0 {
+		t.Fatalf("rulefmt: %v", errs)
+	}
+	runbook, err := os.ReadFile("runbooks.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			expr, err := promqlParser().ParseExpr(r.Expr)
+			if err != nil {
+				t.Fatalf("%s%s: %v", r.Record, r.Alert, err)
+			}
+			parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+				if vs, ok := node.(*parser.VectorSelector); ok {
+					for _, m := range vs.LabelMatchers {
+						if m.Name == "le" {
+							t.Errorf("%s%s selects on le (breaks between Prometheus 2 and 3)", r.Record, r.Alert)
+						}
+					}
+				}
+				return nil
+			})
+			if r.Alert == "" {
+				continue
+			}
+			n++
+			if !slices.Contains([]string{"page", "ticket"}, r.Labels["severity"]) {
+				t.Errorf("%s: severity %q", r.Alert, r.Labels["severity"])
+			}
+			for _, a := range []string{"summary", "description", "runbook_url"} {
+				if r.Annotations[a] == "" {
+					t.Errorf("%s: no %s", r.Alert, a)
+				}
+			}
+			anchor := "#" + strings.ToLower(r.Alert)
+			if !strings.HasSuffix(r.Annotations["runbook_url"], anchor) || !bytes.Contains(runbook, []byte("## "+r.Alert+"\n")) {
+				t.Errorf("%s: runbook anchor %s missing from runbooks.md", r.Alert, anchor)
+			}
+		}
+	}
+	if n < 9 {
+		t.Fatalf("only %d alerts", n)
+	}
+}
+
+// Every metric a rule names is one the exporter registers (read from a live
+// registry, not a list), a recording rule, or Prometheus's own.
+func TestRulesUseExportedMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	runs, storage := collectors.NewRuns(), collectors.NewStorage()
+	if err := runs.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}))
+	cfg, err := config.Parse("test.yaml", []byte(`repositories: [{name: r, path: /tmp/r, password_env: X}]
+policies:
+  - {name: p, source: /tmp/s, repository: r, schedule: "@every 1m", rpo: 1h, rto: 1h, drill: {schedule: "@hourly"}, verify: {schedule: "@daily"}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs.Configured(cfg)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{"up": true}
+	for _, f := range fams {
+		known[f.GetName()] = true
+		for _, sfx := range []string{"_bucket", "_count", "_sum"} {
+			known[f.GetName()+sfx] = true
+		}
+	}
+	groups, errs := rulefmt.ParseFile(rulesPath, false, model.UTF8Validation, promqlParser(), nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				known[r.Record] = true
+			}
+		}
+	}
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			expr, _ := promqlParser().ParseExpr(r.Expr)
+			parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+				if vs, ok := node.(*parser.VectorSelector); ok && vs.Name != "" && !known[vs.Name] {
+					t.Errorf("%s%s uses %s, which nothing exports", r.Record, r.Alert, vs.Name)
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// promtool's unit tests: every alert firing and not firing, and the edge
+// cases. promtool is installed by make test (scripts/install-tools.sh).
+func TestPromtoolUnitTests(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed: run ./scripts/install-tools.sh prometheus (make test does)")
+	}
+	files, _ := filepath.Glob("tests/*.yml")
+	if len(files) == 0 {
+		t.Fatal("no promtool tests")
+	}
+	out, err := exec.Command(promtool, append([]string{"test", "rules"}, files...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+	out, err = exec.Command(promtool, "check", "rules", rulesPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}

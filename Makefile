@@ -25,7 +25,7 @@ demo: build
 
 # Every test, including crash/fault scenarios and the fuzz seed corpora.
 test:
-	./scripts/install-tools.sh prometheus
+	./scripts/install-tools.sh prometheus alertmanager
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
@@ -35,6 +35,12 @@ alerts:
 	./scripts/install-tools.sh prometheus
 	promtool check rules alerts/backupd.rules.yml
 	promtool test rules alerts/tests/*.yml
+
+# The end-to-end SLO test alone: backupd, Prometheus with the rules,
+# Alertmanager and a webhook receiver, with faults injected (also in make test).
+e2e:
+	./scripts/install-tools.sh prometheus alertmanager
+	$(GO) test -count=1 -run 'TestE2E' -v ./backupd
 
 test-short:
 	$(GO) test -short ./...

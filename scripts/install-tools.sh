@@ -3,7 +3,8 @@
 # missing: Debian packages when running as root, Go builds otherwise. Built
 # binaries are cached in .cache/bin (put it on PATH; the Makefile does).
 #
-# Tools: staticcheck, restic, borg, kopia, prometheus (with promtool).
+# Tools: staticcheck, restic, borg, kopia, prometheus (with promtool),
+# alertmanager (Debian's binary is prometheus-alertmanager).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="$PWD/.cache/bin"
@@ -58,6 +59,9 @@ for tool in "$@"; do
 		;;
 	prometheus)
 		command -v prometheus >/dev/null && command -v promtool >/dev/null || apt_install prometheus
+		;;
+	alertmanager)
+		command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || apt_install prometheus-alertmanager
 		;;
 	kopia)
 		command -v kopia >/dev/null || go_tool_module kopia github.com/kopia/kopia v0.23.1 github.com/kopia/kopia

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/meshbackup/backupd/bench/workload"
+)
+
+// webhook collects Alertmanager notifications.
+type webhook struct {
+	mu     sync.Mutex
+	events []amAlert
+}
+
+type amAlert struct {
+	Status string            `json:"status"`
+	Labels map[string]string `json:"labels"`
+	Annot  map[string]string `json:"annotations"`
+}
+
+func (w *webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	var msg struct {
+		Alerts []amAlert `json:"alerts"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.mu.Lock()
+	w.events = append(w.events, msg.Alerts...)
+	w.mu.Unlock()
+}
+
+// seen reports whether a notification with this status arrived for the
+// alert since index from, and returns it.
+func (w *webhook) seen(from int, alert, status string) (amAlert, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range w.events[min(from, len(w.events)):] {
+		if e.Labels["alertname"] == alert && e.Status == status {
+			return e, true
+		}
+	}
+	return amAlert{}, false
+}
+
+func (w *webhook) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.events)
+}
+
+func (w *webhook) names() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var s []string
+	for _, e := range w.events {
+		s = append(s, e.Labels["alertname"]+"/"+e.Status)
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+func startProc(t *testing.T, name string, logPath string, args ...string) *exec.Cmd {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	return cmd
+}
+
+func e2eConfig(repo, src, rto string) string {
+	return fmt.Sprintf(`repositories:
+  - name: local
+    path: %s
+    password_env: BACKUPD_PASSWORD
+policies:
+  - name: mesh
+    source: %s
+    repository: local
+    schedule: "@every 2s"
+    rpo: 10s
+    rto: %s
+    drill: {schedule: "@every 2s"}
+    verify: {schedule: "@every 2s", read_share: 1}
+`, repo, src, rto)
+}
+
+// TestE2EAlerts runs backupd, a real Prometheus loading the generated rules
+// and a real Alertmanager forwarding to a webhook receiver, injects faults
+// one after another, and checks that each alert arrives with the right
+// labels and resolves when it should.
+func TestE2EAlerts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	prom := needTool(t, "prometheus")
+	am, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		am = needTool(t, "alertmanager")
+	}
+	c := newCLI(t)
+	src := genVolume(t, workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.03, Seed: 12})
+	c.ok("init")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "backupd.yaml")
+	if err := os.WriteFile(cfgPath, []byte(e2eConfig(c.repo, src, "30s")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	d := startDaemon(t, c, cfgPath, addr)
+	d.waitFor("a good backup and drill", 60*time.Second, func(f map[string]*dto.MetricFamily) bool {
+		b, _ := value(f, "backupd_backup_runs_total", mesh)
+		w, _ := value(f, "backupd_restore_drills_within_rto_total", mesh)
+		return b >= 1 && w >= 1
+	})
+
+	// Webhook receiver, Alertmanager, Prometheus.
+	hook := &webhook{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: hook}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	amAddr := freePort(t)
+	amCfg := fmt.Sprintf(`route:
+  receiver: hook
+  group_by: [alertname, policy, repository]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: %s
+        send_resolved: true
+`, srv.URL)
+	if err := os.WriteFile(filepath.Join(dir, "am.yml"), []byte(amCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, am, filepath.Join(dir, "am.log"), "--config.file="+filepath.Join(dir, "am.yml"),
+		"--storage.path="+filepath.Join(dir, "am-data"), "--web.listen-address="+amAddr, "--cluster.listen-address=")
+	rules, _ := filepath.Abs("../alerts/backupd.rules.yml")
+	promAddr := freePort(t)
+	promCfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%s]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['%s']
+scrape_configs:
+  - job_name: backupd
+    static_configs:
+      - targets: ['%s']
+`, rules, amAddr, addr)
+	if err := os.WriteFile(filepath.Join(dir, "prom.yml"), []byte(promCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, prom, filepath.Join(dir, "prom.log"), "--config.file="+filepath.Join(dir, "prom.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "prom-data"), "--web.listen-address="+promAddr)
+
+	logs := func() string {
+		var b strings.Builder
+		for _, f := range []string{"prom.log", "am.log"} {
+			data, _ := os.ReadFile(filepath.Join(dir, f))
+			fmt.Fprintf(&b, "--- %s\n%s\n", f, tail(string(data), 1500))
+		}
+		fmt.Fprintf(&b, "--- backupd\n%s\nnotifications: %s", tail(d.logs(), 2500), hook.names())
+		return b.String()
+	}
+	await := func(from int, alert, status string, timeout time.Duration) amAlert {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for time.Now().Before(deadline) {
+			if a, ok := hook.seen(from, alert, status); ok {
+				return a
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		t.Fatalf("no %s notification of %s within %v\n%s", status, alert, timeout, logs())
+		return amAlert{}
+	}
+	checkLabels := func(a amAlert, want map[string]string) {
+		t.Helper()
+		for k, v := range want {
+			if a.Labels[k] != v {
+				t.Fatalf("%s: label %s=%q, want %q (labels %v)", a.Labels["alertname"], k, a.Labels[k], v, a.Labels)
+			}
+		}
+		if !strings.HasPrefix(a.Annot["runbook_url"], "https://") || a.Annot["summary"] == "" || a.Annot["description"] == "" {
+			t.Fatalf("%s: annotations %v", a.Labels["alertname"], a.Annot)
+		}
+	}
+
+	// The healthy system sends nothing that pages.
+	time.Sleep(5 * time.Second)
+	if _, ok := hook.seen(0, "BackupFailing", "firing"); ok {
+		t.Fatalf("BackupFailing while healthy\n%s", logs())
+	}
+
+	// 1. The repository refuses writes: BackupFailing, then
+	// BackupRPOBreached. Both resolve once it accepts writes again.
+	from := hook.count()
+	if err := os.Rename(c.repo, c.repo+".off"); err != nil {
+		t.Fatal(err)
+	}
+	a := await(from, "BackupFailing", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh", "job": "backupd"})
+	a = await(from, "BackupRPOBreached", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh"})
+	if err := os.Rename(c.repo+".off", c.repo); err != nil {
+		t.Fatal(err)
+	}
+	await(from, "BackupFailing", "resolved", 90*time.Second)
+	await(from, "BackupRPOBreached", "resolved", 90*time.Second)
+
+	// 2. A drill that cannot meet its RTO: RestoreDrillFailing, resolved
+	// by the next drill within the RTO.
+	from = hook.count()
+	if err := os.WriteFile(cfgPath, []byte(e2eConfig(c.repo, src, "1ms")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a = await(from, "RestoreDrillFailing", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh"})
+	if err := os.WriteFile(cfgPath, []byte(e2eConfig(c.repo, src, "30s")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	await(from, "RestoreDrillFailing", "resolved", 90*time.Second)
+
+	// 3. Bit flips in a pack: RepositoryCorruption after the next verify
+	// run. It does not resolve: the data stays damaged.
+	from = hook.count()
+	packs, _ := filepath.Glob(filepath.Join(c.repo, "data", "*", "*"))
+	sort.Slice(packs, func(i, j int) bool {
+		a, _ := os.Stat(packs[i])
+		b, _ := os.Stat(packs[j])
+		return a.Size() > b.Size()
+	})
+	b, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0x40
+	if err := os.WriteFile(packs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a = await(from, "RepositoryCorruption", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "page", "repository": "local"})
+	time.Sleep(5 * time.Second)
+	if _, ok := hook.seen(from, "RepositoryCorruption", "resolved"); ok {
+		t.Fatal("RepositoryCorruption resolved while the repository is still damaged")
+	}
+	_ = d.cmd.Process.Signal(os.Interrupt)
+}

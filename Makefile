@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 
-.PHONY: all build run demo alerts e2e test test-short lint fuzz bench clean
+.PHONY: all build run demo alerts dashboards e2e test test-short lint fuzz bench clean
 
 all: build
 
@@ -35,6 +35,10 @@ alerts:
 	./scripts/install-tools.sh prometheus
 	promtool check rules alerts/backupd.rules.yml
 	promtool test rules alerts/tests/*.yml
+
+# Regenerate the Grafana dashboards and their ConfigMaps.
+dashboards:
+	$(GO) run ./dashboards/cmd/gendashboards
 
 # The end-to-end SLO test alone: backupd, Prometheus with the rules,
 # Alertmanager and a webhook receiver, with faults injected (also in make test).

@@ -9,15 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/meshbackup/backupd/alerts"
-	"github.com/meshbackup/backupd/backupd/config"
-	"github.com/meshbackup/backupd/collectors"
+	"github.com/meshbackup/backupd/collectors/collectorstest"
 )
 
 const (
@@ -105,34 +102,7 @@ func TestRulesValidate(t *testing.T) {
 // Every metric a rule names is one the exporter registers (read from a live
 // registry, not a list), a recording rule, or Prometheus's own.
 func TestRulesUseExportedMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	runs, storage := collectors.NewRuns(), collectors.NewStorage()
-	if err := runs.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := storage.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	reg.MustRegister(promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}))
-	cfg, err := config.Parse("test.yaml", []byte(`repositories: [{name: r, path: /tmp/r, password_env: X}]
-policies:
-  - {name: p, source: /tmp/s, repository: r, schedule: "@every 1m", rpo: 1h, rto: 1h, drill: {schedule: "@hourly"}, verify: {schedule: "@daily"}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs.Configured(cfg)
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	known := map[string]bool{"up": true}
-	for _, f := range fams {
-		known[f.GetName()] = true
-		for _, sfx := range []string{"_bucket", "_count", "_sum"} {
-			known[f.GetName()+sfx] = true
-		}
-	}
+	known := collectorstest.MetricNames(t)
 	groups, errs := rulefmt.ParseFile(rulesPath, false, model.UTF8Validation, promqlParser(), nil)
 	if len(errs) > 0 {
 		t.Fatal(errs)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/meshbackup/backupd/bench/workload"
+	"github.com/meshbackup/backupd/dashboards"
 )
 
 // webhook collects Alertmanager notifications.
@@ -88,6 +90,29 @@ func startProc(t *testing.T, name string, logPath string, args ...string) *exec.
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
 	return cmd
+}
+
+// promQuery runs an instant query and returns the number of series.
+func promQuery(addr, q string) (int, error) {
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("query %q: %s", q, r.Error)
+	}
+	return len(r.Data.Result), nil
 }
 
 func e2eConfig(repo, src, rto string) string {
@@ -221,6 +246,40 @@ scrape_configs:
 	time.Sleep(5 * time.Second)
 	if _, ok := hook.seen(0, "BackupFailing", "firing"); ok {
 		t.Fatalf("BackupFailing while healthy\n%s", logs())
+	}
+
+	// Every dashboard panel's query returns data from this Prometheus
+	// after the short healthy run (DESIGN §6). No panel is legitimately
+	// empty without faults: every series, the corruption and failure
+	// counters included, is pre-created at 0, so those panels show 0.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n, _ := promQuery(promAddr, `slo:error_budget_remaining:ratio`)
+		m, _ := promQuery(promAddr, `increase(backupd_backup_runs_total[1m]) > 0`)
+		if n > 0 && m > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus has no backupd data after a minute\n%s", logs())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var empty []string
+	for _, b := range dashboards.Boards() {
+		for _, p := range b.Panels {
+			for _, q := range p.Queries {
+				n, err := promQuery(promAddr, dashboards.Concrete(q.Expr))
+				if err != nil {
+					t.Fatalf("%s/%s: %v", b.UID, p.Title, err)
+				}
+				if n == 0 {
+					empty = append(empty, b.UID+"/"+p.Title+": "+q.Expr)
+				}
+			}
+		}
+	}
+	if len(empty) > 0 {
+		t.Fatalf("panel queries without data:\n%s", strings.Join(empty, "\n"))
 	}
 
 	// 1. The repository refuses writes: BackupFailing, then

@@ -166,6 +166,8 @@ func (m *Runs) Configured(cfg *config.Config) {
 		for _, r := range skipReasons {
 			m.skipped.WithLabelValues(n, r)
 		}
+		m.backupDuration.WithLabelValues(n)
+		m.restoreDuration.WithLabelValues(n, "drill")
 		m.consecutive.WithLabelValues(n)
 		m.inProgress.WithLabelValues(n)
 		m.readBytes.WithLabelValues(n)

@@ -1,0 +1,313 @@
+// Package dashboards generates backupd's Grafana dashboards with
+// grafana-foundation-sdk: an SLO overview, an operations board and a
+// fault-tolerance board. Every panel has a description, a unit and
+// thresholds; every query is PromQL over metrics the exporter registers or
+// the SLO rules record. Variables: datasource, cluster, policy.
+package dashboards
+
+import (
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
+	"github.com/grafana/grafana-foundation-sdk/go/text"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// Query is one panel query.
+type Query struct {
+	Expr    string
+	Legend  string
+	Instant bool
+}
+
+// Panel is the spec of one panel.
+type Panel struct {
+	Kind        string // stat, timeseries, table, heatmap, text
+	Title       string
+	Description string
+	Unit        string
+	// Steps are thresholds: the first color applies from -inf, the next
+	// from each value on.
+	Base  string
+	Steps []Step
+	Min   *float64
+	Max   *float64
+	// W and H are the grid size (24 columns).
+	W, H    uint32
+	Queries []Query
+	Content string // text panels
+}
+
+// Step is a threshold.
+type Step struct {
+	Value float64
+	Color string
+}
+
+// Board is the spec of one dashboard.
+type Board struct {
+	UID, Title, Description string
+	Tags                    []string
+	Panels                  []Panel
+}
+
+// sel is the label selector every query applies.
+const sel = `cluster=~"$cluster", policy=~"$policy"`
+
+// repoSel selects per-repository series.
+const repoSel = `cluster=~"$cluster"`
+
+func f(v float64) *float64 { return &v }
+
+var (
+	greenRed    = []Step{{0, "red"}}
+	ageSteps    = []Step{{0.5, "yellow"}, {1, "red"}}
+	budgetSteps = []Step{{0, "orange"}, {0.25, "yellow"}, {0.5, "green"}}
+)
+
+// Boards is the spec of every dashboard.
+func Boards() []Board {
+	return []Board{sloOverview(), operations(), faults()}
+}
+
+func sloOverview() Board {
+	return Board{
+		UID: "backupd-slo", Title: "backupd / SLO overview", Tags: []string{"backupd", "slo"},
+		Description: "Are the backups of each policy fresh enough, successful, and proven restorable? Error budgets over 28 days, burn rates, last results.",
+		Panels: []Panel{
+			{Kind: "stat", Title: "Error budget remaining (28d)", Unit: "percentunit", W: 12, H: 6, Base: "red", Steps: budgetSteps,
+				Description: "Share of each SLO's 28-day error budget left, per policy: backup success (99% of runs), RPO freshness (99.9% of the time), recoverability (95% of drills byte-exact within RTO). Below 0 the objective is missed.",
+				Queries:     []Query{{Expr: `slo:error_budget_remaining:ratio{` + sel + `}`, Legend: "{{policy}} {{slo}}", Instant: true}}},
+			{Kind: "stat", Title: "Backup age ÷ RPO", Unit: "percentunit", W: 12, H: 6, Base: "green", Steps: ageSteps, Min: f(0),
+				Description: "Age of the newest good snapshot as a share of the policy's RPO. At 100% the RPO is breached (BackupRPOBreached pages).",
+				Queries: []Query{{Expr: `(time() - backupd_last_backup_success_timestamp_seconds{` + sel + `})
+/ on (job, instance, policy) backupd_policy_rpo_seconds{` + sel + `}`, Legend: "{{policy}}", Instant: true}}},
+			{Kind: "timeseries", Title: "Backup error budget burn rate", Unit: "none", W: 12, H: 8, Base: "green", Steps: []Step{{0.93, "yellow"}, {2.8, "red"}},
+				Description: "How fast backup failures spend the budget: 1 spends it exactly in 28 days. The ticket alert fires above 2.8 over both 1d and 2h, or above 0.93 over both 3d and 6h.",
+				Queries: []Query{
+					{Expr: `slo:sli_error:ratio_rate2h{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 2h"},
+					{Expr: `slo:sli_error:ratio_rate1d{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 1d"},
+				}},
+			{Kind: "timeseries", Title: "Restore time against RTO", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "90th percentile duration of restore drills next to the policy's RTO. Drills over the RTO count against recoverability.",
+				Queries: []Query{
+					{Expr: `histogram_quantile(0.9, sum by (le, policy) (rate(backupd_restore_duration_seconds_bucket{kind="drill", ` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p90 restore"},
+					{Expr: `backupd_policy_rto_seconds{` + sel + `}`, Legend: "{{policy}} RTO"},
+				}},
+			{Kind: "table", Title: "Last results", Unit: "s", W: 16, H: 8, Base: "green", Steps: []Step{{86400, "yellow"}, {7 * 86400, "red"}},
+				Description: "Time since the newest good backup, the last successful drill and the last clean verify run, per policy and repository (from now).",
+				Queries: []Query{
+					{Expr: `time() - backupd_last_backup_success_timestamp_seconds{` + sel + `}`, Legend: "backup {{policy}}", Instant: true},
+					{Expr: `time() - backupd_last_restore_drill_success_timestamp_seconds{` + sel + `}`, Legend: "drill {{policy}}", Instant: true},
+					{Expr: `time() - backupd_last_verify_success_timestamp_seconds{` + repoSel + `}`, Legend: "verify {{repository}}", Instant: true},
+				}},
+			{Kind: "stat", Title: "Last drill", Unit: "bool_yes_no", W: 8, H: 8, Base: "red", Steps: []Step{{1, "green"}},
+				Description: "Whether the last restore drill of each policy passed: restored, proved byte-exact and within the RTO.",
+				Queries:     []Query{{Expr: `backupd_last_restore_drill_success_timestamp_seconds{` + sel + `} >= bool backupd_last_restore_drill_timestamp_seconds{` + sel + `}`, Legend: "{{policy}}", Instant: true}}},
+		},
+	}
+}
+
+func operations() Board {
+	return Board{
+		UID: "backupd-operations", Title: "backupd / Operations", Tags: []string{"backupd"},
+		Description: "How backups run: durations, throughput, files, deduplication, repository growth, resources, storage operations, scheduling and verification.",
+		Panels: []Panel{
+			{Kind: "timeseries", Title: "Backup duration quantiles", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{3600, "yellow"}},
+				Description: "50th, 90th and 99th percentile duration of successful backup runs.",
+				Queries: []Query{
+					{Expr: `histogram_quantile(0.5, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p50"},
+					{Expr: `histogram_quantile(0.9, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p90"},
+					{Expr: `histogram_quantile(0.99, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p99"},
+				}},
+			{Kind: "heatmap", Title: "Backup duration distribution", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Successful backup runs by duration bucket over time.",
+				Queries:     []Query{{Expr: `sum by (le) (increase(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval]))`, Legend: "{{le}}"}}},
+			{Kind: "timeseries", Title: "Bytes read and stored", Unit: "Bps", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Source bytes read per second and bytes stored per second after deduplication and compression.",
+				Queries: []Query{
+					{Expr: `sum by (policy) (rate(backupd_backup_read_bytes_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} read"},
+					{Expr: `sum by (policy) (rate(backupd_backup_written_bytes_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} stored"},
+				}},
+			{Kind: "timeseries", Title: "Files per second by state", Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Files backups found new, changed (read again), unchanged (not read) and skipped (sockets, FIFOs, vanished).",
+				Queries:     []Query{{Expr: `sum by (policy, state) (rate(backupd_backup_files_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} {{state}}"}}},
+			{Kind: "stat", Title: "Deduplication and compression", Unit: "none", W: 12, H: 6, Base: "red", Steps: []Step{{1, "yellow"}, {2, "green"}},
+				Description: "Source bytes per stored byte: of recent backups (read ÷ stored), and of the repository (newest snapshots' source size ÷ repository size). Higher is better.",
+				Queries: []Query{
+					{Expr: `sum by (policy) (increase(backupd_backup_read_bytes_total{` + sel + `}[1h])) / sum by (policy) (increase(backupd_backup_written_bytes_total{` + sel + `}[1h]))`, Legend: "{{policy}} last hour", Instant: true},
+					{Expr: `backupd_repository_logical_bytes{` + repoSel + `} / backupd_repository_size_bytes{` + repoSel + `}`, Legend: "{{repository}} overall", Instant: true},
+				}},
+			{Kind: "timeseries", Title: "Repository size and free space", Unit: "bytes", W: 12, H: 6, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Bytes stored in each repository and free bytes on its file system. RepositoryFillingUp fires when free space runs out within 4 days.",
+				Queries: []Query{
+					{Expr: `backupd_repository_size_bytes{` + repoSel + `}`, Legend: "{{repository}} size"},
+					{Expr: `backupd_repository_free_bytes{` + repoSel + `}`, Legend: "{{repository}} free"},
+				}},
+			{Kind: "timeseries", Title: "CPU per backup run", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "CPU seconds used by backup runs, per run (increase of CPU seconds ÷ increase of runs).",
+				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_backup_cpu_seconds_total{` + sel + `}[$__rate_interval])) / sum by (policy) (increase(backupd_backup_runs_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}}"}}},
+			{Kind: "timeseries", Title: "Peak RSS of the last backup", Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{256 << 20, "yellow"}},
+				Description: "Peak resident memory of the process during each policy's last backup run.",
+				Queries:     []Query{{Expr: `backupd_last_backup_max_rss_bytes{` + sel + `}`, Legend: "{{policy}}"}}},
+			{Kind: "timeseries", Title: "Storage operations", Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Backend operations per second by type and result; errors are operations that failed (not-found is reported apart).",
+				Queries:     []Query{{Expr: `sum by (repository, op, result) (rate(backupd_storage_operations_total{` + repoSel + `}[$__rate_interval]))`, Legend: "{{repository}} {{op}} {{result}}"}}},
+			{Kind: "timeseries", Title: "Storage latency p99", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}, {5, "red"}},
+				Description: "99th percentile duration of backend operations by type.",
+				Queries:     []Query{{Expr: `histogram_quantile(0.99, sum by (le, repository, op) (rate(backupd_storage_operation_duration_seconds_bucket{` + repoSel + `}[$__rate_interval])))`, Legend: "{{repository}} {{op}}"}}},
+			{Kind: "timeseries", Title: "Scheduler skips and misses", Unit: "short", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}},
+				Description: "Cycles skipped because the previous one still ran (overlap) and cycles missed while the daemon was down, per hour.",
+				Queries: []Query{
+					{Expr: `sum by (policy, reason) (increase(backupd_scheduler_skipped_runs_total{` + sel + `}[1h]))`, Legend: "{{policy}} skipped {{reason}}"},
+					{Expr: `sum by (policy) (increase(backupd_scheduler_missed_runs_total{` + sel + `}[1h]))`, Legend: "{{policy}} missed"},
+				}},
+			{Kind: "timeseries", Title: "Verification coverage and corrupt blobs", Unit: "percentunit", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Share of the repository read back in the current rotation (100% = every pack verified), and corrupt blobs found in the last day (should stay 0).",
+				Queries: []Query{
+					{Expr: `backupd_verify_coverage_ratio{` + repoSel + `}`, Legend: "{{repository}} coverage"},
+					{Expr: `increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[1d])`, Legend: "{{repository}} corrupt blobs"},
+				}},
+		},
+	}
+}
+
+func faults() Board {
+	return Board{
+		UID: "backupd-faults", Title: "backupd / Fault tolerance", Tags: []string{"backupd", "benchmark"},
+		Description: "How backupd behaves under faults: failures by reason, interrupted runs, corruption found, drill mismatches, silent source changes, storage errors.",
+		Panels: []Panel{
+			{Kind: "text", Title: "About this board", W: 24, H: 3, Base: "green", Unit: "none",
+				Description: "What this board shows and what it will show.",
+				Content: "The fault-injection benchmark's own metrics (scenario results, recovery times) come with the benchmark issue. " +
+					"Until then this board shows the fault-related series backupd exports today: failures by reason, interrupted runs, corruption, drill mismatches, silent source changes and storage errors."},
+			{Kind: "timeseries", Title: "Backup failures by reason", Unit: "short", W: 12, H: 8, Base: "green", Steps: []Step{{1, "red"}},
+				Description: "Failed backup runs per hour by reason: interrupted (killed or stopped mid-run), repository, source, corruption, locked.",
+				Queries:     []Query{{Expr: `sum by (policy, reason) (increase(backupd_backup_failures_total{` + sel + `}[1h]))`, Legend: "{{policy}} {{reason}}"}}},
+			{Kind: "timeseries", Title: "Drill failures by reason", Unit: "short", W: 12, H: 8, Base: "green", Steps: []Step{{1, "red"}},
+				Description: "Failed restore drills per hour by reason: rto (too slow), mismatch (not byte-exact), corruption, repository.",
+				Queries:     []Query{{Expr: `sum by (policy, reason) (increase(backupd_restore_failures_total{kind="drill", ` + sel + `}[1h]))`, Legend: "{{policy}} {{reason}}"}}},
+			{Kind: "stat", Title: "Corrupt blobs found (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "red"}},
+				Description: "Blobs that failed authentication or their hash on read-back in the last 7 days. Anything above 0 pages (RepositoryCorruption).",
+				Queries:     []Query{{Expr: `sum by (repository) (increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[7d]))`, Legend: "{{repository}}", Instant: true}}},
+			{Kind: "stat", Title: "Drill mismatched files (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "red"}},
+				Description: "Files whose restored content differed from the hash recorded at backup time, in the last 7 days.",
+				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_restore_drill_mismatched_files_total{` + sel + `}[7d]))`, Legend: "{{policy}}", Instant: true}}},
+			{Kind: "stat", Title: "Silent source changes (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "orange"}},
+				Description: "Source files whose content changed while mtime, ctime, size and inode did not (bit rot under the file system), found by scrub in the last 7 days.",
+				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_source_silent_changes_total{` + sel + `}[7d]))`, Legend: "{{policy}}", Instant: true}}},
+			{Kind: "stat", Title: "Interrupted runs (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "yellow"}},
+				Description: "Backup runs that did not finish because the process was killed or stopped, in the last 7 days.",
+				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_backup_failures_total{reason="interrupted", ` + sel + `}[7d]))`, Legend: "{{policy}}", Instant: true}}},
+			{Kind: "timeseries", Title: "Storage errors", Unit: "ops", W: 24, H: 8, Base: "green", Steps: []Step{{0.01, "red"}},
+				Description: "Backend operations that failed, per second, by repository and operation.",
+				Queries:     []Query{{Expr: `sum by (repository, op) (rate(backupd_storage_operations_total{result="error", ` + repoSel + `}[$__rate_interval]))`, Legend: "{{repository}} {{op}}"}}},
+		},
+	}
+}
+
+var dsRef = func() common.DataSourceRef {
+	t, u := "prometheus", "${datasource}"
+	return common.DataSourceRef{Type: &t, Uid: &u}
+}()
+
+type panelBuilder[B any] interface {
+	cog.Builder[dashboard.Panel]
+	Title(string) B
+	Description(string) B
+	Unit(string) B
+	Thresholds(cog.Builder[dashboard.ThresholdsConfig]) B
+	Datasource(common.DataSourceRef) B
+	Height(uint32) B
+	Span(uint32) B
+	WithTarget(cog.Builder[variants.Dataquery]) B
+	Min(float64) B
+	Max(float64) B
+}
+
+func thresholds(p Panel) *dashboard.ThresholdsConfigBuilder {
+	steps := []dashboard.Threshold{{Value: nil, Color: p.Base}}
+	for _, s := range p.Steps {
+		v := s.Value
+		steps = append(steps, dashboard.Threshold{Value: &v, Color: s.Color})
+	}
+	return dashboard.NewThresholdsConfigBuilder().Mode(dashboard.ThresholdsModeAbsolute).Steps(steps)
+}
+
+func configure[B panelBuilder[B]](b B, p Panel) cog.Builder[dashboard.Panel] {
+	b.Title(p.Title)
+	b.Description(p.Description)
+	b.Unit(p.Unit)
+	b.Thresholds(thresholds(p))
+	b.Datasource(dsRef)
+	b.Height(p.H)
+	b.Span(p.W)
+	if p.Min != nil {
+		b.Min(*p.Min)
+	}
+	if p.Max != nil {
+		b.Max(*p.Max)
+	}
+	for i, q := range p.Queries {
+		t := prometheus.NewDataqueryBuilder().Expr(q.Expr).LegendFormat(q.Legend).RefId(string(rune('A' + i))).Datasource(dsRef)
+		if q.Instant {
+			t.Instant()
+		} else {
+			t.Range()
+		}
+		b.WithTarget(t)
+	}
+	return b
+}
+
+func build(p Panel) (cog.Builder[dashboard.Panel], error) {
+	switch p.Kind {
+	case "stat":
+		return configure(stat.NewPanelBuilder(), p), nil
+	case "timeseries":
+		return configure(timeseries.NewPanelBuilder(), p), nil
+	case "table":
+		tb := table.NewPanelBuilder().Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"lastNotNull"}))
+		return configure(tb, p), nil
+	case "heatmap":
+		return configure(heatmap.NewPanelBuilder(), p), nil
+	case "text":
+		return text.NewPanelBuilder().Title(p.Title).Description(p.Description).Content(p.Content).Mode(text.TextModeMarkdown).
+			Height(p.H).Span(p.W).Unit(p.Unit).Thresholds(thresholds(p)), nil
+	}
+	return nil, fmt.Errorf("panel %q: unknown kind %q", p.Title, p.Kind)
+}
+
+// Build turns a board spec into a Grafana dashboard.
+func Build(b Board) (dashboard.Dashboard, error) {
+	db := dashboard.NewDashboardBuilder(b.Title).Uid(b.UID).Description(b.Description).Tags(b.Tags).
+		Refresh("1m").Time("now-6h", "now").Timezone(common.TimeZoneBrowser).Editable().
+		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("Data source").Type("prometheus")).
+		WithVariable(dashboard.NewQueryVariableBuilder("cluster").Label("Cluster").Datasource(dsRef).
+			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_build_info, cluster)`)}).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).AllValue(".*")).
+		WithVariable(dashboard.NewQueryVariableBuilder("policy").Label("Policy").Datasource(dsRef).
+			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_policy_rpo_seconds{cluster=~"$cluster"}, policy)`)}).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*"))
+	for _, p := range b.Panels {
+		pb, err := build(p)
+		if err != nil {
+			return dashboard.Dashboard{}, err
+		}
+		db.WithPanel(pb)
+	}
+	d, err := db.Build()
+	if err != nil {
+		return dashboard.Dashboard{}, fmt.Errorf("dashboard %s: %w", b.UID, err)
+	}
+	return d, nil
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,164 @@
+package dashboards_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"testing"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/meshbackup/backupd/collectors/collectorstest"
+	"github.com/meshbackup/backupd/dashboards"
+)
+
+// The committed JSON and ConfigMaps are what the generator makes.
+func TestGeneratedFilesAreCurrent(t *testing.T) {
+	files, err := dashboards.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range files {
+		got, err := os.ReadFile("../" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is stale: run make dashboards", path)
+		}
+	}
+}
+
+// errMsg is the message of an SDK strict-unmarshal error: on success the SDK
+// returns an empty, non-nil error.
+func errMsg(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// A strict round trip through the SDK's types loses nothing and accepts no
+// unknown field. (v0.0.18's Dashboard.UnmarshalJSONStrict drops panels,
+// because a panel's empty non-nil error stops PanelOrRowPanel; so panels
+// are checked strictly one by one, and the whole dashboard round-trips
+// through json.Unmarshal with the SDK's plugins registered.)
+func TestStrictRoundTrip(t *testing.T) {
+	plugins.RegisterDefaultPlugins()
+	for _, b := range dashboards.Boards() {
+		raw, err := os.ReadFile("json/" + b.UID + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var strict dashboard.Dashboard
+		if msg := errMsg(strict.UnmarshalJSONStrict(raw)); msg != "" {
+			t.Fatalf("%s: %s", b.UID, msg)
+		}
+		var parts struct {
+			Panels []json.RawMessage `json:"panels"`
+		}
+		if err := json.Unmarshal(raw, &parts); err != nil {
+			t.Fatal(err)
+		}
+		if len(parts.Panels) != len(b.Panels) {
+			t.Fatalf("%s: %d panels in JSON, %d in the spec", b.UID, len(parts.Panels), len(b.Panels))
+		}
+		for i, pr := range parts.Panels {
+			var p dashboard.Panel
+			if msg := errMsg(p.UnmarshalJSONStrict(pr)); msg != "" {
+				t.Errorf("%s: panel %d: %s", b.UID, i, msg)
+			}
+		}
+		var d dashboard.Dashboard
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		again, err := json.MarshalIndent(d, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(append(again, '\n'), raw) {
+			t.Errorf("%s: JSON changes in a round trip through the SDK", b.UID)
+		}
+	}
+}
+
+func ruleNames(t *testing.T) map[string]bool {
+	t.Helper()
+	groups, errs := rulefmt.ParseFile("../alerts/backupd.rules.yml", false, model.UTF8Validation, parser.NewParser(parser.Options{}), nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	out := map[string]bool{}
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				out[r.Record] = true
+			}
+		}
+	}
+	return out
+}
+
+// Every panel has a description, a unit and thresholds; every query parses
+// as PromQL and names only metrics the exporter serves or the rules record;
+// the variables are datasource, cluster and policy.
+func TestPanels(t *testing.T) {
+	known := collectorstest.MetricNames(t)
+	for n := range ruleNames(t) {
+		known[n] = true
+	}
+	p := parser.NewParser(parser.Options{})
+	for _, b := range dashboards.Boards() {
+		d, err := dashboards.Build(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vars []string
+		for _, v := range d.Templating.List {
+			vars = append(vars, v.Name)
+		}
+		if len(vars) != 3 || vars[0] != "datasource" || vars[1] != "cluster" || vars[2] != "policy" {
+			t.Errorf("%s: variables %v", b.UID, vars)
+		}
+		for _, panel := range d.Panels {
+			pn := panel.Panel
+			if pn == nil {
+				continue
+			}
+			title := ""
+			if pn.Title != nil {
+				title = *pn.Title
+			}
+			if pn.Description == nil || *pn.Description == "" {
+				t.Errorf("%s/%s: no description", b.UID, title)
+			}
+			if pn.FieldConfig == nil || pn.FieldConfig.Defaults.Unit == nil || pn.FieldConfig.Defaults.Thresholds == nil ||
+				len(pn.FieldConfig.Defaults.Thresholds.Steps) == 0 {
+				t.Errorf("%s/%s: no unit or thresholds", b.UID, title)
+			}
+		}
+		for _, panel := range b.Panels {
+			if panel.Kind != "text" && len(panel.Queries) == 0 {
+				t.Errorf("%s/%s: no query", b.UID, panel.Title)
+			}
+			for _, q := range panel.Queries {
+				expr, err := p.ParseExpr(dashboards.Concrete(q.Expr))
+				if err != nil {
+					t.Errorf("%s/%s: %q does not parse: %v", b.UID, panel.Title, q.Expr, err)
+					continue
+				}
+				parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+					if vs, ok := node.(*parser.VectorSelector); ok && vs.Name != "" && !known[vs.Name] {
+						t.Errorf("%s/%s: %s is neither exported nor recorded", b.UID, panel.Title, vs.Name)
+					}
+					return nil
+				})
+			}
+		}
+	}
+}

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 Grafana provisions files and sidecar ConfigMaps in the v1 dashboard schema; dashboardv2 needs Grafana 12 and its v2 API.
+
 // Package dashboards generates backupd's Grafana dashboards with
 // grafana-foundation-sdk: an SLO overview, an operations board and a
 // fault-tolerance board. Every panel has a description, a unit and
@@ -67,7 +69,6 @@ const repoSel = `cluster=~"$cluster"`
 func f(v float64) *float64 { return &v }
 
 var (
-	greenRed    = []Step{{0, "red"}}
 	ageSteps    = []Step{{0.5, "yellow"}, {1, "red"}}
 	budgetSteps = []Step{{0, "orange"}, {0.25, "yellow"}, {0.5, "green"}}
 )

@@ -273,6 +273,7 @@ func backupCommand(g *globalOptions) *cobra.Command {
 	var policy string
 	var appendOnly []string
 	var fullEvery int
+	var allowEmpty bool
 	c := &cobra.Command{
 		Use:   "backup --repo DIR --policy NAME [--json] PATH",
 		Short: "Back up a directory as a new snapshot of a policy",
@@ -294,7 +295,7 @@ old last chunk on; every --full-read-every'th backup reads them whole.`,
 				return err
 			}
 			a, err := archiver.New(r, archiver.Options{Policy: policy, AppendOnly: appendOnly, FullReadEvery: fullEvery,
-				Logger: log, Program: "backupd " + version})
+				Logger: log, Program: "backupd " + version, AllowEmptySource: allowEmpty})
 			if err != nil {
 				return usageErr("%v", err)
 			}
@@ -327,6 +328,7 @@ old last chunk on; every --full-read-every'th backup reads them whole.`,
 	c.Flags().StringVarP(&policy, "policy", "p", "", "policy name (required)")
 	c.Flags().StringSliceVar(&appendOnly, "append-only", archiver.DefaultAppendOnly, "name patterns of append-only files (tail-only reads)")
 	c.Flags().IntVar(&fullEvery, "full-read-every", 10, "read append-only files whole every Nth backup")
+	c.Flags().BoolVar(&allowEmpty, "allow-empty-source", false, "accept an empty source whose previous snapshot was not empty")
 	return c
 }
 

@@ -62,6 +62,10 @@ type Options struct {
 	// ScanOrphans makes every backup look for packs no index lists, not
 	// only one that found a dead backup's lock.
 	ScanOrphans bool
+	// AllowEmptySource accepts an empty source directory whose previous
+	// snapshot was not empty. Off by default: that is what an unmounted
+	// volume looks like, and retention would then forget the real data.
+	AllowEmptySource bool
 }
 
 func (o *Options) applyDefaults() {
@@ -93,6 +97,10 @@ type Stats struct {
 	FilesNew, FilesChanged, FilesUnchanged, FilesSkipped, Dirs, Errors atomic.Uint64
 	BytesTotal, BytesRead, BytesWritten, BlobsWritten                  atomic.Uint64
 }
+
+// ErrEmptySource refuses a backup of an empty source whose previous snapshot
+// had data (an unmounted volume looks like this).
+var ErrEmptySource = errors.New("the source is empty but its previous snapshot was not (is the volume mounted?); pass --allow-empty-source if this is intended")
 
 // Archiver runs backups into one repository.
 type Archiver struct {
@@ -158,6 +166,11 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("backup %s: source must be a directory", source)
 	}
+	// An unreadable root is a failed backup, not an empty snapshot.
+	rootNames, err := readDirNames(abs)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: read source: %w", source, err)
+	}
 	lock, err := a.repo.Lock(ctx, false, "backup", a.opt.Policy, abs)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", source, err)
@@ -202,6 +215,9 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 		}
 	}
 
+	if len(rootNames) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
+		return nil, fmt.Errorf("backup %s: %w", source, ErrEmptySource)
+	}
 	treeID, err := a.run(ctx, abs, fi, parentTree)
 	if err != nil {
 		// Checkpoint: index the packs already stored, so the next backup
@@ -512,7 +528,7 @@ func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entr
 	if err != nil {
 		return err
 	}
-	id := a.repo.BlobID(b)
+	id := a.repo.TreeID(b)
 	stored, n, err := a.repo.SaveBlob(ctx, repository.TreeBlob, id, b)
 	if err != nil {
 		return err

@@ -36,6 +36,9 @@ type Key struct {
 	Chunker uint64
 	aead    cipher.AEAD
 	idHash  *blake3.Hasher
+	// treeHash names tree blobs with a key derived from the id key, so a
+	// file whose bytes equal an encoded tree never shares its id.
+	treeHash *blake3.Hasher
 }
 
 // NewRandomKey makes a fresh master key.
@@ -63,6 +66,12 @@ func (k *Key) init() error {
 		return err
 	}
 	k.idHash, err = blake3.NewKeyed(k.idKey[:])
+	if err != nil {
+		return err
+	}
+	var treeKey [32]byte
+	blake3.DeriveKey("backupd tree blob id v1", k.idKey[:], treeKey[:])
+	k.treeHash, err = blake3.NewKeyed(treeKey[:])
 	return err
 }
 
@@ -108,6 +117,9 @@ func (k *Key) Open(dst, sealed, ad []byte) ([]byte, error) {
 // IDHasher returns a fresh keyed BLAKE3 hasher for blob ids. Each goroutine
 // needs its own.
 func (k *Key) IDHasher() *blake3.Hasher { return k.idHash.Clone() }
+
+// TreeIDHasher returns a fresh keyed hasher for tree blob ids.
+func (k *Key) TreeIDHasher() *blake3.Hasher { return k.treeHash.Clone() }
 
 // KDFParams are the scrypt parameters of a key file.
 type KDFParams struct {

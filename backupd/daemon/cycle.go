@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"path/filepath"
 	"syscall"
 
 	"github.com/meshbackup/backupd/backupd/archiver"
@@ -89,6 +90,7 @@ func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, bod
 }
 
 func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy, trigger string) results.Record {
+	partial := false
 	rec := d.run(ctx, h, results.Record{Kind: results.Backup, Policy: p.Name, Trigger: trigger}, func(rec *results.Record) error {
 		repo, err := h.repo.Fresh()
 		if err != nil {
@@ -104,13 +106,21 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 		rec.FilesNew, rec.FilesChanged, rec.FilesUnchanged, rec.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
 		rec.BytesRead, rec.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
 		if err != nil {
+			if errors.Is(err, archiver.ErrEmptySource) {
+				rec.Reason = results.ReasonSource
+			}
 			return err
 		}
+		partial = st.Errors.Load() > 0
 		rec.Snapshot = sn.ID.String()
 		return nil
 	})
-	if rec.Outcome == results.Success {
+	// Retention only after a complete backup: a snapshot that skipped
+	// unreadable files must not push older, complete ones out.
+	if rec.Outcome == results.Success && !partial {
 		d.retention(ctx, cfg, h, p)
+	} else if partial {
+		d.log.Warn("retention skipped: the backup could not read some files", "policy", p.Name)
 	}
 	if err := h.store.Compact(context.WithoutCancel(ctx), d.opt.ResultsKept); err != nil {
 		d.log.Warn("compacting run records failed", "err", err)
@@ -313,7 +323,11 @@ func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) r
 		if err != nil {
 			return fmt.Errorf("create drill scratch: %w", err)
 		}
-		defer os.RemoveAll(scratch)
+		defer func() {
+			if err := removeScratch(scratch); err != nil {
+				d.log.Error("could not remove the drill's scratch copy; remove it by hand", "dir", scratch, "err", err)
+			}
+		}()
 		start := d.opt.Now()
 		owner := false
 		rs := restorer.New(repo, restorer.Options{Logger: d.opt.Logger, Owner: &owner})
@@ -377,6 +391,19 @@ func proveTree(ctx context.Context, repo *repository.Repo, id repository.ID, dir
 		}
 	}
 	return mismatched, verified, nil
+}
+
+// removeScratch deletes a drill's restored tree. Restored directories carry
+// the snapshot's modes (0555 and the like), which a non-root daemon cannot
+// delete from, so they are made writable first.
+func removeScratch(dir string) error {
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
 }
 
 func freeBytes(dir string) uint64 {

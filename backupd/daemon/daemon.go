@@ -152,9 +152,12 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("repository %q: %w", rc.Name, err)
 		}
-		store, err := results.Load(ctx, repo, d.opt.Now())
+		store, err := results.Load(ctx, repo, d.opt.Hostname, d.opt.Now())
 		if err != nil {
 			return fmt.Errorf("repository %q: %w", rc.Name, err)
+		}
+		if store.Unreadable > 0 {
+			d.log.Warn("skipped damaged run records; run 'backupd check'", "repository", rc.Name, "records", store.Unreadable)
 		}
 		d.mu.Lock()
 		d.repos[rc.Name] = &repoHandle{cfg: rc, repo: repo, store: store}

@@ -589,3 +589,31 @@ func TestIndexTrailerMismatch(t *testing.T) {
 		t.Fatalf("mismatch not reported: %+v", rep.Problems)
 	}
 }
+
+// An unmounted volume (an empty mount point) is refused, so retention cannot
+// push the real snapshots out; an unreadable source root fails the backup.
+func TestEmptyOrUnreadableSourceRefused(t *testing.T) {
+	e := newEnv(t, smallVolume())
+	e.mustBackup()
+	moved := filepath.Join(t.TempDir(), "moved")
+	if err := os.Rename(e.src, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(e.src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.backup(); !errors.Is(err, archiver.ErrEmptySource) {
+		t.Fatalf("empty source: want ErrEmptySource, got %v", err)
+	}
+	e.aopt.AllowEmptySource = true
+	e.mustBackup()
+	e.aopt.AllowEmptySource = false
+	// Unreadable root (not as root: root reads everything).
+	if os.Geteuid() != 0 {
+		_ = os.Chmod(e.src, 0)
+		defer os.Chmod(e.src, 0o755)
+		if _, _, err := e.backup(); err == nil {
+			t.Fatal("backup of an unreadable source succeeded")
+		}
+	}
+}

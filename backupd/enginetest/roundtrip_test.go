@@ -294,3 +294,31 @@ func TestWrongPasswordAndLocalReopen(t *testing.T) {
 		t.Fatal("version")
 	}
 }
+
+// A file whose bytes equal an encoded tree (an empty directory's is
+// {"nodes":[]}) is still its own blob: in one backup, and when the file came
+// first and the empty directory later.
+func TestFileEqualToATree(t *testing.T) {
+	for _, order := range []string{"same backup", "file first"} {
+		t.Run(order, func(t *testing.T) {
+			e := newEnv(t, smallVolume())
+			e.src = filepath.Join(t.TempDir(), "src")
+			if err := os.MkdirAll(e.src, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(e.src, "looks-like-a-tree.json"), []byte(`{"nodes":[]}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if order == "file first" {
+				sn, _ := e.mustBackup()
+				e.assertRestores(sn)
+			}
+			if err := os.Mkdir(filepath.Join(e.src, "empty"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sn, _ := e.mustBackup()
+			e.assertRestores(sn)
+			e.assertCheckOK(true)
+		})
+	}
+}

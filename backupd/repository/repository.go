@@ -252,9 +252,23 @@ func (r *Repo) ChunkerTable() *chunker.Table { return r.table }
 // IDHasher returns a keyed hasher for blob ids (one per goroutine).
 func (r *Repo) IDHasher() *blake3.Hasher { return r.key.IDHasher() }
 
-// BlobID computes a blob id.
+// BlobID computes the id of a data blob.
 func (r *Repo) BlobID(data []byte) ID {
+	return r.idOf(DataBlob, data)
+}
+
+// TreeID computes the id of a tree blob. Trees are hashed with their own
+// key (derived from the id key): a data blob and a tree blob never share an
+// id, whatever their bytes.
+func (r *Repo) TreeID(data []byte) ID {
+	return r.idOf(TreeBlob, data)
+}
+
+func (r *Repo) idOf(t BlobType, data []byte) ID {
 	h := r.key.IDHasher()
+	if t == TreeBlob {
+		h = r.key.TreeIDHasher()
+	}
 	_, _ = h.Write(data)
 	var id ID
 	h.Sum(id[:0])
@@ -558,7 +572,7 @@ func (r *Repo) OpenBlob(t BlobType, id, pack ID, flags uint8, rawLen uint32, sea
 	if uint32(len(plain)) != rawLen {
 		return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: fmt.Errorf("length %d, indexed as %d", len(plain), rawLen)}
 	}
-	if r.BlobID(plain) != id {
+	if r.idOf(t, plain) != id {
 		return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: errors.New("content does not match its id")}
 	}
 	return plain, nil
@@ -576,7 +590,8 @@ func (r *Repo) Has(id ID) bool {
 }
 
 // SaveBlob stores a blob unless the repository already has it, and reports
-// whether it stored it. id must be r.BlobID(plain). Compression and
+// whether it stored it. id must be r.BlobID(plain) for data and
+// r.TreeID(plain) for trees. Compression and
 // encryption run in the caller's goroutine; only the append to the pack is
 // serialized.
 func (r *Repo) SaveBlob(ctx context.Context, t BlobType, id ID, plain []byte) (bool, int, error) {

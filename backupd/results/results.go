@@ -121,11 +121,15 @@ type Store struct {
 	// interrupted are the failure records Load wrote for runs that never
 	// finished.
 	interrupted []Record
+	// Unreadable counts records Load skipped because they were damaged.
+	Unreadable int
 }
 
-// Load reads every record of the repository. Interrupted runs are closed
-// with a failure record.
-func Load(ctx context.Context, repo Saver, now time.Time) (*Store, error) {
+// Load reads every record of the repository. Runs of this host that never
+// finished are closed with a failure record; other hosts' running records
+// are theirs to close. An unreadable record is skipped and counted in
+// Unreadable: one damaged record must not stop the daemon.
+func Load(ctx context.Context, repo Saver, hostname string, now time.Time) (*Store, error) {
 	s := &Store{repo: repo, objects: map[string][]repository.ID{}}
 	var names []string
 	if err := repo.Backend().List(ctx, backend.ResultFile, func(fi backend.FileInfo) error {
@@ -144,12 +148,17 @@ func Load(ctx context.Context, repo Saver, now time.Time) (*Store, error) {
 		if errors.Is(err, backend.ErrNotFound) {
 			continue
 		}
+		if errors.Is(err, repository.ErrCorrupt) {
+			s.Unreadable++
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("load result %s: %w", id.Str(), err)
 		}
 		var r Record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("result %s: %w: %w", id.Str(), repository.ErrFormat, err)
+		if err := json.Unmarshal(b, &r); err != nil || r.RunID == "" {
+			s.Unreadable++
+			continue
 		}
 		byRun[r.RunID] = append(byRun[r.RunID], r)
 		s.objects[r.RunID] = append(s.objects[r.RunID], id)
@@ -167,7 +176,7 @@ func Load(ctx context.Context, repo Saver, now time.Time) (*Store, error) {
 		switch {
 		case final != nil:
 			s.records = append(s.records, *final)
-		case start != nil:
+		case start != nil && start.Hostname == hostname:
 			r := *start
 			r.Outcome, r.Reason, r.End = Failure, ReasonInterrupted, now
 			r.Error = "the run did not finish (the process was killed or the host went down)"

@@ -76,8 +76,28 @@ func (r *Report) add(p Problem) {
 	r.Problems = append(r.Problems, p)
 }
 
-// Check runs the check.
+// Check runs the check. Missing data can be a prune that ran meanwhile
+// (check takes no lock): if the first pass finds missing packs, blobs or
+// index files, the check runs once more on a fresh listing and that pass
+// is reported.
 func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {
+	rep, err := check(ctx, repo, opt)
+	if err != nil || rep.OK() {
+		return rep, err
+	}
+	for _, p := range rep.Problems {
+		if p.Kind == "missing-pack" || p.Kind == "missing-blob" || p.Kind == "bad-index" || p.Kind == "bad-tree" {
+			fresh, ferr := repo.Fresh()
+			if ferr != nil {
+				return rep, nil
+			}
+			return check(ctx, fresh, opt)
+		}
+	}
+	return rep, nil
+}
+
+func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}

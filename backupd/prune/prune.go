@@ -203,12 +203,8 @@ func (p *Plan) Execute(ctx context.Context, repo *repository.Repo) error {
 	for _, id := range p.Waiting {
 		pending[p.marks[id]] = append(pending[p.marks[id]], id)
 	}
-	if len(p.Mark) > 0 && len(p.Delete) == 0 {
-		// Phase one only: add a marker for the new candidates.
-		return saveMarker(ctx, be, Marker{Time: p.now, Packs: p.Mark})
-	}
 	if len(p.Delete) == 0 {
-		return nil
+		return p.rewriteMarkers(ctx, be, pending)
 	}
 	// 1. A full index without the doomed packs, superseding all others.
 	full := &repository.IndexFile{Supersedes: p.indexFiles}
@@ -237,14 +233,22 @@ func (p *Plan) Execute(ctx context.Context, repo *repository.Repo) error {
 		}
 	}
 	// 4. Markers: new markers keep the pending marks, then the old ones go.
-	for t, ids := range pending {
-		if err := saveMarker(ctx, be, Marker{Time: t, Packs: ids}); err != nil {
-			return err
-		}
-	}
+	return p.rewriteMarkers(ctx, be, pending)
+}
+
+// rewriteMarkers stores the marks still pending (with their first-seen
+// time) and removes every other marker. Packs referenced again lose their
+// mark, so if they become unreferenced later their grace period starts
+// over.
+func (p *Plan) rewriteMarkers(ctx context.Context, be backend.Backend, pending map[time.Time][]repository.ID) error {
 	kept := map[string]bool{}
 	for t, ids := range pending {
-		b, _ := json.Marshal(Marker{Time: t, Packs: ids})
+		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+		m := Marker{Time: t, Packs: ids}
+		if err := saveMarker(ctx, be, m); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(m)
 		kept[repository.Hash(b).String()] = true
 	}
 	for _, name := range p.markers {

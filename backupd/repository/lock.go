@@ -30,6 +30,8 @@ type LockInfo struct {
 	Source    string    `json:"source,omitempty"`
 	// Owner is the same for every object one lock holder writes.
 	Owner string `json:"owner"`
+	// Acquired is when the lock was taken; refreshes keep it.
+	Acquired time.Time `json:"acquired"`
 }
 
 // ErrLocked means a conflicting, live lock is held.
@@ -151,7 +153,7 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*Lo
 			l.info.Hostname == want.Hostname && !l.info.Exclusive {
 			// Invariant: of two overlapping backups the later lock (then
 			// the larger owner) yields, so exactly one runs.
-			if l.info.Time.Before(want.Time) || l.info.Time.Equal(want.Time) && l.info.Owner < want.Owner {
+			if l.info.Acquired.Before(want.Acquired) || l.info.Acquired.Equal(want.Acquired) && l.info.Owner < want.Owner {
 				li := l.info
 				return &li, ErrOverlap
 			}
@@ -167,7 +169,8 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*Lo
 func (r *Repo) Lock(ctx context.Context, exclusive bool, command, policy, source string) (*Lock, error) {
 	var owner [8]byte
 	_, _ = rand.Read(owner[:])
-	info := LockInfo{Exclusive: exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: r.opt.Now(),
+	now := r.opt.Now()
+	info := LockInfo{Exclusive: exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: now, Acquired: now,
 		Command: command, Policy: policy, Source: source, Owner: hex.EncodeToString(owner[:])}
 	recovered := 0
 	check := func() error {
@@ -216,33 +219,44 @@ func (r *Repo) writeLock(ctx context.Context, info LockInfo) (string, error) {
 	return name, nil
 }
 
-// refresh renews the lease until Unlock; if it cannot renew before the lease
-// would be considered stale, it cancels the lock's context.
+// refresh renews the lease until Unlock. It gives the lease up (cancelling
+// the lock's context) when it cannot renew in time, when the process was
+// stalled (suspended) for longer than is safe, or when its lock object was
+// removed by someone who judged it stale.
 func (l *Lock) refresh() {
 	defer close(l.done)
 	t := time.NewTicker(l.r.opt.LockRefresh)
 	defer t.Stop()
-	lastOK := l.r.opt.Now()
+	// Wall-clock time (no monotonic reading): a suspended host's
+	// monotonic clock stops, its lease does not.
+	lastOK := l.r.opt.Now().Round(0)
+	limit := l.r.opt.StaleAfter * 3 / 4
 	for {
 		select {
 		case <-l.ctx.Done():
 			return
 		case <-t.C:
 		}
+		if gap := l.r.opt.Now().Round(0).Sub(lastOK); gap > limit {
+			l.cancel(fmt.Errorf("lost repository lock: not renewed for %s (process stalled?)", gap.Round(time.Second)))
+			return
+		}
+		l.mu.Lock()
+		old := l.name
+		l.mu.Unlock()
+		if _, err := l.r.be.Stat(l.ctx, backend.Handle{Type: backend.LockFile, Name: old}); errors.Is(err, backend.ErrNotFound) {
+			l.cancel(errors.New("lost repository lock: it was removed as stale by another process"))
+			return
+		}
 		info := l.info
 		info.Time = l.r.opt.Now()
 		name, err := l.r.writeLock(l.ctx, info)
 		if err != nil {
 			l.r.log.Warn("lock refresh failed", "err", err)
-			if l.r.opt.Now().Sub(lastOK) > l.r.opt.StaleAfter*3/4 {
-				l.cancel(fmt.Errorf("lost repository lock: %w", err))
-				return
-			}
 			continue
 		}
-		lastOK = info.Time
+		lastOK = info.Time.Round(0)
 		l.mu.Lock()
-		old := l.name
 		l.name = name
 		l.mu.Unlock()
 		_ = l.r.be.Remove(l.ctx, backend.Handle{Type: backend.LockFile, Name: old})

@@ -139,3 +139,24 @@ func TestLockRefreshAndLeaseLoss(t *testing.T) {
 	failing.Store(false)
 	_ = l.Unlock()
 }
+
+// A holder whose lock object was removed (judged stale elsewhere) gives up.
+func TestLockRemovedByOthersIsLost(t *testing.T) {
+	_, mb := repotest.NewMem(t)
+	r := repotest.Reopen(t, mb, repository.Options{LockRefresh: 10 * time.Millisecond, StaleAfter: 10 * time.Second})
+	l, err := r.Lock(t.Context(), false, "backup", "p", "/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	_ = mb.List(t.Context(), backend.LockFile, func(fi backend.FileInfo) error { names = append(names, fi.Name); return nil })
+	for _, n := range names {
+		_ = mb.Remove(t.Context(), backend.Handle{Type: backend.LockFile, Name: n})
+	}
+	select {
+	case <-l.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a removed lock was not noticed")
+	}
+	_ = l.Unlock()
+}

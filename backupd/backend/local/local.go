@@ -301,6 +301,9 @@ func (l *Local) Remove(ctx context.Context, h backend.Handle) error {
 	if err := h.Valid(); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	p := l.path(h)
 	if err := l.fs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %v: %w", h, err)

@@ -117,6 +117,9 @@ func (m *Mem) List(ctx context.Context, t backend.FileType, fn func(backend.File
 
 // Remove deletes an object.
 func (m *Mem) Remove(ctx context.Context, h backend.Handle) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.data, norm(h))

@@ -197,7 +197,13 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 		defer top.release()
 		return r.walk(gctx, top, sn.Tree, ".", tasks, &dirs, fail)
 	})
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	// Tasks never taken (the restore stopped early) still hold their
+	// directories open.
+	for t := range tasks {
+		t.dir.release()
+	}
+	if err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {

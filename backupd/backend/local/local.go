@@ -153,6 +153,12 @@ func (l *Local) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker) (e
 	if cerr != nil {
 		return fmt.Errorf("save %v: close: %w", h, cerr)
 	}
+	return l.commit(h, tmp, final)
+}
+
+// commit links a complete, fsynced temp file to its final name (failing if
+// the name exists: objects are immutable) and makes the entry durable.
+func (l *Local) commit(h backend.Handle, tmp, final string) error {
 	if err := l.fs.Link(tmp, final); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
@@ -178,16 +184,7 @@ func (l *Local) saveTemp(h backend.Handle, f *os.File, final string) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save %v: fsync: %w", h, err)
 	}
-	if err := os.Link(f.Name(), final); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
-		}
-		return fmt.Errorf("save %v: link: %w", h, err)
-	}
-	if err := l.fs.SyncDir(filepath.Dir(final)); err != nil {
-		return fmt.Errorf("save %v: fsync directory: %w", h, err)
-	}
-	return nil
+	return l.commit(h, f.Name(), final)
 }
 
 // readerOnly hides WriterTo/ReaderFrom tricks that would bypass the FS.

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path"
 	"path/filepath"
 	"syscall"
 
@@ -222,56 +221,44 @@ func (d *Daemon) runVerify(ctx context.Context, h *repoHandle, p config.Policy) 
 // (metadata unchanged means the old content is reused).
 func (d *Daemon) runScrub(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
 	return d.run(ctx, h, results.Record{Kind: results.Scrub, Policy: p.Name, Trigger: "scheduled"}, func(rec *results.Record) error {
-		repo, err := h.repo.Fresh()
-		if err != nil {
+		repo, sn, err := latest(ctx, h, p, d.opt.Hostname)
+		if err != nil || sn == nil {
 			return err
-		}
-		if err := repo.LoadIndex(ctx); err != nil {
-			return err
-		}
-		snaps, _, err := snapshot.LoadAll(ctx, repo)
-		if err != nil {
-			return err
-		}
-		sn := snapshot.Latest(snaps, p.Name, p.Source, d.opt.Hostname)
-		if sn == nil {
-			return nil
 		}
 		rec.Snapshot = sn.ID.String()
 		var buf []byte
-		var walk func(id repository.ID, dir string) error
-		walk = func(id repository.ID, dir string) error {
-			t, err := snapshot.LoadTree(ctx, repo, id)
-			if err != nil {
-				return err
+		return snapshot.Walk(ctx, repo, sn.Tree, p.Source, func(path string, n *snapshot.Node) error {
+			same, err := scrubFile(ctx, repo, path, *n, &buf)
+			if err != nil || same == nil {
+				return nil // gone or changed openly: the next backup handles it
 			}
-			for _, n := range t.Nodes {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				p := path.Join(dir, n.Name)
-				switch n.Type {
-				case snapshot.TypeDir:
-					if err := walk(*n.Subtree, p); err != nil {
-						return err
-					}
-				case snapshot.TypeFile:
-					same, err := scrubFile(ctx, repo, p, n, &buf)
-					if err != nil || same == nil {
-						continue // gone or changed openly: the next backup handles it
-					}
-					rec.FilesVerified++
-					if !*same {
-						rec.SilentChanges++
-						d.log.Error("source content changed behind unchanged metadata (bit rot?); the last good version is kept in the repository",
-							"policy", rec.Policy, "path", p, "snapshot", sn.ID.Str())
-					}
-				}
+			rec.FilesVerified++
+			if !*same {
+				rec.SilentChanges++
+				d.log.Error("source content changed behind unchanged metadata (bit rot?); the last good version is kept in the repository",
+					"policy", rec.Policy, "path", path, "snapshot", sn.ID.Str())
 			}
 			return nil
-		}
-		return walk(sn.Tree, p.Source)
+		})
 	})
+}
+
+// latest opens a fresh view of the repository with its index loaded and
+// returns the newest snapshot of the policy's source (nil if there is
+// none), taken on hostname ("" for any host).
+func latest(ctx context.Context, h *repoHandle, p config.Policy, hostname string) (*repository.Repo, *snapshot.Snapshot, error) {
+	repo, err := h.repo.Fresh()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := repo.LoadIndex(ctx); err != nil {
+		return nil, nil, err
+	}
+	snaps, _, err := snapshot.LoadAll(ctx, repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return repo, snapshot.Latest(snaps, p.Name, p.Source, hostname), nil
 }
 
 // scrubFile returns nil when the file's metadata changed (not a scrub
@@ -303,18 +290,10 @@ func scrubFile(ctx context.Context, repo *repository.Repo, p string, n snapshot.
 // the restore against the RTO.
 func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
 	return d.run(ctx, h, results.Record{Kind: results.Drill, Policy: p.Name, Trigger: "drill", RTOSeconds: p.RTO.Seconds()}, func(rec *results.Record) error {
-		repo, err := h.repo.Fresh()
+		repo, sn, err := latest(ctx, h, p, "")
 		if err != nil {
 			return err
 		}
-		if err := repo.LoadIndex(ctx); err != nil {
-			return err
-		}
-		snaps, _, err := snapshot.LoadAll(ctx, repo)
-		if err != nil {
-			return err
-		}
-		sn := snapshot.Latest(snaps, p.Name, p.Source, "")
 		if sn == nil {
 			return fmt.Errorf("no snapshot of policy %s to drill", p.Name)
 		}
@@ -361,36 +340,23 @@ func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) r
 
 // proveTree re-reads every restored file and checks it against its node.
 func proveTree(ctx context.Context, repo *repository.Repo, id repository.ID, dir string) (mismatched, verified uint64, err error) {
-	t, err := snapshot.LoadTree(ctx, repo, id)
-	if err != nil {
-		return 0, 0, err
-	}
 	var buf []byte
-	for _, n := range t.Nodes {
-		p := path.Join(dir, n.Name)
-		switch n.Type {
-		case snapshot.TypeDir:
-			m, v, err := proveTree(ctx, repo, *n.Subtree, p)
-			if err != nil {
-				return 0, 0, err
-			}
-			mismatched, verified = mismatched+m, verified+v
-		case snapshot.TypeFile:
-			f, err := os.Open(p)
-			if err != nil {
-				mismatched++
-				continue
-			}
-			ok, err := restorer.VerifyFile(ctx, repo, f, n, &buf)
-			f.Close()
-			if err != nil || !ok {
-				mismatched++
-				continue
-			}
-			verified++
+	err = snapshot.Walk(ctx, repo, id, dir, func(path string, n *snapshot.Node) error {
+		f, err := os.Open(path)
+		if err != nil {
+			mismatched++
+			return nil
 		}
-	}
-	return mismatched, verified, nil
+		ok, err := restorer.VerifyFile(ctx, repo, f, *n, &buf)
+		f.Close()
+		if err != nil || !ok {
+			mismatched++
+			return nil
+		}
+		verified++
+		return nil
+	})
+	return mismatched, verified, err
 }
 
 // removeScratch deletes a drill's restored tree. Restored directories carry

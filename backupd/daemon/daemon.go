@@ -248,7 +248,7 @@ func (d *Daemon) schedule(ctx, schedCtx context.Context, cfg *config.Config, p c
 		}
 	}
 	interval := p.Schedule.Interval(now)
-	newest := d.lastSuccess(h, p.Name)
+	newest := d.lastSuccess(p.Name)
 	next := p.Schedule.Next(now)
 	if newest.IsZero() || now.Sub(newest) > interval {
 		next = now // run at once: the newest good snapshot is too old
@@ -315,7 +315,7 @@ func (d *Daemon) lastAttempt(h *repoHandle, policy string) time.Time {
 	return t
 }
 
-func (d *Daemon) lastSuccess(h *repoHandle, policy string) time.Time {
+func (d *Daemon) lastSuccess(policy string) time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.lastSnap[policy]

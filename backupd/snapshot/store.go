@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 
@@ -152,4 +153,32 @@ func Find(snaps []*Snapshot, ref, policy string) (*Snapshot, error) {
 		return nil, fmt.Errorf("no snapshot with id %q", ref)
 	}
 	return found, nil
+}
+
+// Walk calls fn for every file of the tree id and its subtrees, in name
+// order, with the file's path below dir. It stops at the first error from
+// loading a tree, from fn, or from ctx.
+func Walk(ctx context.Context, r *repository.Repo, id repository.ID, dir string, fn func(path string, n *Node) error) error {
+	t, err := LoadTree(ctx, r, id)
+	if err != nil {
+		return err
+	}
+	for i := range t.Nodes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := &t.Nodes[i]
+		p := path.Join(dir, n.Name)
+		switch n.Type {
+		case TypeDir:
+			if err := Walk(ctx, r, *n.Subtree, p, fn); err != nil {
+				return err
+			}
+		case TypeFile:
+			if err := fn(p, n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -151,13 +151,13 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 	}
 	rep.Packs = len(sizes)
 	badPack := map[repository.ID]bool{}
-	for _, pid := range sortedIDs(indexed) {
+	for _, pid := range repository.SortedIDs(indexed) {
 		if _, ok := sizes[pid]; !ok {
 			rep.add(Problem{Kind: "missing-pack", Object: "data/" + pid.String(), Message: fmt.Sprintf("pack %s is indexed but missing", pid.Str())})
 			badPack[pid] = true
 		}
 	}
-	for _, pid := range sortedIDs(sizes) {
+	for _, pid := range repository.SortedIDs(sizes) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -191,7 +191,7 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 	// Read back.
 	if opt.ReadData || opt.SubsetT > 0 {
 		var sel []repository.ID
-		for _, pid := range sortedIDs(sizes) {
+		for _, pid := range repository.SortedIDs(sizes) {
 			if opt.ReadData || int(pid[0])%opt.SubsetT == opt.SubsetN-1 {
 				sel = append(sel, pid)
 			}
@@ -355,13 +355,4 @@ func readPack(ctx context.Context, repo *repository.Repo, pid repository.ID, rep
 		rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(),
 			Message: fmt.Sprintf("pack %s: content does not match its name (damage outside the blobs, e.g. in the trailer)", pid.Str())})
 	}
-}
-
-func sortedIDs[V any](m map[repository.ID]V) []repository.ID {
-	out := make([]repository.ID, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	return out
 }

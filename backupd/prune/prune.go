@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -139,7 +138,7 @@ func NewPlan(ctx context.Context, repo *repository.Repo, opt Options) (*Plan, er
 		}
 	}
 	for _, s := range [][]repository.ID{p.Mark, p.Delete, p.Waiting} {
-		sort.Slice(s, func(i, j int) bool { return s[i].String() < s[j].String() })
+		repository.SortIDs(s)
 	}
 	return p, nil
 }
@@ -208,7 +207,7 @@ func (p *Plan) Execute(ctx context.Context, repo *repository.Repo) error {
 	}
 	// 1. A full index without the doomed packs, superseding all others.
 	full := &repository.IndexFile{Supersedes: p.indexFiles}
-	for _, pid := range sortedKeys(p.packs) {
+	for _, pid := range repository.SortedIDs(p.packs) {
 		if !del[pid] {
 			full.Packs = append(full.Packs, repository.IndexPack{ID: pid, Blobs: p.packs[pid]})
 		}
@@ -243,7 +242,7 @@ func (p *Plan) Execute(ctx context.Context, repo *repository.Repo) error {
 func (p *Plan) rewriteMarkers(ctx context.Context, be backend.Backend, pending map[time.Time][]repository.ID) error {
 	kept := map[string]bool{}
 	for t, ids := range pending {
-		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+		repository.SortIDs(ids)
 		m := Marker{Time: t, Packs: ids}
 		if err := saveMarker(ctx, be, m); err != nil {
 			return err
@@ -272,13 +271,4 @@ func saveMarker(ctx context.Context, be backend.Backend, m Marker) error {
 		return fmt.Errorf("prune: write marker: %w", err)
 	}
 	return nil
-}
-
-func sortedKeys(m map[repository.ID][]repository.PackBlob) []repository.ID {
-	out := make([]repository.ID, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	return out
 }

@@ -1,8 +1,10 @@
 package repository
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
+	"slices"
 
 	"github.com/zeebo/blake3"
 )
@@ -65,4 +67,19 @@ func (t BlobType) String() string {
 		return "tree"
 	}
 	return fmt.Sprintf("blobtype(%d)", uint8(t))
+}
+
+// SortIDs sorts ids in place in byte order (the order of their hex form).
+func SortIDs(ids []ID) {
+	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+}
+
+// SortedIDs returns the keys of m, sorted.
+func SortedIDs[V any](m map[ID]V) []ID {
+	out := make([]ID, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	SortIDs(out)
+	return out
 }

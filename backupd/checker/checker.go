@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"sort"
 
 	"github.com/meshbackup/backupd/backupd/backend"
@@ -78,23 +79,44 @@ func (r *Report) add(p Problem) {
 
 // Check runs the check. Missing data can be a prune that ran meanwhile
 // (check takes no lock): if the first pass finds missing packs, blobs or
-// index files, the check runs once more on a fresh listing and that pass
-// is reported.
+// index files and the set of index files changed while it ran, the check
+// runs once more and that pass is reported.
 func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {
+	before, err := indexNames(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
 	rep, err := check(ctx, repo, opt)
 	if err != nil || rep.OK() {
 		return rep, err
 	}
 	for _, p := range rep.Problems {
 		if p.Kind == "missing-pack" || p.Kind == "missing-blob" || p.Kind == "bad-index" || p.Kind == "bad-tree" {
-			fresh, ferr := repo.Fresh()
-			if ferr != nil {
+			after, err := indexNames(ctx, repo)
+			if err != nil || slices.Equal(before, after) {
+				return rep, nil
+			}
+			fresh, err := repo.Fresh()
+			if err != nil {
 				return rep, nil
 			}
 			return check(ctx, fresh, opt)
 		}
 	}
 	return rep, nil
+}
+
+// indexNames lists the index files, sorted.
+func indexNames(ctx context.Context, repo *repository.Repo) ([]string, error) {
+	var names []string
+	if err := repo.Backend().List(ctx, backend.IndexFile, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("check: list index files: %w", err)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {

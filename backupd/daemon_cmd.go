@@ -54,7 +54,7 @@ func newRegistry() (*prometheus.Registry, *collectors.Runs, *collectors.Storage,
 	if err := storage.Register(reg); err != nil {
 		return nil, nil, nil, err
 	}
-	promversion.Version = versionString()
+	promversion.Version = version
 	for _, c := range []prometheus.Collector{
 		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
 		promcollectors.NewGoCollector(),
@@ -66,8 +66,6 @@ func newRegistry() (*prometheus.Registry, *collectors.Runs, *collectors.Storage,
 	}
 	return reg, runs, storage, nil
 }
-
-func versionString() string { return version }
 
 func runCommand(g *globalOptions) *cobra.Command {
 	var cfgFile, listen, webConfig string
@@ -118,7 +116,7 @@ old one kept.`,
 			if err != nil {
 				return err
 			}
-			srv := exporter.New(reg, d, exporter.Options{ListenAddress: listen, WebConfigFile: webConfig, Version: versionString(), Logger: log})
+			srv := exporter.New(reg, d, exporter.Options{ListenAddress: listen, WebConfigFile: webConfig, Version: version, Logger: log})
 			ctx := cmd.Context()
 			reload := make(chan *config.Config)
 			grp, gctx := errgroup.WithContext(ctx)
@@ -131,7 +129,7 @@ old one kept.`,
 				}
 				return context.Canceled // stop the other goroutines
 			})
-			log.Info("backupd started", "config", cfgFile, "listen", listen, "policies", len(cfg.Policies), "version", versionString())
+			log.Info("backupd started", "config", cfgFile, "listen", listen, "policies", len(cfg.Policies), "version", version)
 			err = grp.Wait()
 			if ctx.Err() != nil || err == context.Canceled {
 				log.Info("backupd stopped")

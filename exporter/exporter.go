@@ -129,22 +129,22 @@ func ago(t, now time.Time) string {
 func statusTable(st []daemon.Status, now time.Time) string {
 	var b strings.Builder
 	b.WriteString(`<h2>Policies</h2><table class="status"><tr><th>policy</th><th>repository</th><th>last good snapshot</th><th>RPO</th><th>last backup</th><th>last drill</th><th>last verify</th><th>next backup</th></tr>`)
-	cell := func(recs []daemonRecord) string {
+	cell := func(recs []results.Record) string {
 		if len(recs) == 0 {
 			return "<td>never</td>"
 		}
 		r := recs[0]
-		txt := fmt.Sprintf("%s, %s", r.outcome, ago(r.end, now))
-		if r.reason != "" {
-			txt += " (" + r.reason + ")"
+		txt := fmt.Sprintf("%s, %s", r.Outcome, ago(r.End, now))
+		if r.Reason != "" {
+			txt += " (" + r.Reason + ")"
 		}
-		return fmt.Sprintf(`<td class="%s">%s</td>`, html.EscapeString(r.outcome), html.EscapeString(txt))
+		return fmt.Sprintf(`<td class="%s">%s</td>`, html.EscapeString(string(r.Outcome)), html.EscapeString(txt))
 	}
 	for _, p := range st {
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td>%s%s%s<td>%s</td></tr>",
 			html.EscapeString(p.Policy), html.EscapeString(p.Repository), html.EscapeString(ago(p.LastSnapshot, now)),
 			html.EscapeString((time.Duration(p.RPOSeconds) * time.Second).String()),
-			cell(recs(p.LastBackups)), cell(recs(p.LastDrills)), cell(recs(p.LastVerifies)), html.EscapeString(ago(p.NextBackup, now)))
+			cell(p.LastBackups), cell(p.LastDrills), cell(p.LastVerifies), html.EscapeString(ago(p.NextBackup, now)))
 	}
 	b.WriteString("</table>")
 	return b.String()
@@ -188,17 +188,4 @@ func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	}
-}
-
-type daemonRecord struct {
-	outcome, reason string
-	end             time.Time
-}
-
-func recs(rs []results.Record) []daemonRecord {
-	out := make([]daemonRecord, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, daemonRecord{outcome: string(r.Outcome), reason: r.Reason, end: r.End})
-	}
-	return out
 }

@@ -300,7 +300,7 @@ func (p *parser) mapping(n *yaml.Node, key string, fields map[string]func(*yaml.
 			for f := range fields {
 				known = append(known, f)
 			}
-			sortStrings(known)
+			slices.Sort(known)
 			p.fail(k, join(key, k.Value), "unknown key (expected one of: %s)", strings.Join(known, ", "))
 			return
 		}
@@ -564,5 +564,3 @@ func (p *parser) validate(root *yaml.Node, cfg *Config, dir string) {
 		cfg.Scheduler.PruneGrace = 24 * time.Hour
 	}
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

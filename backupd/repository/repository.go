@@ -288,10 +288,9 @@ func blobAD(t BlobType, id ID) []byte {
 	return ad
 }
 
-// LoadIndex reads every index file. Index files named as superseded by
-// another are skipped. Unreadable index files are returned as an error
-// unless tolerate is set, in which case they are logged and skipped (check
-// reports them).
+// LoadIndex reads every index file into the in-memory index. Index files
+// named as superseded by another are skipped. An unreadable index file is
+// an error (check reports each one separately, see ReadIndexFiles).
 func (r *Repo) LoadIndex(ctx context.Context) error {
 	files, err := r.ReadIndexFiles(ctx)
 	if err != nil {

@@ -90,33 +90,16 @@ func TestBasicAuthWebConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := New(prometheus.NewRegistry(), &fakeSource{ready: true}, Options{WebConfigFile: cfg})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.ServeListener(ctx, l) }()
-	defer func() { cancel(); <-done }()
-	url := "http://" + l.Addr().String() + "/metrics"
-	var resp *http.Response
-	for range 50 {
-		if resp, err = http.Get(url); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := serveWebConfig(t, cfg)
+	url := "http://" + addr + "/metrics"
+	resp := getRetry(t, http.DefaultClient, url)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("without credentials: %d", resp.StatusCode)
 	}
 	req, _ := http.NewRequest("GET", url, nil)
 	req.SetBasicAuth("prometheus", "scrape-secret")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +121,29 @@ func TestTLSWebConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("tls_server_config:\n  cert_file: "+cert+"\n  key_file: "+key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := New(prometheus.NewRegistry(), &fakeSource{ready: true}, Options{WebConfigFile: cfg})
+	addr := serveWebConfig(t, cfg)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp := getRetry(t, client, "https://"+addr+"/healthz")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
+		t.Fatalf("https: %d, tls %v", resp.StatusCode, resp.TLS != nil)
+	}
+	// Plain HTTP is refused.
+	if r, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP served on a TLS listener")
+		}
+	}
+}
+
+// serveWebConfig serves an exporter with a web config file on 127.0.0.1 for
+// the rest of the test and returns its address.
+func serveWebConfig(t *testing.T, webConfig string) string {
+	t.Helper()
+	s := New(prometheus.NewRegistry(), &fakeSource{ready: true}, Options{WebConfigFile: webConfig})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -146,31 +151,23 @@ func TestTLSWebConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.ServeListener(ctx, l) }()
-	defer func() { cancel(); <-done }()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	var resp *http.Response
+	t.Cleanup(func() { cancel(); <-done })
+	return l.Addr().String()
+}
+
+// getRetry GETs url until the server answers (it starts asynchronously).
+func getRetry(t *testing.T, c *http.Client, url string) *http.Response {
+	t.Helper()
+	var err error
 	for range 50 {
-		if resp, err = client.Get("https://" + l.Addr().String() + "/healthz"); err == nil {
-			break
+		var resp *http.Response
+		if resp, err = c.Get(url); err == nil {
+			return resp
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
-		t.Fatalf("https: %d, tls %v", resp.StatusCode, resp.TLS != nil)
-	}
-	// Plain HTTP is refused.
-	if r, err := http.Get("http://" + l.Addr().String() + "/healthz"); err == nil {
-		r.Body.Close()
-		if r.StatusCode == http.StatusOK {
-			t.Fatal("plain HTTP served on a TLS listener")
-		}
-	}
+	t.Fatal(err)
+	return nil
 }
 
 func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {

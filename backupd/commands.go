@@ -290,6 +290,10 @@ old last chunk on; every --full-read-every'th backup reads them whole.`,
 				return usageErr("--full-read-every %d: want a positive number", fullEvery)
 			}
 			ctx := cmd.Context()
+			// The source is listed while the key is derived and the
+			// index loaded: they use different cores.
+			scan := archiver.Prescan(ctx, args[0], nil)
+			defer scan.Stop()
 			r, log, err := g.open(ctx)
 			if err != nil {
 				return err
@@ -304,7 +308,7 @@ old last chunk on; every --full-read-every'th backup reads them whole.`,
 				return fmt.Sprintf("files %d new, %d changed, %d unchanged; read %s, stored %s",
 					s.FilesNew.Load(), s.FilesChanged.Load(), s.FilesUnchanged.Load(), bytesStr(s.BytesRead.Load()), bytesStr(s.BytesWritten.Load()))
 			})
-			sn, err := a.Backup(ctx, args[0])
+			sn, err := a.BackupScan(ctx, scan)
 			stopProgress()
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/bench/workload"
 )
 
@@ -209,16 +211,26 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func TestFutureFormatRefused(t *testing.T) {
-	c := newCLI(t)
-	c.ok("init")
-	cfg := filepath.Join(c.repo, "config")
-	b, _ := os.ReadFile(cfg)
-	_ = os.Chmod(cfg, 0o600)
-	_ = os.WriteFile(cfg, []byte(strings.Replace(string(b), `"version": 1`, `"version": 9`, 1)), 0o600)
-	_, errOut, code := c.run(nil, "snapshots")
-	if code != exitFailed || !strings.Contains(errOut, "format version 9 is not supported") {
-		t.Fatalf("exit %d: %s", code, errOut)
+// A repository of another format version, newer or older (version 1 stored
+// trees as JSON), is refused before any key is tried, naming the version.
+func TestOtherFormatVersionRefused(t *testing.T) {
+	for _, v := range []int{repository.FormatVersion + 7, 1} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			c := newCLI(t)
+			c.ok("init")
+			cfg := filepath.Join(c.repo, "config")
+			b, _ := os.ReadFile(cfg)
+			cur := fmt.Sprintf(`"version": %d`, repository.FormatVersion)
+			if !strings.Contains(string(b), cur) {
+				t.Fatalf("config %s does not hold %s", b, cur)
+			}
+			_ = os.Chmod(cfg, 0o600)
+			_ = os.WriteFile(cfg, []byte(strings.Replace(string(b), cur, fmt.Sprintf(`"version": %d`, v), 1)), 0o600)
+			_, errOut, code := c.run(nil, "snapshots")
+			if code != exitFailed || !strings.Contains(errOut, fmt.Sprintf("format version %d is not supported", v)) {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+		})
 	}
 }
 

@@ -1,7 +1,11 @@
 // Package archiver backs up a directory tree into a repository.
 //
-// Pipeline (DESIGN §3): one walker goroutine lists directories and decides,
-// per file, from the parent snapshot whether it is unchanged; file workers
+// Pipeline (DESIGN §3): a scanner goroutine lists directories and stats
+// their entries (see Scan; the command line starts it before the repository
+// is opened, so it overlaps key derivation); one walker goroutine takes the
+// listings in order and decides, per file, from the parent snapshot whether
+// it is unchanged, and reuses the parent's tree of a directory whose
+// entries are all unchanged; file workers
 // read and chunk changed files and hash the chunks; savers compress, encrypt
 // and append new chunks to packs; one goroutine per directory assembles its
 // tree once its entries are done. Memory is bounded by the workers' chunk
@@ -133,7 +137,6 @@ type fileResult struct {
 type fileJob struct {
 	path   string
 	name   string
-	fi     fs.FileInfo
 	parent *snapshot.Node
 	res    *fileResult
 }
@@ -152,28 +155,28 @@ type blobJob struct {
 // a shared lock; an overlapping backup of the same policy and source on this
 // host fails with repository.ErrOverlap.
 func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapshot, error) {
-	start := a.opt.Now()
-	abs, err := filepath.Abs(source)
+	scan := Prescan(ctx, source, a.opt.Now)
+	defer scan.Stop()
+	return a.BackupScan(ctx, scan)
+}
+
+// BackupScan is Backup of a source whose scan the caller started earlier
+// (see Prescan), typically before opening the repository. The snapshot's
+// time is when the scan started. The caller still stops the scan.
+func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapshot, error) {
+	start := scan.started
+	root, err := scan.rootListing(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", source, err)
+		return nil, err
 	}
-	// The source itself may be a symlink to the volume (it is followed);
-	// symlinks inside it are stored as symlinks.
-	fi, err := os.Stat(abs)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", source, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("backup %s: source must be a directory", source)
-	}
+	abs, fi := scan.root, scan.rootFI
 	// An unreadable root is a failed backup, not an empty snapshot.
-	rootNames, err := readDirNames(abs)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: read source: %w", source, err)
+	if root.err != nil {
+		return nil, fmt.Errorf("backup %s: read source: %w", abs, root.err)
 	}
 	lock, err := a.repo.Lock(ctx, false, "backup", a.opt.Policy, abs)
 	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", source, err)
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	defer lock.Unlock()
 	lctx := lock.Context()
@@ -207,7 +210,9 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 	}
 	parent := snapshot.Latest(snaps, a.opt.Policy, abs, a.opt.Hostname)
 	var parentTree *snapshot.Tree
+	var parentRoot *repository.ID
 	if parent != nil {
+		parentRoot = &parent.Tree
 		parentTree, err = snapshot.LoadTree(ctx, a.repo, parent.Tree)
 		if err != nil {
 			a.log.Warn("parent snapshot unreadable; reading every file", "parent", parent.ID.Str(), "err", err)
@@ -215,10 +220,10 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 		}
 	}
 
-	if len(rootNames) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
-		return nil, fmt.Errorf("backup %s: %w", source, ErrEmptySource)
+	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
+		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
 	}
-	treeID, err := a.run(ctx, abs, fi, parentTree)
+	treeID, err := a.run(ctx, scan, fi, parentTree, parentRoot)
 	if err != nil {
 		// Checkpoint: index the packs already stored, so the next backup
 		// reuses them without scanning for orphans.
@@ -230,7 +235,7 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 			err = fmt.Errorf("%w (%w)", err, c)
 		}
-		return nil, fmt.Errorf("backup %s: %w", source, err)
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	// Invariant: packs, then index, then snapshot.
 	if err := a.repo.Flush(ctx); err != nil {
@@ -239,7 +244,7 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 			a.leaveHint(cctx, cerr)
 		}
 		cancelCheckpoint()
-		return nil, fmt.Errorf("backup %s: %w", source, err)
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	sn := &snapshot.Snapshot{
 		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: abs,
@@ -251,7 +256,7 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 		sn.Parent = &p
 	}
 	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", source, err)
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	// The adopted packs are indexed now (Flush); their hints are done.
 	a.repo.RemoveOrphanHints(ctx, hints)
@@ -282,7 +287,7 @@ func (a *Archiver) totals() snapshot.Totals {
 
 // run walks the tree and returns the root tree id once every blob has been
 // handed to the repository.
-func (a *Archiver) run(ctx context.Context, root string, rootFI fs.FileInfo, parent *snapshot.Tree) (repository.ID, error) {
+func (a *Archiver) run(ctx context.Context, scan *Scan, rootFI fs.FileInfo, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	files := make(chan *fileJob, a.opt.Workers)
 	blobs := make(chan blobJob) // unbuffered: each queued chunk is memory
@@ -325,7 +330,8 @@ func (a *Archiver) run(ctx context.Context, root string, rootFI fs.FileInfo, par
 			close(blobs)
 		}()
 		var err error
-		rootRes, err = a.walkDir(ctx, g, files, root, rootFI, parent)
+		dirNode := newEntryInfo("", rootFI)
+		rootRes, err = a.walkDir(ctx, g, scan, files, scan.root, &dirNode, parent, parentID)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -345,31 +351,26 @@ type entry struct {
 	dir  *dirResult
 }
 
-func statT(fi fs.FileInfo) *syscall.Stat_t {
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	if st == nil {
-		st = &syscall.Stat_t{}
-	}
-	return st
-}
-
-func baseNode(name string, fi fs.FileInfo) snapshot.Node {
-	st := statT(fi)
+func baseNode(e *entryInfo) snapshot.Node {
 	return snapshot.Node{
-		Name: name, Mode: fi.Mode(), UID: st.Uid, GID: st.Gid,
-		MtimeNS: fi.ModTime().UnixNano(), CtimeNS: st.Ctim.Sec*1e9 + st.Ctim.Nsec, Inode: st.Ino,
+		Name: e.name, Mode: e.mode, UID: e.uid, GID: e.gid,
+		MtimeNS: e.mtimeNS, CtimeNS: e.ctimeNS, Inode: e.inode,
 	}
 }
 
-// walkDir lists one directory, queues its changed files, recurses into
-// subdirectories, and starts the goroutine that assembles its tree.
-func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, files chan<- *fileJob, path string, fi fs.FileInfo, parent *snapshot.Tree) (*dirResult, error) {
+// walkDir takes one directory's listing from the scan, queues its changed
+// files, recurses into subdirectories, and starts the goroutine that
+// assembles its tree. parent is the directory's tree in the parent snapshot
+// and parentID its id, both nil if it had none.
+func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, files chan<- *fileJob, path string, dir *entryInfo, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
 	a.Stats.Dirs.Add(1)
-	names, err := readDirNames(path)
-	if err != nil && path != "" {
-		a.warn(path, err)
+	l, err := scan.next(ctx, path)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(names) // access.log before access.log.1: see rotation note below
+	if l.err != nil {
+		a.warn(path, l.err)
+	}
 	old := map[string]*snapshot.Node{}
 	if parent != nil {
 		for i := range parent.Nodes {
@@ -377,53 +378,48 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, files chan<- 
 		}
 	}
 	var entries []entry
-	for _, name := range names {
+	for i := range l.entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		ce := &l.entries[i]
+		name := ce.name
 		p := filepath.Join(path, name)
-		cfi, err := os.Lstat(p)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				a.warn(p, err)
+		if ce.err != nil {
+			if !errors.Is(ce.err, fs.ErrNotExist) {
+				a.warn(p, ce.err)
 			}
 			a.Stats.FilesSkipped.Add(1)
 			continue
 		}
 		pn := old[name]
-		switch mode := cfi.Mode(); {
+		switch mode := ce.mode; {
 		case mode.IsDir():
 			var sub *snapshot.Tree
+			var subID *repository.ID
 			if pn != nil && pn.Type == snapshot.TypeDir && pn.Subtree != nil {
 				sub, err = snapshot.LoadTree(ctx, a.repo, *pn.Subtree)
 				if err != nil {
 					a.log.Warn("parent subtree unreadable; reading its files again", "path", p, "err", err)
 					sub = nil
+				} else {
+					subID = pn.Subtree
 				}
 			}
-			res, err := a.walkDir(ctx, g, files, p, cfi, sub)
+			res, err := a.walkDir(ctx, g, scan, files, p, ce, sub, subID)
 			if err != nil {
 				return nil, err
 			}
-			entries = append(entries, entry{node: baseNode(name, cfi), dir: res})
+			entries = append(entries, entry{node: baseNode(ce), dir: res})
 		case mode&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					a.warn(p, err)
-				}
-				a.Stats.FilesSkipped.Add(1)
-				continue
-			}
-			n := baseNode(name, cfi)
-			n.Type, n.Target = snapshot.TypeSymlink, target
+			n := baseNode(ce)
+			n.Type, n.Target = snapshot.TypeSymlink, ce.target
 			entries = append(entries, entry{node: n})
 		case mode.IsRegular():
-			a.Stats.BytesTotal.Add(uint64(cfi.Size()))
-			if pn != nil && a.unchanged(pn, cfi) {
+			a.Stats.BytesTotal.Add(uint64(ce.size))
+			if pn != nil && a.unchanged(pn, ce) {
 				n := *pn
-				nb := baseNode(name, cfi)
-				n.Mode, n.UID, n.GID = nb.Mode, nb.UID, nb.GID
+				n.Mode, n.UID, n.GID = ce.mode, ce.uid, ce.gid
 				a.Stats.FilesUnchanged.Add(1)
 				entries = append(entries, entry{node: n})
 				continue
@@ -433,7 +429,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, files chan<- 
 			}
 			res := &fileResult{done: make(chan struct{})}
 			select {
-			case files <- &fileJob{path: p, name: name, fi: cfi, parent: pn, res: res}:
+			case files <- &fileJob{path: p, name: name, parent: pn, res: res}:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -444,8 +440,9 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, files chan<- 
 		}
 	}
 	res := &dirResult{done: make(chan struct{})}
-	dirNode := baseNode("", fi)
-	g.Go(func() error { return a.finishDir(ctx, res, entries, dirNode) })
+	dirNode := baseNode(dir)
+	dirNode.Name = ""
+	g.Go(func() error { return a.finishDir(ctx, res, entries, dirNode, parent, parentID) })
 	return res, nil
 }
 
@@ -471,10 +468,9 @@ func (a *Archiver) warn(path string, err error) {
 
 // unchanged applies restic's rule: same inode, size, mtime and ctime, and
 // every chunk still indexed.
-func (a *Archiver) unchanged(pn *snapshot.Node, fi fs.FileInfo) bool {
-	n := baseNode(pn.Name, fi)
-	if pn.Type != snapshot.TypeFile || pn.Inode != n.Inode || pn.Size != uint64(fi.Size()) ||
-		pn.MtimeNS != n.MtimeNS || pn.CtimeNS != n.CtimeNS {
+func (a *Archiver) unchanged(pn *snapshot.Node, e *entryInfo) bool {
+	if pn.Type != snapshot.TypeFile || pn.Inode != e.inode || pn.Size != uint64(e.size) ||
+		pn.MtimeNS != e.mtimeNS || pn.CtimeNS != e.ctimeNS {
 		return false
 	}
 	for _, id := range pn.Content {
@@ -494,8 +490,10 @@ func (a *Archiver) appendOnly(name string) bool {
 	return false
 }
 
-// finishDir waits for a directory's entries and stores its tree.
-func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entry, dirNode snapshot.Node) error {
+// finishDir waits for a directory's entries and stores its tree. A tree
+// equal to the parent's, node for node, is the parent's tree blob: it is
+// neither encoded nor looked up again.
+func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entry, dirNode snapshot.Node, parent *snapshot.Tree, parentID *repository.ID) error {
 	tree := &snapshot.Tree{Nodes: make([]snapshot.Node, 0, len(entries))}
 	for _, e := range entries {
 		switch {
@@ -524,6 +522,11 @@ func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entr
 			tree.Nodes = append(tree.Nodes, e.node)
 		}
 	}
+	if parent != nil && parentID != nil && slices.EqualFunc(tree.Nodes, parent.Nodes, sameNode) && a.repo.Index().Has(*parentID) {
+		res.id = *parentID
+		close(res.done)
+		return nil
+	}
 	b, err := tree.Encode()
 	if err != nil {
 		return err
@@ -540,6 +543,18 @@ func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entr
 	res.id = id
 	close(res.done)
 	return nil
+}
+
+// sameNode reports whether two nodes encode identically.
+func sameNode(x, y snapshot.Node) bool {
+	return x.Name == y.Name && x.Type == y.Type && x.Mode == y.Mode && x.UID == y.UID && x.GID == y.GID &&
+		x.Size == y.Size && x.MtimeNS == y.MtimeNS && x.CtimeNS == y.CtimeNS && x.Inode == y.Inode &&
+		x.Target == y.Target && x.TailRuns == y.TailRuns && slices.Equal(x.Content, y.Content) &&
+		sameID(x.Hash, y.Hash) && sameID(x.Subtree, y.Subtree)
+}
+
+func sameID(x, y *repository.ID) bool {
+	return x == y || (x != nil && y != nil && *x == *y)
 }
 
 type worker struct {
@@ -587,7 +602,8 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 		a.Stats.FilesSkipped.Add(1)
 		return nil
 	}
-	node := baseNode(job.name, fi)
+	info := newEntryInfo(job.name, fi)
+	node := baseNode(&info)
 	node.Type = snapshot.TypeFile
 
 	var content []repository.ID

@@ -12,7 +12,9 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/repotest"
+	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/bench/workload"
 )
 
@@ -290,13 +292,13 @@ func TestWrongPasswordAndLocalReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := repotest.Reopen(t, be, e0())
-	if r.Config().Version != 1 {
-		t.Fatal("version")
+	if v := r.Config().Version; v != repository.FormatVersion {
+		t.Fatalf("reopened repository has format version %d, want %d", v, repository.FormatVersion)
 	}
 }
 
-// A file whose bytes equal an encoded tree (an empty directory's is
-// {"nodes":[]}) is still its own blob: in one backup, and when the file came
+// A file whose bytes equal an encoded tree (an empty directory's is two
+// bytes, 0x01 0x00) is still its own blob: in one backup, and when the file came
 // first and the empty directory later.
 func TestFileEqualToATree(t *testing.T) {
 	for _, order := range []string{"same backup", "file first"} {
@@ -306,7 +308,11 @@ func TestFileEqualToATree(t *testing.T) {
 			if err := os.MkdirAll(e.src, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(e.src, "looks-like-a-tree.json"), []byte(`{"nodes":[]}`), 0o644); err != nil {
+			emptyTree, err := (&snapshot.Tree{}).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(e.src, "looks-like-a-tree"), emptyTree, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if order == "file first" {
@@ -321,4 +327,36 @@ func TestFileEqualToATree(t *testing.T) {
 			e.assertCheckOK(true)
 		})
 	}
+}
+
+// A no-change backup reuses the parent's trees, so its root tree is the
+// parent's; a change of metadata alone, deep in the tree, still makes a new
+// root tree, and the snapshot restores with the new metadata.
+func TestUnchangedTreesReused(t *testing.T) {
+	e := newEnv(t, smallVolume())
+	first, _ := e.mustBackup()
+	second, a := e.mustBackup()
+	if second.Tree != first.Tree || a.Stats.BlobsWritten.Load() != 0 {
+		t.Fatalf("no-change backup: root tree %s, parent's %s; %d blobs written", second.Tree.Str(), first.Tree.Str(), a.Stats.BlobsWritten.Load())
+	}
+	var deep string
+	err := filepath.WalkDir(e.src, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && strings.Count(strings.TrimPrefix(p, e.src), "/") >= 3 {
+			deep = p
+			return filepath.SkipAll
+		}
+		return err
+	})
+	if err != nil || deep == "" {
+		t.Fatalf("no file three levels deep: %v", err)
+	}
+	if err := os.Chmod(deep, 0o604); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := e.mustBackup()
+	if third.Tree == second.Tree {
+		t.Fatalf("mode change of %s did not change the root tree", deep)
+	}
+	e.assertRestores(third)
+	e.assertRestores(first)
 }

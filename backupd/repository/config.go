@@ -6,7 +6,7 @@ import (
 )
 
 // FormatVersion is the repository format this build reads and writes.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Config is the plaintext config object: it tells a reader the format
 // before any key is opened.

@@ -2,6 +2,7 @@ package repository_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/meshbackup/backupd/backupd/repository"
@@ -52,7 +53,7 @@ func FuzzDecodeIndexFile(f *testing.F) {
 }
 
 func FuzzDecodeConfig(f *testing.F) {
-	f.Add([]byte(`{"version":1,"id":"` + repository.Hash(nil).String() + `","created":"2026-11-22T00:00:00Z"}`))
+	f.Add([]byte(`{"version":` + fmt.Sprint(repository.FormatVersion) + `,"id":"` + repository.Hash(nil).String() + `","created":"2026-11-22T00:00:00Z"}`))
 	f.Add([]byte(`{"version":2}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, b []byte) {

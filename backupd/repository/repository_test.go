@@ -3,6 +3,7 @@ package repository_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -63,12 +64,15 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := repository.Open(ctx, mem.New(), repotest.Password, repotest.Options()); err == nil || !strings.Contains(err.Error(), "no repository") {
 		t.Fatalf("empty backend: got %v", err)
 	}
-	// A config from the future is refused before any key is tried.
-	future := mem.New()
-	_ = future.Save(ctx, backend.Handle{Type: backend.ConfigFile}, bytes.NewReader([]byte(`{"version":2,"id":"`+strings.Repeat("a", 64)+`"}`)))
-	_, err := repository.Open(ctx, future, repotest.Password, repotest.Options())
-	if err == nil || !strings.Contains(err.Error(), "format version 2 is not supported") {
-		t.Fatalf("future version: got %v", err)
+	// A config of another version, from the future or version 1 (JSON
+	// trees, scrypt keys), is refused before any key is tried.
+	for _, v := range []int{repository.FormatVersion + 1, 1} {
+		other := mem.New()
+		_ = other.Save(ctx, backend.Handle{Type: backend.ConfigFile}, bytes.NewReader([]byte(fmt.Sprintf(`{"version":%d,"id":"%s"}`, v, strings.Repeat("a", 64)))))
+		_, err := repository.Open(ctx, other, repotest.Password, repotest.Options())
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("format version %d is not supported", v)) {
+			t.Fatalf("version %d: got %v", v, err)
+		}
 	}
 }
 

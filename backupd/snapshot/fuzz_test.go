@@ -2,6 +2,8 @@ package snapshot_test
 
 import (
 	"encoding/json"
+	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -12,30 +14,43 @@ import (
 func FuzzDecodeTree(f *testing.F) {
 	h := repository.Hash([]byte("x"))
 	seed := snapshot.Tree{Nodes: []snapshot.Node{
-		{Name: "access.log", Type: snapshot.TypeFile, Mode: 0o644, Size: 10, Content: []repository.ID{h}, Hash: &h},
+		{Name: "access.log", Type: snapshot.TypeFile, Mode: 0o644, Size: 10, MtimeNS: -5, Content: []repository.ID{h}, Hash: &h, TailRuns: 2},
 		{Name: "certs", Type: snapshot.TypeDir, Mode: 0o755 | 1<<31, Subtree: &h},
 		{Name: "..data", Type: snapshot.TypeSymlink, Target: "..2026_11_22"},
 	}}
 	b, _ := seed.Encode()
 	f.Add(b)
-	f.Add([]byte(`{"nodes":[{"name":"..","type":"file"}]}`))
-	f.Add([]byte(`{}`))
+	empty, _ := (&snapshot.Tree{}).Encode()
+	f.Add(empty)
+	bad, _ := (&snapshot.Tree{Nodes: []snapshot.Node{{Name: "..", Type: snapshot.TypeFile, Hash: &h}}}).Encode()
+	f.Add(bad)
+	f.Add([]byte(`{"nodes":[]}`)) // format version 1 was JSON
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tree, err := snapshot.DecodeTree(b)
 		if err != nil {
+			if !errors.Is(err, repository.ErrFormat) {
+				t.Fatalf("error is not ErrFormat: %v", err)
+			}
 			return
 		}
-		for _, n := range tree.Nodes {
+		for i, n := range tree.Nodes {
 			if snapshot.ValidName(n.Name) != nil {
 				t.Fatalf("accepted name %q", n.Name)
+			}
+			if i > 0 && tree.Nodes[i-1].Name >= n.Name {
+				t.Fatalf("accepted %q after %q", n.Name, tree.Nodes[i-1].Name)
 			}
 		}
 		again, err := tree.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := snapshot.DecodeTree(again); err != nil {
+		back, err := snapshot.DecodeTree(again)
+		if err != nil {
 			t.Fatalf("re-encoded tree does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(back, tree) {
+			t.Fatalf("round trip changed the tree:\n%+v\n%+v", tree, back)
 		}
 	})
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"sort"
 	"strings"
 	"time"
 
@@ -63,12 +62,6 @@ type Tree struct {
 	Nodes []Node `json:"nodes"`
 }
 
-// Encode returns the tree's JSON with nodes sorted by name.
-func (t *Tree) Encode() ([]byte, error) {
-	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].Name < t.Nodes[j].Name })
-	return json.Marshal(t)
-}
-
 // ValidName reports whether name can be a directory entry: restore must never
 // write outside its target, so separators, "." and ".." are refused.
 func ValidName(name string) error {
@@ -76,38 +69,6 @@ func ValidName(name string) error {
 		return fmt.Errorf("invalid entry name %q", name)
 	}
 	return nil
-}
-
-// DecodeTree parses and validates a tree blob.
-func DecodeTree(b []byte) (*Tree, error) {
-	var t Tree
-	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, fmt.Errorf("tree: %w: %w", repository.ErrFormat, err)
-	}
-	seen := make(map[string]bool, len(t.Nodes))
-	for i, n := range t.Nodes {
-		if err := ValidName(n.Name); err != nil {
-			return nil, fmt.Errorf("tree: %w: node %d: %w", repository.ErrFormat, i, err)
-		}
-		if seen[n.Name] {
-			return nil, fmt.Errorf("tree: %w: duplicate entry %q", repository.ErrFormat, n.Name)
-		}
-		seen[n.Name] = true
-		switch n.Type {
-		case TypeFile:
-			if n.Hash == nil {
-				return nil, fmt.Errorf("tree: %w: file %q has no content hash", repository.ErrFormat, n.Name)
-			}
-		case TypeDir:
-			if n.Subtree == nil {
-				return nil, fmt.Errorf("tree: %w: directory %q has no subtree", repository.ErrFormat, n.Name)
-			}
-		case TypeSymlink:
-		default:
-			return nil, fmt.Errorf("tree: %w: entry %q has unknown type %q", repository.ErrFormat, n.Name, n.Type)
-		}
-	}
-	return &t, nil
 }
 
 // Totals summarize a backup run.

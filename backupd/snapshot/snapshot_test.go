@@ -1,8 +1,13 @@
 package snapshot_test
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
+	"io"
+	"io/fs"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,19 +15,146 @@ import (
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
 
+func sampleTree() *snapshot.Tree {
+	a, b, c := repository.Hash([]byte("a")), repository.Hash([]byte("b")), repository.Hash([]byte("c"))
+	return &snapshot.Tree{Nodes: []snapshot.Node{
+		{Name: "access.log", Type: snapshot.TypeFile, Mode: 0o644, UID: 1337, GID: 1337, Size: 3 << 20,
+			MtimeNS: 1764547200123456789, CtimeNS: 1764547200123456790, Inode: 1 << 40, Content: []repository.ID{a, b}, Hash: &c, TailRuns: 4},
+		{Name: "empty", Type: snapshot.TypeFile, Mode: 0o600, Hash: &a},
+		{Name: "certs", Type: snapshot.TypeDir, Mode: 0o755 | fs.ModeDir | fs.ModeSetgid, UID: 4294967295, MtimeNS: -1, Subtree: &b},
+		{Name: "..data", Type: snapshot.TypeSymlink, Mode: 0o777 | fs.ModeSymlink, Target: "..2026_11_22_00_00_00.123"},
+		{Name: "ünïcode name", Type: snapshot.TypeSymlink, Mode: 0o777 | fs.ModeSymlink, Target: "../../elsewhere"},
+	}}
+}
+
+func TestTreeRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tree *snapshot.Tree
+	}{
+		{"empty directory", &snapshot.Tree{}},
+		{"every kind of entry", sampleTree()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := tc.tree.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := snapshot.DecodeTree(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tc.tree.Nodes) == 0 {
+				tc.tree.Nodes = []snapshot.Node{}
+			}
+			if !reflect.DeepEqual(got, tc.tree) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tc.tree)
+			}
+			again, _ := got.Encode()
+			if !bytes.Equal(again, b) {
+				t.Fatal("re-encoding a decoded tree gives other bytes")
+			}
+		})
+	}
+}
+
+func TestEncodeSortsNodes(t *testing.T) {
+	tr := sampleTree()
+	b1, _ := tr.Encode()
+	slices.Reverse(tr.Nodes)
+	b2, _ := tr.Encode()
+	if !bytes.Equal(b1, b2) {
+		t.Fatal("encoding depends on the order of the nodes")
+	}
+}
+
+// Every proper prefix of a valid tree is refused as truncated; bytes after
+// the last entry are refused too.
+func TestDecodeTreeTruncatedAndTrailing(t *testing.T) {
+	b, _ := sampleTree().Encode()
+	for n := range len(b) {
+		_, err := snapshot.DecodeTree(b[:n])
+		if !errors.Is(err, repository.ErrFormat) || !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("prefix of %d/%d bytes: want ErrFormat and ErrUnexpectedEOF, got %v", n, len(b), err)
+		}
+	}
+	if _, err := snapshot.DecodeTree(append(slices.Clone(b), 0)); !errors.Is(err, repository.ErrFormat) {
+		t.Fatalf("trailing byte accepted: %v", err)
+	}
+}
+
 func TestDecodeTreeRefusesEscapingNames(t *testing.T) {
 	h := repository.Hash(nil)
 	for _, name := range []string{"..", ".", "", "a/b", "../../etc/passwd", "/abs", "nul\x00"} {
 		t.Run(name, func(t *testing.T) {
-			b, _ := json.Marshal(snapshot.Tree{Nodes: []snapshot.Node{{Name: name, Type: snapshot.TypeFile, Hash: &h}}})
+			b, err := (&snapshot.Tree{Nodes: []snapshot.Node{{Name: name, Type: snapshot.TypeFile, Hash: &h}}}).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if _, err := snapshot.DecodeTree(b); !errors.Is(err, repository.ErrFormat) {
 				t.Fatalf("name %q: want ErrFormat, got %v", name, err)
 			}
 		})
 	}
-	b, _ := json.Marshal(snapshot.Tree{Nodes: []snapshot.Node{{Name: "a", Type: snapshot.TypeFile, Hash: &h}, {Name: "a", Type: snapshot.TypeFile, Hash: &h}}})
-	if _, err := snapshot.DecodeTree(b); !errors.Is(err, repository.ErrFormat) {
-		t.Fatalf("duplicate names accepted: %v", err)
+}
+
+// oneNode encodes a tree of one node and returns the header and the node's
+// bytes, to build trees the encoder would not write.
+func oneNode(t *testing.T, n snapshot.Node) (header, node []byte) {
+	t.Helper()
+	b, err := (&snapshot.Tree{Nodes: []snapshot.Node{n}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:2], b[2:] // version byte, count 1
+}
+
+func TestDecodeTreeRefusesMalformed(t *testing.T) {
+	h := repository.Hash(nil)
+	hdr, a := oneNode(t, snapshot.Node{Name: "a", Type: snapshot.TypeFile, Hash: &h})
+	_, bNode := oneNode(t, snapshot.Node{Name: "b", Type: snapshot.TypeDir, Subtree: &h})
+	two := func(first, second []byte) []byte {
+		return slices.Concat([]byte{hdr[0], 2}, first, second)
+	}
+	badType := slices.Clone(a)
+	badType[0] = 9
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"duplicate names", two(a, a), "duplicate entry"},
+		{"names out of order", two(bNode, a), "out of order"},
+		{"unknown entry type", slices.Concat(hdr, badType), "unknown type 9"},
+		{"unknown encoding version", slices.Concat([]byte{7, 1}, a), "encoding version 7"},
+		{"count larger than the data", slices.Concat([]byte{hdr[0], 200}, a), "does not fit"},
+		{"empty input", nil, "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := snapshot.DecodeTree(tc.b)
+			if !errors.Is(err, repository.ErrFormat) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want ErrFormat containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestEncodeRefusesInvalidNodes(t *testing.T) {
+	h := repository.Hash(nil)
+	for _, tc := range []struct {
+		name string
+		n    []snapshot.Node
+	}{
+		{"file without hash", []snapshot.Node{{Name: "f", Type: snapshot.TypeFile}}},
+		{"directory without subtree", []snapshot.Node{{Name: "d", Type: snapshot.TypeDir}}},
+		{"unknown type", []snapshot.Node{{Name: "x", Type: "fifo"}}},
+		{"duplicate", []snapshot.Node{{Name: "f", Type: snapshot.TypeFile, Hash: &h}, {Name: "f", Type: snapshot.TypeFile, Hash: &h}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := (&snapshot.Tree{Nodes: tc.n}).Encode(); err == nil {
+				t.Fatal("encoded")
+			}
+		})
 	}
 }
 

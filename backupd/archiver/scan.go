@@ -1,0 +1,226 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// scanAhead bounds how many directory entries the scanner holds that the
+// walker has not taken yet: about 100 bytes each plus the name, so a few
+// MiB whatever the size of the tree.
+const scanAhead = 16384
+
+// entryInfo is what the scanner learned about one directory entry.
+type entryInfo struct {
+	name         string
+	mode         fs.FileMode
+	uid, gid     uint32
+	size         int64
+	mtimeNS      int64
+	ctimeNS      int64
+	inode        uint64
+	target       string // symlinks
+	err          error  // lstat or readlink failed
+	isRegularDir bool
+}
+
+func newEntryInfo(name string, fi fs.FileInfo) entryInfo {
+	st := statT(fi)
+	return entryInfo{name: name, mode: fi.Mode(), uid: st.Uid, gid: st.Gid, size: fi.Size(),
+		mtimeNS: fi.ModTime().UnixNano(), ctimeNS: st.Ctim.Sec*1e9 + st.Ctim.Nsec, inode: st.Ino,
+		isRegularDir: fi.IsDir()}
+}
+
+func statT(fi fs.FileInfo) *syscall.Stat_t {
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if st == nil {
+		st = &syscall.Stat_t{}
+	}
+	return st
+}
+
+// listing is one directory as scanned: its entries sorted by name.
+type listing struct {
+	path    string
+	entries []entryInfo
+	err     error // reading the directory failed; entries are what was read
+}
+
+// Scan lists a source tree in the background, depth first and in name
+// order, ahead of the walk that compares it with the parent snapshot. It
+// runs on its own goroutine (and so, with GOMAXPROCS > 1, on its own core),
+// starting before the repository is even open: a backup's key derivation,
+// index load and parent tree loads overlap the listing and stat calls of
+// the source. At most scanAhead entries wait to be taken.
+//
+// Invariant: listings are sent in exactly the order walkDir asks for them
+// (pre-order, sorted names, descending into every entry the scan itself
+// saw as a directory), so the walker only checks paths, never searches.
+type Scan struct {
+	root    string
+	rootFI  fs.FileInfo
+	started time.Time
+
+	ahead  int64 // scanAhead but in tests
+	out    chan *listing
+	budget *semaphore.Weighted
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	first   *listing // the root listing, once taken by Backup
+	errOnce error
+}
+
+// Prescan starts scanning source. now is the clock whose reading becomes
+// the snapshot's time (nil: time.Now); it is read before the first stat.
+// Errors (a missing or unreadable source) surface when the scan is used.
+// The caller must Stop the scan.
+func Prescan(ctx context.Context, source string, now func() time.Time) *Scan {
+	return prescan(ctx, source, now, scanAhead)
+}
+
+func prescan(ctx context.Context, source string, now func() time.Time, ahead int64) *Scan {
+	if now == nil {
+		now = time.Now
+	}
+	// Every listing weighs at least 1, so the channel never blocks a
+	// send the budget allows.
+	s := &Scan{started: now(), ahead: ahead, out: make(chan *listing, ahead), budget: semaphore.NewWeighted(ahead)}
+	abs, err := filepath.Abs(source)
+	if err != nil {
+		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
+		return s
+	}
+	s.root = abs
+	// The source itself may be a symlink to the volume (it is followed);
+	// symlinks inside it are stored as symlinks.
+	fi, err := os.Stat(abs)
+	if err != nil {
+		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
+		return s
+	}
+	if !fi.IsDir() {
+		s.errOnce = fmt.Errorf("backup %s: source must be a directory", source)
+		return s
+	}
+	s.rootFI = fi
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(s.out)
+		s.scanDir(ctx, abs)
+	}()
+	return s
+}
+
+// Stop ends the scan and waits for its goroutine.
+func (s *Scan) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+}
+
+// scanDir lists path, sends the listing, then scans its subdirectories. It
+// returns false once the context is done.
+func (s *Scan) scanDir(ctx context.Context, path string) bool {
+	names, err := readDirNames(path)
+	slices.Sort(names) // access.log before access.log.1: see the rotation note in walkDir
+	l := &listing{path: path, err: err, entries: make([]entryInfo, 0, len(names))}
+	for _, name := range names {
+		p := filepath.Join(path, name)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			l.entries = append(l.entries, entryInfo{name: name, err: err})
+			continue
+		}
+		e := newEntryInfo(name, fi)
+		if e.mode&fs.ModeSymlink != 0 {
+			e.target, e.err = os.Readlink(p)
+		}
+		l.entries = append(l.entries, e)
+	}
+	if err := s.budget.Acquire(ctx, s.weight(l)); err != nil {
+		return false
+	}
+	select {
+	case s.out <- l:
+	case <-ctx.Done():
+		return false
+	}
+	for i := range l.entries {
+		if e := &l.entries[i]; e.err == nil && e.isRegularDir {
+			if !s.scanDir(ctx, filepath.Join(path, e.name)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// weight is a listing's share of the budget; a directory bigger than the
+// whole budget takes all of it, alone.
+func (s *Scan) weight(l *listing) int64 {
+	return min(int64(len(l.entries))+1, s.ahead)
+}
+
+// rootListing returns the root directory's listing, which must be read
+// before the walk starts (an unreadable root fails the backup).
+func (s *Scan) rootListing(ctx context.Context) (*listing, error) {
+	if s.errOnce != nil {
+		return nil, s.errOnce
+	}
+	if s.first == nil {
+		l, err := s.receive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.first = l
+	}
+	return s.first, nil
+}
+
+func (s *Scan) receive(ctx context.Context) (*listing, error) {
+	select {
+	case l, ok := <-s.out:
+		if !ok {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("internal error: the source scan ended early")
+		}
+		s.budget.Release(s.weight(l))
+		return l, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// next returns the listing of path, which must be the next directory in
+// scan order.
+func (s *Scan) next(ctx context.Context, path string) (*listing, error) {
+	var l *listing
+	if s.first != nil && s.first.path == path {
+		l, s.first = s.first, nil
+	} else {
+		var err error
+		if l, err = s.receive(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if l.path != path {
+		return nil, fmt.Errorf("internal error: scanned %s where the walk is at %s", l.path, path)
+	}
+	return l, nil
+}

@@ -1,0 +1,104 @@
+package archiver
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// mkTree makes dirs a/, a/x/, b/ ... each holding n files.
+func mkTree(t *testing.T, n int) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"b", "a", "a/x", "a/x/deep", "c"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if err := os.WriteFile(filepath.Join(root, d, fmt.Sprintf("f%03d", i)), []byte(d), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Symlink("a/x", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// Listings come in the walk's order (pre-order, sorted names), whatever
+// the look-ahead budget, including directories bigger than the budget.
+func TestScanOrderAndBudget(t *testing.T) {
+	root := mkTree(t, 12)
+	want := []string{"", "a", "a/x", "a/x/deep", "b", "c"}
+	for _, ahead := range []int64{1, 3, 100, scanAhead} {
+		t.Run(fmt.Sprint(ahead), func(t *testing.T) {
+			s := prescan(t.Context(), root, nil, ahead)
+			defer s.Stop()
+			rl, err := s.rootListing(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range rl.entries {
+				names = append(names, e.name)
+			}
+			if !slices.Equal(names, []string{"a", "b", "c", "link"}) {
+				t.Fatalf("root entries %v", names)
+			}
+			if e := rl.entries[len(rl.entries)-1]; e.target != "a/x" {
+				t.Fatalf("symlink target %q", e.target)
+			}
+			if ahead > 1 {
+				time.Sleep(20 * time.Millisecond) // let the scanner run into its budget
+			}
+			for _, rel := range want {
+				l, err := s.next(t.Context(), filepath.Join(root, rel))
+				if err != nil {
+					t.Fatalf("next %q: %v", rel, err)
+				}
+				files := 0
+				for _, e := range l.entries {
+					if e.mode.IsRegular() {
+						files++
+					}
+				}
+				if wantFiles := 12 * min(len(rel), 1); files != wantFiles {
+					t.Fatalf("%q: %d files, want %d", rel, files, wantFiles)
+				}
+			}
+			if _, err := s.next(t.Context(), filepath.Join(root, "zzz")); err == nil {
+				t.Fatal("a listing after the last directory")
+			}
+		})
+	}
+}
+
+// Stop ends a scanner that waits for budget; a missing source is an error
+// when the scan is used.
+func TestScanStopAndErrors(t *testing.T) {
+	s := prescan(t.Context(), mkTree(t, 3), nil, 1)
+	time.Sleep(10 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { s.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop did not end a blocked scan")
+	}
+	missing := prescan(t.Context(), filepath.Join(t.TempDir(), "absent"), nil, scanAhead)
+	defer missing.Stop()
+	if _, err := missing.rootListing(t.Context()); err == nil {
+		t.Fatal("missing source accepted")
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	_ = os.WriteFile(file, nil, 0o644)
+	notDir := prescan(t.Context(), file, nil, scanAhead)
+	defer notDir.Stop()
+	if _, err := notDir.rootListing(t.Context()); err == nil {
+		t.Fatal("a file accepted as the source")
+	}
+}

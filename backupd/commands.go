@@ -272,7 +272,7 @@ type backupSummary struct {
 func backupCommand(g *globalOptions) *cobra.Command {
 	var policy string
 	var appendOnly []string
-	var fullEvery int
+	var fullEvery, walkEvery int
 	var allowEmpty bool
 	c := &cobra.Command{
 		Use:   "backup --repo DIR --policy NAME [--json] PATH",
@@ -280,7 +280,10 @@ func backupCommand(g *globalOptions) *cobra.Command {
 		Long: `Back up PATH as a new snapshot of --policy. Unchanged files (same inode,
 size, mtime and ctime as in the policy's previous snapshot of PATH) are not
 read again. Files matching --append-only that only grew are read from their
-old last chunk on; every --full-read-every'th backup reads them whole.`,
+old last chunk on; every --full-read-every'th backup reads them whole. A
+directory whose entries, and everything below them, have the same names and
+metadata as when the previous snapshot was made is taken from it whole;
+every --full-walk-every'th backup of a policy checks every file again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if policy == "" {
@@ -288,6 +291,9 @@ old last chunk on; every --full-read-every'th backup reads them whole.`,
 			}
 			if fullEvery < 1 {
 				return usageErr("--full-read-every %d: want a positive number", fullEvery)
+			}
+			if walkEvery < 1 {
+				return usageErr("--full-walk-every %d: want a positive number", walkEvery)
 			}
 			ctx := cmd.Context()
 			// The source is listed while the key is derived and the
@@ -298,7 +304,7 @@ old last chunk on; every --full-read-every'th backup reads them whole.`,
 			if err != nil {
 				return err
 			}
-			a, err := archiver.New(r, archiver.Options{Policy: policy, AppendOnly: appendOnly, FullReadEvery: fullEvery,
+			a, err := archiver.New(r, archiver.Options{Policy: policy, AppendOnly: appendOnly, FullReadEvery: fullEvery, FullWalkEvery: walkEvery,
 				Logger: log, Program: "backupd " + version, AllowEmptySource: allowEmpty})
 			if err != nil {
 				return usageErr("%v", err)
@@ -332,6 +338,7 @@ old last chunk on; every --full-read-every'th backup reads them whole.`,
 	c.Flags().StringVarP(&policy, "policy", "p", "", "policy name (required)")
 	c.Flags().StringSliceVar(&appendOnly, "append-only", archiver.DefaultAppendOnly, "name patterns of append-only files (tail-only reads)")
 	c.Flags().IntVar(&fullEvery, "full-read-every", 10, "read append-only files whole every Nth backup")
+	c.Flags().IntVar(&walkEvery, "full-walk-every", 10, "walk every directory, even unchanged ones, every Nth backup")
 	c.Flags().BoolVar(&allowEmpty, "allow-empty-source", false, "accept an empty source whose previous snapshot was not empty")
 	return c
 }

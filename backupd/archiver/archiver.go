@@ -56,6 +56,11 @@ type Options struct {
 	// whole, bounding how long an in-place edit of its older part could go
 	// unnoticed: 10.
 	FullReadEvery int
+	// FullWalkEvery makes every Nth backup of a policy walk every
+	// directory, even those whose scan digest equals the parent's, so that
+	// each file is again checked against the index at least that often:
+	// 10.
+	FullWalkEvery int
 	// Workers read and chunk files; Savers compress and encrypt. Both
 	// default to GOMAXPROCS.
 	Workers int
@@ -79,6 +84,9 @@ func (o *Options) applyDefaults() {
 	if o.FullReadEvery == 0 {
 		o.FullReadEvery = 10
 	}
+	if o.FullWalkEvery == 0 {
+		o.FullWalkEvery = 10
+	}
 	if o.Workers == 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -100,6 +108,9 @@ func (o *Options) applyDefaults() {
 type Stats struct {
 	FilesNew, FilesChanged, FilesUnchanged, FilesSkipped, Dirs, Errors atomic.Uint64
 	BytesTotal, BytesRead, BytesWritten, BlobsWritten                  atomic.Uint64
+	// DirsReused counts directories (with everything below) taken from
+	// the parent by their scan digest, without a walk.
+	DirsReused atomic.Uint64
 }
 
 // ErrEmptySource refuses a backup of an empty source whose previous snapshot
@@ -112,6 +123,9 @@ type Archiver struct {
 	opt   Options
 	log   *slog.Logger
 	Stats Stats
+	// reuseByDigest is set for a backup whose parent allows subtrees to be
+	// reused by their scan digest (see Options.FullWalkEvery).
+	reuseByDigest bool
 }
 
 // New returns an archiver. It does no I/O.
@@ -142,8 +156,9 @@ type fileJob struct {
 }
 
 type dirResult struct {
-	done chan struct{}
-	id   repository.ID
+	done   chan struct{}
+	id     repository.ID
+	digest *repository.ID // the directory's scan digest, if its tree is complete
 }
 
 type blobJob struct {
@@ -223,7 +238,8 @@ func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapsh
 	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
 		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
 	}
-	treeID, err := a.run(ctx, scan, fi, parentTree, parentRoot)
+	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
+	treeID, err := a.run(ctx, scan, root, fi, parentTree, parentRoot)
 	if err != nil {
 		// Checkpoint: index the packs already stored, so the next backup
 		// reuses them without scanning for orphans.
@@ -251,6 +267,9 @@ func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapsh
 		Hostname: a.opt.Hostname, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
 	}
 	sn.Totals.DurationSec = a.opt.Now().Sub(start).Seconds()
+	if a.reuseByDigest {
+		sn.DigestRuns = parent.DigestRuns + 1
+	}
 	if parent != nil {
 		p := parent.ID
 		sn.Parent = &p
@@ -287,7 +306,7 @@ func (a *Archiver) totals() snapshot.Totals {
 
 // run walks the tree and returns the root tree id once every blob has been
 // handed to the repository.
-func (a *Archiver) run(ctx context.Context, scan *Scan, rootFI fs.FileInfo, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
+func (a *Archiver) run(ctx context.Context, scan *Scan, root *listing, rootFI fs.FileInfo, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	files := make(chan *fileJob, a.opt.Workers)
 	blobs := make(chan blobJob) // unbuffered: each queued chunk is memory
@@ -331,7 +350,7 @@ func (a *Archiver) run(ctx context.Context, scan *Scan, rootFI fs.FileInfo, pare
 		}()
 		var err error
 		dirNode := newEntryInfo("", rootFI)
-		rootRes, err = a.walkDir(ctx, g, scan, files, scan.root, &dirNode, parent, parentID)
+		rootRes, err = a.walkDir(ctx, g, scan, files, root, &dirNode, parent, parentID)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -358,16 +377,14 @@ func baseNode(e *entryInfo) snapshot.Node {
 	}
 }
 
-// walkDir takes one directory's listing from the scan, queues its changed
-// files, recurses into subdirectories, and starts the goroutine that
-// assembles its tree. parent is the directory's tree in the parent snapshot
-// and parentID its id, both nil if it had none.
-func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, files chan<- *fileJob, path string, dir *entryInfo, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
+// walkDir walks one directory's listing: it queues its changed files,
+// recurses into subdirectories (or reuses a parent subtree whose scan
+// digest is unchanged), and starts the goroutine that assembles its tree.
+// parent is the directory's tree in the parent snapshot and parentID its
+// id, both nil if it had none.
+func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, files chan<- *fileJob, l *listing, dir *entryInfo, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
 	a.Stats.Dirs.Add(1)
-	l, err := scan.next(ctx, path)
-	if err != nil {
-		return nil, err
-	}
+	path := l.path
 	if l.err != nil {
 		a.warn(path, l.err)
 	}
@@ -395,6 +412,16 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, f
 		pn := old[name]
 		switch mode := ce.mode; {
 		case mode.IsDir():
+			cl, err := scan.next(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			if res, ok, err := a.reuseSubtree(ctx, scan, cl, pn); err != nil {
+				return nil, err
+			} else if ok {
+				entries = append(entries, entry{node: baseNode(ce), dir: res})
+				continue
+			}
 			var sub *snapshot.Tree
 			var subID *repository.ID
 			if pn != nil && pn.Type == snapshot.TypeDir && pn.Subtree != nil {
@@ -406,7 +433,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, f
 					subID = pn.Subtree
 				}
 			}
-			res, err := a.walkDir(ctx, g, scan, files, p, ce, sub, subID)
+			res, err := a.walkDir(ctx, g, scan, files, cl, ce, sub, subID)
 			if err != nil {
 				return nil, err
 			}
@@ -442,8 +469,38 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, f
 	res := &dirResult{done: make(chan struct{})}
 	dirNode := baseNode(dir)
 	dirNode.Name = ""
-	g.Go(func() error { return a.finishDir(ctx, res, entries, dirNode, parent, parentID) })
+	g.Go(func() error { return a.finishDir(ctx, scan, l, res, entries, dirNode, parent, parentID) })
 	return res, nil
+}
+
+// reuseSubtree reuses the parent's subtree for the directory listed in l
+// when its scan digest, already computed, equals the one recorded for it,
+// and skips the listings below it. Invariant: a recorded digest describes
+// the scan its subtree was built from, and every file below was then
+// unchanged by restic's rule or read again, so equal digests mean an equal
+// subtree.
+func (a *Archiver) reuseSubtree(ctx context.Context, scan *Scan, l *listing, pn *snapshot.Node) (*dirResult, bool, error) {
+	if !a.reuseByDigest || pn == nil || pn.Type != snapshot.TypeDir || pn.Subtree == nil || pn.Digest == nil {
+		return nil, false, nil
+	}
+	sum, err := scan.sumAhead(ctx, l)
+	if err != nil {
+		return nil, false, err
+	}
+	if sum == nil || !sum.ok || sum.digest != *pn.Digest || !a.repo.Index().Has(*pn.Subtree) {
+		return nil, false, nil
+	}
+	if err := scan.skip(ctx, sum.dirs-1); err != nil {
+		return nil, false, err
+	}
+	a.Stats.Dirs.Add(sum.dirs)
+	a.Stats.DirsReused.Add(sum.dirs)
+	a.Stats.FilesUnchanged.Add(sum.files)
+	a.Stats.FilesSkipped.Add(sum.skipped)
+	a.Stats.BytesTotal.Add(sum.bytes)
+	res := &dirResult{done: make(chan struct{}), id: *pn.Subtree, digest: pn.Digest}
+	close(res.done)
+	return res, true, nil
 }
 
 // Rotation note: names are read in sorted order, so access.log is read
@@ -493,8 +550,9 @@ func (a *Archiver) appendOnly(name string) bool {
 // finishDir waits for a directory's entries and stores its tree. A tree
 // equal to the parent's, node for node, is the parent's tree blob: it is
 // neither encoded nor looked up again.
-func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entry, dirNode snapshot.Node, parent *snapshot.Tree, parentID *repository.ID) error {
+func (a *Archiver) finishDir(ctx context.Context, scan *Scan, l *listing, res *dirResult, entries []entry, dirNode snapshot.Node, parent *snapshot.Tree, parentID *repository.ID) error {
 	tree := &snapshot.Tree{Nodes: make([]snapshot.Node, 0, len(entries))}
+	complete := true // every entry below is in the tree with a digest
 	for _, e := range entries {
 		switch {
 		case e.file != nil:
@@ -504,6 +562,7 @@ func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entr
 				return ctx.Err()
 			}
 			if e.file.skip {
+				complete = false
 				continue
 			}
 			tree.Nodes = append(tree.Nodes, e.file.node)
@@ -517,9 +576,20 @@ func (a *Archiver) finishDir(ctx context.Context, res *dirResult, entries []entr
 			n.Type = snapshot.TypeDir
 			id := e.dir.id
 			n.Subtree = &id
+			n.Digest = e.dir.digest
+			complete = complete && n.Digest != nil
 			tree.Nodes = append(tree.Nodes, n)
 		default:
 			tree.Nodes = append(tree.Nodes, e.node)
+		}
+	}
+	if complete {
+		sum, err := scan.waitSum(ctx, l)
+		if err != nil {
+			return err
+		}
+		if sum != nil && sum.ok {
+			res.digest = &sum.digest
 		}
 	}
 	if parent != nil && parentID != nil && slices.EqualFunc(tree.Nodes, parent.Nodes, sameNode) && a.repo.Index().Has(*parentID) {
@@ -550,7 +620,7 @@ func sameNode(x, y snapshot.Node) bool {
 	return x.Name == y.Name && x.Type == y.Type && x.Mode == y.Mode && x.UID == y.UID && x.GID == y.GID &&
 		x.Size == y.Size && x.MtimeNS == y.MtimeNS && x.CtimeNS == y.CtimeNS && x.Inode == y.Inode &&
 		x.Target == y.Target && x.TailRuns == y.TailRuns && slices.Equal(x.Content, y.Content) &&
-		sameID(x.Hash, y.Hash) && sameID(x.Subtree, y.Subtree)
+		sameID(x.Hash, y.Hash) && sameID(x.Subtree, y.Subtree) && sameID(x.Digest, y.Digest)
 }
 
 func sameID(x, y *repository.ID) bool {

@@ -13,9 +13,9 @@ import (
 func TestSameNodeSeesEveryField(t *testing.T) {
 	h1, h2 := repository.Hash([]byte("1")), repository.Hash([]byte("2"))
 	base := func() snapshot.Node {
-		h, s := h1, h1
+		h, s, d := h1, h1, h2
 		return snapshot.Node{Name: "f", Type: snapshot.TypeFile, Mode: 0o644, UID: 1, GID: 2, Size: 3, MtimeNS: 4,
-			CtimeNS: 5, Inode: 6, Target: "t", Content: []repository.ID{h1}, Hash: &h, Subtree: &s, TailRuns: 7}
+			CtimeNS: 5, Inode: 6, Target: "t", Content: []repository.ID{h1}, Hash: &h, Subtree: &s, Digest: &d, TailRuns: 7}
 	}
 	change := map[string]func(n *snapshot.Node){
 		"Name": func(n *snapshot.Node) { n.Name = "g" }, "Type": func(n *snapshot.Node) { n.Type = snapshot.TypeSymlink },
@@ -26,6 +26,7 @@ func TestSameNodeSeesEveryField(t *testing.T) {
 		"Content": func(n *snapshot.Node) { n.Content = []repository.ID{h2} },
 		"Hash":    func(n *snapshot.Node) { *n.Hash = h2 }, "Subtree": func(n *snapshot.Node) { n.Subtree = nil },
 		"TailRuns": func(n *snapshot.Node) { n.TailRuns = 8 },
+		"Digest":   func(n *snapshot.Node) { n.Digest = nil },
 	}
 	// A new field of Node must be added here (and to sameNode).
 	typ := reflect.TypeFor[snapshot.Node]()

@@ -2,6 +2,7 @@ package archiver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,10 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/zeebo/blake3"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/meshbackup/backupd/backupd/repository"
 )
 
 // scanAhead bounds how many directory entries the scanner holds that the
@@ -54,6 +59,70 @@ type listing struct {
 	path    string
 	entries []entryInfo
 	err     error // reading the directory failed; entries are what was read
+	// sum describes the whole subtree; the scanner sets it once the
+	// subtree is scanned, after the listing was sent.
+	sum     atomic.Pointer[subtreeSum]
+	sumDone chan struct{} // closed once sum is set
+}
+
+// subtreeSum is a directory's scan, summed up over everything below it.
+type subtreeSum struct {
+	digest repository.ID
+	ok     bool // everything below was listed and stated without error
+	// What a walk of the subtree would count.
+	files, skipped, bytes uint64
+	dirs                  uint64 // listings in the subtree, its own included
+}
+
+// newDigester returns the hasher of directory digests.
+func newDigester() *blake3.Hasher { return blake3.NewDeriveKey("backupd directory digest v1") }
+
+// summarize computes l's subtree sum from its entries and its
+// subdirectories' sums, in entry order, with h (reset first) and b as
+// scratch space.
+func summarize(h *blake3.Hasher, b []byte, l *listing, subs []*subtreeSum) *subtreeSum {
+	h.Reset()
+	sum := &subtreeSum{ok: l.err == nil, dirs: 1}
+	next := 0
+	for i := range l.entries {
+		e := &l.entries[i]
+		if e.err != nil {
+			sum.ok = false
+			continue
+		}
+		b = b[:0]
+		b = binary.AppendUvarint(b, uint64(len(e.name)))
+		b = append(b, e.name...)
+		b = binary.AppendUvarint(b, uint64(e.mode))
+		b = binary.AppendUvarint(b, uint64(e.uid))
+		b = binary.AppendUvarint(b, uint64(e.gid))
+		b = binary.AppendVarint(b, e.size)
+		b = binary.AppendVarint(b, e.mtimeNS)
+		b = binary.AppendVarint(b, e.ctimeNS)
+		b = binary.AppendUvarint(b, e.inode)
+		b = binary.AppendUvarint(b, uint64(len(e.target)))
+		b = append(b, e.target...)
+		switch {
+		case e.isRegularDir:
+			sub := subs[next]
+			next++
+			b = append(b, sub.digest[:]...)
+			sum.ok = sum.ok && sub.ok
+			sum.files += sub.files
+			sum.skipped += sub.skipped
+			sum.bytes += sub.bytes
+			sum.dirs += sub.dirs
+		case e.mode.IsRegular():
+			sum.files++
+			sum.bytes += uint64(e.size)
+		case e.mode&fs.ModeSymlink != 0:
+		default:
+			sum.skipped++
+		}
+		_, _ = h.Write(b)
+	}
+	h.Sum(sum.digest[:0])
+	return sum
 }
 
 // Scan lists a source tree in the background, depth first and in name
@@ -71,11 +140,18 @@ type Scan struct {
 	rootFI  fs.FileInfo
 	started time.Time
 
-	ahead  int64 // scanAhead but in tests
-	out    chan *listing
-	budget *semaphore.Weighted
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ahead    int64 // scanAhead but in tests
+	out      chan *listing
+	budget   *semaphore.Weighted
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	finished chan struct{} // closed when the scanner goroutine ends
+	// starved is closed the first time the scanner waits for budget: from
+	// then on the walk must not wait for subtree sums (see waitSum).
+	starved    chan struct{}
+	starveOnce sync.Once
+	digester   *blake3.Hasher // scanner goroutine only
+	scratch    []byte         // scanner goroutine only
 
 	first   *listing // the root listing, once taken by Backup
 	errOnce error
@@ -95,7 +171,8 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 	}
 	// Every listing weighs at least 1, so the channel never blocks a
 	// send the budget allows.
-	s := &Scan{started: now(), ahead: ahead, out: make(chan *listing, ahead), budget: semaphore.NewWeighted(ahead)}
+	s := &Scan{started: now(), ahead: ahead, out: make(chan *listing, ahead), budget: semaphore.NewWeighted(ahead),
+		finished: make(chan struct{}), starved: make(chan struct{}), digester: newDigester(), scratch: make([]byte, 0, 512)}
 	abs, err := filepath.Abs(source)
 	if err != nil {
 		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
@@ -118,6 +195,7 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(s.finished)
 		defer close(s.out)
 		s.scanDir(ctx, abs)
 	}()
@@ -132,12 +210,13 @@ func (s *Scan) Stop() {
 	s.wg.Wait()
 }
 
-// scanDir lists path, sends the listing, then scans its subdirectories. It
-// returns false once the context is done.
-func (s *Scan) scanDir(ctx context.Context, path string) bool {
+// scanDir lists path, sends the listing, scans its subdirectories, and
+// then sets the listing's subtree sum and returns it. It returns nil once
+// the context is done.
+func (s *Scan) scanDir(ctx context.Context, path string) *subtreeSum {
 	names, err := readDirNames(path)
 	slices.Sort(names) // access.log before access.log.1: see the rotation note in walkDir
-	l := &listing{path: path, err: err, entries: make([]entryInfo, 0, len(names))}
+	l := &listing{path: path, err: err, entries: make([]entryInfo, 0, len(names)), sumDone: make(chan struct{})}
 	for _, name := range names {
 		p := filepath.Join(path, name)
 		fi, err := os.Lstat(p)
@@ -151,22 +230,42 @@ func (s *Scan) scanDir(ctx context.Context, path string) bool {
 		}
 		l.entries = append(l.entries, e)
 	}
-	if err := s.budget.Acquire(ctx, s.weight(l)); err != nil {
-		return false
+	if w := s.weight(l); !s.budget.TryAcquire(w) {
+		s.starveOnce.Do(func() { close(s.starved) })
+		if err := s.budget.Acquire(ctx, w); err != nil {
+			return nil
+		}
 	}
 	select {
 	case s.out <- l:
 	case <-ctx.Done():
-		return false
+		return nil
 	}
+	var subs []*subtreeSum
 	for i := range l.entries {
 		if e := &l.entries[i]; e.err == nil && e.isRegularDir {
-			if !s.scanDir(ctx, filepath.Join(path, e.name)) {
-				return false
+			sub := s.scanDir(ctx, filepath.Join(path, e.name))
+			if sub == nil {
+				return nil
 			}
+			subs = append(subs, sub)
 		}
 	}
-	return true
+	sum := summarize(s.digester, s.scratch[:0], l, subs)
+	l.sum.Store(sum)
+	close(l.sumDone)
+	return sum
+}
+
+// skip drops the next n listings: the subdirectories of a directory whose
+// subtree the walk reuses.
+func (s *Scan) skip(ctx context.Context, n uint64) error {
+	for range n {
+		if _, err := s.receive(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // weight is a listing's share of the budget; a directory bigger than the
@@ -210,17 +309,43 @@ func (s *Scan) receive(ctx context.Context) (*listing, error) {
 // next returns the listing of path, which must be the next directory in
 // scan order.
 func (s *Scan) next(ctx context.Context, path string) (*listing, error) {
-	var l *listing
-	if s.first != nil && s.first.path == path {
-		l, s.first = s.first, nil
-	} else {
-		var err error
-		if l, err = s.receive(ctx); err != nil {
-			return nil, err
-		}
+	l, err := s.receive(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if l.path != path {
 		return nil, fmt.Errorf("internal error: scanned %s where the walk is at %s", l.path, path)
 	}
 	return l, nil
+}
+
+// waitSum returns l's subtree sum once the scanner has set it, or nil if
+// the scanner ended first. Only a walker that has taken every listing of
+// l's subtree may call it: the scanner could be waiting for budget.
+func (s *Scan) waitSum(ctx context.Context, l *listing) (*subtreeSum, error) {
+	select {
+	case <-l.sumDone:
+	case <-s.finished:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return l.sum.Load(), nil
+}
+
+// sumAhead returns l's subtree sum before the walk takes the listings
+// below l, waiting for the scanner to finish the subtree unless it has
+// ever waited for budget (it would then wait for this walk: a deadlock).
+// nil means not known.
+func (s *Scan) sumAhead(ctx context.Context, l *listing) (*subtreeSum, error) {
+	if sum := l.sum.Load(); sum != nil {
+		return sum, nil
+	}
+	select {
+	case <-l.sumDone:
+	case <-s.finished:
+	case <-s.starved:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return l.sum.Load(), nil
 }

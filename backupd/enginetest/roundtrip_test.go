@@ -360,3 +360,71 @@ func TestUnchangedTreesReused(t *testing.T) {
 	e.assertRestores(third)
 	e.assertRestores(first)
 }
+
+// Unchanged subtrees are reused by their scan digest, with the counts of a
+// full walk; a change of a directory's own mode or of a file deep below is
+// still found; every FullWalkEvery'th backup walks everything again.
+func TestSubtreesReusedByDigest(t *testing.T) {
+	e := newEnv(t, smallVolume())
+	e.aopt.FullWalkEvery = 3
+	first, a1 := e.mustBackup()
+	if first.DigestRuns != 0 {
+		t.Fatalf("first backup: digest runs %d", first.DigestRuns)
+	}
+	second, a2 := e.mustBackup()
+	// Every directory but the root, which is always walked.
+	if second.DigestRuns != 1 || second.Tree != first.Tree || a2.Stats.DirsReused.Load() != first.Totals.Dirs-1 {
+		t.Fatalf("no-change backup: digest runs %d, tree %s (parent's %s), %d of %d directories reused", second.DigestRuns,
+			second.Tree.Str(), first.Tree.Str(), a2.Stats.DirsReused.Load(), first.Totals.Dirs)
+	}
+	if second.Totals.Files != first.Totals.Files || second.Totals.Dirs != first.Totals.Dirs ||
+		second.Totals.FilesSkipped != first.Totals.FilesSkipped || second.Totals.BytesTotal != first.Totals.BytesTotal ||
+		a2.Stats.FilesUnchanged.Load() != a1.Stats.FilesNew.Load() {
+		t.Fatalf("counts differ from the full walk: %+v, then %+v", first.Totals, second.Totals)
+	}
+	// A directory's own mode, and a file's content with its mtime put back.
+	var dir, file string
+	_ = filepath.WalkDir(e.src, func(p string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+		case d.IsDir() && dir == "" && strings.Count(strings.TrimPrefix(p, e.src), "/") == 2:
+			dir = p
+		case d.Type().IsRegular() && file == "" && strings.HasSuffix(p, "bootstrap.json"):
+			file = p
+		}
+		return nil
+	})
+	if dir == "" || file == "" {
+		t.Fatal("no directory two levels deep or no bootstrap.json")
+	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(file)
+	b, _ := os.ReadFile(file)
+	b[len(b)/3] ^= 0x01
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(file, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	third, a3 := e.mustBackup()
+	if third.DigestRuns != 2 || a3.Stats.FilesChanged.Load() != 1 || a3.Stats.DirsReused.Load() == 0 {
+		t.Fatalf("digest runs %d, %d files changed, %d directories reused; want 2, 1 and some", third.DigestRuns,
+			a3.Stats.FilesChanged.Load(), a3.Stats.DirsReused.Load())
+	}
+	e.assertRestores(third)
+	// The third digest run would reach FullWalkEvery: a full walk.
+	fourth, a4 := e.mustBackup()
+	if fourth.DigestRuns != 0 || fourth.Tree != third.Tree || a4.Stats.DirsReused.Load() != 0 {
+		t.Fatalf("full walk: digest runs %d, tree %s (parent's %s)", fourth.DigestRuns, fourth.Tree.Str(), third.Tree.Str())
+	}
+	fifth, _ := e.mustBackup()
+	if fifth.DigestRuns != 1 || fifth.Tree != third.Tree {
+		t.Fatalf("after the full walk: digest runs %d", fifth.DigestRuns)
+	}
+	e.assertRestores(first)
+	e.assertCheckOK(false)
+}

@@ -15,7 +15,8 @@ func FuzzDecodeTree(f *testing.F) {
 	h := repository.Hash([]byte("x"))
 	seed := snapshot.Tree{Nodes: []snapshot.Node{
 		{Name: "access.log", Type: snapshot.TypeFile, Mode: 0o644, Size: 10, MtimeNS: -5, Content: []repository.ID{h}, Hash: &h, TailRuns: 2},
-		{Name: "certs", Type: snapshot.TypeDir, Mode: 0o755 | 1<<31, Subtree: &h},
+		{Name: "certs", Type: snapshot.TypeDir, Mode: 0o755 | 1<<31, Subtree: &h, Digest: &h},
+		{Name: "data", Type: snapshot.TypeDir, Mode: 0o755 | 1<<31, Subtree: &h},
 		{Name: "..data", Type: snapshot.TypeSymlink, Target: "..2026_11_22"},
 	}}
 	b, _ := seed.Encode()

@@ -41,6 +41,12 @@ type Node struct {
 	// recorded chunk boundaries.
 	Hash    *repository.ID `json:"hash,omitempty"`
 	Subtree *repository.ID `json:"subtree,omitempty"`
+	// Digest (directories) is the source scan's digest of everything
+	// below the directory: names, types and stat metadata, recursively
+	// (archiver.Scan). A later backup whose scan gives the same digest
+	// reuses Subtree without walking it. Absent when a file below could not
+	// be read.
+	Digest *repository.ID `json:"digest,omitempty"`
 	// TailRuns counts consecutive backups that read only the appended tail
 	// of this file; at the limit the next backup reads it whole.
 	TailRuns int `json:"tail_runs,omitempty"`
@@ -98,7 +104,11 @@ type Snapshot struct {
 	Parent   *repository.ID `json:"parent,omitempty"`
 	Tree     repository.ID  `json:"tree"`
 	Totals   Totals         `json:"totals"`
-	Program  string         `json:"program,omitempty"`
+	// DigestRuns counts consecutive backups of the policy that reused
+	// unchanged subtrees by their digest instead of checking every file
+	// against the index; at the archiver's limit a backup walks everything.
+	DigestRuns int    `json:"digest_runs,omitempty"`
+	Program    string `json:"program,omitempty"`
 
 	// ID is the object id; not stored.
 	ID repository.ID `json:"-"`
@@ -115,6 +125,9 @@ func Decode(b []byte) (*Snapshot, error) {
 	}
 	if s.Policy == "" {
 		return nil, fmt.Errorf("snapshot: %w: no policy", repository.ErrFormat)
+	}
+	if s.DigestRuns < 0 {
+		return nil, fmt.Errorf("snapshot: %w: digest_runs %d is negative", repository.ErrFormat, s.DigestRuns)
 	}
 	if s.Tree.IsNull() {
 		return nil, fmt.Errorf("snapshot: %w: no tree", repository.ErrFormat)

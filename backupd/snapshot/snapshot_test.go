@@ -21,7 +21,8 @@ func sampleTree() *snapshot.Tree {
 		{Name: "access.log", Type: snapshot.TypeFile, Mode: 0o644, UID: 1337, GID: 1337, Size: 3 << 20,
 			MtimeNS: 1764547200123456789, CtimeNS: 1764547200123456790, Inode: 1 << 40, Content: []repository.ID{a, b}, Hash: &c, TailRuns: 4},
 		{Name: "empty", Type: snapshot.TypeFile, Mode: 0o600, Hash: &a},
-		{Name: "certs", Type: snapshot.TypeDir, Mode: 0o755 | fs.ModeDir | fs.ModeSetgid, UID: 4294967295, MtimeNS: -1, Subtree: &b},
+		{Name: "certs", Type: snapshot.TypeDir, Mode: 0o755 | fs.ModeDir | fs.ModeSetgid, UID: 4294967295, MtimeNS: -1, Subtree: &b, Digest: &a},
+		{Name: "data", Type: snapshot.TypeDir, Mode: 0o700 | fs.ModeDir, Subtree: &c},
 		{Name: "..data", Type: snapshot.TypeSymlink, Mode: 0o777 | fs.ModeSymlink, Target: "..2026_11_22_00_00_00.123"},
 		{Name: "ünïcode name", Type: snapshot.TypeSymlink, Mode: 0o777 | fs.ModeSymlink, Target: "../../elsewhere"},
 	}}
@@ -118,6 +119,8 @@ func TestDecodeTreeRefusesMalformed(t *testing.T) {
 	}
 	badType := slices.Clone(a)
 	badType[0] = 9
+	badDigestFlag := slices.Clone(bNode)
+	badDigestFlag[len(badDigestFlag)-1] = 2
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -126,6 +129,7 @@ func TestDecodeTreeRefusesMalformed(t *testing.T) {
 		{"duplicate names", two(a, a), "duplicate entry"},
 		{"names out of order", two(bNode, a), "out of order"},
 		{"unknown entry type", slices.Concat(hdr, badType), "unknown type 9"},
+		{"bad digest flag", slices.Concat(hdr, badDigestFlag), "digest flag 2"},
 		{"unknown encoding version", slices.Concat([]byte{7, 1}, a), "encoding version 7"},
 		{"count larger than the data", slices.Concat([]byte{hdr[0], 200}, a), "does not fit"},
 		{"empty input", nil, "unexpected EOF"},
@@ -149,6 +153,7 @@ func TestEncodeRefusesInvalidNodes(t *testing.T) {
 		{"directory without subtree", []snapshot.Node{{Name: "d", Type: snapshot.TypeDir}}},
 		{"unknown type", []snapshot.Node{{Name: "x", Type: "fifo"}}},
 		{"duplicate", []snapshot.Node{{Name: "f", Type: snapshot.TypeFile, Hash: &h}, {Name: "f", Type: snapshot.TypeFile, Hash: &h}}},
+		{"file with a directory digest", []snapshot.Node{{Name: "f", Type: snapshot.TypeFile, Hash: &h, Digest: &h}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := (&snapshot.Tree{Nodes: tc.n}).Encode(); err == nil {

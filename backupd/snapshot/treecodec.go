@@ -19,8 +19,8 @@ import (
 //	node = u8(type) str(name) uvarint(mode) uvarint(uid) uvarint(gid)
 //	       uvarint(size) varint(mtime_ns) varint(ctime_ns) uvarint(inode)
 //	       uvarint(tail_runs) body
-//	body = file: uvarint(chunks) id*chunks id(hash) | dir: id(subtree) |
-//	       symlink: str(target)
+//	body = file: uvarint(chunks) id*chunks id(hash) |
+//	       dir: id(subtree) u8(0 | 1) [id(digest)] | symlink: str(target)
 //	str  = uvarint(len) bytes
 //
 // Nodes are sorted by name, strictly: a decoder refuses duplicates and
@@ -66,6 +66,9 @@ func (t *Tree) Encode() ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("tree: entry %q has unknown type %q", n.Name, n.Type)
 		}
+		if n.Digest != nil && code != codeDir {
+			return nil, fmt.Errorf("tree: %s %q has a directory digest", n.Type, n.Name)
+		}
 		if n.TailRuns < 0 {
 			return nil, fmt.Errorf("tree: entry %q has negative tail_runs %d", n.Name, n.TailRuns)
 		}
@@ -88,6 +91,12 @@ func (t *Tree) Encode() ([]byte, error) {
 			b = append(b, n.Hash[:]...)
 		case codeDir:
 			b = append(b, n.Subtree[:]...)
+			if n.Digest != nil {
+				b = append(b, 1)
+				b = append(b, n.Digest[:]...)
+			} else {
+				b = append(b, 0)
+			}
 		case codeSymlink:
 			b = appendString(b, n.Target)
 		}
@@ -277,6 +286,13 @@ func decodeTree(b []byte) (*Tree, error) {
 		case codeDir:
 			n.Type = TypeDir
 			n.Subtree = d.id(&ids)
+			switch has := d.byte(); {
+			case d.err != nil:
+			case has == 1:
+				n.Digest = d.id(&ids)
+			case has != 0:
+				return nil, fmt.Errorf("directory %q: digest flag %d, want 0 or 1", n.Name, has)
+			}
 		case codeSymlink:
 			n.Type = TypeSymlink
 			n.Target = d.str()

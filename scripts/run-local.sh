@@ -10,6 +10,11 @@ mkdir -p var/drills
 if [ ! -f var/repo/config ]; then
 	$B init --repo var/repo >/dev/null
 	echo "created repository var/repo"
+elif ! out=$($B snapshots --repo var/repo 2>&1 >/dev/null); then
+	# An older repository format, another password, a damaged config.
+	echo "run-local: var/repo cannot be opened: $out" >&2
+	echo "run-local: remove var/repo (make clean) to start over with a new repository" >&2
+	exit 1
 fi
 $B simulate --root var/volumes --proxies 20 --consul 3 --scale 0.1 --interval 10s &
 sim=$!

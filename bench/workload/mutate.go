@@ -35,6 +35,22 @@ const (
 // gives the same tree as n calls of Mutate(1). The state (step counter,
 // simulated clock, next seq numbers, ...) is kept in root/.workload-state.json.
 func Mutate(root string, opt Options, steps int) error {
+	return MutateSome(root, opt, steps, Activity{})
+}
+
+// Activity selects the volumes that are active in MutateSome steps; a nil
+// function selects all of its kind. Indexes are proxy numbers (in the
+// order of generation) and Consul server numbers.
+type Activity struct {
+	Proxy  func(i int) bool
+	Server func(i int) bool
+}
+
+// MutateSome is Mutate with only the volumes that act selects active: the
+// others keep their files untouched for those steps (an idle proxy, a
+// Consul server with no commits), while the simulated clock still moves
+// on for all of them.
+func MutateSome(root string, opt Options, steps int, act Activity) error {
 	opt, err := opt.normalize()
 	if err != nil {
 		return err
@@ -58,9 +74,15 @@ func Mutate(root string, opt Options, steps int) error {
 	nsrv := len(st.Consul)
 	err = parallel(nsrv+len(ps), func(t int) error {
 		if t < nsrv {
+			if act.Server != nil && !act.Server(t) {
+				return nil
+			}
 			return mutateServer(root, opt, t, &st.Consul[t], st.Step, st.ClockMs, steps)
 		}
 		i := t - nsrv
+		if act.Proxy != nil && !act.Proxy(i) {
+			return nil
+		}
 		return mutateProxy(root, opt, &ps[i], &st.Proxies[i], st.Step, st.ClockMs, steps)
 	})
 	if err != nil {

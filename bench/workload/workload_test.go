@@ -701,3 +701,38 @@ func TestLongSocketPath(t *testing.T) {
 		t.Error("no socket created")
 	}
 }
+
+// MutateSome changes only the active volumes: idle proxies and the idle
+// Consul server keep every file as it was.
+func TestMutateSome(t *testing.T) {
+	opt := small
+	root := generate(t, opt)
+	before := manifest(t, root)
+	dirs := proxyDirs(t, root)
+	err := MutateSome(root, opt, 2, Activity{Proxy: func(i int) bool { return i == 1 }, Server: func(int) bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := manifest(t, root)
+	active, _ := filepath.Rel(root, dirs[1])
+	changed := map[string]bool{}
+	for _, d := range Diff(before, after, false) {
+		changed[d] = true
+	}
+	if len(changed) == 0 {
+		t.Fatal("nothing changed")
+	}
+	for p, e := range after {
+		old, ok := before[p]
+		same := ok && old == e
+		inActive := strings.HasPrefix(p, active+"/") || p == active
+		if !same && !inActive && !strings.HasPrefix(p, stateFileName) {
+			t.Errorf("%s changed outside the active proxy %s", p, active)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok && !strings.HasPrefix(p, active+"/") {
+			t.Errorf("%s removed outside the active proxy", p)
+		}
+	}
+}

@@ -16,9 +16,13 @@ import (
 
 // Results is everything one bench run measured; it is written as JSON.
 type Results struct {
-	Date        time.Time     `json:"date"`
-	Environment Environment   `json:"environment"`
-	Workload    WorkloadInfo  `json:"workload"`
+	Date        time.Time    `json:"date"`
+	Environment Environment  `json:"environment"`
+	Workload    WorkloadInfo `json:"workload"`
+	// SmallChange is the change before the small-change backup (about
+	// cfg.changePct percent: idle proxies, idle Consul servers); Change is
+	// one simulated minute of the whole mesh, before the next backup.
+	SmallChange ChangeInfo    `json:"small_change"`
 	Change      ChangeInfo    `json:"change"`
 	Tools       []*ToolResult `json:"tools"`
 	Ratios      []Ratio       `json:"ratios,omitempty"`
@@ -42,10 +46,13 @@ type WorkloadInfo struct {
 	TreeStats
 }
 
-// ChangeInfo describes the change applied before the change backup.
+// ChangeInfo describes the change applied before a change backup.
 type ChangeInfo struct {
-	TargetPercent float64 `json:"target_percent"`
+	TargetPercent float64 `json:"target_percent,omitempty"`
 	Steps         int     `json:"mutate_steps"`
+	// ActiveProxies is how many proxies were active (0: all, and every
+	// Consul server too).
+	ActiveProxies int `json:"active_proxies,omitempty"`
 	ChangeStats
 	Files FileChanges `json:"files"`
 }
@@ -59,6 +66,7 @@ type ToolResult struct {
 	Init         *Measurement `json:"init,omitempty"`
 	FirstBackup  *Measurement `json:"first_backup,omitempty"`
 	NoChange     *Measurement `json:"no_change_backup,omitempty"`
+	SmallChange  *Measurement `json:"small_change_backup,omitempty"`
 	Change       *Measurement `json:"change_backup,omitempty"`
 	Restore      *Measurement `json:"restore,omitempty"`
 	// RestoreVerified is true when the restored tree's manifest equals the
@@ -67,7 +75,7 @@ type ToolResult struct {
 	RestoreDifferences int      `json:"restore_differences"`
 	RestoreDiff        []string `json:"restore_diff,omitempty"` // the first few
 	RepoBytes          int64    `json:"repo_bytes"`
-	// PeakRSSKiB is the highest peak RSS of the four measured runs.
+	// PeakRSSKiB is the highest peak RSS of the five measured runs.
 	PeakRSSKiB int64    `json:"peak_rss_kib"`
 	Errors     []string `json:"errors,omitempty"`
 }
@@ -78,7 +86,7 @@ func (t *ToolResult) restoreOK() bool { return t.Restore.OK() && t.RestoreVerifi
 // runs returns the measured runs (not init) that took place.
 func (t *ToolResult) runs() []*Measurement {
 	var ms []*Measurement
-	for _, m := range []*Measurement{t.FirstBackup, t.NoChange, t.Change, t.Restore} {
+	for _, m := range []*Measurement{t.FirstBackup, t.NoChange, t.SmallChange, t.Change, t.Restore} {
 		if m != nil {
 			ms = append(ms, m)
 		}
@@ -158,14 +166,25 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 		return nil, err
 	}
 
-	m1, change, err := mutate(ctx, src, opt, cfg, m0, log)
+	m1, small, err := mutateSmall(ctx, src, opt, cfg, m0, log)
+	if err != nil {
+		return nil, err
+	}
+	res.SmallChange = small
+	syscall.Sync()
+	label := fmt.Sprintf("%.2f%% change backup", small.Percent)
+	if err := phase(ctx, log, tools, label, func(t *tool) invocation { return t.d.backupCmd(src, 3) },
+		func(r *ToolResult, m *Measurement) { r.SmallChange = m }); err != nil {
+		return nil, err
+	}
+	m2, change, err := mutateMinute(src, opt, m1, log)
 	if err != nil {
 		return nil, err
 	}
 	res.Change = change
 	syscall.Sync()
-	label := fmt.Sprintf("%.2f%% change backup", change.Percent)
-	if err := phase(ctx, log, tools, label, func(t *tool) invocation { return t.d.backupCmd(src, 3) },
+	label = fmt.Sprintf("minute (%.2f%%) change backup", change.Percent)
+	if err := phase(ctx, log, tools, label, func(t *tool) invocation { return t.d.backupCmd(src, lastBackup) },
 		func(r *ToolResult, m *Measurement) { r.Change = m }); err != nil {
 		return nil, err
 	}
@@ -177,7 +196,7 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 
 	for _, t := range tools {
 		if t.live() {
-			if err := restore(ctx, log, t, src, filepath.Join(runDir, "restore-"+t.res.Name), m1, cfg.keep); err != nil {
+			if err := restore(ctx, log, t, src, filepath.Join(runDir, "restore-"+t.res.Name), m2, cfg.keep); err != nil {
 				return nil, err
 			}
 		}
@@ -251,7 +270,7 @@ func restore(ctx context.Context, log *logger, t *tool, src, target string, want
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return fmt.Errorf("create restore target: %w", err)
 	}
-	m, err := step(ctx, log, t, "full restore", t.d.restoreCmd(src, target, 3))
+	m, err := step(ctx, log, t, "full restore", t.d.restoreCmd(src, target, lastBackup))
 	if err != nil {
 		return err
 	}
@@ -292,43 +311,85 @@ func step(ctx context.Context, log *logger, t *tool, label string, inv invocatio
 	return m, nil
 }
 
-// mutate applies workload.Mutate steps to src until at least
-// cfg.changePct percent of its bytes changed, and returns the new manifest
-// and what changed.
-func mutate(ctx context.Context, src string, opt workload.Options, cfg *config, m0 map[string]workload.Entry, log *logger) (map[string]workload.Entry, ChangeInfo, error) {
+// lastBackup is the number of the last backup, the one restored.
+const lastBackup = 4
+
+// smallChangeBatch is the share of the proxies active in each step of the
+// small change.
+const smallChangeBatch = 20
+
+// mutateSmall applies workload.MutateSome steps to src, each with the next
+// 1/smallChangeBatch of the proxies active and every Consul server idle,
+// until at least cfg.changePct percent of its bytes changed, and returns
+// the new manifest and what changed. A whole simulated minute of the mesh
+// changes several percent (every proxy rewrites its stats dump), so this
+// is how a change of about 1% looks: a quiet minute in which few proxies
+// had traffic.
+func mutateSmall(ctx context.Context, src string, opt workload.Options, cfg *config, m0 map[string]workload.Entry, log *logger) (map[string]workload.Entry, ChangeInfo, error) {
 	ci := ChangeInfo{TargetPercent: cfg.changePct}
 	before, err := indexBlocks(src)
 	if err != nil {
 		return nil, ci, err
 	}
+	batch := max(1, opt.Proxies/smallChangeBatch)
 	for ci.Steps < cfg.maxSteps && ci.Percent < cfg.changePct {
 		if err := ctx.Err(); err != nil {
 			return nil, ci, fmt.Errorf("mutate: %w", err)
 		}
-		if err := workload.Mutate(src, opt, 1); err != nil {
+		lo := (ci.Steps * batch) % max(1, opt.Proxies)
+		act := workload.Activity{
+			Proxy:  func(i int) bool { return i >= lo && i < lo+batch },
+			Server: func(int) bool { return false },
+		}
+		if err := workload.MutateSome(src, opt, 1, act); err != nil {
 			return nil, ci, fmt.Errorf("mutate %s: %w", src, err)
 		}
 		ci.Steps++
+		ci.ActiveProxies = min(opt.Proxies, ci.Steps*batch)
 		if ci.ChangeStats, err = before.changes(src); err != nil {
 			return nil, ci, err
 		}
 	}
+	m1, err := finishChange(src, &ci, m0, log)
+	if err != nil {
+		return nil, ci, err
+	}
+	if ci.Percent < cfg.changePct {
+		log.printf("warning: %d steps changed only %.2f%% (target %g%%)", ci.Steps, ci.Percent, cfg.changePct)
+	}
+	return m1, ci, nil
+}
+
+// mutateMinute applies one workload.Mutate step (a simulated minute of
+// every proxy and Consul server) to src.
+func mutateMinute(src string, opt workload.Options, m0 map[string]workload.Entry, log *logger) (map[string]workload.Entry, ChangeInfo, error) {
+	ci := ChangeInfo{Steps: 1}
+	before, err := indexBlocks(src)
+	if err != nil {
+		return nil, ci, err
+	}
+	if err := workload.Mutate(src, opt, 1); err != nil {
+		return nil, ci, fmt.Errorf("mutate %s: %w", src, err)
+	}
+	if ci.ChangeStats, err = before.changes(src); err != nil {
+		return nil, ci, err
+	}
+	m1, err := finishChange(src, &ci, m0, log)
+	return m1, ci, err
+}
+
+// finishChange records the file-level view of a change and logs it.
+func finishChange(src string, ci *ChangeInfo, m0 map[string]workload.Entry, log *logger) (map[string]workload.Entry, error) {
 	m1, err := workload.Manifest(src)
 	if err != nil {
-		return nil, ci, fmt.Errorf("manifest of %s: %w", src, err)
+		return nil, fmt.Errorf("manifest of %s: %w", src, err)
 	}
 	ci.Files = fileChanges(m0, m1)
 	log.printf("mutated %d steps: %s of %s changed (%.2f%%); files: %d new, %d changed (%s), %d removed",
 		ci.Steps, fmtBytes(ci.ChangedBytes), fmtBytes(ci.TotalBytes), ci.Percent,
 		ci.Files.New, ci.Files.Changed, fmtBytes(ci.Files.Bytes), ci.Files.Removed)
 	log.printf("changed bytes by kind of file: %s", ci.topKinds(6))
-	if ci.Percent < cfg.changePct {
-		log.printf("warning: %d steps changed only %.2f%% (target %g%%)", ci.Steps, ci.Percent, cfg.changePct)
-	}
-	if ci.Steps == 1 && ci.Percent > 2*cfg.changePct {
-		log.printf("warning: one Mutate step (the smallest change) already changed %.2f%% (target %g%%)", ci.Percent, cfg.changePct)
-	}
-	return m1, ci, nil
+	return m1, nil
 }
 
 // verifyRestore compares the restored tree at root with the source

@@ -4,10 +4,14 @@
 //
 //  1. first backup of the generated set;
 //  2. a backup with nothing changed;
-//  3. a backup after workload.Mutate changed about 1% of the bytes;
-//  4. a full restore of the latest snapshot into an empty directory, verified
+//  3. a backup after a small change, about 1% of the bytes: simulated
+//     minutes in which a few proxies at a time are active and Consul is
+//     idle (workload.MutateSome);
+//  4. a backup after one simulated minute of the whole mesh (workload.Mutate,
+//     several percent of the bytes);
+//  5. a full restore of the latest snapshot into an empty directory, verified
 //     against workload.Manifest of the source;
-//  5. the repository size on disk.
+//  6. the repository size on disk.
 //
 // Each run is one child process; wall time, CPU time (user+sys) and peak RSS
 // come from its rusage. The results are written as JSON (-out) and, with
@@ -102,8 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.consul, "consul", 3, "Consul servers in the generated volume set")
 	fs.Float64Var(&cfg.scale, "scale", 1, "size multiplier of the big files in the generated set")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "content seed of the generated set")
-	fs.Float64Var(&cfg.changePct, "change", 1, "percentage of bytes to change before the change backup")
-	fs.IntVar(&cfg.maxSteps, "max-steps", 500, "most Mutate steps applied to reach -change")
+	fs.Float64Var(&cfg.changePct, "change", 1, "percentage of bytes to change before the small-change backup")
+	fs.IntVar(&cfg.maxSteps, "max-steps", 500, "most MutateSome steps applied to reach -change")
 	fs.BoolVar(&cfg.markdown, "markdown", false, "print the markdown table and ratios on stdout")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the restored trees after verification")
 	fs.Usage = func() {

@@ -74,7 +74,7 @@ func TestCopyTreeAndChanges(t *testing.T) {
 func TestComputeRatios(t *testing.T) {
 	ok := func(wall float64, rss int64) *Measurement { return &Measurement{WallSec: wall, MaxRSSKiB: rss} }
 	tool := func(name string, first, restore float64, rss int64) *ToolResult {
-		return &ToolResult{Name: name, FirstBackup: ok(first, rss), NoChange: ok(1, rss), Change: ok(1, rss),
+		return &ToolResult{Name: name, FirstBackup: ok(first, rss), NoChange: ok(1, rss), SmallChange: ok(1, rss), Change: ok(1, rss),
 			Restore: ok(restore, rss), RestoreVerified: true, PeakRSSKiB: rss}
 	}
 	bd := tool("backupd", 7, 10, 100)
@@ -87,7 +87,8 @@ func TestComputeRatios(t *testing.T) {
 	want := map[string]string{
 		"first backup wall":     "PASS", // 7/10
 		"no-change backup wall": "FAIL", // 1/1
-		changeMeasure:           "FAIL",
+		smallChangeMeasure:      "FAIL",
+		minuteChangeMeasure:     "info", // shown, no target
 		"full restore wall":     "PASS", // 10/20
 		"peak RSS":              "PASS", // 100/300
 	}
@@ -103,7 +104,9 @@ func TestComputeRatios(t *testing.T) {
 		t.Errorf("%d ratios, want %d", len(rs), len(want))
 	}
 	md := renderMarkdown(&Results{Tools: []*ToolResult{bd, fast, bad}, Ratios: rs})
-	for _, s := range []string{"| backupd ", "| first backup wall | 7.00 s | restic 10.0 s | 0.70× | ≤ 0.80× | **PASS** |", "- borg: first backup: exit status 2", "| borg | failed |"} {
+	for _, s := range []string{"| backupd ", "| first backup wall | 7.00 s | restic 10.0 s | 0.70× | ≤ 0.80× | **PASS** |",
+		"| minute change backup wall (0.0% of bytes changed) | 1.00 s | restic 1.00 s | 1.00× | – | **info** |",
+		"- borg: first backup: exit status 2", "| borg | failed |"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}

@@ -262,6 +262,7 @@ type backupSummary struct {
 	FilesUnchanged uint64  `json:"files_unchanged"`
 	FilesSkipped   uint64  `json:"files_skipped"`
 	Dirs           uint64  `json:"dirs"`
+	DirsReused     uint64  `json:"dirs_reused"` // taken whole from the parent by their scan digest
 	Errors         uint64  `json:"errors"`
 	BytesTotal     uint64  `json:"bytes_total"`
 	BytesRead      uint64  `json:"bytes_read"`
@@ -322,7 +323,7 @@ every --full-walk-every'th backup of a policy checks every file again.`,
 			t := sn.Totals
 			sum := backupSummary{SnapshotID: sn.ID.String(), Policy: sn.Policy, Source: sn.Source, Seq: sn.Seq,
 				FilesNew: t.FilesNew, FilesChanged: t.FilesChanged, FilesUnchanged: t.FilesUnchanged, FilesSkipped: t.FilesSkipped,
-				Dirs: t.Dirs, Errors: t.Errors, BytesTotal: t.BytesTotal, BytesRead: t.BytesRead, BytesWritten: t.BytesWritten, DurationSec: t.DurationSec}
+				Dirs: t.Dirs, DirsReused: a.Stats.DirsReused.Load(), Errors: t.Errors, BytesTotal: t.BytesTotal, BytesRead: t.BytesRead, BytesWritten: t.BytesWritten, DurationSec: t.DurationSec}
 			if g.json {
 				return g.printJSON(sum)
 			}

@@ -14,7 +14,11 @@
 // Not guaranteed: a file that changes while it is read is stored as read
 // (each file is internally consistent only if its writer replaces it via
 // rename or only appends); hard links are stored as separate files; extended
-// attributes are not stored.
+// attributes are not stored; a blob already in the repository is not read
+// back, so a damaged one (a data chunk that deduplicates, or a subtree taken
+// whole by its digest) stays referenced by new snapshots until check finds
+// it (every FullWalkEvery'th backup loads every parent tree again, and one
+// found unreadable makes that backup read the files below it).
 package archiver
 
 import (

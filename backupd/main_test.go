@@ -107,14 +107,17 @@ type summary struct {
 	FilesChanged   int    `json:"files_changed"`
 	FilesUnchanged int    `json:"files_unchanged"`
 	FilesSkipped   int    `json:"files_skipped"`
+	Dirs           int    `json:"dirs"`
+	DirsReused     int    `json:"dirs_reused"`
 	BytesRead      int64  `json:"bytes_read"`
 	BytesWritten   int64  `json:"bytes_written"`
 }
 
-func (c *cli) backup(src string) summary {
+func (c *cli) backup(src string, flags ...string) summary {
 	c.t.Helper()
 	var s summary
-	if err := json.Unmarshal([]byte(c.ok("backup", "--policy", "mesh", "--json", src)), &s); err != nil {
+	args := append([]string{"backup", "--policy", "mesh", "--json"}, flags...)
+	if err := json.Unmarshal([]byte(c.ok(append(args, src)...)), &s); err != nil {
 		c.t.Fatal(err)
 	}
 	return s
@@ -173,6 +176,17 @@ func TestCommandLineRoundTrip(t *testing.T) {
 		t.Fatalf("after forget: %+v", snaps)
 	}
 	c.ok("check", "--read-data")
+	c.assertRestoreEquals("latest", want2)
+	// Nothing changed since: every directory but the root is taken whole
+	// from the parent; with --full-walk-every 1 every one is walked again.
+	s3 := c.backup(src)
+	if s3.DirsReused != s3.Dirs-1 || s3.BytesRead != 0 || s3.FilesUnchanged != s2.FilesNew+s2.FilesChanged+s2.FilesUnchanged {
+		t.Fatalf("no-change backup summary: %+v (previous %+v)", s3, s2)
+	}
+	s4 := c.backup(src, "--full-walk-every", "1")
+	if s4.DirsReused != 0 || s4.BytesRead != 0 || s4.FilesUnchanged != s3.FilesUnchanged || s4.Dirs != s3.Dirs {
+		t.Fatalf("full-walk backup summary: %+v", s4)
+	}
 	c.assertRestoreEquals("latest", want2)
 }
 

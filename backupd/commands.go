@@ -297,10 +297,6 @@ every --full-walk-every'th backup of a policy checks every file again.`,
 				return usageErr("--full-walk-every %d: want a positive number", walkEvery)
 			}
 			ctx := cmd.Context()
-			// The source is listed while the key is derived and the
-			// index loaded: they use different cores.
-			scan := archiver.Prescan(ctx, args[0], nil)
-			defer scan.Stop()
 			r, log, err := g.open(ctx)
 			if err != nil {
 				return err
@@ -315,7 +311,7 @@ every --full-walk-every'th backup of a policy checks every file again.`,
 				return fmt.Sprintf("files %d new, %d changed, %d unchanged; read %s, stored %s",
 					s.FilesNew.Load(), s.FilesChanged.Load(), s.FilesUnchanged.Load(), bytesStr(s.BytesRead.Load()), bytesStr(s.BytesWritten.Load()))
 			})
-			sn, err := a.BackupScan(ctx, scan)
+			sn, err := a.Backup(ctx, args[0])
 			stopProgress()
 			if err != nil {
 				return err

@@ -1,8 +1,8 @@
 // Package archiver backs up a directory tree into a repository.
 //
 // Pipeline (DESIGN §3): a scanner goroutine lists directories and stats
-// their entries (see Scan; the command line starts it before the repository
-// is opened, so it overlaps key derivation); one walker goroutine takes the
+// their entries and sums each directory up in a digest (see sourceScan); one
+// walker goroutine takes the
 // listings in order and decides, per file, from the parent snapshot whether
 // it is unchanged, and reuses the parent's tree of a directory whose
 // entries are all unchanged; file workers
@@ -174,15 +174,14 @@ type blobJob struct {
 // a shared lock; an overlapping backup of the same policy and source on this
 // host fails with repository.ErrOverlap.
 func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapshot, error) {
-	scan := Prescan(ctx, source, a.opt.Now)
+	scan := prescan(ctx, source, a.opt.Now, scanAhead)
 	defer scan.Stop()
-	return a.BackupScan(ctx, scan)
+	return a.backupScan(ctx, scan)
 }
 
-// BackupScan is Backup of a source whose scan the caller started earlier
-// (see Prescan), typically before opening the repository. The snapshot's
-// time is when the scan started. The caller still stops the scan.
-func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapshot, error) {
+// backupScan is Backup from a scan already started. The snapshot's time is
+// when the scan started.
+func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.Snapshot, error) {
 	start := scan.started
 	root, err := scan.rootListing(ctx)
 	if err != nil {
@@ -310,7 +309,7 @@ func (a *Archiver) totals() snapshot.Totals {
 
 // run walks the tree and returns the root tree id once every blob has been
 // handed to the repository.
-func (a *Archiver) run(ctx context.Context, scan *Scan, root *listing, rootFI fs.FileInfo, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
+func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, rootFI fs.FileInfo, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	files := make(chan *fileJob, a.opt.Workers)
 	blobs := make(chan blobJob) // unbuffered: each queued chunk is memory
@@ -386,7 +385,7 @@ func baseNode(e *entryInfo) snapshot.Node {
 // digest is unchanged), and starts the goroutine that assembles its tree.
 // parent is the directory's tree in the parent snapshot and parentID its
 // id, both nil if it had none.
-func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, files chan<- *fileJob, l *listing, dir *entryInfo, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
+func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceScan, files chan<- *fileJob, l *listing, dir *entryInfo, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
 	a.Stats.Dirs.Add(1)
 	path := l.path
 	if l.err != nil {
@@ -483,7 +482,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *Scan, f
 // the scan its subtree was built from, and every file below was then
 // unchanged by restic's rule or read again, so equal digests mean an equal
 // subtree.
-func (a *Archiver) reuseSubtree(ctx context.Context, scan *Scan, l *listing, pn *snapshot.Node) (*dirResult, bool, error) {
+func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listing, pn *snapshot.Node) (*dirResult, bool, error) {
 	if !a.reuseByDigest || pn == nil || pn.Type != snapshot.TypeDir || pn.Subtree == nil || pn.Digest == nil {
 		return nil, false, nil
 	}
@@ -554,7 +553,7 @@ func (a *Archiver) appendOnly(name string) bool {
 // finishDir waits for a directory's entries and stores its tree. A tree
 // equal to the parent's, node for node, is the parent's tree blob: it is
 // neither encoded nor looked up again.
-func (a *Archiver) finishDir(ctx context.Context, scan *Scan, l *listing, res *dirResult, entries []entry, dirNode snapshot.Node, parent *snapshot.Tree, parentID *repository.ID) error {
+func (a *Archiver) finishDir(ctx context.Context, scan *sourceScan, l *listing, res *dirResult, entries []entry, dirNode snapshot.Node, parent *snapshot.Tree, parentID *repository.ID) error {
 	tree := &snapshot.Tree{Nodes: make([]snapshot.Node, 0, len(entries))}
 	complete := true // every entry below is in the tree with a digest
 	for _, e := range entries {

@@ -122,7 +122,7 @@ func TestBackupWithTinyScanBudget(t *testing.T) {
 				}
 				scan := prescan(t.Context(), root, nil, ahead)
 				defer scan.Stop()
-				sn, err := a.BackupScan(t.Context(), scan)
+				sn, err := a.backupScan(t.Context(), scan)
 				if err != nil {
 					t.Fatal(err)
 				}

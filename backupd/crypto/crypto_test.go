@@ -3,12 +3,13 @@ package crypto_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/meshbackup/backupd/backupd/crypto"
 )
 
-var fast = crypto.KDFParams{N: 1 << 10, R: 8, P: 1}
+var fast = crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
 func TestWrapUnwrap(t *testing.T) {
 	k, err := crypto.NewRandomKey()
@@ -69,10 +70,52 @@ func TestSealInPlace(t *testing.T) {
 func TestHostileKDFParamsRefused(t *testing.T) {
 	k, _ := crypto.NewRandomKey()
 	kf, _ := crypto.Wrap(k, []byte("pw"), fast)
-	for _, p := range []crypto.KDFParams{{N: 1 << 24, R: 8, P: 1}, {N: 1 << 20, R: 32, P: 1}, {N: 1000, R: 8, P: 1}, {N: 1 << 10, R: 0, P: 1}} {
+	for _, p := range []crypto.KDFParams{
+		{Time: 1, MemoryKiB: 1 << 30, Threads: 1}, // 1 TiB
+		{Time: 1, MemoryKiB: 256<<10 + 1, Threads: 1},
+		{Time: 1 << 20, MemoryKiB: 64, Threads: 1},
+		{Time: 0, MemoryKiB: 64, Threads: 1},
+		{Time: 1, MemoryKiB: 64, Threads: 0},
+		{Time: 1, MemoryKiB: 64, Threads: 200},
+		{Time: 1, MemoryKiB: 8, Threads: 2}, // less than 8 KiB per lane
+	} {
 		kf.Params = p
 		if _, err := crypto.Unwrap(kf, []byte("pw")); err == nil || errors.Is(err, crypto.ErrWrongPassword) {
 			t.Fatalf("params %+v: want a range error, got %v", p, err)
 		}
+	}
+}
+
+// The default key file is Argon2id at OWASP's recommended minimum; another
+// kdf (format version 1 used scrypt) or a short salt is refused by name,
+// not taken for a wrong password.
+func TestKeyFileKDF(t *testing.T) {
+	k, _ := crypto.NewRandomKey()
+	kf, err := crypto.Wrap(k, []byte("pw"), crypto.DefaultKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kf.KDF != "argon2id" || kf.Params != (crypto.KDFParams{Time: 2, MemoryKiB: 19456, Threads: 1}) || len(kf.Salt) != 32 {
+		t.Fatalf("default key file: kdf %q params %+v salt %d bytes", kf.KDF, kf.Params, len(kf.Salt))
+	}
+	if _, err := crypto.Unwrap(kf, []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*crypto.KeyFile)
+		want string
+	}{
+		{"scrypt", func(kf *crypto.KeyFile) { kf.KDF = "scrypt" }, `unknown kdf "scrypt"`},
+		{"short salt", func(kf *crypto.KeyFile) { kf.Salt = kf.Salt[:8] }, "salt of 8 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := *kf
+			tc.edit(&bad)
+			_, err := crypto.Unwrap(&bad, []byte("pw"))
+			if err == nil || errors.Is(err, crypto.ErrWrongPassword) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error naming %q, got %v", tc.want, err)
+			}
+		})
 	}
 }

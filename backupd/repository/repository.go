@@ -72,7 +72,7 @@ func (o *Options) applyDefaults(be backend.Backend) {
 			o.TempDir = os.TempDir()
 		}
 	}
-	if o.KDF.N == 0 {
+	if o.KDF == (crypto.KDFParams{}) {
 		o.KDF = crypto.DefaultKDF
 	}
 	if o.LockRefresh == 0 {

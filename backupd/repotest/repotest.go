@@ -19,7 +19,7 @@ import (
 var Password = []byte("test password")
 
 // FastKDF keeps tests quick; never use it for real repositories.
-var FastKDF = crypto.KDFParams{N: 1 << 10, R: 8, P: 1}
+var FastKDF = crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
 // Options returns repository options for tests, with small packs so that
 // small trees still span several packs.
@@ -56,7 +56,7 @@ func NewLocal(t testing.TB) (*repository.Repo, string) {
 // Reopen opens the repository on be again, as a new process would.
 func Reopen(t testing.TB, be backend.Backend, opt repository.Options) *repository.Repo {
 	t.Helper()
-	if opt.KDF.N == 0 {
+	if opt.KDF == (crypto.KDFParams{}) {
 		opt.KDF = FastKDF
 	}
 	if opt.PackSize == 0 {

@@ -476,19 +476,34 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 	return res, nil
 }
 
+// fanOut is the number of subdirectories from which the walk does not
+// wait for a directory's digest: such a directory is cheap to walk itself
+// (one tree), its subdirectories' digests decide at a finer grain, and
+// waiting would hold the walk, and the reading of changed files, until the
+// scan had finished everything below it.
+const fanOut = 8
+
 // reuseSubtree reuses the parent's subtree for the directory listed in l
-// when its scan digest, already computed, equals the one recorded for it,
-// and skips the listings below it. Invariant: a recorded digest describes
-// the scan its subtree was built from, and every file below was then
-// unchanged by restic's rule or read again, so equal digests mean an equal
-// subtree.
+// when its scan digest equals the one recorded for it, and skips the
+// listings below it. Invariant: a recorded digest describes the scan its
+// subtree was built from, and every file below was then unchanged by
+// restic's rule or read again, so equal digests mean an equal subtree.
 func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listing, pn *snapshot.Node) (*dirResult, bool, error) {
 	if !a.reuseByDigest || pn == nil || pn.Type != snapshot.TypeDir || pn.Subtree == nil || pn.Digest == nil {
 		return nil, false, nil
 	}
-	sum, err := scan.sumAhead(ctx, l)
-	if err != nil {
-		return nil, false, err
+	subdirs := 0
+	for i := range l.entries {
+		if l.entries[i].err == nil && l.entries[i].isRegularDir {
+			subdirs++
+		}
+	}
+	sum := l.sum.Load()
+	if sum == nil && subdirs < fanOut {
+		var err error
+		if sum, err = scan.sumAhead(ctx, l); err != nil {
+			return nil, false, err
+		}
 	}
 	if sum == nil || !sum.ok || sum.digest != *pn.Digest || !a.repo.Index().Has(*pn.Subtree) {
 		return nil, false, nil

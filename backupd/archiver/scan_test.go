@@ -140,3 +140,39 @@ func TestBackupWithTinyScanBudget(t *testing.T) {
 		})
 	}
 }
+
+// Below a directory with many subdirectories (whose own digest the walk
+// does not wait for), each subdirectory is still taken whole by its digest.
+func TestReuseBelowFanOut(t *testing.T) {
+	root := t.TempDir()
+	for i := range fanOut + 2 {
+		d := filepath.Join(root, "proxies", fmt.Sprintf("p%02d", i), "logs")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "access.log"), []byte(d), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ := repotest.NewMem(t)
+	backup := func() (*snapshot.Snapshot, *Archiver) {
+		t.Helper()
+		a, err := New(r, Options{Policy: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sn, err := a.Backup(t.Context(), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sn, a
+	}
+	first, _ := backup()
+	second, a := backup()
+	// Each p%02d with its logs/ is reused (2 directories per proxy), and
+	// proxies/ too when its digest happened to be ready.
+	if second.Tree != first.Tree || a.Stats.FilesUnchanged.Load() != fanOut+2 || a.Stats.DirsReused.Load() < 2*(fanOut+2) {
+		t.Fatalf("tree %s (parent's %s), %d unchanged, %d directories reused", second.Tree.Str(), first.Tree.Str(),
+			a.Stats.FilesUnchanged.Load(), a.Stats.DirsReused.Load())
+	}
+}

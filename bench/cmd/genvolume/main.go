@@ -1,12 +1,13 @@
 // Command genvolume generates, mutates and crashes service-mesh volume sets
 // with package github.com/meshbackup/backupd/bench/workload.
 //
-//	genvolume -root DIR [-proxies N] [-consul N] [-seed S] [-scale F] [-rotate BYTES] [-mutate STEPS] [-crash [-crash-proxy I]]
+//	genvolume -root DIR [-proxies N] [-consul N] [-seed S] [-scale F] [-rotate BYTES] [-mutate STEPS [-active FROM:TO]] [-crash [-crash-proxy I]]
 //
 // If DIR does not hold a volume set yet it is generated first (DIR must be
 // empty or absent); otherwise the options recorded at generation are used
 // for flags not given explicitly. Then -mutate STEPS simulated minutes of
-// activity are applied, and with -crash the container of proxy -crash-proxy
+// activity are applied (with -active FROM:TO only proxies FROM to TO-1 are
+// active, and no Consul server), and with -crash the container of proxy -crash-proxy
 // is crashed. A summary (entries, bytes, time) is printed.
 package main
 
@@ -35,6 +36,7 @@ func main() {
 	mutate := flag.Int("mutate", 0, "simulated minutes of activity to apply")
 	crash := flag.Bool("crash", false, "crash proxy -crash-proxy after mutating")
 	crashProxy := flag.Int("crash-proxy", 0, "proxy index crashed by -crash")
+	active := flag.String("active", "", "with -mutate: only proxies FROM:TO (TO excluded) are active, Consul is idle")
 	flag.Parse()
 	if *root == "" || flag.NArg() > 0 {
 		flag.Usage()
@@ -73,7 +75,16 @@ func main() {
 	}
 	if *mutate > 0 {
 		t := time.Now()
-		if err := workload.Mutate(*root, opt, *mutate); err != nil {
+		var act workload.Activity
+		if *active != "" {
+			var from, to int
+			if _, err := fmt.Sscanf(*active, "%d:%d", &from, &to); err != nil || from < 0 || to <= from {
+				fail(fmt.Errorf("-active %q: want FROM:TO with 0 <= FROM < TO", *active))
+			}
+			act.Proxy = func(i int) bool { return i >= from && i < to }
+			act.Server = func(int) bool { return false }
+		}
+		if err := workload.MutateSome(*root, opt, *mutate, act); err != nil {
 			fail(err)
 		}
 		fmt.Printf("mutated %d steps in %v\n", *mutate, time.Since(t).Round(time.Millisecond))

@@ -3,7 +3,7 @@
 // set, in the same run:
 //
 //  1. first backup of the generated set;
-//  2. a backup with nothing changed;
+//  2. a backup with nothing changed, -repeat times (the median counts);
 //  3. a backup after a small change, about 1% of the bytes: simulated
 //     minutes in which a few proxies at a time are active and Consul is
 //     idle (workload.MutateSome);
@@ -51,6 +51,7 @@ type config struct {
 	seed      uint64
 	changePct float64
 	maxSteps  int
+	repeat    int
 	markdown  bool
 	keep      bool
 }
@@ -108,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Uint64Var(&cfg.seed, "seed", 1, "content seed of the generated set")
 	fs.Float64Var(&cfg.changePct, "change", 1, "percentage of bytes to change before the small-change backup")
 	fs.IntVar(&cfg.maxSteps, "max-steps", 500, "most MutateSome steps applied to reach -change")
+	fs.IntVar(&cfg.repeat, "repeat", 5, "runs of the no-change backup per tool (the median counts)")
 	fs.BoolVar(&cfg.markdown, "markdown", false, "print the markdown table and ratios on stdout")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the restored trees after verification")
 	fs.Usage = func() {
@@ -130,6 +132,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-scale %v: want a positive number", cfg.scale)
 	case cfg.changePct <= 0 || cfg.changePct >= 100:
 		return nil, fmt.Errorf("-change %v: want a percentage in (0, 100)", cfg.changePct)
+	case cfg.repeat < 1:
+		return nil, fmt.Errorf("-repeat %d: want at least 1", cfg.repeat)
 	case cfg.maxSteps < 1:
 		return nil, fmt.Errorf("-max-steps %d: want at least 1", cfg.maxSteps)
 	}

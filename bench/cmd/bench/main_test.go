@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"slices"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +144,36 @@ func TestOutputHelpers(t *testing.T) {
 	}
 	if got := underTarget("/t", "/work/src/"); got != "/t/work/src" {
 		t.Errorf("underTarget: %s", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	ms := func(walls ...float64) []*Measurement {
+		var out []*Measurement
+		for _, w := range walls {
+			out = append(out, &Measurement{WallSec: w})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		walls []float64
+		want  float64
+	}{
+		{[]float64{0.3}, 0.3},
+		{[]float64{0.5, 0.1, 0.3}, 0.3},
+		{[]float64{0.4, 0.1, 0.3, 0.2}, 0.2}, // the lower middle
+	} {
+		m, walls := median(ms(tc.walls...))
+		if m.WallSec != tc.want || !slices.Equal(walls, tc.walls) {
+			t.Errorf("median of %v: %v (walls %v), want %v", tc.walls, m.WallSec, walls, tc.want)
+		}
+	}
+	failed := ms(0.1, 0.2, 0.3)
+	failed[2].Error = "exit status 1"
+	if m, _ := median(failed); m.OK() {
+		t.Error("a failed run was hidden by the median")
+	}
+	if m, w := median(nil); m != nil || w != nil {
+		t.Error("median of nothing")
 	}
 }

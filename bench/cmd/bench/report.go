@@ -148,6 +148,12 @@ func renderMarkdown(res *Results) string {
 		c.Steps, fmtBytes(c.ChangedBytes), c.Percent, fmtBytes(c.TotalBytes), c.topKinds(3),
 		c.Files.New, c.Files.Changed, fmtBytes(c.Files.Bytes), c.Files.Removed)
 
+	for _, t := range res.Tools {
+		if n := len(t.NoChangeWalls); n > 1 {
+			fmt.Fprintf(&b, "No-change backups: %d runs per tool, taking turns; the median counts.\n\n", n)
+			break
+		}
+	}
 	fmt.Fprintf(&b, "| tool | first backup wall | first backup CPU | first backup RSS | no-change wall | %s change wall | minute (%s) change wall | restore wall | restore CPU | restore RSS | repo size |\n", pct(sc.Percent), pct(c.Percent))
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range res.Tools {

@@ -80,7 +80,7 @@ type ToolResult struct {
 	RestoreDifferences int      `json:"restore_differences"`
 	RestoreDiff        []string `json:"restore_diff,omitempty"` // the first few
 	RepoBytes          int64    `json:"repo_bytes"`
-	// PeakRSSKiB is the highest peak RSS of the five measured runs.
+	// PeakRSSKiB is the highest peak RSS of the measured runs.
 	PeakRSSKiB int64    `json:"peak_rss_kib"`
 	Errors     []string `json:"errors,omitempty"`
 }

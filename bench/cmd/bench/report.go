@@ -59,7 +59,7 @@ func ratioSpecs() []ratioSpec {
 		{smallChangeMeasure, "s", 0.25, wallOf(func(t *ToolResult) *Measurement { return t.SmallChange })},
 		{minuteChangeMeasure, "s", 0, wallOf(func(t *ToolResult) *Measurement { return t.Change })},
 		{"full restore wall", "s", 0.8, func(t *ToolResult) (float64, bool) { return t.Restore.wall(), t.restoreOK() }},
-		// Peak RSS over the five measured runs; only a tool that completed
+		// Peak RSS over the measured runs; only a tool that completed
 		// them all has a comparable peak.
 		{"peak RSS", "KiB", 1.0, func(t *ToolResult) (float64, bool) { return float64(t.PeakRSSKiB), t.restoreOK() }},
 	}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -213,22 +212,7 @@ func (s *sourceScan) Stop() {
 // then sets the listing's subtree sum and returns it. It returns nil once
 // the context is done.
 func (s *sourceScan) scanDir(ctx context.Context, path string) *subtreeSum {
-	names, err := readDirNames(path)
-	slices.Sort(names) // access.log before access.log.1: see the rotation note in walkDir
-	l := &listing{path: path, err: err, entries: make([]entryInfo, 0, len(names)), sumDone: make(chan struct{})}
-	for _, name := range names {
-		p := filepath.Join(path, name)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			l.entries = append(l.entries, entryInfo{name: name, err: err})
-			continue
-		}
-		e := newEntryInfo(name, fi)
-		if e.mode&fs.ModeSymlink != 0 {
-			e.target, e.err = os.Readlink(p)
-		}
-		l.entries = append(l.entries, e)
-	}
+	l := listDir(path)
 	if w := s.weight(l); !s.budget.TryAcquire(w) {
 		s.starveOnce.Do(func() { close(s.starved) })
 		if err := s.budget.Acquire(ctx, w); err != nil {

@@ -1,10 +1,15 @@
 package archiver
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,5 +179,47 @@ func TestReuseBelowFanOut(t *testing.T) {
 	if second.Tree != first.Tree || a.Stats.FilesUnchanged.Load() != fanOut+2 || a.Stats.DirsReused.Load() < 2*(fanOut+2) {
 		t.Fatalf("tree %s (parent's %s), %d unchanged, %d directories reused", second.Tree.Str(), first.Tree.Str(),
 			a.Stats.FilesUnchanged.Load(), a.Stats.DirsReused.Load())
+	}
+}
+
+// listDir's entries agree to the bit with what os.Lstat and os.Readlink
+// say: the nodes of a snapshot come from both.
+func TestListDirAgreesWithLstat(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o640))
+	must(os.WriteFile(filepath.Join(dir, "setuid"), nil, 0o755))
+	must(os.Chmod(filepath.Join(dir, "setuid"), 0o755|fs.ModeSetuid|fs.ModeSetgid))
+	must(os.Mkdir(filepath.Join(dir, "sticky"), 0o777))
+	must(os.Chmod(filepath.Join(dir, "sticky"), 0o777|fs.ModeSticky))
+	must(os.Symlink("../"+strings.Repeat("long-target/", 40), filepath.Join(dir, "link")))
+	must(syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600))
+	ln, err := net.Listen("unix", filepath.Join(dir, "sock"))
+	must(err)
+	defer ln.Close()
+	l := listDir(dir)
+	if l.err != nil || len(l.entries) != 6 {
+		t.Fatalf("listing: %v, %d entries", l.err, len(l.entries))
+	}
+	for _, e := range l.entries {
+		p := filepath.Join(dir, e.name)
+		fi, err := os.Lstat(p)
+		must(err)
+		want := newEntryInfo(e.name, fi)
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			want.target, _ = os.Readlink(p)
+		}
+		if e != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", e.name, e, want)
+		}
+	}
+	gone := listDir(filepath.Join(dir, "absent"))
+	if !errors.Is(gone.err, fs.ErrNotExist) {
+		t.Fatalf("missing directory: %v", gone.err)
 	}
 }

@@ -527,14 +527,6 @@ func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listin
 // read whole. Either way no line written before the backup started is lost
 // from the pair (DESIGN §8 scenario 11).
 
-func readDirNames(path string) ([]string, error) {
-	d, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.Readdirnames(-1)
-}
 
 func (a *Archiver) warn(path string, err error) {
 	a.Stats.Errors.Add(1)

@@ -527,7 +527,6 @@ func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listin
 // read whole. Either way no line written before the backup started is lost
 // from the pair (DESIGN §8 scenario 11).
 
-
 func (a *Archiver) warn(path string, err error) {
 	a.Stats.Errors.Add(1)
 	a.log.Warn("skipping unreadable entry", "path", path, "err", err)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -71,9 +72,12 @@ type ToolResult struct {
 	// whose wall times are NoChangeWalls in the order they ran.
 	NoChange      *Measurement `json:"no_change_backup,omitempty"`
 	NoChangeWalls []float64    `json:"no_change_walls_seconds,omitempty"`
-	SmallChange   *Measurement `json:"small_change_backup,omitempty"`
-	Change        *Measurement `json:"change_backup,omitempty"`
-	Restore       *Measurement `json:"restore,omitempty"`
+	// SmallChange is the median of the small-change backups, each made
+	// from the same state (SmallChangeWalls in the order they ran).
+	SmallChange      *Measurement `json:"small_change_backup,omitempty"`
+	SmallChangeWalls []float64    `json:"small_change_walls_seconds,omitempty"`
+	Change           *Measurement `json:"change_backup,omitempty"`
+	Restore          *Measurement `json:"restore,omitempty"`
 	// RestoreVerified is true when the restored tree's manifest equals the
 	// source's (sockets aside: no tool restores them).
 	RestoreVerified    bool     `json:"restore_verified"`
@@ -192,10 +196,8 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 	}
 	res.SmallChange = small
 	syscall.Sync()
-	label := fmt.Sprintf("%.2f%% change backup", small.Percent)
 	seq++
-	if err := phase(ctx, log, tools, label, func(t *tool) invocation { return t.d.backupCmd(src, seq) },
-		func(r *ToolResult, m *Measurement) { r.SmallChange = m }); err != nil {
+	if err := smallChangePhase(ctx, log, tools, cfg.repeatChange, small.Percent, func(t *tool) invocation { return t.d.backupCmd(src, seq) }); err != nil {
 		return nil, err
 	}
 	m2, change, err := mutateMinute(src, opt, m1, log)
@@ -204,7 +206,7 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 	}
 	res.Change = change
 	syscall.Sync()
-	label = fmt.Sprintf("minute (%.2f%%) change backup", change.Percent)
+	label := fmt.Sprintf("minute (%.2f%%) change backup", change.Percent)
 	seq++
 	if err := phase(ctx, log, tools, label, func(t *tool) invocation { return t.d.backupCmd(src, seq) },
 		func(r *ToolResult, m *Measurement) { r.Change = m }); err != nil {
@@ -332,6 +334,57 @@ func step(ctx context.Context, log *logger, t *tool, label string, inv invocatio
 		}
 	}
 	return m, nil
+}
+
+// smallChangePhase runs the small-change backup of every tool n times,
+// the tools taking turns, each time from the state after the no-change
+// backups: every tool's home (repository, caches, configuration) is copied
+// with `cp -a` first and put back before each further run. The median
+// counts; the last run's state is kept.
+func smallChangePhase(ctx context.Context, log *logger, tools []*tool, n int, pct float64, cmd func(*tool) invocation) error {
+	saved := func(t *tool) string { return t.d.homeDir() + ".before-small-change" }
+	if n > 1 {
+		for _, t := range tools {
+			if err := cpA(ctx, t.d.homeDir(), saved(t)); err != nil {
+				return err
+			}
+			defer os.RemoveAll(saved(t))
+		}
+	}
+	runs := map[*ToolResult][]*Measurement{}
+	for i := range n {
+		if i > 0 {
+			for _, t := range tools {
+				if err := os.RemoveAll(t.d.homeDir()); err != nil {
+					return fmt.Errorf("reset %s: %w", t.res.Name, err)
+				}
+				if err := cpA(ctx, saved(t), t.d.homeDir()); err != nil {
+					return err
+				}
+			}
+			syscall.Sync()
+		}
+		label := fmt.Sprintf("%.2f%% change backup", pct)
+		if n > 1 {
+			label = fmt.Sprintf("%.2f%% change backup %d/%d", pct, i+1, n)
+		}
+		if err := phase(ctx, log, tools, label, cmd, func(r *ToolResult, m *Measurement) { runs[r] = append(runs[r], m) }); err != nil {
+			return err
+		}
+	}
+	for _, t := range tools {
+		t.res.SmallChange, t.res.SmallChangeWalls = median(runs[t.res])
+	}
+	return nil
+}
+
+// cpA copies the tree src to dst with `cp -a`: times, modes and owners
+// kept, since repositories and caches may go by file times.
+func cpA(ctx context.Context, src, dst string) error {
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("cp -a %s %s: %w: %s", src, dst, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // median returns the run with the median wall time (a failed run if any

@@ -6,7 +6,8 @@
 //  2. a backup with nothing changed, -repeat times (the median counts);
 //  3. a backup after a small change, about 1% of the bytes: simulated
 //     minutes in which a few proxies at a time are active and Consul is
-//     idle (workload.MutateSome);
+//     idle (workload.MutateSome); -repeat-change times from the same state
+//     (the median counts);
 //  4. a backup after one simulated minute of the whole mesh (workload.Mutate,
 //     several percent of the bytes);
 //  5. a full restore of the latest snapshot into an empty directory, verified
@@ -52,8 +53,10 @@ type config struct {
 	changePct float64
 	maxSteps  int
 	repeat    int
-	markdown  bool
-	keep      bool
+	// repeatChange is how many times the small-change backup runs.
+	repeatChange int
+	markdown     bool
+	keep         bool
 }
 
 func main() {
@@ -110,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&cfg.changePct, "change", 1, "percentage of bytes to change before the small-change backup")
 	fs.IntVar(&cfg.maxSteps, "max-steps", 500, "most MutateSome steps applied to reach -change")
 	fs.IntVar(&cfg.repeat, "repeat", 5, "runs of the no-change backup per tool (the median counts)")
+	fs.IntVar(&cfg.repeatChange, "repeat-change", 3, "runs of the small-change backup per tool, each from the same state (the median counts)")
 	fs.BoolVar(&cfg.markdown, "markdown", false, "print the markdown table and ratios on stdout")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the restored trees after verification")
 	fs.Usage = func() {
@@ -132,6 +136,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-scale %v: want a positive number", cfg.scale)
 	case cfg.changePct <= 0 || cfg.changePct >= 100:
 		return nil, fmt.Errorf("-change %v: want a percentage in (0, 100)", cfg.changePct)
+	case cfg.repeatChange < 1:
+		return nil, fmt.Errorf("-repeat-change %d: want at least 1", cfg.repeatChange)
 	case cfg.repeat < 1:
 		return nil, fmt.Errorf("-repeat %d: want at least 1", cfg.repeat)
 	case cfg.maxSteps < 1:

@@ -24,6 +24,8 @@ type driver interface {
 	name() string
 	binary() string
 	repoDir() string
+	// homeDir holds all of the tool's state: repository, caches, config.
+	homeDir() string
 	versionCmd() invocation
 	initCmd() invocation
 	backupCmd(src string, seq int) invocation
@@ -45,6 +47,7 @@ type toolBase struct {
 
 func (b *toolBase) binary() string  { return b.bin }
 func (b *toolBase) repoDir() string { return b.repo }
+func (b *toolBase) homeDir() string { return b.home }
 
 func (b *toolBase) cmd(args ...string) invocation {
 	return invocation{bin: b.bin, args: args, env: b.env}

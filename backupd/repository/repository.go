@@ -301,14 +301,14 @@ func (r *Repo) LoadIndex(ctx context.Context) error {
 	}
 	superseded := map[ID]bool{}
 	for _, f := range files {
+		if f.Err != nil {
+			return fmt.Errorf("load index: %w", f.Err)
+		}
 		for _, s := range f.File.Supersedes {
 			superseded[s] = true
 		}
 	}
 	for _, f := range files {
-		if f.Err != nil {
-			return fmt.Errorf("load index: %w", f.Err)
-		}
 		// Superseded files are remembered too, so that the next full
 		// index supersedes them as well and prune removes them.
 		r.indexIDs = append(r.indexIDs, f.ID)

@@ -141,3 +141,26 @@ func TestTrailerAndIndexDecoding(t *testing.T) {
 		t.Fatalf("truncated index: want io.ErrUnexpectedEOF in chain, got %v", err)
 	}
 }
+
+// An index file that cannot be read or decoded is reported by LoadIndex,
+// named, whatever comes before or after it in the listing.
+func TestLoadIndexReportsDamagedIndexFile(t *testing.T) {
+	r, be := repotest.NewMem(t)
+	ctx := t.Context()
+	data := []byte(strings.Repeat("x", 1000))
+	if _, _, err := r.SaveBlob(ctx, repository.DataBlob, r.BlobID(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	junk := []byte("not a sealed index file")
+	name := repository.Hash(junk).String()
+	if err := be.Save(ctx, backend.Handle{Type: backend.IndexFile, Name: name}, bytes.NewReader(junk)); err != nil {
+		t.Fatal(err)
+	}
+	err := repotest.Reopen(t, be, repository.Options{}).LoadIndex(ctx)
+	if err == nil || !strings.Contains(err.Error(), name[:8]) {
+		t.Fatalf("want an error naming index file %s, got %v", name[:8], err)
+	}
+}

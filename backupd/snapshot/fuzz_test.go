@@ -1,6 +1,7 @@
 package snapshot_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -52,6 +53,10 @@ func FuzzDecodeTree(f *testing.F) {
 		}
 		if !reflect.DeepEqual(back, tree) {
 			t.Fatalf("round trip changed the tree:\n%+v\n%+v", tree, back)
+		}
+		// One tree, one encoding: what decodes re-encodes to the same bytes.
+		if !bytes.Equal(again, b) {
+			t.Fatalf("accepted a non-canonical encoding:\n% x\nre-encodes as\n% x", b, again)
 		}
 	})
 }

@@ -119,6 +119,8 @@ func TestDecodeTreeRefusesMalformed(t *testing.T) {
 	}
 	badType := slices.Clone(a)
 	badType[0] = 9
+	// a's mode (0, one byte after type, name length and name) as 0x80 0x00.
+	overlong := slices.Concat(a[:3], []byte{0x80, 0x00}, a[4:])
 	badDigestFlag := slices.Clone(bNode)
 	badDigestFlag[len(badDigestFlag)-1] = 2
 	for _, tc := range []struct {
@@ -133,6 +135,7 @@ func TestDecodeTreeRefusesMalformed(t *testing.T) {
 		{"unknown encoding version", slices.Concat([]byte{7, 1}, a), "encoding version 7"},
 		{"count larger than the data", slices.Concat([]byte{hdr[0], 200}, a), "does not fit"},
 		{"empty input", nil, "unexpected EOF"},
+		{"overlong varint", slices.Concat(hdr, overlong), "overlong varint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := snapshot.DecodeTree(tc.b)

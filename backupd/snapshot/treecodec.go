@@ -142,15 +142,9 @@ func (d *treeDecoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b[d.off:])
-	switch {
-	case n == 0:
-		d.fail(io.ErrUnexpectedEOF)
-		return 0
-	case n < 0:
-		d.fail(fmt.Errorf("varint overflows 64 bits at offset %d", d.off))
+	if !d.checkVarint(n) {
 		return 0
 	}
-	d.off += n
 	return v
 }
 
@@ -159,16 +153,29 @@ func (d *treeDecoder) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b[d.off:])
+	if !d.checkVarint(n) {
+		return 0
+	}
+	return v
+}
+
+// checkVarint consumes a varint of n bytes (binary.Uvarint's result),
+// refusing an overlong one (a last byte of zero after others): the encoder
+// writes the shortest form, and a tree has one encoding. It reports
+// whether the varint was good.
+func (d *treeDecoder) checkVarint(n int) bool {
 	switch {
 	case n == 0:
 		d.fail(io.ErrUnexpectedEOF)
-		return 0
 	case n < 0:
 		d.fail(fmt.Errorf("varint overflows 64 bits at offset %d", d.off))
-		return 0
+	case n > 1 && d.b[d.off+n-1] == 0:
+		d.fail(fmt.Errorf("overlong varint at offset %d", d.off))
+	default:
+		d.off += n
+		return true
 	}
-	d.off += n
-	return v
+	return false
 }
 
 // u32 reads a uvarint that must fit in 32 bits.
@@ -185,7 +192,10 @@ func (d *treeDecoder) u32(what string) uint32 {
 // each fit in what is left, so a damaged length cannot demand memory.
 func (d *treeDecoder) count(min int) int {
 	v := d.uvarint()
-	if d.err == nil && v > uint64(len(d.b)-d.off)/uint64(min) {
+	if d.err != nil {
+		return 0
+	}
+	if v > uint64(len(d.b)-d.off)/uint64(min) {
 		d.fail(fmt.Errorf("count %d at offset %d does not fit in the %d bytes left: %w", v, d.off, len(d.b)-d.off, io.ErrUnexpectedEOF))
 		return 0
 	}
@@ -216,8 +226,13 @@ func (d *treeDecoder) id(ids *[]repository.ID) *repository.ID {
 	return id
 }
 
-// minNodeSize is the smallest encoded node: a symlink with one-byte fields.
-const minNodeSize = 11
+// minNodeSize is the smallest encoded node: a symlink with a one-byte name
+// and empty target, every number one byte.
+const minNodeSize = 12
+
+// maxPrealloc bounds the nodes allocated before any is decoded: a damaged
+// count must not cost memory out of proportion to the input.
+const maxPrealloc = 1024
 
 // DecodeTree parses and validates a tree blob. Truncated input is an
 // io.ErrUnexpectedEOF, every failure an ErrFormat.
@@ -241,8 +256,9 @@ func decodeTree(b []byte) (*Tree, error) {
 	// Every id takes 32 bytes of input, so this never reallocates and the
 	// pointers into it stay valid.
 	ids := make([]repository.ID, 0, (len(b)-d.off)/32)
-	t := &Tree{Nodes: make([]Node, count)}
-	for i := range t.Nodes {
+	t := &Tree{Nodes: make([]Node, 0, min(count, maxPrealloc))}
+	for i := range count {
+		t.Nodes = append(t.Nodes, Node{})
 		n := &t.Nodes[i]
 		code := d.byte()
 		n.Name = d.str()

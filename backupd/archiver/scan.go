@@ -195,7 +195,11 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 		defer s.wg.Done()
 		defer close(s.finished)
 		defer close(s.out)
-		s.scanDir(ctx, abs)
+		d, err := openRoot(abs)
+		s.scanDir(ctx, abs, d, err)
+		if d != nil {
+			_ = d.Close()
+		}
 	}()
 	return s
 }
@@ -208,11 +212,18 @@ func (s *sourceScan) Stop() {
 	s.wg.Wait()
 }
 
-// scanDir lists path, sends the listing, scans its subdirectories, and
-// then sets the listing's subtree sum and returns it. It returns nil once
-// the context is done.
-func (s *sourceScan) scanDir(ctx context.Context, path string) *subtreeSum {
-	l := listDir(path)
+// scanDir lists the directory d at path (or, if it could not be opened,
+// sends a listing with openErr), sends the listing, scans its
+// subdirectories, and then sets the listing's subtree sum and returns it.
+// It returns nil once the context is done. d stays open while the
+// subdirectories are scanned: they are opened relative to it.
+func (s *sourceScan) scanDir(ctx context.Context, path string, d *os.File, openErr error) *subtreeSum {
+	var l *listing
+	if openErr != nil {
+		l = &listing{path: path, err: openErr, sumDone: make(chan struct{})}
+	} else {
+		l = listDir(d, path)
+	}
 	if w := s.weight(l); !s.budget.TryAcquire(w) {
 		s.starveOnce.Do(func() { close(s.starved) })
 		if err := s.budget.Acquire(ctx, w); err != nil {
@@ -227,7 +238,12 @@ func (s *sourceScan) scanDir(ctx context.Context, path string) *subtreeSum {
 	var subs []*subtreeSum
 	for i := range l.entries {
 		if e := &l.entries[i]; e.err == nil && e.isRegularDir {
-			sub := s.scanDir(ctx, filepath.Join(path, e.name))
+			cp := filepath.Join(path, e.name)
+			cd, err := openSubdir(d, cp, e)
+			sub := s.scanDir(ctx, cp, cd, err)
+			if cd != nil {
+				_ = cd.Close()
+			}
 			if sub == nil {
 				return nil
 			}

@@ -202,7 +202,10 @@ func TestListDirAgreesWithLstat(t *testing.T) {
 	ln, err := net.Listen("unix", filepath.Join(dir, "sock"))
 	must(err)
 	defer ln.Close()
-	l := listDir(dir)
+	d, err := openRoot(dir)
+	must(err)
+	defer d.Close()
+	l := listDir(d, dir)
 	if l.err != nil || len(l.entries) != 6 {
 		t.Fatalf("listing: %v, %d entries", l.err, len(l.entries))
 	}
@@ -218,8 +221,69 @@ func TestListDirAgreesWithLstat(t *testing.T) {
 			t.Errorf("%s:\n got %+v\nwant %+v", e.name, e, want)
 		}
 	}
-	gone := listDir(filepath.Join(dir, "absent"))
-	if !errors.Is(gone.err, fs.ErrNotExist) {
-		t.Fatalf("missing directory: %v", gone.err)
+	if _, err := openRoot(filepath.Join(dir, "absent")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing directory: %v", err)
 	}
+}
+
+// A subdirectory replaced between its lstat and its opening is not
+// followed, not waited on, and not taken for the one stat'ed.
+func TestOpenSubdirRefusesReplacements(t *testing.T) {
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := t.TempDir()
+	outside := t.TempDir()
+	must(os.WriteFile(filepath.Join(outside, "secret"), []byte("not in the source"), 0o600))
+	d, err := openRoot(root)
+	must(err)
+	defer d.Close()
+	// Replacements are made while the original still exists, so they
+	// cannot reuse its inode number.
+	for _, tc := range []struct {
+		name    string
+		replace func(p string) error
+	}{
+		{"symlink out of the source", func(p string) error { return os.Symlink(outside, p) }},
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"another directory", func(p string) error { return os.Mkdir(p, 0o755) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(root, strings.ReplaceAll(tc.name, " ", "-"))
+			must(os.Mkdir(p, 0o755))
+			fi, err := os.Lstat(p)
+			must(err)
+			e := newEntryInfo(filepath.Base(p), fi)
+			tmp := p + ".new"
+			must(tc.replace(tmp))
+			must(os.Remove(p))
+			must(os.Rename(tmp, p))
+			done := make(chan error, 1)
+			go func() {
+				f, err := openSubdir(d, p, &e)
+				if f != nil {
+					f.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("opened the replacement")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("opening the replacement waits")
+			}
+		})
+	}
+	// The directory itself opens.
+	must(os.Mkdir(filepath.Join(root, "plain"), 0o755))
+	fi, _ := os.Lstat(filepath.Join(root, "plain"))
+	e := newEntryInfo("plain", fi)
+	f, err := openSubdir(d, filepath.Join(root, "plain"), &e)
+	must(err)
+	f.Close()
 }

@@ -187,7 +187,7 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 	if err != nil {
 		return nil, err
 	}
-	abs, fi := scan.root, scan.rootFI
+	abs := scan.root
 	// An unreadable root is a failed backup, not an empty snapshot.
 	if root.err != nil {
 		return nil, fmt.Errorf("backup %s: read source: %w", abs, root.err)
@@ -242,7 +242,7 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
 	}
 	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
-	treeID, err := a.run(ctx, scan, root, fi, parentTree, parentRoot)
+	treeID, err := a.run(ctx, scan, root, parentTree, parentRoot)
 	if err != nil {
 		// Checkpoint: index the packs already stored, so the next backup
 		// reuses them without scanning for orphans.
@@ -309,7 +309,7 @@ func (a *Archiver) totals() snapshot.Totals {
 
 // run walks the tree and returns the root tree id once every blob has been
 // handed to the repository.
-func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, rootFI fs.FileInfo, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
+func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	files := make(chan *fileJob, a.opt.Workers)
 	blobs := make(chan blobJob) // unbuffered: each queued chunk is memory
@@ -352,8 +352,7 @@ func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, roo
 			close(blobs)
 		}()
 		var err error
-		dirNode := newEntryInfo("", rootFI)
-		rootRes, err = a.walkDir(ctx, g, scan, files, root, &dirNode, parent, parentID)
+		rootRes, err = a.walkDir(ctx, g, scan, files, root, parent, parentID)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -385,7 +384,7 @@ func baseNode(e *entryInfo) snapshot.Node {
 // digest is unchanged), and starts the goroutine that assembles its tree.
 // parent is the directory's tree in the parent snapshot and parentID its
 // id, both nil if it had none.
-func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceScan, files chan<- *fileJob, l *listing, dir *entryInfo, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
+func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceScan, files chan<- *fileJob, l *listing, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
 	a.Stats.Dirs.Add(1)
 	path := l.path
 	if l.err != nil {
@@ -436,7 +435,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 					subID = pn.Subtree
 				}
 			}
-			res, err := a.walkDir(ctx, g, scan, files, cl, ce, sub, subID)
+			res, err := a.walkDir(ctx, g, scan, files, cl, sub, subID)
 			if err != nil {
 				return nil, err
 			}
@@ -470,9 +469,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 		}
 	}
 	res := &dirResult{done: make(chan struct{})}
-	dirNode := baseNode(dir)
-	dirNode.Name = ""
-	g.Go(func() error { return a.finishDir(ctx, scan, l, res, entries, dirNode, parent, parentID) })
+	g.Go(func() error { return a.finishDir(ctx, scan, l, res, entries, parent, parentID) })
 	return res, nil
 }
 
@@ -559,7 +556,7 @@ func (a *Archiver) appendOnly(name string) bool {
 // finishDir waits for a directory's entries and stores its tree. A tree
 // equal to the parent's, node for node, is the parent's tree blob: it is
 // neither encoded nor looked up again.
-func (a *Archiver) finishDir(ctx context.Context, scan *sourceScan, l *listing, res *dirResult, entries []entry, dirNode snapshot.Node, parent *snapshot.Tree, parentID *repository.ID) error {
+func (a *Archiver) finishDir(ctx context.Context, scan *sourceScan, l *listing, res *dirResult, entries []entry, parent *snapshot.Tree, parentID *repository.ID) error {
 	tree := &snapshot.Tree{Nodes: make([]snapshot.Node, 0, len(entries))}
 	complete := true // every entry below is in the tree with a digest
 	for _, e := range entries {

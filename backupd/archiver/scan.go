@@ -138,7 +138,6 @@ func summarize(h *blake3.Hasher, b []byte, l *listing, subs []*subtreeSum) *subt
 // saw as a directory), so the walker only checks paths, never searches.
 type sourceScan struct {
 	root    string
-	rootFI  fs.FileInfo
 	started time.Time
 
 	ahead    int64 // scanAhead but in tests
@@ -188,7 +187,6 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 		s.errOnce = fmt.Errorf("backup %s: source must be a directory", source)
 		return s
 	}
-	s.rootFI = fi
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.wg.Add(1)
 	go func() {

@@ -480,6 +480,16 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 // scan had finished everything below it.
 const fanOut = 8
 
+func subdirCount(l *listing) int {
+	n := 0
+	for i := range l.entries {
+		if l.entries[i].err == nil && l.entries[i].isRegularDir {
+			n++
+		}
+	}
+	return n
+}
+
 // reuseSubtree reuses the parent's subtree for the directory listed in l
 // when its scan digest equals the one recorded for it, and skips the
 // listings below it. Invariant: a recorded digest describes the scan its
@@ -489,16 +499,10 @@ func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listin
 	if !a.reuseByDigest || pn == nil || pn.Type != snapshot.TypeDir || pn.Subtree == nil || pn.Digest == nil {
 		return nil, false, nil
 	}
-	subdirs := 0
-	for i := range l.entries {
-		if l.entries[i].err == nil && l.entries[i].isRegularDir {
-			subdirs++
-		}
-	}
 	sum := l.sum.Load()
-	if sum == nil && subdirs < fanOut {
+	if sum == nil && subdirCount(l) < fanOut {
 		var err error
-		if sum, err = scan.sumAhead(ctx, l); err != nil {
+		if sum, err = scan.waitSum(ctx, l, scan.starved); err != nil {
 			return nil, false, err
 		}
 	}
@@ -590,7 +594,7 @@ func (a *Archiver) finishDir(ctx context.Context, scan *sourceScan, l *listing, 
 		}
 	}
 	if complete {
-		sum, err := scan.waitSum(ctx, l)
+		sum, err := scan.waitSum(ctx, l, nil)
 		if err != nil {
 			return err
 		}

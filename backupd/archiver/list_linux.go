@@ -30,17 +30,17 @@ func openRoot(path string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-// openSubdir opens the entry e of the open directory dir, and only the
+// openSubdir opens the entry e of the open directory dirfd, and only the
 // directory the scan stat'ed: not a symlink put in its place (O_NOFOLLOW;
 // following it would store what it points to, maybe outside the source),
 // not a FIFO or device (O_DIRECTORY; O_NONBLOCK so that nothing waits),
 // not another directory renamed into its place (the inode must match).
 // Opening relative to the parent, also no symlink swapped in for an
 // ancestor is followed.
-func openSubdir(dir *os.File, path string, e *entryInfo) (*os.File, error) {
+func openSubdir(dirfd int, path string, e *entryInfo) (*os.File, error) {
 	var fd int
 	err := retryEINTR(func() (err error) {
-		fd, err = unix.Openat(int(dir.Fd()), e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(dirfd, e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
@@ -57,18 +57,17 @@ func openSubdir(dir *os.File, path string, e *entryInfo) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-// listDir reads the open directory d (at path) and stats its entries, in
-// name order. Each entry is stat'ed relative to d, so the kernel resolves
+// listDir reads the open directory d (at path, descriptor fd) and stats its
+// entries, in name order. Each entry is stat'ed relative to d, so the kernel resolves
 // one path component instead of the whole path: a quarter less time for a
 // scan of the 1 GiB bench set (12,000 entries) than with os.Lstat, and no
 // fs.FileInfo allocated per entry.
-func listDir(d *os.File, path string) *listing {
+func listDir(d *os.File, fd int, path string) *listing {
 	l := &listing{path: path, sumDone: make(chan struct{})}
 	names, err := d.Readdirnames(-1)
 	l.err = err
 	slices.Sort(names) // access.log before access.log.1: see the rotation note in walkDir
 	l.entries = make([]entryInfo, 0, len(names))
-	fd := int(d.Fd())
 	for _, name := range names {
 		var st unix.Stat_t
 		err := retryEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })

@@ -147,13 +147,13 @@ type sourceScan struct {
 	wg       sync.WaitGroup
 	finished chan struct{} // closed when the scanner goroutine ends
 	// starved is closed the first time the scanner waits for budget: from
-	// then on the walk must not wait for subtree sums (see waitSum).
+	// then on the walk must not wait for the sums of subtrees it has not
+	// taken (see waitSum).
 	starved    chan struct{}
 	starveOnce sync.Once
 	digester   *blake3.Hasher // scanner goroutine only
 	scratch    []byte         // scanner goroutine only
 
-	first   *listing // the root listing, once taken by Backup
 	errOnce error
 }
 
@@ -178,13 +178,13 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 	s.root = abs
 	// The source itself may be a symlink to the volume (it is followed);
 	// symlinks inside it are stored as symlinks.
-	fi, err := os.Stat(abs)
-	if err != nil {
-		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
+	d, err := openRoot(abs)
+	if errors.Is(err, syscall.ENOTDIR) {
+		s.errOnce = fmt.Errorf("backup %s: source must be a directory", source)
 		return s
 	}
-	if !fi.IsDir() {
-		s.errOnce = fmt.Errorf("backup %s: source must be a directory", source)
+	if err != nil {
+		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
 		return s
 	}
 	ctx, s.cancel = context.WithCancel(ctx)
@@ -193,11 +193,8 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 		defer s.wg.Done()
 		defer close(s.finished)
 		defer close(s.out)
-		d, err := openRoot(abs)
-		s.scanDir(ctx, abs, d, err)
-		if d != nil {
-			_ = d.Close()
-		}
+		defer d.Close()
+		s.scanDir(ctx, abs, d, nil)
 	}()
 	return s
 }
@@ -217,10 +214,12 @@ func (s *sourceScan) Stop() {
 // subdirectories are scanned: they are opened relative to it.
 func (s *sourceScan) scanDir(ctx context.Context, path string, d *os.File, openErr error) *subtreeSum {
 	var l *listing
+	var fd int // d's descriptor, taken once: File.Fd costs a system call
 	if openErr != nil {
 		l = &listing{path: path, err: openErr, sumDone: make(chan struct{})}
 	} else {
-		l = listDir(d, path)
+		fd = int(d.Fd())
+		l = listDir(d, fd, path)
 	}
 	if w := s.weight(l); !s.budget.TryAcquire(w) {
 		s.starveOnce.Do(func() { close(s.starved) })
@@ -237,7 +236,7 @@ func (s *sourceScan) scanDir(ctx context.Context, path string, d *os.File, openE
 	for i := range l.entries {
 		if e := &l.entries[i]; e.err == nil && e.isRegularDir {
 			cp := filepath.Join(path, e.name)
-			cd, err := openSubdir(d, cp, e)
+			cd, err := openSubdir(fd, cp, e)
 			sub := s.scanDir(ctx, cp, cd, err)
 			if cd != nil {
 				_ = cd.Close()
@@ -277,14 +276,7 @@ func (s *sourceScan) rootListing(ctx context.Context) (*listing, error) {
 	if s.errOnce != nil {
 		return nil, s.errOnce
 	}
-	if s.first == nil {
-		l, err := s.receive(ctx)
-		if err != nil {
-			return nil, err
-		}
-		s.first = l
-	}
-	return s.first, nil
+	return s.receive(ctx)
 }
 
 func (s *sourceScan) receive(ctx context.Context) (*listing, error) {
@@ -316,31 +308,16 @@ func (s *sourceScan) next(ctx context.Context, path string) (*listing, error) {
 	return l, nil
 }
 
-// waitSum returns l's subtree sum once the scanner has set it, or nil if
-// the scanner ended first. Only a walker that has taken every listing of
-// l's subtree may call it: the scanner could be waiting for budget.
-func (s *sourceScan) waitSum(ctx context.Context, l *listing) (*subtreeSum, error) {
+// waitSum returns l's subtree sum once the scanner has set it; nil if the
+// scanner ended, or stop was closed, first. A walker that has taken every
+// listing of l's subtree passes a nil stop. One that has not must pass
+// s.starved: a scanner that ever waited for budget could be waiting for
+// this walk, a deadlock.
+func (s *sourceScan) waitSum(ctx context.Context, l *listing, stop <-chan struct{}) (*subtreeSum, error) {
 	select {
 	case <-l.sumDone:
 	case <-s.finished:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return l.sum.Load(), nil
-}
-
-// sumAhead returns l's subtree sum before the walk takes the listings
-// below l, waiting for the scanner to finish the subtree unless it has
-// ever waited for budget (it would then wait for this walk: a deadlock).
-// nil means not known.
-func (s *sourceScan) sumAhead(ctx context.Context, l *listing) (*subtreeSum, error) {
-	if sum := l.sum.Load(); sum != nil {
-		return sum, nil
-	}
-	select {
-	case <-l.sumDone:
-	case <-s.finished:
-	case <-s.starved:
+	case <-stop:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/repotest"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
@@ -111,6 +112,23 @@ func TestScanStopAndErrors(t *testing.T) {
 	}
 }
 
+// backupWith backs root up into r through a scan with look-ahead budget
+// ahead.
+func backupWith(t *testing.T, r *repository.Repo, root string, ahead int64) (*snapshot.Snapshot, *Archiver) {
+	t.Helper()
+	a, err := New(r, Options{Policy: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan := prescan(t.Context(), root, nil, ahead)
+	defer scan.Stop()
+	sn, err := a.backupScan(t.Context(), scan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sn, a
+}
+
 // Backups with a look-ahead budget far smaller than the tree (the scanner
 // waits for the walk all the time) neither deadlock nor lose entries, and
 // the no-change backup still ends with the parent's tree.
@@ -119,22 +137,8 @@ func TestBackupWithTinyScanBudget(t *testing.T) {
 	for _, ahead := range []int64{1, 2, 7} {
 		t.Run(fmt.Sprint(ahead), func(t *testing.T) {
 			r, _ := repotest.NewMem(t)
-			backup := func() (*snapshot.Snapshot, *Archiver) {
-				t.Helper()
-				a, err := New(r, Options{Policy: "p"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				scan := prescan(t.Context(), root, nil, ahead)
-				defer scan.Stop()
-				sn, err := a.backupScan(t.Context(), scan)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return sn, a
-			}
-			first, _ := backup()
-			second, a := backup()
+			first, _ := backupWith(t, r, root, ahead)
+			second, a := backupWith(t, r, root, ahead)
 			if first.Totals.Files != 25 || first.Totals.Dirs != 6 || second.Totals.Files != 25 || second.Totals.Dirs != 6 ||
 				second.Totals.BytesTotal != first.Totals.BytesTotal {
 				t.Fatalf("counts: %+v then %+v", first.Totals, second.Totals)
@@ -160,20 +164,8 @@ func TestReuseBelowFanOut(t *testing.T) {
 		}
 	}
 	r, _ := repotest.NewMem(t)
-	backup := func() (*snapshot.Snapshot, *Archiver) {
-		t.Helper()
-		a, err := New(r, Options{Policy: "p"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sn, err := a.Backup(t.Context(), root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sn, a
-	}
-	first, _ := backup()
-	second, a := backup()
+	first, _ := backupWith(t, r, root, scanAhead)
+	second, a := backupWith(t, r, root, scanAhead)
 	// Each p%02d with its logs/ is reused (2 directories per proxy), and
 	// proxies/ too when its digest happened to be ready.
 	if second.Tree != first.Tree || a.Stats.FilesUnchanged.Load() != fanOut+2 || a.Stats.DirsReused.Load() < 2*(fanOut+2) {
@@ -205,7 +197,7 @@ func TestListDirAgreesWithLstat(t *testing.T) {
 	d, err := openRoot(dir)
 	must(err)
 	defer d.Close()
-	l := listDir(d, dir)
+	l := listDir(d, int(d.Fd()), dir)
 	if l.err != nil || len(l.entries) != 6 {
 		t.Fatalf("listing: %v, %d entries", l.err, len(l.entries))
 	}
@@ -263,7 +255,7 @@ func TestOpenSubdirRefusesReplacements(t *testing.T) {
 			must(os.Rename(tmp, p))
 			done := make(chan error, 1)
 			go func() {
-				f, err := openSubdir(d, p, &e)
+				f, err := openSubdir(int(d.Fd()), p, &e)
 				if f != nil {
 					f.Close()
 				}
@@ -283,7 +275,7 @@ func TestOpenSubdirRefusesReplacements(t *testing.T) {
 	must(os.Mkdir(filepath.Join(root, "plain"), 0o755))
 	fi, _ := os.Lstat(filepath.Join(root, "plain"))
 	e := newEntryInfo("plain", fi)
-	f, err := openSubdir(d, filepath.Join(root, "plain"), &e)
+	f, err := openSubdir(int(d.Fd()), filepath.Join(root, "plain"), &e)
 	must(err)
 	f.Close()
 }

@@ -39,7 +39,8 @@ func (t *Tree) Encode() ([]byte, error) {
 	size := 1 + binary.MaxVarintLen64
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
-		size += 9*binary.MaxVarintLen64 + 1 + len(n.Name) + len(n.Target) + 32*(len(n.Content)+1)
+		// Type, nine numbers, the strings, the ids and a directory's digest.
+		size += 1 + 11*binary.MaxVarintLen64 + len(n.Name) + len(n.Target) + 32*(len(n.Content)+2) + 1
 	}
 	b := make([]byte, 0, size)
 	b = append(b, treeVersion)

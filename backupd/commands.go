@@ -297,6 +297,10 @@ every --full-walk-every'th backup of a policy checks every file again.`,
 				return usageErr("--full-walk-every %d: want a positive number", walkEvery)
 			}
 			ctx := cmd.Context()
+			// The scan needs no key: it runs on the other core while the
+			// key is derived.
+			scan := archiver.StartScan(ctx, args[0], nil)
+			defer scan.Stop()
 			r, log, err := g.open(ctx)
 			if err != nil {
 				return err
@@ -311,7 +315,7 @@ every --full-walk-every'th backup of a policy checks every file again.`,
 				return fmt.Sprintf("files %d new, %d changed, %d unchanged; read %s, stored %s",
 					s.FilesNew.Load(), s.FilesChanged.Load(), s.FilesUnchanged.Load(), bytesStr(s.BytesRead.Load()), bytesStr(s.BytesWritten.Load()))
 			})
-			sn, err := a.Backup(ctx, args[0])
+			sn, err := a.BackupScan(ctx, scan)
 			stopProgress()
 			if err != nil {
 				return err

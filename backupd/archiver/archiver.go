@@ -179,6 +179,29 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 	return a.backupScan(ctx, scan)
 }
 
+// Scan is a scan of a backup's source started before the repository is
+// open: listing and stat'ing the source needs no key, so it can run while
+// the key is derived. It reads only metadata and holds at most a bounded
+// look-ahead of listings.
+type Scan struct{ s *sourceScan }
+
+// StartScan starts scanning the directory source for a backup made with
+// BackupScan. The snapshot's time is when the scan starts (now, or
+// time.Now if now is nil). The caller must call Stop if it does not hand
+// the scan to BackupScan.
+func StartScan(ctx context.Context, source string, now func() time.Time) *Scan {
+	return &Scan{s: prescan(ctx, source, now, scanAhead)}
+}
+
+// Stop stops the scan and waits for it. It may be called more than once.
+func (s *Scan) Stop() { s.s.Stop() }
+
+// BackupScan is Backup of a scan started with StartScan, which it stops.
+func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapshot, error) {
+	defer scan.Stop()
+	return a.backupScan(ctx, scan.s)
+}
+
 // backupScan is Backup from a scan already started. The snapshot's time is
 // when the scan started.
 func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.Snapshot, error) {

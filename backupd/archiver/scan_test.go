@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -278,4 +279,42 @@ func TestOpenSubdirRefusesReplacements(t *testing.T) {
 	f, err := openSubdir(int(d.Fd()), filepath.Join(root, "plain"), &e)
 	must(err)
 	f.Close()
+}
+
+// The backup command starts the scan before the repository is open (the
+// key derivation needs none of it). A scan handed over later makes the same
+// snapshot as Backup, dated when the scan started; one that is never
+// handed over (the repository would not open) stops without leaving
+// anything running.
+func TestStartScanBeforeRepository(t *testing.T) {
+	root := mkTree(t, 4)
+	base := runtime.NumGoroutine()
+	unused := StartScan(t.Context(), root, nil)
+	unused.Stop()
+	unused.Stop()
+	for i := 0; runtime.NumGoroutine() > base; i++ {
+		if i == 100 {
+			t.Fatalf("%d goroutines after a stopped scan, %d before", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	started := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	scan := StartScan(t.Context(), root, func() time.Time { return started })
+	r, _ := repotest.NewMem(t)
+	a, err := New(r, Options{Policy: "p", Now: func() time.Time { return started.Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := a.BackupScan(t.Context(), scan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := backupWith(t, r, root, scanAhead)
+	if !sn.Time.Equal(started) {
+		t.Errorf("snapshot time %v, want the scan's start %v", sn.Time, started)
+	}
+	if sn.Tree != ref.Tree || sn.Totals.Files != 20 || sn.Totals.Dirs != 6 {
+		t.Errorf("tree %s with %+v; Backup of the same source made %s", sn.Tree.Str(), sn.Totals, ref.Tree.Str())
+	}
 }

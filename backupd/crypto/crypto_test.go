@@ -95,7 +95,7 @@ func TestKeyFileKDF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if kf.KDF != "argon2id" || kf.Params != (crypto.KDFParams{Time: 2, MemoryKiB: 19456, Threads: 1}) || len(kf.Salt) != 32 {
+	if kf.KDF != "argon2id" || kf.Params != (crypto.KDFParams{Time: 2, MemoryKiB: 19456, Threads: 2}) || len(kf.Salt) != 32 {
 		t.Fatalf("default key file: kdf %q params %+v salt %d bytes", kf.KDF, kf.Params, len(kf.Salt))
 	}
 	if _, err := crypto.Unwrap(kf, []byte("pw")); err != nil {

@@ -111,6 +111,11 @@ type Policy struct {
 	Drill      Drill         `yaml:"drill"`
 	Verify     Verify        `yaml:"verify"`
 	AppendOnly []string      `yaml:"append_only"`
+	// FullReadEvery and FullWalkEvery are the archiver's options of the
+	// same names (every Nth backup reads append-only files whole, walks
+	// every directory); 0 in the file means the default, 10.
+	FullReadEvery int `yaml:"full_read_every"`
+	FullWalkEvery int `yaml:"full_walk_every"`
 }
 
 // Scheduler holds daemon-wide scheduling settings.
@@ -240,16 +245,18 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 		})
 	case *Policy:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
-			"name":        p.str(&v.Name),
-			"source":      p.str(&v.Source),
-			"repository":  p.str(&v.Repository),
-			"schedule":    p.schedule(&v.Schedule),
-			"rpo":         p.duration(&v.RPO),
-			"rto":         p.duration(&v.RTO),
-			"retention":   func(c *yaml.Node, k string) { p.decode(c, k, &v.Retention) },
-			"drill":       func(c *yaml.Node, k string) { p.decode(c, k, &v.Drill) },
-			"verify":      func(c *yaml.Node, k string) { p.decode(c, k, &v.Verify) },
-			"append_only": p.strings(&v.AppendOnly),
+			"name":            p.str(&v.Name),
+			"source":          p.str(&v.Source),
+			"repository":      p.str(&v.Repository),
+			"schedule":        p.schedule(&v.Schedule),
+			"rpo":             p.duration(&v.RPO),
+			"rto":             p.duration(&v.RTO),
+			"retention":       func(c *yaml.Node, k string) { p.decode(c, k, &v.Retention) },
+			"drill":           func(c *yaml.Node, k string) { p.decode(c, k, &v.Drill) },
+			"verify":          func(c *yaml.Node, k string) { p.decode(c, k, &v.Verify) },
+			"append_only":     p.strings(&v.AppendOnly),
+			"full_read_every": p.atLeast(&v.FullReadEvery, 1),
+			"full_walk_every": p.atLeast(&v.FullWalkEvery, 1),
 		})
 	case *Retention:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
@@ -389,15 +396,17 @@ func (p *parser) duration(dst *time.Duration) func(*yaml.Node, string) {
 	}
 }
 
-func (p *parser) count(dst *int) func(*yaml.Node, string) {
+func (p *parser) count(dst *int) func(*yaml.Node, string) { return p.atLeast(dst, 0) }
+
+func (p *parser) atLeast(dst *int, least int) func(*yaml.Node, string) {
 	return func(n *yaml.Node, key string) {
 		v, ok := p.scalar(n, key, "a whole number")
 		if !ok {
 			return
 		}
 		c, err := strconv.Atoi(v)
-		if err != nil || c < 0 {
-			p.fail(n, key, "expected a whole number >= 0, got %q", v)
+		if err != nil || c < least {
+			p.fail(n, key, "expected a whole number >= %d, got %q", least, v)
 			return
 		}
 		*dst = c

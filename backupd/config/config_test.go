@@ -15,7 +15,8 @@ func TestGoodConfig(t *testing.T) {
 	}
 	p := cfg.Policies[0]
 	if p.Name != "mesh-volumes" || p.RPO != 5*time.Minute || p.RTO != 2*time.Minute || p.Verify.ReadShare != 0.25 ||
-		p.Retention.KeepLast != 10 || p.Retention.KeepDaily != 7 || cfg.Scheduler.Jitter != 5*time.Second {
+		p.Retention.KeepLast != 10 || p.Retention.KeepDaily != 7 || cfg.Scheduler.Jitter != 5*time.Second ||
+		p.FullWalkEvery != 5 || p.FullReadEvery != 0 {
 		t.Fatalf("decoded %+v", p)
 	}
 	if want, _ := filepath.Abs("testdata/volumes"); !strings.HasSuffix(p.Source, "testdata/volumes") || !filepath.IsAbs(want) {
@@ -39,7 +40,7 @@ func TestBadConfigs(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: append_only, drill, name, repository, retention, rpo, rto, schedule, source, verify)"},
+		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: append_only, drill, full_read_every, full_walk_every, name, repository, retention, rpo, rto, schedule, source, verify)"},
 		{"bad duration", "rpo: 5m", "rpo: five minutes", `good.yaml:11: policies[0].rpo: expected a positive duration such as 90s, 15m or 24h, got "five minutes"`},
 		{"negative duration", "rto: 2m", "rto: -2m", `good.yaml:12: policies[0].rto: expected a positive duration`},
 		{"bad cron", `schedule: "@every 1m"`, `schedule: "61 * * * *"`, "good.yaml:10: policies[0].schedule: expected a cron schedule"},
@@ -48,6 +49,7 @@ func TestBadConfigs(t *testing.T) {
 		{"rpo below interval", "rpo: 5m", "rpo: 30s", "the rpo (30s) is shorter than the backup interval (1m0s)"},
 		{"share out of range", "read_share: 0.25", "read_share: 2", `good.yaml:20: policies[0].verify.read_share: expected a share 0 < x <= 1`},
 		{"negative keep", "keep_last: 10", "keep_last: -1", `good.yaml:14: policies[0].retention.keep_last: expected a whole number >= 0, got "-1"`},
+		{"zero full walk", "full_walk_every: 5", "full_walk_every: 0", `good.yaml:22: policies[0].full_walk_every: expected a whole number >= 1, got "0"`},
 		{"wrong type", "append_only: [\"*.log\"]", "append_only: \"*.log\"", `good.yaml:21: policies[0].append_only: expected a list, got the value "*.log"`},
 		{"two passwords", "password_env: BACKUPD_PASSWORD", "password_env: BACKUPD_PASSWORD\n    password_file: pw", "repositories[0].password_file: exactly one of password_file and password_env is required"},
 		{"bad name", "name: mesh-volumes", "name: mesh volumes!", `policies[0].name: expected a name of letters, digits`},

@@ -96,6 +96,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 			return err
 		}
 		a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: d.opt.Hostname, AppendOnly: p.AppendOnly,
+			FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
 			Logger: d.opt.Logger, Now: d.opt.Now, Program: "backupd daemon"})
 		if err != nil {
 			return err

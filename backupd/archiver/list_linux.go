@@ -3,7 +3,6 @@ package archiver
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -15,36 +14,44 @@ import (
 // opening.
 var errReplaced = errors.New("replaced by another directory while the backup scanned it")
 
+// dirFD is an open directory. The scan keeps bare descriptors: wrapping
+// each in an *os.File costs three more system calls per directory (F_GETFL
+// and a refused epoll registration in os.NewFile, F_SETFL in File.Fd), a
+// quarter of the scan's calls besides the stats.
+type dirFD int
+
+func (d dirFD) Close() error { return unix.Close(int(d)) }
+
 // openRoot opens the source directory, following it if it is a symlink
 // (the source may be a link to the volume). O_NONBLOCK: opening never
 // waits (a FIFO put in its place).
-func openRoot(path string) (*os.File, error) {
+func openRoot(path string) (dirFD, error) {
 	var fd int
 	err := retryEINTR(func() (err error) {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return dirFD(fd), nil
 }
 
-// openSubdir opens the entry e of the open directory dirfd, and only the
+// openSubdir opens the entry e of the open directory d, and only the
 // directory the scan stat'ed: not a symlink put in its place (O_NOFOLLOW;
 // following it would store what it points to, maybe outside the source),
 // not a FIFO or device (O_DIRECTORY; O_NONBLOCK so that nothing waits),
 // not another directory renamed into its place (the inode must match).
 // Opening relative to the parent, also no symlink swapped in for an
 // ancestor is followed.
-func openSubdir(dirfd int, path string, e *entryInfo) (*os.File, error) {
+func openSubdir(d dirFD, path string, e *entryInfo) (dirFD, error) {
 	var fd int
 	err := retryEINTR(func() (err error) {
-		fd, err = unix.Openat(dirfd, e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(int(d), e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Ino != e.inode {
@@ -52,19 +59,39 @@ func openSubdir(dirfd int, path string, e *entryInfo) (*os.File, error) {
 		if err == nil {
 			err = errReplaced
 		}
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return dirFD(fd), nil
 }
 
-// listDir reads the open directory d (at path, descriptor fd) and stats its
-// entries, in name order. Each entry is stat'ed relative to d, so the kernel resolves
-// one path component instead of the whole path: a quarter less time for a
-// scan of the 1 GiB bench set (12,000 entries) than with os.Lstat, and no
-// fs.FileInfo allocated per entry.
-func listDir(d *os.File, fd int, path string) *listing {
+// readNames returns the names in the open directory d, "." and ".."
+// left out, using buf for the kernel's records. On an error it returns the
+// names read before it.
+func readNames(d dirFD, path string, buf []byte) ([]string, error) {
+	var names []string
+	for {
+		var n int
+		err := retryEINTR(func() (err error) { n, err = unix.Getdents(int(d), buf); return err })
+		if err != nil {
+			return names, &fs.PathError{Op: "readdirent", Path: path, Err: err}
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+}
+
+// listDir reads the open directory d (at path) and stats its entries, in
+// name order; buf holds the kernel's directory records. Each entry is
+// stat'ed relative to d, so the kernel resolves one path component instead
+// of the whole path: a quarter less time for a scan of the 1 GiB bench set
+// (12,000 entries) than with os.Lstat, and no fs.FileInfo allocated per
+// entry.
+func listDir(d dirFD, path string, buf []byte) *listing {
 	l := &listing{path: path, sumDone: make(chan struct{})}
-	names, err := d.Readdirnames(-1)
+	fd := int(d)
+	names, err := readNames(d, path, buf)
 	l.err = err
 	slices.Sort(names) // access.log before access.log.1: see the rotation note in walkDir
 	l.entries = make([]entryInfo, 0, len(names))

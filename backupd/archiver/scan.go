@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -153,6 +152,7 @@ type sourceScan struct {
 	starveOnce sync.Once
 	digester   *blake3.Hasher // scanner goroutine only
 	scratch    []byte         // scanner goroutine only
+	dirents    []byte         // scanner goroutine only: getdents records
 
 	errOnce error
 }
@@ -169,7 +169,7 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 	// Every listing weighs at least 1, so the channel never blocks a
 	// send the budget allows.
 	s := &sourceScan{started: now(), ahead: ahead, out: make(chan *listing, ahead), budget: semaphore.NewWeighted(ahead),
-		finished: make(chan struct{}), starved: make(chan struct{}), digester: newDigester(), scratch: make([]byte, 0, 512)}
+		finished: make(chan struct{}), starved: make(chan struct{}), digester: newDigester(), scratch: make([]byte, 0, 512), dirents: make([]byte, 32<<10)}
 	abs, err := filepath.Abs(source)
 	if err != nil {
 		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
@@ -212,14 +212,12 @@ func (s *sourceScan) Stop() {
 // subdirectories, and then sets the listing's subtree sum and returns it.
 // It returns nil once the context is done. d stays open while the
 // subdirectories are scanned: they are opened relative to it.
-func (s *sourceScan) scanDir(ctx context.Context, path string, d *os.File, openErr error) *subtreeSum {
+func (s *sourceScan) scanDir(ctx context.Context, path string, d dirFD, openErr error) *subtreeSum {
 	var l *listing
-	var fd int // d's descriptor, taken once: File.Fd costs a system call
 	if openErr != nil {
 		l = &listing{path: path, err: openErr, sumDone: make(chan struct{})}
 	} else {
-		fd = int(d.Fd())
-		l = listDir(d, fd, path)
+		l = listDir(d, path, s.dirents)
 	}
 	if w := s.weight(l); !s.budget.TryAcquire(w) {
 		s.starveOnce.Do(func() { close(s.starved) })
@@ -236,9 +234,9 @@ func (s *sourceScan) scanDir(ctx context.Context, path string, d *os.File, openE
 	for i := range l.entries {
 		if e := &l.entries[i]; e.err == nil && e.isRegularDir {
 			cp := filepath.Join(path, e.name)
-			cd, err := openSubdir(fd, cp, e)
+			cd, err := openSubdir(d, cp, e)
 			sub := s.scanDir(ctx, cp, cd, err)
-			if cd != nil {
+			if err == nil {
 				_ = cd.Close()
 			}
 			if sub == nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -136,6 +137,10 @@ func TestCommandLineRoundTrip(t *testing.T) {
 	c := newCLI(t)
 	opt := workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.02, Seed: 5}
 	src := genVolume(t, opt)
+	// A volume root as Kubernetes leaves it with an fsGroup: setgid, group-writable.
+	if err := os.Chmod(src, 0o770|fs.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
 	c.ok("init")
 	want1 := manifest(t, src)
 	s1 := c.backup(src)
@@ -146,6 +151,10 @@ func TestCommandLineRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want2 := manifest(t, src)
+	rootAt2, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s2 := c.backup(src)
 	if s2.FilesChanged == 0 || s2.FilesUnchanged == 0 || s2.BytesRead >= s1.BytesRead {
 		t.Fatalf("incremental summary: %+v", s2)
@@ -162,6 +171,10 @@ func TestCommandLineRoundTrip(t *testing.T) {
 	// diff -r is clean too (sockets are skipped by design).
 	target := filepath.Join(t.TempDir(), "r")
 	c.ok("restore", "--policy", "mesh", "--target", target, "latest")
+	// The target takes the source directory's own mode and mtime too.
+	if fi, err := os.Stat(target); err != nil || fi.Mode() != rootAt2.Mode() || !fi.ModTime().Equal(rootAt2.ModTime()) {
+		t.Fatalf("restored root: %v %v, source %v %v (%v)", fi.Mode(), fi.ModTime(), rootAt2.Mode(), rootAt2.ModTime(), err)
+	}
 	out, _ := exec.Command("diff", "-r", "--no-dereference", src, target).CombinedOutput()
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if line != "" && !strings.Contains(line, "admin.sock") && !strings.Contains(line, ".workload-state.json") {

@@ -291,6 +291,7 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 	sn := &snapshot.Snapshot{
 		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: abs,
 		Hostname: a.opt.Hostname, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
+		Root: &snapshot.RootMeta{Mode: scan.rootInfo.mode, UID: scan.rootInfo.uid, GID: scan.rootInfo.gid, MtimeNS: scan.rootInfo.mtimeNS},
 	}
 	sn.Totals.DurationSec = a.opt.Now().Sub(start).Seconds()
 	if a.reuseByDigest {

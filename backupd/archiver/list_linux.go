@@ -37,6 +37,15 @@ func openRoot(path string) (dirFD, error) {
 	return dirFD(fd), nil
 }
 
+// statDir returns the metadata of the open directory d, named name.
+func statDir(d dirFD, name string) (entryInfo, error) {
+	var st unix.Stat_t
+	if err := retryEINTR(func() error { return unix.Fstat(int(d), &st) }); err != nil {
+		return entryInfo{}, &fs.PathError{Op: "fstat", Path: name, Err: err}
+	}
+	return entryFromStat(name, &st), nil
+}
+
 // openSubdir opens the entry e of the open directory d, and only the
 // directory the scan stat'ed: not a symlink put in its place (O_NOFOLLOW;
 // following it would store what it points to, maybe outside the source),

@@ -136,8 +136,9 @@ func summarize(h *blake3.Hasher, b []byte, l *listing, subs []*subtreeSum) *subt
 // (pre-order, sorted names, descending into every entry the scan itself
 // saw as a directory), so the walker only checks paths, never searches.
 type sourceScan struct {
-	root    string
-	started time.Time
+	root     string
+	rootInfo entryInfo // the source directory's own metadata
+	started  time.Time
 
 	ahead    int64 // scanAhead but in tests
 	out      chan *listing
@@ -184,6 +185,11 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 		return s
 	}
 	if err != nil {
+		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
+		return s
+	}
+	if s.rootInfo, err = statDir(d, abs); err != nil {
+		_ = d.Close()
 		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
 		return s
 	}

@@ -146,7 +146,9 @@ type fileTask struct {
 	node snapshot.Node
 }
 
-// Restore writes the tree of sn into target, creating target if needed.
+// Restore writes the tree of sn into target, creating target if needed,
+// and then gives target the source directory's mode, owner and mtime (when
+// the snapshot records them: those made since 2026-12-01 do).
 // Per-file failures are collected in the Result; the returned error is for
 // failures that stop the whole restore.
 func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target string) (*Result, error) {
@@ -209,6 +211,12 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := r.setMeta(root, dirs[i].rel, dirs[i].node); err != nil {
 			fail(dirs[i].rel, err)
+		}
+	}
+	// The target itself, last, takes the source directory's metadata.
+	if sn.Root != nil {
+		if err := r.setMeta(root, ".", sn.Root.Node()); err != nil {
+			fail(".", err)
 		}
 	}
 	return res, nil

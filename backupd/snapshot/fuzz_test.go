@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"reflect"
 	"testing"
 	"time"
@@ -65,14 +66,23 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	s := snapshot.Snapshot{Version: 1, Seq: 3, Time: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC), Policy: "p", Source: "/v", Tree: repository.Hash(nil)}
 	b, _ := json.Marshal(s)
 	f.Add(b)
+	s.Root = &snapshot.RootMeta{Mode: fs.ModeDir | fs.ModeSetgid | 0o775, GID: 2000, MtimeNS: 1}
+	b, _ = json.Marshal(s)
+	f.Add(b)
 	f.Add([]byte(`{"version":2}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sn, err := snapshot.Decode(b)
 		if err != nil {
+			if !errors.Is(err, repository.ErrFormat) {
+				t.Fatalf("error is not ErrFormat: %v", err)
+			}
 			return
 		}
 		if sn.Policy == "" || sn.Tree.IsNull() || sn.Version != 1 {
 			t.Fatalf("accepted invalid snapshot %+v", sn)
+		}
+		if sn.Root != nil && (!sn.Root.Mode.IsDir() || sn.Root.Mode.Type() != fs.ModeDir) {
+			t.Fatalf("accepted root mode %v", sn.Root.Mode)
 		}
 	})
 }

@@ -109,10 +109,30 @@ type Snapshot struct {
 	// against the index; at the archiver's limit a backup walks everything.
 	DigestRuns int    `json:"digest_runs,omitempty"`
 	Program    string `json:"program,omitempty"`
+	// Root is the source directory's own metadata, which a restore gives
+	// the target directory. Snapshots made before 2026-12-01 lack it; their
+	// restores leave the target's metadata alone.
+	Root *RootMeta `json:"root,omitempty"`
 
 	// ID is the object id; not stored.
 	ID repository.ID `json:"-"`
 }
+
+// RootMeta is the metadata of a snapshot's source directory itself.
+type RootMeta struct {
+	Mode    fs.FileMode `json:"mode"`
+	UID     uint32      `json:"uid"`
+	GID     uint32      `json:"gid"`
+	MtimeNS int64       `json:"mtime_ns"`
+}
+
+// Node returns the root as a directory node, for restoring its metadata.
+func (m *RootMeta) Node() Node {
+	return Node{Name: ".", Type: TypeDir, Mode: m.Mode, UID: m.UID, GID: m.GID, MtimeNS: m.MtimeNS}
+}
+
+// dirModeBits are the mode bits a directory may have.
+const dirModeBits = fs.ModeDir | fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 
 // Decode parses and validates a snapshot manifest.
 func Decode(b []byte) (*Snapshot, error) {
@@ -131,6 +151,9 @@ func Decode(b []byte) (*Snapshot, error) {
 	}
 	if s.Tree.IsNull() {
 		return nil, fmt.Errorf("snapshot: %w: no tree", repository.ErrFormat)
+	}
+	if s.Root != nil && (!s.Root.Mode.IsDir() || s.Root.Mode&^dirModeBits != 0) {
+		return nil, fmt.Errorf("snapshot: %w: root mode %v is not a directory's", repository.ErrFormat, s.Root.Mode)
 	}
 	return &s, nil
 }

@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"reflect"
@@ -234,5 +235,27 @@ func TestLatestAndFind(t *testing.T) {
 	}
 	if snapshot.NextSeq(snaps, "p") != 3 || snapshot.NextSeq(snaps, "other") != 1 {
 		t.Fatal("NextSeq")
+	}
+}
+
+// A snapshot's root metadata must be a directory's: restore applies it to
+// the target directory.
+func TestDecodeRefusesNonDirectoryRoot(t *testing.T) {
+	base := `{"version":1,"policy":"p","tree":"` + repository.Hash(nil).String() + `","root":{"mode":%d}}`
+	for _, tc := range []struct {
+		mode fs.FileMode
+		ok   bool
+	}{
+		{fs.ModeDir | 0o755, true},
+		{fs.ModeDir | fs.ModeSetgid | fs.ModeSticky | 0o775, true},
+		{fs.ModeDir | 0o2775, false}, // a Unix setgid bit is not a FileMode bit
+		{0o644, false},
+		{fs.ModeDir | fs.ModeSymlink | 0o777, false},
+		{fs.ModeDir | fs.ModeDevice, false},
+	} {
+		_, err := snapshot.Decode([]byte(fmt.Sprintf(base, uint32(tc.mode))))
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, repository.ErrFormat)) {
+			t.Errorf("root mode %v: %v", tc.mode, err)
+		}
 	}
 }

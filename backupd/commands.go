@@ -280,11 +280,13 @@ func backupCommand(g *globalOptions) *cobra.Command {
 		Short: "Back up a directory as a new snapshot of a policy",
 		Long: `Back up PATH as a new snapshot of --policy. Unchanged files (same inode,
 size, mtime and ctime as in the policy's previous snapshot of PATH) are not
-read again. Files matching --append-only that only grew are read from their
-old last chunk on; every --full-read-every'th backup reads them whole. A
-directory whose entries, and everything below them, have the same names and
-metadata as when the previous snapshot was made is taken from it whole;
-every --full-walk-every'th backup of a policy checks every file again.`,
+read again. Files matching --append-only that only grew are checked by
+re-hashing their old last chunk, and then only what was appended is read;
+every --full-read-every'th backup re-reads them whole and re-hashes every
+old chunk. A directory whose entries, and everything below them, have the
+same names and metadata as when the previous snapshot was made is taken
+from it whole; every --full-walk-every'th backup of a policy checks every
+file again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if policy == "" {

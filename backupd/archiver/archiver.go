@@ -57,8 +57,8 @@ type Options struct {
 	// AppendOnly holds filepath.Match patterns on base names.
 	AppendOnly []string
 	// FullReadEvery makes every Nth backup of an append-only file read it
-	// whole, bounding how long an in-place edit of its older part could go
-	// unnoticed: 10.
+	// whole and re-hash each of its old chunks, bounding how long an
+	// in-place edit of its older part could go unnoticed: 10.
 	FullReadEvery int
 	// FullWalkEvery makes every Nth backup of a policy walk every
 	// directory, even those whose scan digest equals the parent's, so that
@@ -713,11 +713,13 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	var content []repository.ID
 	var offset int64
 	pn := job.parent
-	if pn != nil && w.a.appendOnly(job.name) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) &&
-		len(pn.Content) > 0 && pn.TailRuns+1 < a.opt.FullReadEvery {
-		if prefix, off, ok := w.tail(ctx, f, pn); ok {
+	if pn != nil && w.a.appendOnly(job.name) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
+		full := pn.TailRuns+1 >= a.opt.FullReadEvery
+		if prefix, off, ok := w.tail(ctx, f, pn, full); ok {
 			content, offset = prefix, off
-			node.TailRuns = pn.TailRuns + 1
+			if !full {
+				node.TailRuns = pn.TailRuns + 1
+			}
 		}
 	}
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
@@ -776,33 +778,77 @@ func (w *worker) fileError(job *fileJob, err error) error {
 	return nil
 }
 
-// tail checks that the last chunk of the parent version is still there; if
-// so the file only grew and the chunks before it are reused. It returns the
-// reused prefix and the offset to chunk from (the start of the old last
-// chunk, whose end was the old end of file rather than a content-defined
-// boundary).
-func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node) ([]repository.ID, int64, bool) {
-	last := pn.Content[len(pn.Content)-1]
-	loc, ok := w.a.repo.Index().Lookup(last)
-	if !ok || uint64(loc.RawLen) > pn.Size {
-		return nil, 0, false
-	}
-	for _, id := range pn.Content[:len(pn.Content)-1] {
-		if !w.a.repo.Index().Has(id) {
+// tail works out how much of an append-only file's parent version can be
+// kept now that the file has grown. It re-hashes the parent's last chunk
+// (with full, every chunk, at the boundaries the parent recorded) and, if
+// that matches, keeps the parent's chunks: all of them when the last one is
+// at least chunker.MinSize, and chunking goes on from the old end of file;
+// all but a shorter last one otherwise, which is chunked again with what
+// was appended, so that blobs of a growing log stay at least MinSize. With
+// full, a chunk that no longer matches (an edit in place in the older part)
+// and everything after it are chunked again. It returns the kept chunks and
+// the offset to chunk from; false means read the whole file.
+func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full bool) ([]repository.ID, int64, bool) {
+	idx := w.a.repo.Index()
+	n := len(pn.Content)
+	ends := make([]int64, n) // end offset of each of the parent's chunks
+	var end int64
+	for i, id := range pn.Content {
+		loc, ok := idx.Lookup(id)
+		if !ok {
 			return nil, 0, false
 		}
+		end += int64(loc.RawLen)
+		ends[i] = end
 	}
-	start := int64(pn.Size) - int64(loc.RawLen)
-	buf := getChunk(int(loc.RawLen))[:loc.RawLen]
-	defer putChunk(buf)
-	if _, err := f.ReadAt(buf, start); err != nil {
+	if end != int64(pn.Size) {
 		return nil, 0, false
 	}
-	w.a.Stats.BytesRead.Add(uint64(len(buf)))
-	if w.id(buf) != last {
-		return nil, 0, false
+	from := n - 1 // the first chunk to re-hash
+	if full {
+		from = 0
 	}
-	return slices.Clone(pn.Content[:len(pn.Content)-1]), start, true
+	var buf []byte
+	defer func() {
+		if buf != nil {
+			putChunk(buf)
+		}
+	}()
+	for i := from; i < n; i++ {
+		if ctx.Err() != nil {
+			return nil, 0, false
+		}
+		var start int64
+		if i > 0 {
+			start = ends[i-1]
+		}
+		size := int(ends[i] - start)
+		if buf == nil || cap(buf) < size {
+			if buf != nil {
+				putChunk(buf)
+			}
+			buf = getChunk(size)
+		}
+		b := buf[:size]
+		if _, err := f.ReadAt(b, start); err != nil {
+			return nil, 0, false
+		}
+		w.a.Stats.BytesRead.Add(uint64(size))
+		if w.id(b) != pn.Content[i] {
+			if !full {
+				return nil, 0, false
+			}
+			return slices.Clone(pn.Content[:i]), start, true
+		}
+	}
+	lastStart := int64(0)
+	if n > 1 {
+		lastStart = ends[n-2]
+	}
+	if ends[n-1]-lastStart < chunker.MinSize {
+		return slices.Clone(pn.Content[:n-1]), lastStart, true
+	}
+	return slices.Clone(pn.Content), ends[n-1], true
 }
 
 var chunkPool sync.Pool

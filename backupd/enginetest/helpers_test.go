@@ -96,6 +96,38 @@ func (e *env) mustBackup() (*snapshot.Snapshot, *archiver.Archiver) {
 	return sn, a
 }
 
+// node returns the node of the file name in sn's root directory and the end
+// offset of each of its chunks.
+func (e *env) node(sn *snapshot.Snapshot, name string) (snapshot.Node, []uint64) {
+	e.t.Helper()
+	r := e.open()
+	if err := r.LoadIndex(e.t.Context()); err != nil {
+		e.t.Fatal(err)
+	}
+	tree, err := snapshot.LoadTree(e.t.Context(), r, sn.Tree)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, n := range tree.Nodes {
+		if n.Name != name {
+			continue
+		}
+		ends := make([]uint64, len(n.Content))
+		var end uint64
+		for i, id := range n.Content {
+			loc, ok := r.Index().Lookup(id)
+			if !ok {
+				e.t.Fatalf("%s: chunk %d not indexed", name, i)
+			}
+			end += uint64(loc.RawLen)
+			ends[i] = end
+		}
+		return n, ends
+	}
+	e.t.Fatalf("snapshot %s has no %s", sn.ID.Str(), name)
+	return snapshot.Node{}, nil
+}
+
 func (e *env) snapshots() []*snapshot.Snapshot {
 	e.t.Helper()
 	r := e.open()

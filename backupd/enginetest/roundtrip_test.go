@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/chunker"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/repotest"
 	"github.com/meshbackup/backupd/backupd/snapshot"
@@ -154,38 +155,87 @@ func TestIncrementalAfterMutations(t *testing.T) {
 	e.assertCheckOK(true)
 }
 
-// Append-only logs: only the tail is read, with a periodic full read, and
-// the result is still byte-exact.
+// Append-only logs: only the tail is read and stored, every chunk of the
+// older part is kept (also by the periodic full read, which re-hashes them
+// where they lie), an edit in place in the older part is caught by that
+// full read, and every restore is byte-exact.
 func TestAppendOnlyTailReads(t *testing.T) {
 	e := newEnv(t, smallVolume())
 	e.src = filepath.Join(t.TempDir(), "src")
 	writeTree(t, e.src, "large append-only logs")
 	e.aopt = archiver.Options{Policy: "mesh", FullReadEvery: 3}
-	e.mustBackup()
+	prev, _ := e.mustBackup()
 	logPath := filepath.Join(e.src, "access.log")
-	fi, _ := os.Stat(logPath)
-	var reads []uint64
-	for i := range 4 {
+	appendLines := func(i int) {
+		t.Helper()
 		f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, _ = f.WriteString(strings.Repeat("appended line "+itoa(i)+"\n", 2000))
 		f.Close()
-		_, a := e.mustBackup()
-		reads = append(reads, a.Stats.BytesRead.Load())
 	}
-	// Reads 1 and 2 are tail-only (at most two chunks); read 3 is the
-	// periodic full read; read 4 is tail-only again.
-	for _, i := range []int{0, 1, 3} {
-		if reads[i] > 2*4<<20+100_000 || reads[i] >= uint64(fi.Size()) {
-			t.Fatalf("backup %d read %d bytes of a %d-byte log: not tail-only (reads %v)", i+1, reads[i], fi.Size(), reads)
+	// kept is how many of old's chunks new starts with.
+	kept := func(old, new snapshot.Node) int {
+		k := 0
+		for k < len(old.Content) && k < len(new.Content) && old.Content[k] == new.Content[k] {
+			k++
 		}
+		return k
 	}
-	if reads[2] < uint64(fi.Size()) {
-		t.Fatalf("periodic full read did not happen: reads %v, log size %d", reads, fi.Size())
+	edited := -1 // the chunk edited in place before backup 3
+	for i := range 4 {
+		oldNode, ends := e.node(prev, "access.log")
+		if i == 1 {
+			// An edit in the middle of the older part (the file keeps its
+			// inode and still grows): a tail-only backup cannot see it.
+			f, err := os.OpenFile(logPath, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := oldNode.Size / 2
+			if _, err := f.WriteAt([]byte("EDITED"), int64(off)); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			for edited = 0; off >= ends[edited]; edited++ {
+			}
+		}
+		appendLines(i)
+		sn, a := e.mustBackup()
+		n, _ := e.node(sn, "access.log")
+		last := ends[len(ends)-1]
+		if len(ends) > 1 {
+			last -= ends[len(ends)-2]
+		}
+		grown := n.Size - oldNode.Size
+		switch i {
+		case 0, 1, 3: // tail-only: the old last chunk is re-hashed, then the tail read
+			wantKept := len(oldNode.Content)
+			if last < chunker.MinSize {
+				wantKept-- // a short last chunk is chunked again with the new bytes
+			}
+			if got := a.Stats.BytesRead.Load(); got > 2*last+grown+100_000 {
+				t.Fatalf("backup %d read %d bytes: not tail-only (log %d bytes, %d appended, old last chunk %d)", i+2, got, n.Size, grown, last)
+			}
+			if k := kept(oldNode, n); k != wantKept {
+				t.Fatalf("backup %d kept %d of the %d old chunks, want %d", i+2, k, len(oldNode.Content), wantKept)
+			}
+		case 2: // the periodic full read re-hashes every chunk where it lies
+			if got := a.Stats.BytesRead.Load(); got < n.Size {
+				t.Fatalf("periodic full read did not happen: read %d of %d bytes", got, n.Size)
+			}
+			if k := kept(oldNode, n); k != edited {
+				t.Fatalf("full read kept %d of the %d old chunks, want the %d before the edited one", k, len(oldNode.Content), edited)
+			}
+		}
+		// The tail-only backup after the edit holds the old bytes there;
+		// every other snapshot is exact, the full read's included.
+		if i != 1 {
+			e.assertRestores(sn)
+		}
+		prev = sn
 	}
-	e.assertAllRestore()
 }
 
 // Scenario 9: content changed and mtime put back: ctime gives it away.

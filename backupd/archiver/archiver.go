@@ -155,7 +155,9 @@ type fileResult struct {
 type fileJob struct {
 	path   string
 	name   string
-	parent *snapshot.Node
+	parent *snapshot.Node // the previous version: same name, or same inode (moved)
+	moved  bool           // parent is the node of another name with this inode
+	known  bool           // the parent snapshot had a file of this name
 	res    *fileResult
 }
 
@@ -420,6 +422,18 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 			old[parent.Nodes[i].Name] = &parent.Nodes[i]
 		}
 	}
+	var byInode map[uint64]*snapshot.Node // built when first needed
+	movedFrom := func(inode uint64) *snapshot.Node {
+		if byInode == nil && parent != nil {
+			byInode = make(map[uint64]*snapshot.Node)
+			for i := range parent.Nodes {
+				if n := &parent.Nodes[i]; n.Type == snapshot.TypeFile && len(n.Content) > 0 {
+					byInode[n.Inode] = n
+				}
+			}
+		}
+		return byInode[inode]
+	}
 	var entries []entry
 	for i := range l.entries {
 		if err := ctx.Err(); err != nil {
@@ -480,9 +494,18 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 			if pn != nil && pn.Type != snapshot.TypeFile {
 				pn = nil
 			}
+			job := &fileJob{path: p, name: name, parent: pn, known: pn != nil}
+			// A file renamed within the directory (a rotated log) is
+			// compared with its old node, chunk by chunk.
+			if pn == nil || pn.Inode != ce.inode {
+				if m := movedFrom(ce.inode); m != nil && m.Size <= uint64(ce.size) {
+					job.parent, job.moved = m, true
+				}
+			}
 			res := &fileResult{done: make(chan struct{})}
+			job.res = res
 			select {
-			case files <- &fileJob{path: p, name: name, parent: pn, res: res}:
+			case files <- job:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -713,8 +736,10 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	var content []repository.ID
 	var offset int64
 	pn := job.parent
-	if pn != nil && w.a.appendOnly(job.name) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
-		full := pn.TailRuns+1 >= a.opt.FullReadEvery
+	if pn != nil && (job.moved || w.a.appendOnly(job.name)) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
+		// A moved file is re-hashed whole: its name says nothing about
+		// how it was written.
+		full := job.moved || pn.TailRuns+1 >= a.opt.FullReadEvery
 		if prefix, off, ok := w.tail(ctx, f, pn, full); ok {
 			content, offset = prefix, off
 			if !full {
@@ -762,10 +787,10 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	node.Content = content
 	h := snapshot.ContentHash(content)
 	node.Hash = &h
-	if pn == nil {
-		a.Stats.FilesNew.Add(1)
-	} else {
+	if job.known {
 		a.Stats.FilesChanged.Add(1)
+	} else {
+		a.Stats.FilesNew.Add(1)
 	}
 	job.res.node = node
 	return nil

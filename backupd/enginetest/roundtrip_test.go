@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -236,6 +237,79 @@ func TestAppendOnlyTailReads(t *testing.T) {
 		}
 		prev = sn
 	}
+}
+
+// A log rotated to a new name (same inode, maybe grown since the last
+// backup) keeps every chunk of its old node, boundaries where earlier
+// backups found its end included: it is re-hashed where they lie, not
+// chunked anew. A renamed file edited in place is caught all the same.
+func TestRotatedLogKeepsItsChunks(t *testing.T) {
+	e := newEnv(t, smallVolume())
+	e.src = filepath.Join(t.TempDir(), "src")
+	writeTree(t, e.src, "large append-only logs")
+	logPath := filepath.Join(e.src, "access.log")
+	appendBytes := func(p string, n int) {
+		t.Helper()
+		f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := "[2026-12-01T10:00:00.000Z] \"GET /healthz HTTP/1.1\" 200 appended\n"
+		_, _ = f.WriteString(strings.Repeat(line, n/len(line)+1))
+		f.Close()
+	}
+	e.mustBackup()
+	// Three tail-only backups, each appending more than the minimum chunk
+	// size: chunks end where each backup found the end of the file.
+	for range 3 {
+		appendBytes(logPath, 300<<10)
+		e.mustBackup()
+	}
+	before := e.snapshots()[len(e.snapshots())-1]
+	oldLog, ends := e.node(before, "access.log")
+	oldDB, _ := e.node(before, "raft.db")
+	appendBytes(logPath, 10<<10) // written after the last backup, before the rotation
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Rename(logPath, logPath+".1"))
+	must(os.WriteFile(logPath, []byte("first line after rotation\n"), 0o640))
+	must(os.Rename(filepath.Join(e.src, "raft.db"), filepath.Join(e.src, "raft.db.old")))
+	sn, a := e.mustBackup()
+	rotated, _ := e.node(sn, "access.log.1")
+	db, _ := e.node(sn, "raft.db.old")
+	last := ends[len(ends)-1] - ends[len(ends)-2]
+	wantKept := len(oldLog.Content)
+	if last < chunker.MinSize {
+		wantKept--
+	}
+	if len(rotated.Content) < wantKept || !slices.Equal(rotated.Content[:wantKept], oldLog.Content[:wantKept]) {
+		t.Fatalf("rotated log: %d chunks, of which the first %d should be the old log's (%d chunks)", len(rotated.Content), wantKept, len(oldLog.Content))
+	}
+	if !slices.Equal(db.Content, oldDB.Content) {
+		t.Fatal("renamed raft.db did not keep its chunks")
+	}
+	if got := a.Stats.FilesNew.Load(); got != 2 {
+		t.Fatalf("%d files new, want 2 (the renamed ones)", got)
+	}
+	if w := a.Stats.BytesWritten.Load(); w > 2<<20 {
+		t.Fatalf("stored %d bytes for a rotation that added 10 KiB", w)
+	}
+	e.assertRestores(sn)
+
+	// Renamed and edited in place at the start: the old node is compared
+	// chunk by chunk, so the edit is stored.
+	f, err := os.OpenFile(logPath+".1", os.O_WRONLY, 0)
+	must(err)
+	_, err = f.WriteAt([]byte("EDITED"), 10)
+	must(err)
+	f.Close()
+	must(os.Rename(logPath+".1", logPath+".2"))
+	sn, _ = e.mustBackup()
+	e.assertRestores(sn)
 }
 
 // Scenario 9: content changed and mtime put back: ctime gives it away.

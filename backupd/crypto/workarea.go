@@ -15,16 +15,20 @@ import "runtime"
 // reference machine a 19 MiB derivation took 57 ms with one lane and
 // 106 ms with two; with its work area written first, 41 ms and 34–37 ms.
 //
-// A buffer of n bytes is populated with writes (in one system call where
-// the kernel has MADV_POPULATE_WRITE, page by page otherwise) and freed by
-// a collection; the allocator hands the same pages to the next allocation
-// of that size, which it clears with ordinary writes. If it does not, the
-// derivation is only as slow as without this.
+// A buffer of n bytes and some slack is populated with writes (in one
+// system call where the kernel has MADV_POPULATE_WRITE, page by page
+// otherwise) and freed by a collection; the allocator, which takes the
+// lowest free pages that fit, hands the same pages to the next allocation
+// of that size and clears them with ordinary writes. The slack keeps that
+// so when another goroutine (the backup's source scan) takes a few pages
+// of the freed run first. If it does not happen, the derivation is only as
+// slow as without this.
 func prepareWorkArea(n int) {
 	if n < 1<<20 {
 		return
 	}
-	b := make([]byte, n)
+	const slack = 2 << 20
+	b := make([]byte, n+slack)
 	if !populateWrite(b) {
 		for i := 0; i < len(b); i += 4096 {
 			b[i] = 0

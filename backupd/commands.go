@@ -461,7 +461,10 @@ directory's: files, directories, symlinks, modes, times (and owners when
 run as root). Every chunk is authenticated and checked against its id, and
 every file against its recorded content hash, before it is renamed into
 place; a file whose data is corrupt is not written and is named in the
-error. Rerunning a restore is safe and only writes what is missing.`,
+error. Rerunning a restore is safe and only writes what is missing.
+The target directory itself takes the backed-up directory's mode, owner and
+mtime when it was new, empty or filled by an earlier run of this restore;
+a target that holds anything else keeps its own.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if target == "" {

@@ -310,7 +310,7 @@ func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) r
 		}()
 		start := d.opt.Now()
 		owner := false
-		rs := restorer.New(repo, restorer.Options{Logger: d.opt.Logger, Owner: &owner})
+		rs := restorer.New(repo, restorer.Options{Logger: d.opt.Logger, Owner: &owner, KeepTargetMeta: true})
 		res, err := rs.Restore(ctx, sn, scratch)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package enginetest
 
 import (
 	"bytes"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/chunker"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/repotest"
+	"github.com/meshbackup/backupd/backupd/restorer"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/bench/workload"
 )
@@ -551,4 +553,65 @@ func TestSubtreesReusedByDigest(t *testing.T) {
 	}
 	e.assertRestores(first)
 	e.assertCheckOK(false)
+}
+
+// The target takes the source directory's own mode and mtime when it holds
+// nothing but what the snapshot restores (new, empty, or an earlier run's
+// work); a directory with other things in it keeps its own, and so does a
+// drill's scratch space.
+func TestRestoreTargetMetadata(t *testing.T) {
+	e := newEnv(t, smallVolume())
+	e.src = filepath.Join(t.TempDir(), "src")
+	writeTree(t, e.src, "links, empties, modes")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcMode := fs.ModeDir | fs.ModeSetgid | 0o750
+	must(os.Chmod(e.src, srcMode))
+	mt := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	must(os.Chtimes(e.src, mt, mt))
+	sn, _ := e.mustBackup()
+	restore := func(target string, opt restorer.Options) fs.FileInfo {
+		t.Helper()
+		r := e.open()
+		must(r.LoadIndex(t.Context()))
+		res, err := restorer.New(r, opt).Restore(t.Context(), sn, target)
+		must(err)
+		must(res.Err())
+		fi, err := os.Stat(target)
+		must(err)
+		return fi
+	}
+	took := func(fi fs.FileInfo) bool { return fi.Mode() == srcMode && fi.ModTime().Equal(mt) }
+
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	if fi := restore(fresh, restorer.Options{}); !took(fi) {
+		t.Errorf("new target: %v %v, want the source's %v %v", fi.Mode(), fi.ModTime(), srcMode, mt)
+	}
+	// A rerun into the restored target (its mode reset meanwhile) is this
+	// restore's own work: the metadata is set again.
+	must(os.Chmod(fresh, 0o700))
+	if fi := restore(fresh, restorer.Options{}); !took(fi) {
+		t.Errorf("rerun: %v, want %v", fi.Mode(), srcMode)
+	}
+	empty := t.TempDir()
+	if fi := restore(empty, restorer.Options{}); !took(fi) {
+		t.Errorf("empty target: %v, want %v", fi.Mode(), srcMode)
+	}
+	shared := t.TempDir()
+	must(os.Chmod(shared, fs.ModeSticky|0o777))
+	must(os.WriteFile(filepath.Join(shared, "someone-elses.txt"), nil, 0o644))
+	if fi := restore(shared, restorer.Options{}); fi.Mode() != fs.ModeDir|fs.ModeSticky|0o777 {
+		t.Errorf("target with other files: mode changed to %v", fi.Mode())
+	}
+	scratch := filepath.Join(t.TempDir(), "drill")
+	if fi := restore(scratch, restorer.Options{KeepTargetMeta: true}); fi.Mode() != fs.ModeDir|0o700 {
+		t.Errorf("KeepTargetMeta: target mode %v, want the 0700 it was made with", fi.Mode())
+	}
+	if d := workload.Diff(e.oracle[sn.ID], e.manifest(shared), false); len(d) > 1 || len(d) == 1 && !strings.Contains(d[0], "someone-elses.txt") {
+		t.Errorf("restore into a shared directory: %v", d)
+	}
 }

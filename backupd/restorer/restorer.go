@@ -51,9 +51,14 @@ type Options struct {
 	// Delete removes target entries the snapshot does not hold.
 	Delete bool
 	// Owner restores uid/gid; on by default when running as root.
-	Owner  *bool
-	Logger *slog.Logger
-	Faults *faultpoint.Set
+	Owner *bool
+	// KeepTargetMeta leaves the target directory's own mode, owner and
+	// times alone (drills restore into private scratch space, which must
+	// stay private). Otherwise the target takes the source directory's
+	// when it holds nothing but what the snapshot restores (see Restore).
+	KeepTargetMeta bool
+	Logger         *slog.Logger
+	Faults         *faultpoint.Set
 }
 
 // Stats count what a restore did.
@@ -146,9 +151,13 @@ type fileTask struct {
 	node snapshot.Node
 }
 
-// Restore writes the tree of sn into target, creating target if needed,
-// and then gives target the source directory's mode, owner and mtime (when
-// the snapshot records them: those made since 2026-12-01 do).
+// Restore writes the tree of sn into target, creating target if needed.
+// When the snapshot records the source directory's own mode, owner and
+// mtime (those made since 2026-12-01 do), target takes them last, if it
+// held nothing but what the snapshot restores when the restore started: a
+// new or empty directory, or one an earlier run of this restore filled.
+// Restoring into a directory that holds other things (a home directory,
+// /tmp) leaves its metadata alone.
 // Per-file failures are collected in the Result; the returned error is for
 // failures that stop the whole restore.
 func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target string) (*Result, error) {
@@ -160,6 +169,7 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 		return nil, fmt.Errorf("restore: open target %s: %w", target, err)
 	}
 	defer root.Close()
+	targetMeta := sn.Root != nil && !r.opt.KeepTargetMeta && r.onlyOurs(ctx, root, sn)
 
 	res := &Result{}
 	var mu sync.Mutex
@@ -190,7 +200,7 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 			return nil
 		})
 	}
-	// Directory metadata is set after their files, deepest first.
+	// Directory metadata is set after their files (see below).
 	var dirs []fileTask
 	g.Go(func() error {
 		defer close(tasks)
@@ -208,18 +218,54 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	if err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := r.setMeta(root, dirs[i].rel, dirs[i].node); err != nil {
-			fail(dirs[i].rel, err)
+	// dirs lists every directory after those below it: a directory's own
+	// mode (0500, say) is set after its subdirectories' have been.
+	for _, d := range dirs {
+		if err := r.setMeta(root, d.rel, d.node); err != nil {
+			fail(d.rel, err)
 		}
 	}
-	// The target itself, last, takes the source directory's metadata.
-	if sn.Root != nil {
-		if err := r.setMeta(root, ".", sn.Root.Node()); err != nil {
+	// The target itself, last. Not owning it (an empty mount point made
+	// by someone else) is not a file that failed.
+	if targetMeta {
+		if err := r.setMeta(root, ".", sn.Root.Node()); errors.Is(err, fs.ErrPermission) {
+			r.log.Warn("target directory's mode and times not set", "target", target, "err", err)
+		} else if err != nil {
 			fail(".", err)
 		}
 	}
 	return res, nil
+}
+
+// onlyOurs reports whether every entry of the target is a name of the
+// snapshot's root directory or a temp file of an interrupted restore.
+func (r *Restorer) onlyOurs(ctx context.Context, root *os.Root, sn *snapshot.Snapshot) bool {
+	d, err := root.Open(".")
+	if err != nil {
+		return false
+	}
+	names, err := d.Readdirnames(-1)
+	_ = d.Close()
+	if err != nil {
+		return false
+	}
+	if len(names) == 0 {
+		return true
+	}
+	tree, err := snapshot.LoadTree(ctx, r.repo, sn.Tree)
+	if err != nil {
+		return false
+	}
+	ours := make(map[string]bool, len(tree.Nodes))
+	for _, n := range tree.Nodes {
+		ours[n.Name] = true
+	}
+	for _, name := range names {
+		if !ours[name] && !strings.HasPrefix(name, TempPrefix) {
+			return false
+		}
+	}
+	return true
 }
 
 // walk creates directories and symlinks in dir and queues its files.

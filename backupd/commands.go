@@ -282,11 +282,12 @@ func backupCommand(g *globalOptions) *cobra.Command {
 size, mtime and ctime as in the policy's previous snapshot of PATH) are not
 read again. Files matching --append-only that only grew are checked by
 re-hashing their old last chunk, and then only what was appended is read;
-every --full-read-every'th backup re-reads them whole and re-hashes every
-old chunk. A directory whose entries, and everything below them, have the
-same names and metadata as when the previous snapshot was made is taken
-from it whole; every --full-walk-every'th backup of a policy checks every
-file again.`,
+the --full-read-every'th backup after their last full read re-reads them
+whole and re-hashes every old chunk, changed or not. Files renamed within
+their directory are matched to their old version by inode. A directory
+whose entries, and everything below them, have the same names and metadata
+as when the previous snapshot was made is taken from it whole; every
+--full-walk-every'th backup of a policy checks every file again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if policy == "" {
@@ -340,7 +341,7 @@ file again.`,
 	}
 	c.Flags().StringVarP(&policy, "policy", "p", "", "policy name (required)")
 	c.Flags().StringSliceVar(&appendOnly, "append-only", archiver.DefaultAppendOnly, "name patterns of append-only files (tail-only reads)")
-	c.Flags().IntVar(&fullEvery, "full-read-every", 10, "read append-only files whole every Nth backup")
+	c.Flags().IntVar(&fullEvery, "full-read-every", 10, "re-read append-only files whole at least every Nth backup")
 	c.Flags().IntVar(&walkEvery, "full-walk-every", 10, "walk every directory, even unchanged ones, every Nth backup")
 	c.Flags().BoolVar(&allowEmpty, "allow-empty-source", false, "accept an empty source whose previous snapshot was not empty")
 	return c

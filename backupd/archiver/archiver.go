@@ -56,9 +56,11 @@ type Options struct {
 	Hostname string
 	// AppendOnly holds filepath.Match patterns on base names.
 	AppendOnly []string
-	// FullReadEvery makes every Nth backup of an append-only file read it
-	// whole and re-hash each of its old chunks, bounding how long an
-	// in-place edit of its older part could go unnoticed: 10.
+	// FullReadEvery: an append-only file whose content was partly taken
+	// unread (only its tail was read) is read whole, each old chunk
+	// re-hashed, by the Nth backup after its last full read, whether or not
+	// it changed since; this bounds how long an in-place edit of its older
+	// part can go unnoticed: 10.
 	FullReadEvery int
 	// FullWalkEvery makes every Nth backup of a policy walk every
 	// directory, even those whose scan digest equals the parent's, so that
@@ -158,6 +160,7 @@ type fileJob struct {
 	parent *snapshot.Node // the previous version: same name, or same inode (moved)
 	moved  bool           // parent is the node of another name with this inode
 	known  bool           // the parent snapshot had a file of this name
+	verify bool           // unchanged, but due for its periodic full read
 	res    *fileResult
 }
 
@@ -484,9 +487,17 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 			entries = append(entries, entry{node: n})
 		case mode.IsRegular():
 			a.Stats.BytesTotal.Add(uint64(ce.size))
-			if pn != nil && a.unchanged(pn, ce) {
+			// An append-only file whose content was partly taken unread
+			// (TailRuns > 0) counts backups towards its full read even
+			// when it no longer changes: an edit in place made while it
+			// grew is caught within FullReadEvery backups.
+			partly := pn != nil && pn.TailRuns > 0 && a.appendOnly(name)
+			if pn != nil && a.unchanged(pn, ce) && !(partly && pn.TailRuns+1 >= a.opt.FullReadEvery) {
 				n := *pn
 				n.Mode, n.UID, n.GID = ce.mode, ce.uid, ce.gid
+				if partly {
+					n.TailRuns++
+				}
 				a.Stats.FilesUnchanged.Add(1)
 				entries = append(entries, entry{node: n})
 				continue
@@ -494,7 +505,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 			if pn != nil && pn.Type != snapshot.TypeFile {
 				pn = nil
 			}
-			job := &fileJob{path: p, name: name, parent: pn, known: pn != nil}
+			job := &fileJob{path: p, name: name, parent: pn, known: pn != nil, verify: pn != nil && a.unchanged(pn, ce)}
 			// A file renamed within the directory (a rotated log) is
 			// compared with its old node, chunk by chunk.
 			if pn == nil || pn.Inode != ce.inode {
@@ -623,6 +634,9 @@ func (a *Archiver) finishDir(ctx context.Context, scan *sourceScan, l *listing, 
 				continue
 			}
 			tree.Nodes = append(tree.Nodes, e.file.node)
+			// No digest over a file taken partly unread: the next backup
+			// must walk here to count it towards its full read.
+			complete = complete && e.file.node.TailRuns == 0
 		case e.dir != nil:
 			select {
 			case <-e.dir.done:
@@ -638,6 +652,7 @@ func (a *Archiver) finishDir(ctx context.Context, scan *sourceScan, l *listing, 
 			tree.Nodes = append(tree.Nodes, n)
 		default:
 			tree.Nodes = append(tree.Nodes, e.node)
+			complete = complete && e.node.TailRuns == 0
 		}
 	}
 	if complete {
@@ -739,10 +754,10 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	if pn != nil && (job.moved || w.a.appendOnly(job.name)) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
 		// A moved file is re-hashed whole: its name says nothing about
 		// how it was written.
-		full := job.moved || pn.TailRuns+1 >= a.opt.FullReadEvery
+		full := job.moved || job.verify || pn.TailRuns+1 >= a.opt.FullReadEvery
 		if prefix, off, ok := w.tail(ctx, f, pn, full); ok {
 			content, offset = prefix, off
-			if !full {
+			if !full && len(prefix) > 0 {
 				node.TailRuns = pn.TailRuns + 1
 			}
 		}
@@ -787,9 +802,12 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	node.Content = content
 	h := snapshot.ContentHash(content)
 	node.Hash = &h
-	if job.known {
+	switch {
+	case job.verify:
+		a.Stats.FilesUnchanged.Add(1)
+	case job.known:
 		a.Stats.FilesChanged.Add(1)
-	} else {
+	default:
 		a.Stats.FilesNew.Add(1)
 	}
 	job.res.node = node

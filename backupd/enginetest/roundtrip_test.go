@@ -241,6 +241,54 @@ func TestAppendOnlyTailReads(t *testing.T) {
 	}
 }
 
+// An edit in place in the older part of a log that then stops growing is
+// still caught: backups count towards the periodic full read whether or
+// not the file changes again (and its directory is walked, not taken
+// whole by its digest, until then).
+func TestAppendOnlyEditCaughtWhenQuiet(t *testing.T) {
+	e := newEnv(t, smallVolume())
+	e.src = filepath.Join(t.TempDir(), "src")
+	writeTree(t, e.src, "large append-only logs")
+	e.aopt = archiver.Options{Policy: "mesh", FullReadEvery: 3}
+	// Below the root, which is always walked: the log's directory would
+	// otherwise be taken whole.
+	logPath := filepath.Join(e.src, "proxy", "access.log")
+	if err := os.Mkdir(filepath.Dir(logPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(e.src, "access.log"), logPath); err != nil {
+		t.Fatal(err)
+	}
+	e.mustBackup()
+	f, err := os.OpenFile(logPath, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	if _, err := f.WriteAt([]byte("EDITED"), fi.Size()/3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("one more line\n"), fi.Size()); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	e.mustBackup() // tail-only: holds the old bytes where the edit is
+	var reads []uint64
+	for range 2 { // nothing changes any more
+		sn, a := e.mustBackup()
+		reads = append(reads, a.Stats.BytesRead.Load())
+		if a.Stats.FilesUnchanged.Load() == 0 {
+			t.Fatalf("no unchanged files in a backup of an unchanged tree")
+		}
+		if len(reads) == 2 {
+			if reads[0] != 0 || reads[1] < uint64(fi.Size()) {
+				t.Fatalf("bytes read by the two quiet backups: %v; want 0, then the whole log (%d bytes)", reads, fi.Size())
+			}
+			e.assertRestores(sn)
+		}
+	}
+}
+
 // A log rotated to a new name (same inode, maybe grown since the last
 // backup) keeps every chunk of its old node, boundaries where earlier
 // backups found its end included: it is re-hashed where they lie, not

@@ -180,6 +180,12 @@ func (g *globalOptions) applyMemoryLimit(blobs int) {
 
 // open opens the repository named by --repo.
 func (g *globalOptions) open(ctx context.Context) (*repository.Repo, *slog.Logger, error) {
+	return g.openWith(ctx, nil)
+}
+
+// openWith is open, calling beforeKey (if not nil) once the password is in
+// hand, just before the key is derived from it.
+func (g *globalOptions) openWith(ctx context.Context, beforeKey func()) (*repository.Repo, *slog.Logger, error) {
 	log, err := g.logger()
 	if err != nil {
 		return nil, nil, err
@@ -199,6 +205,9 @@ func (g *globalOptions) open(ctx context.Context) (*repository.Repo, *slog.Logge
 	be, err := local.Open(g.repo, local.Options{})
 	if err != nil {
 		return nil, nil, err
+	}
+	if beforeKey != nil {
+		beforeKey()
 	}
 	r, err := repository.Open(ctx, be, pw, opt)
 	if err != nil {
@@ -301,10 +310,15 @@ as when the previous snapshot was made is taken from it whole; every
 			}
 			ctx := cmd.Context()
 			// The scan needs no key: it runs on the other core while the
-			// key is derived.
-			scan := archiver.StartScan(ctx, args[0], nil)
-			defer scan.Stop()
-			r, log, err := g.open(ctx)
+			// key is derived (not while a password is typed: the snapshot
+			// is dated when the scan starts).
+			var scan *archiver.Scan
+			defer func() {
+				if scan != nil {
+					scan.Stop()
+				}
+			}()
+			r, log, err := g.openWith(ctx, func() { scan = archiver.StartScan(ctx, args[0], nil) })
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package archiver
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"path/filepath"
@@ -63,7 +64,7 @@ func openSubdir(d dirFD, path string, e *entryInfo) (dirFD, error) {
 		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != e.inode {
+	if err := retryEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil || st.Ino != e.inode {
 		_ = unix.Close(fd)
 		if err == nil {
 			err = errReplaced
@@ -92,19 +93,25 @@ func readNames(d dirFD, path string, buf []byte) ([]string, error) {
 }
 
 // listDir reads the open directory d (at path) and stats its entries, in
-// name order; buf holds the kernel's directory records. Each entry is
+// name order; buf holds the kernel's directory records. It stops early,
+// with the context's error, when ctx is done (a huge directory on a slow
+// file system must not hold up a cancelled backup). Each entry is
 // stat'ed relative to d, so the kernel resolves one path component instead
 // of the whole path: a quarter less time for a scan of the 1 GiB bench set
 // (12,000 entries) than with os.Lstat, and no fs.FileInfo allocated per
 // entry.
-func listDir(d dirFD, path string, buf []byte) *listing {
+func listDir(ctx context.Context, d dirFD, path string, buf []byte) *listing {
 	l := &listing{path: path, sumDone: make(chan struct{})}
 	fd := int(d)
 	names, err := readNames(d, path, buf)
 	l.err = err
 	slices.Sort(names) // access.log before access.log.1: see the rotation note in walkDir
 	l.entries = make([]entryInfo, 0, len(names))
-	for _, name := range names {
+	for i, name := range names {
+		if i%256 == 255 && ctx.Err() != nil {
+			l.err = ctx.Err()
+			break
+		}
 		var st unix.Stat_t
 		err := retryEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
 		if err != nil {

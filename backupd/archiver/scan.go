@@ -129,8 +129,10 @@ func summarize(h *blake3.Hasher, b []byte, l *listing, subs []*subtreeSum) *subt
 // listing and stat calls overlap the index and parent tree loads and the
 // walk. It also sums every directory up (subtreeSum) so that the walk can
 // take an unchanged subtree whole. At most scanAhead entries wait to be
-// taken. (Started before the key derivation instead, it made both slower
-// on the reference machine: they contend on first-touch page faults.)
+// taken. The backup command starts it (StartScan) while the key is
+// derived; that only pays since the key derivation's work area is written
+// before Argon2 runs (crypto.prepareWorkArea): before, its first-touch
+// page faults and TLB shootdowns made both slower.
 //
 // Invariant: listings are sent in exactly the order walkDir asks for them
 // (pre-order, sorted names, descending into every entry the scan itself
@@ -223,7 +225,7 @@ func (s *sourceScan) scanDir(ctx context.Context, path string, d dirFD, openErr 
 	if openErr != nil {
 		l = &listing{path: path, err: openErr, sumDone: make(chan struct{})}
 	} else {
-		l = listDir(d, path, s.dirents)
+		l = listDir(ctx, d, path, s.dirents)
 	}
 	if w := s.weight(l); !s.budget.TryAcquire(w) {
 		s.starveOnce.Do(func() { close(s.starved) })

@@ -198,7 +198,7 @@ func TestListDirAgreesWithLstat(t *testing.T) {
 	d, err := openRoot(dir)
 	must(err)
 	defer d.Close()
-	l := listDir(d, dir, make([]byte, 100)) // records of 6 entries take more: several reads
+	l := listDir(t.Context(), d, dir, make([]byte, 100)) // records of 6 entries take more: several reads
 	if l.err != nil || len(l.entries) != 6 {
 		t.Fatalf("listing: %v, %d entries", l.err, len(l.entries))
 	}

@@ -478,8 +478,9 @@ every file against its recorded content hash, before it is renamed into
 place; a file whose data is corrupt is not written and is named in the
 error. Rerunning a restore is safe and only writes what is missing.
 The target directory itself takes the backed-up directory's mode, owner and
-mtime when it was new, empty or filled by an earlier run of this restore;
-a target that holds anything else keeps its own.`,
+mtime when this restore (or an interrupted run of it) created it, or when
+it was empty and neither sticky nor writable by all; a target that held
+anything else keeps its own.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if target == "" {

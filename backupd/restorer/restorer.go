@@ -44,6 +44,11 @@ import (
 // TempPrefix starts the names of files being restored.
 const TempPrefix = ".backupd-restore-"
 
+// targetMarker sits in a target this restore created until the restore has
+// finished with it: a rerun after an interruption knows the target is its
+// own and still gives it the source directory's metadata.
+const targetMarker = ".backupd-restoring"
+
 // Options configure a restore.
 type Options struct {
 	// Workers restore files in parallel: GOMAXPROCS.
@@ -55,7 +60,7 @@ type Options struct {
 	// KeepTargetMeta leaves the target directory's own mode, owner and
 	// times alone (drills restore into private scratch space, which must
 	// stay private). Otherwise the target takes the source directory's
-	// when it holds nothing but what the snapshot restores (see Restore).
+	// when the restore made it, or it was empty (see Restore).
 	KeepTargetMeta bool
 	Logger         *slog.Logger
 	Faults         *faultpoint.Set
@@ -153,14 +158,16 @@ type fileTask struct {
 
 // Restore writes the tree of sn into target, creating target if needed.
 // When the snapshot records the source directory's own mode, owner and
-// mtime (those made since 2026-12-01 do), target takes them last, if it
-// held nothing but what the snapshot restores when the restore started: a
-// new or empty directory, or one an earlier run of this restore filled.
-// Restoring into a directory that holds other things (a home directory,
-// /tmp) leaves its metadata alone.
+// mtime (those made since 2026-12-01 do), target takes them last if this
+// restore created it (or an interrupted run of it did), or if it was an
+// empty directory (lost+found aside: a new file system) that is neither
+// sticky nor writable by everyone. A target that held anything else (a
+// home directory, /tmp) keeps its own.
 // Per-file failures are collected in the Result; the returned error is for
 // failures that stop the whole restore.
 func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target string) (*Result, error) {
+	_, statErr := os.Lstat(target)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return nil, fmt.Errorf("restore: create target %s: %w", target, err)
 	}
@@ -169,8 +176,12 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 		return nil, fmt.Errorf("restore: open target %s: %w", target, err)
 	}
 	defer root.Close()
-	targetMeta := sn.Root != nil && !r.opt.KeepTargetMeta && r.onlyOurs(ctx, root, sn)
-
+	targetMeta := sn.Root != nil && !r.opt.KeepTargetMeta && r.targetIsOurs(root, created)
+	if targetMeta && created {
+		if f, err := root.OpenFile(targetMarker, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			_ = f.Close()
+		}
+	}
 	res := &Result{}
 	var mu sync.Mutex
 	fail := func(rel string, err error) {
@@ -228,6 +239,9 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	// The target itself, last. Not owning it (an empty mount point made
 	// by someone else) is not a file that failed.
 	if targetMeta {
+		if err := root.Remove(targetMarker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			fail(targetMarker, err)
+		}
 		if err := r.setMeta(root, ".", sn.Root.Node()); errors.Is(err, fs.ErrPermission) {
 			r.log.Warn("target directory's mode and times not set", "target", target, "err", err)
 		} else if err != nil {
@@ -237,9 +251,21 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	return res, nil
 }
 
-// onlyOurs reports whether every entry of the target is a name of the
-// snapshot's root directory or a temp file of an interrupted restore.
-func (r *Restorer) onlyOurs(ctx context.Context, root *os.Root, sn *snapshot.Snapshot) bool {
+// targetIsOurs reports whether the target may take the source directory's
+// metadata: this restore created it, an interrupted run of it did (the
+// marker is there), or it is an empty directory (or holds only an empty
+// lost+found) that is not sticky or writable by everyone.
+func (r *Restorer) targetIsOurs(root *os.Root, created bool) bool {
+	if created {
+		return true
+	}
+	if _, err := root.Lstat(targetMarker); err == nil {
+		return true
+	}
+	fi, err := root.Stat(".")
+	if err != nil || fi.Mode()&fs.ModeSticky != 0 || fi.Mode().Perm()&0o002 != 0 {
+		return false
+	}
 	d, err := root.Open(".")
 	if err != nil {
 		return false
@@ -249,19 +275,17 @@ func (r *Restorer) onlyOurs(ctx context.Context, root *os.Root, sn *snapshot.Sna
 	if err != nil {
 		return false
 	}
-	if len(names) == 0 {
-		return true
-	}
-	tree, err := snapshot.LoadTree(ctx, r.repo, sn.Tree)
-	if err != nil {
-		return false
-	}
-	ours := make(map[string]bool, len(tree.Nodes))
-	for _, n := range tree.Nodes {
-		ours[n.Name] = true
-	}
 	for _, name := range names {
-		if !ours[name] && !strings.HasPrefix(name, TempPrefix) {
+		if name != "lost+found" {
+			return false
+		}
+		lf, err := root.Open(name)
+		if err != nil {
+			return false
+		}
+		inside, err := lf.Readdirnames(1)
+		_ = lf.Close()
+		if len(inside) > 0 || err != nil && !errors.Is(err, io.EOF) {
 			return false
 		}
 	}
@@ -346,6 +370,9 @@ func (r *Restorer) cleanDir(dir *os.Root, rel string, want map[string]bool) erro
 		return fmt.Errorf("list %s: %w", rel, err)
 	}
 	for _, name := range names {
+		if rel == "." && name == targetMarker {
+			continue
+		}
 		if strings.HasPrefix(name, TempPrefix) || r.opt.Delete && !want[name] {
 			if err := dir.RemoveAll(name); err != nil {
 				return fmt.Errorf("remove %s: %w", path.Join(rel, name), err)

@@ -271,7 +271,8 @@ type backupSummary struct {
 	FilesUnchanged uint64  `json:"files_unchanged"`
 	FilesSkipped   uint64  `json:"files_skipped"`
 	Dirs           uint64  `json:"dirs"`
-	DirsReused     uint64  `json:"dirs_reused"` // taken whole from the parent by their scan digest
+	DirsReused     uint64  `json:"dirs_reused"`    // taken whole from the parent by their scan digest
+	SilentChanges  uint64  `json:"silent_changes"` // content changed behind unchanged metadata, found by a periodic full read
 	Errors         uint64  `json:"errors"`
 	BytesTotal     uint64  `json:"bytes_total"`
 	BytesRead      uint64  `json:"bytes_read"`
@@ -340,7 +341,7 @@ as when the previous snapshot was made is taken from it whole; every
 			t := sn.Totals
 			sum := backupSummary{SnapshotID: sn.ID.String(), Policy: sn.Policy, Source: sn.Source, Seq: sn.Seq,
 				FilesNew: t.FilesNew, FilesChanged: t.FilesChanged, FilesUnchanged: t.FilesUnchanged, FilesSkipped: t.FilesSkipped,
-				Dirs: t.Dirs, DirsReused: a.Stats.DirsReused.Load(), Errors: t.Errors, BytesTotal: t.BytesTotal, BytesRead: t.BytesRead, BytesWritten: t.BytesWritten, DurationSec: t.DurationSec}
+				Dirs: t.Dirs, DirsReused: a.Stats.DirsReused.Load(), SilentChanges: a.Stats.SilentChanges.Load(), Errors: t.Errors, BytesTotal: t.BytesTotal, BytesRead: t.BytesRead, BytesWritten: t.BytesWritten, DurationSec: t.DurationSec}
 			if g.json {
 				return g.printJSON(sum)
 			}

@@ -103,7 +103,7 @@ func NewRuns() *Runs {
 		repoLogical:      gauge("repository_logical_bytes", "Bytes of source data in the newest snapshot of each policy, summed.", "repository"),
 		repoFree:         gauge("repository_free_bytes", "Free bytes on the repository's file system.", "repository"),
 		repoSnapshots:    gauge("repository_snapshots", "Snapshots in the repository.", "repository", "policy"),
-		silent:           counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub).", "policy"),
+		silent:           counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub, or by a backup's periodic full read of an append-only file).", "policy"),
 	}
 }
 
@@ -282,6 +282,7 @@ func (m *Runs) RunFinished(r results.Record) {
 		}
 		m.inProgress.WithLabelValues(r.Policy).Set(0)
 		addWithExemplar(m.backupRuns.WithLabelValues(r.Policy, kind), 1, r)
+		m.silent.WithLabelValues(r.Policy).Add(float64(r.SilentChanges))
 		if failed {
 			addWithExemplar(m.backupFailures.WithLabelValues(r.Policy, kind, reason), 1, r)
 			m.consecutive.WithLabelValues(r.Policy).Inc()

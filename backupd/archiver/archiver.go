@@ -117,6 +117,12 @@ type Stats struct {
 	// DirsReused counts directories (with everything below) taken from
 	// the parent by their scan digest, without a walk.
 	DirsReused atomic.Uint64
+	// SilentChanges counts files whose metadata had not changed but whose
+	// content, re-read in full because part of it had been taken unread
+	// (an append-only file's periodic full read), no longer matched: an
+	// edit in place made while the file grew, or bit rot. The content is
+	// stored as found; the earlier version stays in older snapshots.
+	SilentChanges atomic.Uint64
 }
 
 // ErrEmptySource refuses a backup of an empty source whose previous snapshot
@@ -491,7 +497,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 			// (TailRuns > 0) counts backups towards its full read even
 			// when it no longer changes: an edit in place made while it
 			// grew is caught within FullReadEvery backups.
-			partly := pn != nil && pn.TailRuns > 0 && a.appendOnly(name)
+			partly := pn != nil && pn.TailRuns > 0 // whatever the patterns say now
 			if pn != nil && a.unchanged(pn, ce) && !(partly && pn.TailRuns+1 >= a.opt.FullReadEvery) {
 				n := *pn
 				n.Mode, n.UID, n.GID = ce.mode, ce.uid, ce.gid
@@ -730,6 +736,9 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 		f, err = os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	}
 	if err != nil {
+		if job.verify && !errors.Is(err, fs.ErrNotExist) {
+			return w.keepParent(job, err)
+		}
 		job.res.skip = true
 		a.Stats.FilesSkipped.Add(1)
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
@@ -751,14 +760,25 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	var content []repository.ID
 	var offset int64
 	pn := job.parent
-	if pn != nil && (job.moved || w.a.appendOnly(job.name)) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
+	if pn != nil && (job.moved || job.verify || w.a.appendOnly(job.name)) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
 		// A moved file is re-hashed whole: its name says nothing about
 		// how it was written.
 		full := job.moved || job.verify || pn.TailRuns+1 >= a.opt.FullReadEvery
-		if prefix, off, ok := w.tail(ctx, f, pn, full); ok {
+		prefix, off, ok, edited := w.tail(ctx, f, pn, full)
+		switch {
+		case !ok && job.verify:
+			return w.keepParent(job, errors.New("could not re-read it to compare with the backup"))
+		case ok:
 			content, offset = prefix, off
 			if !full && len(prefix) > 0 {
 				node.TailRuns = pn.TailRuns + 1
+			}
+			if edited {
+				a.log.Warn("file changed in place where the previous backup did not read it; stored again from there",
+					"path", job.path, "offset", off, "metadata_unchanged", job.verify)
+				if job.verify {
+					a.Stats.SilentChanges.Add(1)
+				}
 			}
 		}
 	}
@@ -803,7 +823,7 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	h := snapshot.ContentHash(content)
 	node.Hash = &h
 	switch {
-	case job.verify:
+	case job.verify && node.Size == pn.Size && slices.Equal(content, pn.Content):
 		a.Stats.FilesUnchanged.Add(1)
 	case job.known:
 		a.Stats.FilesChanged.Add(1)
@@ -815,9 +835,22 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 }
 
 func (w *worker) fileError(job *fileJob, err error) error {
+	if job.verify {
+		return w.keepParent(job, err)
+	}
 	job.res.skip = true
 	w.a.Stats.FilesSkipped.Add(1)
 	w.a.warn(job.path, err)
+	return nil
+}
+
+// keepParent ends a periodic full read that could not be done (the file
+// unreadable for now) by keeping the previous version, as for any file whose
+// metadata did not change; it is due again at the next backup.
+func (w *worker) keepParent(job *fileJob, err error) error {
+	w.a.log.Warn("periodic full read failed; the previous version is kept and the read retried next time", "path", job.path, "err", err)
+	job.res.node = *job.parent
+	w.a.Stats.FilesUnchanged.Add(1)
 	return nil
 }
 
@@ -829,9 +862,10 @@ func (w *worker) fileError(job *fileJob, err error) error {
 // all but a shorter last one otherwise, which is chunked again with what
 // was appended, so that blobs of a growing log stay at least MinSize. With
 // full, a chunk that no longer matches (an edit in place in the older part)
-// and everything after it are chunked again. It returns the kept chunks and
-// the offset to chunk from; false means read the whole file.
-func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full bool) ([]repository.ID, int64, bool) {
+// and everything after it are chunked again, and edited is true. It returns
+// the kept chunks and the offset to chunk from; ok false means read the
+// whole file.
+func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full bool) (kept []repository.ID, offset int64, ok, edited bool) {
 	idx := w.a.repo.Index()
 	n := len(pn.Content)
 	ends := make([]int64, n) // end offset of each of the parent's chunks
@@ -839,13 +873,13 @@ func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full b
 	for i, id := range pn.Content {
 		loc, ok := idx.Lookup(id)
 		if !ok {
-			return nil, 0, false
+			return nil, 0, false, false
 		}
 		end += int64(loc.RawLen)
 		ends[i] = end
 	}
 	if end != int64(pn.Size) {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
 	from := n - 1 // the first chunk to re-hash
 	if full {
@@ -859,7 +893,7 @@ func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full b
 	}()
 	for i := from; i < n; i++ {
 		if ctx.Err() != nil {
-			return nil, 0, false
+			return nil, 0, false, false
 		}
 		var start int64
 		if i > 0 {
@@ -874,14 +908,14 @@ func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full b
 		}
 		b := buf[:size]
 		if _, err := f.ReadAt(b, start); err != nil {
-			return nil, 0, false
+			return nil, 0, false, false
 		}
 		w.a.Stats.BytesRead.Add(uint64(size))
 		if w.id(b) != pn.Content[i] {
 			if !full {
-				return nil, 0, false
+				return nil, 0, false, false
 			}
-			return slices.Clone(pn.Content[:i]), start, true
+			return slices.Clone(pn.Content[:i]), start, true, true
 		}
 	}
 	lastStart := int64(0)
@@ -889,9 +923,9 @@ func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full b
 		lastStart = ends[n-2]
 	}
 	if ends[n-1]-lastStart < chunker.MinSize {
-		return slices.Clone(pn.Content[:n-1]), lastStart, true
+		return slices.Clone(pn.Content[:n-1]), lastStart, true, false
 	}
-	return slices.Clone(pn.Content), ends[n-1], true
+	return slices.Clone(pn.Content), ends[n-1], true, false
 }
 
 var chunkPool sync.Pool

@@ -105,6 +105,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 		st := &a.Stats
 		rec.FilesNew, rec.FilesChanged, rec.FilesUnchanged, rec.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
 		rec.BytesRead, rec.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
+		rec.SilentChanges = st.SilentChanges.Load()
 		if err != nil {
 			if errors.Is(err, archiver.ErrEmptySource) {
 				rec.Reason = results.ReasonSource
@@ -219,7 +220,11 @@ func (d *Daemon) runVerify(ctx context.Context, h *repoHandle, p config.Policy) 
 // newest snapshot and compares their content with it (DESIGN §8 scenario
 // 8). A mismatch is content that changed behind unchanged metadata: it is
 // counted and logged, and the next backup keeps the last good version
-// (metadata unchanged means the old content is reused).
+// (metadata unchanged means the old content is reused). Append-only files
+// whose older part the snapshot took unread (TailRuns > 0) are left out:
+// a mismatch there may be an edit made while they grew, and their next
+// full read, within full_read_every backups, compares them and counts a
+// mismatch as a silent change itself (storing the content as found).
 func (d *Daemon) runScrub(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
 	return d.run(ctx, h, results.Record{Kind: results.Scrub, Policy: p.Name, Trigger: "scheduled"}, func(rec *results.Record) error {
 		repo, sn, err := latest(ctx, h, p, d.opt.Hostname)
@@ -229,6 +234,9 @@ func (d *Daemon) runScrub(ctx context.Context, h *repoHandle, p config.Policy) r
 		rec.Snapshot = sn.ID.String()
 		var buf []byte
 		return snapshot.Walk(ctx, repo, sn.Tree, p.Source, func(path string, n *snapshot.Node) error {
+			if n.TailRuns > 0 {
+				return nil
+			}
 			same, err := scrubFile(ctx, repo, path, *n, &buf)
 			if err != nil || same == nil {
 				return nil // gone or changed openly: the next backup handles it

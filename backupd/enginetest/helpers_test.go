@@ -3,6 +3,7 @@ package enginetest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -96,8 +97,8 @@ func (e *env) mustBackup() (*snapshot.Snapshot, *archiver.Archiver) {
 	return sn, a
 }
 
-// node returns the node of the file name in sn's root directory and the end
-// offset of each of its chunks.
+// node returns the node of the file at the slash-separated path name in sn
+// and the end offset of each of its chunks.
 func (e *env) node(sn *snapshot.Snapshot, name string) (snapshot.Node, []uint64) {
 	e.t.Helper()
 	r := e.open()
@@ -107,6 +108,17 @@ func (e *env) node(sn *snapshot.Snapshot, name string) (snapshot.Node, []uint64)
 	tree, err := snapshot.LoadTree(e.t.Context(), r, sn.Tree)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	dirs := strings.Split(filepath.ToSlash(name), "/")
+	name = dirs[len(dirs)-1]
+	for _, d := range dirs[:len(dirs)-1] {
+		i := slices.IndexFunc(tree.Nodes, func(n snapshot.Node) bool { return n.Name == d && n.Subtree != nil })
+		if i < 0 {
+			e.t.Fatalf("snapshot %s has no directory %s", sn.ID.Str(), d)
+		}
+		if tree, err = snapshot.LoadTree(e.t.Context(), r, *tree.Nodes[i].Subtree); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	for _, n := range tree.Nodes {
 		if n.Name != name {

@@ -285,8 +285,54 @@ func TestAppendOnlyEditCaughtWhenQuiet(t *testing.T) {
 			if reads[0] != 0 || reads[1] < uint64(fi.Size()) {
 				t.Fatalf("bytes read by the two quiet backups: %v; want 0, then the whole log (%d bytes)", reads, fi.Size())
 			}
+			// The edit is reported: metadata unchanged, content not.
+			if a.Stats.SilentChanges.Load() != 1 || a.Stats.FilesChanged.Load() != 1 {
+				t.Fatalf("full read found the edit: %d silent changes, %d files changed; want 1 and 1",
+					a.Stats.SilentChanges.Load(), a.Stats.FilesChanged.Load())
+			}
 			e.assertRestores(sn)
 		}
+	}
+}
+
+// A file taken partly unread still gets its full read after the append-only
+// patterns change (it would otherwise keep its directories from ever having
+// a digest).
+func TestPartlyReadFileAfterPatternChange(t *testing.T) {
+	e := newEnv(t, smallVolume())
+	e.src = filepath.Join(t.TempDir(), "src")
+	writeTree(t, e.src, "large append-only logs")
+	logPath := filepath.Join(e.src, "proxy", "access.log")
+	if err := os.Mkdir(filepath.Dir(logPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(e.src, "access.log"), logPath); err != nil {
+		t.Fatal(err)
+	}
+	e.aopt = archiver.Options{Policy: "mesh", FullReadEvery: 2}
+	e.mustBackup()
+	f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("one more line\n")
+	f.Close()
+	e.mustBackup() // tail-only: TailRuns 1
+	if n, _ := e.node(e.snapshots()[1], filepath.Join("proxy", "access.log")); n.TailRuns != 1 {
+		t.Fatalf("TailRuns %d after a tail read, want 1", n.TailRuns)
+	}
+	// *.log is no longer append-only: the full read still happens.
+	e.aopt.AppendOnly = []string{"*.jsonl"}
+	sn, a := e.mustBackup()
+	n, _ := e.node(sn, filepath.Join("proxy", "access.log"))
+	if n.TailRuns != 0 || a.Stats.BytesRead.Load() < n.Size {
+		t.Fatalf("after the pattern change: TailRuns %d, read %d of %d bytes; want the full read", n.TailRuns, a.Stats.BytesRead.Load(), n.Size)
+	}
+	e.assertRestores(sn)
+	// With the full read done, the directory has its digest again.
+	_, a = e.mustBackup()
+	if a.Stats.DirsReused.Load() == 0 {
+		t.Fatal("no directory taken whole by its digest after the full read")
 	}
 }
 

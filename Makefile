@@ -28,6 +28,7 @@ test:
 	./scripts/install-tools.sh prometheus alertmanager
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	GO=$(GO) ./scripts/test-unprivileged.sh
 
 # Regenerate the SLO rule files from alerts/alerts.go.
 alerts:

@@ -612,7 +612,11 @@ func TestEmptyOrUnreadableSourceRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		_ = os.Chmod(e.src, 0)
 		defer os.Chmod(e.src, 0o755)
-		if _, _, err := e.backup(); err == nil {
+		a, err := archiver.New(e.open(), e.aopt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Backup(t.Context(), e.src); err == nil {
 			t.Fatal("backup of an unreadable source succeeded")
 		}
 	}

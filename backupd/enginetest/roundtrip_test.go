@@ -471,6 +471,46 @@ func TestRestoreStaysInsideTarget(t *testing.T) {
 	}
 }
 
+// A rerun still writes into directories an earlier run left read-only
+// (their snapshot mode), also without root's powers; the modes end up as
+// in the snapshot again.
+func TestRestoreRerunIntoReadOnlyDirs(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("permissions do not stop root; run as another user to test this")
+	}
+	e := newEnv(t, smallVolume())
+	e.src = filepath.Join(t.TempDir(), "src")
+	ro := filepath.Join(e.src, "ro", "inner")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(ro, 0o755))
+	must(os.WriteFile(filepath.Join(ro, "f"), []byte("data"), 0o644))
+	must(os.Chmod(ro, 0o555))
+	must(os.Chmod(filepath.Dir(ro), 0o555))
+	t.Cleanup(func() { _ = os.Chmod(filepath.Dir(ro), 0o755); _ = os.Chmod(ro, 0o755) })
+	sn, _ := e.mustBackup()
+	target := filepath.Join(t.TempDir(), "target")
+	if res, _, err := e.restore(sn, target); err != nil || res.Err() != nil {
+		t.Fatal(err, res.Err())
+	}
+	inner := filepath.Join(target, "ro", "inner")
+	t.Cleanup(func() { _ = os.Chmod(filepath.Dir(inner), 0o755); _ = os.Chmod(inner, 0o755) })
+	must(os.Chmod(inner, 0o755))
+	must(os.Remove(filepath.Join(inner, "f")))
+	must(os.Chmod(inner, 0o555))
+	res, _, err := e.restore(sn, target)
+	if err != nil || res.Err() != nil {
+		t.Fatalf("rerun into read-only directories: %v %v", err, res.Err())
+	}
+	if d := workload.Diff(e.oracle[sn.ID], e.manifest(target), true); len(d) > 0 {
+		t.Fatalf("rerun did not converge: %v", d)
+	}
+}
+
 // Rerunning a restore is idempotent and only rewrites what differs.
 func TestRestoreRerunIsIdempotent(t *testing.T) {
 	e := newEnv(t, smallVolume())

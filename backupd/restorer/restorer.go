@@ -382,10 +382,17 @@ func (r *Restorer) cleanDir(dir *os.Root, rel string, want map[string]bool) erro
 	return nil
 }
 
+// mkdir makes the directory name in dir, or takes the one there, which it
+// makes writable and searchable for its owner until the directory's own
+// metadata is set at the end: a rerun of a restore whose earlier run set a
+// directory to 0555 must still be able to write into it.
 func (r *Restorer) mkdir(dir *os.Root, name string) error {
 	fi, err := dir.Lstat(name)
 	if err == nil {
 		if fi.IsDir() {
+			if fi.Mode().Perm()&0o700 != 0o700 {
+				return dir.Chmod(name, fi.Mode().Perm()|0o700)
+			}
 			return nil
 		}
 		if err := dir.RemoveAll(name); err != nil {

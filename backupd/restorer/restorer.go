@@ -391,7 +391,9 @@ func (r *Restorer) mkdir(dir *os.Root, name string) error {
 	if err == nil {
 		if fi.IsDir() {
 			if fi.Mode().Perm()&0o700 != 0o700 {
-				return dir.Chmod(name, fi.Mode().Perm()|0o700)
+				// Not owning it is no reason to give up: group or other
+				// permissions may still let the restore in.
+				_ = dir.Chmod(name, fi.Mode().Perm()|0o700)
 			}
 			return nil
 		}

@@ -498,7 +498,8 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 			// when it no longer changes: an edit in place made while it
 			// grew is caught within FullReadEvery backups.
 			partly := pn != nil && pn.TailRuns > 0 // whatever the patterns say now
-			if pn != nil && a.unchanged(pn, ce) && !(partly && pn.TailRuns+1 >= a.opt.FullReadEvery) {
+			same := pn != nil && a.unchanged(pn, ce)
+			if same && !(partly && pn.TailRuns+1 >= a.opt.FullReadEvery) {
 				n := *pn
 				n.Mode, n.UID, n.GID = ce.mode, ce.uid, ce.gid
 				if partly {
@@ -511,7 +512,7 @@ func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceS
 			if pn != nil && pn.Type != snapshot.TypeFile {
 				pn = nil
 			}
-			job := &fileJob{path: p, name: name, parent: pn, known: pn != nil, verify: pn != nil && a.unchanged(pn, ce)}
+			job := &fileJob{path: p, name: name, parent: pn, known: pn != nil, verify: same}
 			// A file renamed within the directory (a rotated log) is
 			// compared with its old node, chunk by chunk.
 			if pn == nil || pn.Inode != ce.inode {

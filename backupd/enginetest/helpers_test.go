@@ -1,6 +1,7 @@
 package enginetest
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/local"
 	"github.com/meshbackup/backupd/backupd/checker"
+	"github.com/meshbackup/backupd/backupd/chunker"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/repotest"
 	"github.com/meshbackup/backupd/backupd/restorer"
@@ -52,6 +54,71 @@ func newEnv(t *testing.T, wl workload.Options) *env {
 }
 
 // open opens the repository as a new process would.
+// newTreeEnv is newEnv with a source of writeTree's shape instead of the
+// generated volume set.
+func newTreeEnv(t *testing.T, shape string) *env {
+	t.Helper()
+	e := newEnv(t, smallVolume())
+	e.src = filepath.Join(t.TempDir(), "src")
+	writeTree(t, e.src, shape)
+	return e
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// appendTo appends s to the file p.
+func appendTo(t *testing.T, p, s string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteString(s)
+	must(t, errors.Join(err, f.Close()))
+}
+
+// moveUnder moves the file root/name into a new directory root/dir and
+// returns its path: below the root, which every backup walks, so that its
+// directory can be taken whole by its digest.
+func moveUnder(t *testing.T, root, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(root, dir, name)
+	must(t, os.Mkdir(filepath.Dir(p), 0o755))
+	must(t, os.Rename(filepath.Join(root, name), p))
+	return p
+}
+
+// keptChunks is how many of old's chunks new starts with.
+func keptChunks(old, new snapshot.Node) int {
+	k := 0
+	for k < len(old.Content) && k < len(new.Content) && old.Content[k] == new.Content[k] {
+		k++
+	}
+	return k
+}
+
+// lastChunk is the size of the last chunk of a file whose chunks end at
+// ends (as node returns them).
+func lastChunk(ends []uint64) uint64 {
+	if len(ends) > 1 {
+		return ends[len(ends)-1] - ends[len(ends)-2]
+	}
+	return ends[0]
+}
+
+// keptOnGrowth is how many of its chunks a file that only grew keeps: all,
+// but a last chunk shorter than the chunker's minimum is chunked again
+// with the appended bytes.
+func keptOnGrowth(ends []uint64) int {
+	if lastChunk(ends) < chunker.MinSize {
+		return len(ends) - 1
+	}
+	return len(ends)
+}
+
 func (e *env) open() *repository.Repo {
 	e.t.Helper()
 	return repotest.Reopen(e.t, e.be, e.opt)

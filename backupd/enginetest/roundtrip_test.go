@@ -15,7 +15,6 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/backend/local"
-	"github.com/meshbackup/backupd/backupd/chunker"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/repotest"
 	"github.com/meshbackup/backupd/backupd/restorer"
@@ -28,23 +27,17 @@ import (
 func writeTree(t *testing.T, root string, shape string) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(1, 2))
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(root, 0o755))
+	must(t, os.MkdirAll(root, 0o755))
 	switch shape {
 	case "many small files":
 		for i := range 2000 {
 			d := filepath.Join(root, "d"+string(rune('a'+i%20)))
-			must(os.MkdirAll(d, 0o755))
+			must(t, os.MkdirAll(d, 0o755))
 			b := make([]byte, r.IntN(3000))
 			for j := range b {
 				b[j] = byte('a' + r.IntN(20))
 			}
-			must(os.WriteFile(filepath.Join(d, "f"+strings.Repeat("x", i%7)+string(rune('0'+i%10))+"-"+itoa(i)), b, 0o644))
+			must(t, os.WriteFile(filepath.Join(d, "f"+strings.Repeat("x", i%7)+string(rune('0'+i%10))+"-"+itoa(i)), b, 0o644))
 		}
 	case "large append-only logs":
 		var buf bytes.Buffer
@@ -55,24 +48,24 @@ func writeTree(t *testing.T, root string, shape string) {
 			buf.WriteString(itoa(i))
 			buf.WriteString("\n")
 		}
-		must(os.WriteFile(filepath.Join(root, "access.log"), buf.Bytes(), 0o640))
+		must(t, os.WriteFile(filepath.Join(root, "access.log"), buf.Bytes(), 0o640))
 		rnd := make([]byte, 9<<20)
 		for i := range rnd {
 			rnd[i] = byte(r.Uint32())
 		}
-		must(os.WriteFile(filepath.Join(root, "raft.db"), rnd, 0o600))
+		must(t, os.WriteFile(filepath.Join(root, "raft.db"), rnd, 0o600))
 	case "links, empties, modes":
-		must(os.MkdirAll(filepath.Join(root, "a/b/c/d/e"), 0o750))
-		must(os.WriteFile(filepath.Join(root, "a/b/c/d/e/deep"), []byte("deep"), 0o400))
-		must(os.WriteFile(filepath.Join(root, "empty"), nil, 0o644))
-		must(os.WriteFile(filepath.Join(root, "exec.sh"), []byte("#!/bin/sh\n"), 0o755))
-		must(os.WriteFile(filepath.Join(root, "setgid"), []byte("x"), 0o644))
-		must(os.Chmod(filepath.Join(root, "setgid"), 0o2755))
-		must(os.Symlink("exec.sh", filepath.Join(root, "rel-link")))
-		must(os.Symlink("/nonexistent/abs", filepath.Join(root, "dangling-abs")))
-		must(os.Symlink("a/b", filepath.Join(root, "dir-link")))
-		must(os.Mkdir(filepath.Join(root, "emptydir"), 0o711))
-		must(syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644))
+		must(t, os.MkdirAll(filepath.Join(root, "a/b/c/d/e"), 0o750))
+		must(t, os.WriteFile(filepath.Join(root, "a/b/c/d/e/deep"), []byte("deep"), 0o400))
+		must(t, os.WriteFile(filepath.Join(root, "empty"), nil, 0o644))
+		must(t, os.WriteFile(filepath.Join(root, "exec.sh"), []byte("#!/bin/sh\n"), 0o755))
+		must(t, os.WriteFile(filepath.Join(root, "setgid"), []byte("x"), 0o644))
+		must(t, os.Chmod(filepath.Join(root, "setgid"), 0o2755))
+		must(t, os.Symlink("exec.sh", filepath.Join(root, "rel-link")))
+		must(t, os.Symlink("/nonexistent/abs", filepath.Join(root, "dangling-abs")))
+		must(t, os.Symlink("a/b", filepath.Join(root, "dir-link")))
+		must(t, os.Mkdir(filepath.Join(root, "emptydir"), 0o711))
+		must(t, syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644))
 	}
 }
 
@@ -96,9 +89,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, shape := range []string{"many small files", "large append-only logs", "links, empties, modes"} {
 		t.Run(shape, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, smallVolume())
-			e.src = filepath.Join(t.TempDir(), "src")
-			writeTree(t, e.src, shape)
+			e := newTreeEnv(t, shape)
 			sn, a := e.mustBackup()
 			e.assertRestores(sn)
 			if shape == "links, empties, modes" && a.Stats.FilesSkipped.Load() != 1 {
@@ -164,29 +155,10 @@ func TestIncrementalAfterMutations(t *testing.T) {
 // where they lie), an edit in place in the older part is caught by that
 // full read, and every restore is byte-exact.
 func TestAppendOnlyTailReads(t *testing.T) {
-	e := newEnv(t, smallVolume())
-	e.src = filepath.Join(t.TempDir(), "src")
-	writeTree(t, e.src, "large append-only logs")
+	e := newTreeEnv(t, "large append-only logs")
 	e.aopt = archiver.Options{Policy: "mesh", FullReadEvery: 3}
 	prev, _ := e.mustBackup()
 	logPath := filepath.Join(e.src, "access.log")
-	appendLines := func(i int) {
-		t.Helper()
-		f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = f.WriteString(strings.Repeat("appended line "+itoa(i)+"\n", 2000))
-		f.Close()
-	}
-	// kept is how many of old's chunks new starts with.
-	kept := func(old, new snapshot.Node) int {
-		k := 0
-		for k < len(old.Content) && k < len(new.Content) && old.Content[k] == new.Content[k] {
-			k++
-		}
-		return k
-	}
 	edited := -1 // the chunk edited in place before backup 3
 	for i := range 4 {
 		oldNode, ends := e.node(prev, "access.log")
@@ -205,31 +177,25 @@ func TestAppendOnlyTailReads(t *testing.T) {
 			for edited = 0; off >= ends[edited]; edited++ {
 			}
 		}
-		appendLines(i)
+		appendTo(t, logPath, strings.Repeat("appended line "+itoa(i)+"\n", 2000))
 		sn, a := e.mustBackup()
 		n, _ := e.node(sn, "access.log")
-		last := ends[len(ends)-1]
-		if len(ends) > 1 {
-			last -= ends[len(ends)-2]
-		}
+		last := lastChunk(ends)
 		grown := n.Size - oldNode.Size
 		switch i {
 		case 0, 1, 3: // tail-only: the old last chunk is re-hashed, then the tail read
-			wantKept := len(oldNode.Content)
-			if last < chunker.MinSize {
-				wantKept-- // a short last chunk is chunked again with the new bytes
-			}
+			wantKept := keptOnGrowth(ends)
 			if got := a.Stats.BytesRead.Load(); got > 2*last+grown+100_000 {
 				t.Fatalf("backup %d read %d bytes: not tail-only (log %d bytes, %d appended, old last chunk %d)", i+2, got, n.Size, grown, last)
 			}
-			if k := kept(oldNode, n); k != wantKept {
+			if k := keptChunks(oldNode, n); k != wantKept {
 				t.Fatalf("backup %d kept %d of the %d old chunks, want %d", i+2, k, len(oldNode.Content), wantKept)
 			}
 		case 2: // the periodic full read re-hashes every chunk where it lies
 			if got := a.Stats.BytesRead.Load(); got < n.Size {
 				t.Fatalf("periodic full read did not happen: read %d of %d bytes", got, n.Size)
 			}
-			if k := kept(oldNode, n); k != edited {
+			if k := keptChunks(oldNode, n); k != edited {
 				t.Fatalf("full read kept %d of the %d old chunks, want the %d before the edited one", k, len(oldNode.Content), edited)
 			}
 		}
@@ -247,19 +213,9 @@ func TestAppendOnlyTailReads(t *testing.T) {
 // not the file changes again (and its directory is walked, not taken
 // whole by its digest, until then).
 func TestAppendOnlyEditCaughtWhenQuiet(t *testing.T) {
-	e := newEnv(t, smallVolume())
-	e.src = filepath.Join(t.TempDir(), "src")
-	writeTree(t, e.src, "large append-only logs")
+	e := newTreeEnv(t, "large append-only logs")
 	e.aopt = archiver.Options{Policy: "mesh", FullReadEvery: 3}
-	// Below the root, which is always walked: the log's directory would
-	// otherwise be taken whole.
-	logPath := filepath.Join(e.src, "proxy", "access.log")
-	if err := os.Mkdir(filepath.Dir(logPath), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(e.src, "access.log"), logPath); err != nil {
-		t.Fatal(err)
-	}
+	logPath := moveUnder(t, e.src, "proxy", "access.log")
 	e.mustBackup()
 	f, err := os.OpenFile(logPath, os.O_WRONLY, 0)
 	if err != nil {
@@ -299,24 +255,11 @@ func TestAppendOnlyEditCaughtWhenQuiet(t *testing.T) {
 // patterns change (it would otherwise keep its directories from ever having
 // a digest).
 func TestPartlyReadFileAfterPatternChange(t *testing.T) {
-	e := newEnv(t, smallVolume())
-	e.src = filepath.Join(t.TempDir(), "src")
-	writeTree(t, e.src, "large append-only logs")
-	logPath := filepath.Join(e.src, "proxy", "access.log")
-	if err := os.Mkdir(filepath.Dir(logPath), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(e.src, "access.log"), logPath); err != nil {
-		t.Fatal(err)
-	}
+	e := newTreeEnv(t, "large append-only logs")
+	logPath := moveUnder(t, e.src, "proxy", "access.log")
 	e.aopt = archiver.Options{Policy: "mesh", FullReadEvery: 2}
 	e.mustBackup()
-	f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.WriteString("one more line\n")
-	f.Close()
+	appendTo(t, logPath, "one more line\n")
 	e.mustBackup() // tail-only: TailRuns 1
 	if n, _ := e.node(e.snapshots()[1], filepath.Join("proxy", "access.log")); n.TailRuns != 1 {
 		t.Fatalf("TailRuns %d after a tail read, want 1", n.TailRuns)
@@ -341,50 +284,30 @@ func TestPartlyReadFileAfterPatternChange(t *testing.T) {
 // backups found its end included: it is re-hashed where they lie, not
 // chunked anew. A renamed file edited in place is caught all the same.
 func TestRotatedLogKeepsItsChunks(t *testing.T) {
-	e := newEnv(t, smallVolume())
-	e.src = filepath.Join(t.TempDir(), "src")
-	writeTree(t, e.src, "large append-only logs")
+	e := newTreeEnv(t, "large append-only logs")
 	logPath := filepath.Join(e.src, "access.log")
-	appendBytes := func(p string, n int) {
-		t.Helper()
-		f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		line := "[2026-12-01T10:00:00.000Z] \"GET /healthz HTTP/1.1\" 200 appended\n"
-		_, _ = f.WriteString(strings.Repeat(line, n/len(line)+1))
-		f.Close()
-	}
+	const line = "[2026-12-01T10:00:00.000Z] \"GET /healthz HTTP/1.1\" 200 appended\n"
+	appendBytes := func(n int) { appendTo(t, logPath, strings.Repeat(line, n/len(line)+1)) }
 	e.mustBackup()
 	// Three tail-only backups, each appending more than the minimum chunk
 	// size: chunks end where each backup found the end of the file.
 	for range 3 {
-		appendBytes(logPath, 300<<10)
+		appendBytes(300 << 10)
 		e.mustBackup()
 	}
 	before := e.snapshots()[len(e.snapshots())-1]
 	oldLog, ends := e.node(before, "access.log")
 	oldDB, _ := e.node(before, "raft.db")
-	appendBytes(logPath, 10<<10) // written after the last backup, before the rotation
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.Rename(logPath, logPath+".1"))
-	must(os.WriteFile(logPath, []byte("first line after rotation\n"), 0o640))
-	must(os.Rename(filepath.Join(e.src, "raft.db"), filepath.Join(e.src, "raft.db.old")))
+	appendBytes(10 << 10) // written after the last backup, before the rotation
+	must(t, os.Rename(logPath, logPath+".1"))
+	must(t, os.WriteFile(logPath, []byte("first line after rotation\n"), 0o640))
+	must(t, os.Rename(filepath.Join(e.src, "raft.db"), filepath.Join(e.src, "raft.db.old")))
 	sn, a := e.mustBackup()
 	rotated, _ := e.node(sn, "access.log.1")
 	db, _ := e.node(sn, "raft.db.old")
-	last := ends[len(ends)-1] - ends[len(ends)-2]
-	wantKept := len(oldLog.Content)
-	if last < chunker.MinSize {
-		wantKept--
-	}
-	if len(rotated.Content) < wantKept || !slices.Equal(rotated.Content[:wantKept], oldLog.Content[:wantKept]) {
-		t.Fatalf("rotated log: %d chunks, of which the first %d should be the old log's (%d chunks)", len(rotated.Content), wantKept, len(oldLog.Content))
+	wantKept := keptOnGrowth(ends)
+	if k := keptChunks(oldLog, rotated); k != wantKept {
+		t.Fatalf("rotated log kept %d of the old log's %d chunks, want %d", k, len(oldLog.Content), wantKept)
 	}
 	if !slices.Equal(db.Content, oldDB.Content) {
 		t.Fatal("renamed raft.db did not keep its chunks")
@@ -400,11 +323,11 @@ func TestRotatedLogKeepsItsChunks(t *testing.T) {
 	// Renamed and edited in place at the start: the old node is compared
 	// chunk by chunk, so the edit is stored.
 	f, err := os.OpenFile(logPath+".1", os.O_WRONLY, 0)
-	must(err)
+	must(t, err)
 	_, err = f.WriteAt([]byte("EDITED"), 10)
-	must(err)
+	must(t, err)
 	f.Close()
-	must(os.Rename(logPath+".1", logPath+".2"))
+	must(t, os.Rename(logPath+".1", logPath+".2"))
 	sn, _ = e.mustBackup()
 	e.assertRestores(sn)
 }
@@ -443,9 +366,7 @@ func TestChangeWithMtimeRestored(t *testing.T) {
 // Restore never writes outside its target, even through a symlink that
 // already sits in the target where the snapshot has a directory.
 func TestRestoreStaysInsideTarget(t *testing.T) {
-	e := newEnv(t, smallVolume())
-	e.src = filepath.Join(t.TempDir(), "src")
-	writeTree(t, e.src, "links, empties, modes")
+	e := newTreeEnv(t, "links, empties, modes")
 	sn, _ := e.mustBackup()
 	target := filepath.Join(t.TempDir(), "target")
 	outside := filepath.Join(t.TempDir(), "outside")
@@ -481,16 +402,10 @@ func TestRestoreRerunIntoReadOnlyDirs(t *testing.T) {
 	e := newEnv(t, smallVolume())
 	e.src = filepath.Join(t.TempDir(), "src")
 	ro := filepath.Join(e.src, "ro", "inner")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(ro, 0o755))
-	must(os.WriteFile(filepath.Join(ro, "f"), []byte("data"), 0o644))
-	must(os.Chmod(ro, 0o555))
-	must(os.Chmod(filepath.Dir(ro), 0o555))
+	must(t, os.MkdirAll(ro, 0o755))
+	must(t, os.WriteFile(filepath.Join(ro, "f"), []byte("data"), 0o644))
+	must(t, os.Chmod(ro, 0o555))
+	must(t, os.Chmod(filepath.Dir(ro), 0o555))
 	t.Cleanup(func() { _ = os.Chmod(filepath.Dir(ro), 0o755); _ = os.Chmod(ro, 0o755) })
 	sn, _ := e.mustBackup()
 	target := filepath.Join(t.TempDir(), "target")
@@ -499,9 +414,9 @@ func TestRestoreRerunIntoReadOnlyDirs(t *testing.T) {
 	}
 	inner := filepath.Join(target, "ro", "inner")
 	t.Cleanup(func() { _ = os.Chmod(filepath.Dir(inner), 0o755); _ = os.Chmod(inner, 0o755) })
-	must(os.Chmod(inner, 0o755))
-	must(os.Remove(filepath.Join(inner, "f")))
-	must(os.Chmod(inner, 0o555))
+	must(t, os.Chmod(inner, 0o755))
+	must(t, os.Remove(filepath.Join(inner, "f")))
+	must(t, os.Chmod(inner, 0o555))
 	res, _, err := e.restore(sn, target)
 	if err != nil || res.Err() != nil {
 		t.Fatalf("rerun into read-only directories: %v %v", err, res.Err())
@@ -695,29 +610,21 @@ func TestSubtreesReusedByDigest(t *testing.T) {
 // directory with other things in it keeps its own, as do an empty shared
 // directory (sticky, writable by all) and a drill's scratch space.
 func TestRestoreTargetMetadata(t *testing.T) {
-	e := newEnv(t, smallVolume())
-	e.src = filepath.Join(t.TempDir(), "src")
-	writeTree(t, e.src, "links, empties, modes")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	e := newTreeEnv(t, "links, empties, modes")
 	srcMode := fs.ModeDir | fs.ModeSetgid | 0o750
-	must(os.Chmod(e.src, srcMode))
+	must(t, os.Chmod(e.src, srcMode))
 	mt := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	must(os.Chtimes(e.src, mt, mt))
+	must(t, os.Chtimes(e.src, mt, mt))
 	sn, _ := e.mustBackup()
 	restore := func(target string, opt restorer.Options) fs.FileInfo {
 		t.Helper()
 		r := e.open()
-		must(r.LoadIndex(t.Context()))
+		must(t, r.LoadIndex(t.Context()))
 		res, err := restorer.New(r, opt).Restore(t.Context(), sn, target)
-		must(err)
-		must(res.Err())
+		must(t, err)
+		must(t, res.Err())
 		fi, err := os.Stat(target)
-		must(err)
+		must(t, err)
 		return fi
 	}
 	took := func(fi fs.FileInfo) bool { return fi.Mode() == srcMode && fi.ModTime().Equal(mt) }
@@ -732,11 +639,11 @@ func TestRestoreTargetMetadata(t *testing.T) {
 	// A rerun into the finished target (its mode changed meanwhile) leaves
 	// the mode alone; a rerun after an interruption (the marker is still
 	// there) sets it.
-	must(os.Chmod(fresh, 0o700))
+	must(t, os.Chmod(fresh, 0o700))
 	if fi := restore(fresh, restorer.Options{}); fi.Mode() != fs.ModeDir|0o700 {
 		t.Errorf("rerun into a finished target: mode %v, want its own 0700", fi.Mode())
 	}
-	must(os.WriteFile(filepath.Join(fresh, ".backupd-restoring"), nil, 0o600))
+	must(t, os.WriteFile(filepath.Join(fresh, ".backupd-restoring"), nil, 0o600))
 	if fi := restore(fresh, restorer.Options{}); !took(fi) {
 		t.Errorf("rerun after an interruption: %v, want %v", fi.Mode(), srcMode)
 	}
@@ -744,21 +651,21 @@ func TestRestoreTargetMetadata(t *testing.T) {
 		t.Errorf("marker left after the rerun: %v", err)
 	}
 	empty := t.TempDir()
-	must(os.Mkdir(filepath.Join(empty, "lost+found"), 0o700)) // a new file system
+	must(t, os.Mkdir(filepath.Join(empty, "lost+found"), 0o700)) // a new file system
 	if fi := restore(empty, restorer.Options{}); !took(fi) {
 		t.Errorf("empty target: %v, want %v", fi.Mode(), srcMode)
 	}
 	for name, mode := range map[string]fs.FileMode{"sticky": fs.ModeSticky | 0o777, "world-writable": 0o777} {
 		d := filepath.Join(t.TempDir(), name)
-		must(os.Mkdir(d, 0o700))
-		must(os.Chmod(d, mode))
+		must(t, os.Mkdir(d, 0o700))
+		must(t, os.Chmod(d, mode))
 		if fi := restore(d, restorer.Options{}); fi.Mode() != fs.ModeDir|mode {
 			t.Errorf("empty %s target: mode changed to %v", name, fi.Mode())
 		}
 	}
 	home := t.TempDir()
-	must(os.Chmod(home, 0o711))
-	must(os.WriteFile(filepath.Join(home, "empty"), nil, 0o644)) // a name the snapshot has too
+	must(t, os.Chmod(home, 0o711))
+	must(t, os.WriteFile(filepath.Join(home, "empty"), nil, 0o644)) // a name the snapshot has too
 	if fi := restore(home, restorer.Options{}); fi.Mode() != fs.ModeDir|0o711 {
 		t.Errorf("target with files in it: mode changed to %v", fi.Mode())
 	}

@@ -867,57 +867,28 @@ func (w *worker) keepParent(job *fileJob, err error) error {
 // the kept chunks and the offset to chunk from; ok false means read the
 // whole file.
 func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full bool) (kept []repository.ID, offset int64, ok, edited bool) {
-	idx := w.a.repo.Index()
 	n := len(pn.Content)
-	ends := make([]int64, n) // end offset of each of the parent's chunks
-	var end int64
-	for i, id := range pn.Content {
-		loc, ok := idx.Lookup(id)
-		if !ok {
-			return nil, 0, false, false
-		}
-		end += int64(loc.RawLen)
-		ends[i] = end
-	}
-	if end != int64(pn.Size) {
+	ends, err := snapshot.ChunkEnds(w.a.repo, pn.Content)
+	if err != nil || ends[n-1] != int64(pn.Size) {
 		return nil, 0, false, false
 	}
 	from := n - 1 // the first chunk to re-hash
 	if full {
 		from = 0
 	}
-	var buf []byte
-	defer func() {
-		if buf != nil {
-			putChunk(buf)
-		}
-	}()
-	for i := from; i < n; i++ {
-		if ctx.Err() != nil {
-			return nil, 0, false, false
-		}
+	buf := getChunk(0)
+	first, read, err := snapshot.MatchChunks(ctx, w.a.repo, f, pn.Content, ends, from, &buf)
+	putChunk(buf)
+	w.a.Stats.BytesRead.Add(uint64(read))
+	switch {
+	case err != nil, first < n && !full:
+		return nil, 0, false, false
+	case first < n:
 		var start int64
-		if i > 0 {
-			start = ends[i-1]
+		if first > 0 {
+			start = ends[first-1]
 		}
-		size := int(ends[i] - start)
-		if buf == nil || cap(buf) < size {
-			if buf != nil {
-				putChunk(buf)
-			}
-			buf = getChunk(size)
-		}
-		b := buf[:size]
-		if _, err := f.ReadAt(b, start); err != nil {
-			return nil, 0, false, false
-		}
-		w.a.Stats.BytesRead.Add(uint64(size))
-		if w.id(b) != pn.Content[i] {
-			if !full {
-				return nil, 0, false, false
-			}
-			return slices.Clone(pn.Content[:i]), start, true, true
-		}
+		return slices.Clone(pn.Content[:first]), start, true, true
 	}
 	lastStart := int64(0)
 	if n > 1 {

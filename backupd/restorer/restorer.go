@@ -546,39 +546,29 @@ func (r *Restorer) alreadyRestored(ctx context.Context, t fileTask, buf *[]byte)
 }
 
 // VerifyFile re-reads a file and proves it against a node: the bytes at each
-// recorded chunk boundary hash to the chunk's id and the ids hash to the
-// recorded content hash.
-func VerifyFile(ctx context.Context, repo *repository.Repo, f io.Reader, n snapshot.Node, buf *[]byte) (bool, error) {
-	h := repo.IDHasher()
-	var total uint64
-	for _, id := range n.Content {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		loc, ok := repo.Index().Lookup(id)
-		if !ok {
-			return false, fmt.Errorf("chunk %s not in index", id.Str())
-		}
-		if cap(*buf) < int(loc.RawLen) {
-			*buf = make([]byte, loc.RawLen)
-		}
-		b := (*buf)[:loc.RawLen]
-		if _, err := io.ReadFull(f, b); err != nil {
-			return false, nil
-		}
-		h.Reset()
-		_, _ = h.Write(b)
-		var got repository.ID
-		h.Sum(got[:0])
-		if got != id {
-			return false, nil
-		}
-		total += uint64(loc.RawLen)
+// recorded chunk boundary hash to the chunk's id, nothing follows the last
+// one, and the ids hash to the recorded content hash. A file that cannot be
+// read is not proved (false); only a done ctx is an error.
+func VerifyFile(ctx context.Context, repo *repository.Repo, f io.ReaderAt, n snapshot.Node, buf *[]byte) (bool, error) {
+	ends, err := snapshot.ChunkEnds(repo, n.Content)
+	if err != nil {
+		return false, err
 	}
-	if n, _ := f.Read(make([]byte, 1)); n != 0 {
+	var size int64
+	if len(ends) > 0 {
+		size = ends[len(ends)-1]
+	}
+	if size != int64(n.Size) {
 		return false, nil
 	}
-	return total == n.Size && snapshot.ContentHash(n.Content) == *n.Hash, nil
+	first, _, err := snapshot.MatchChunks(ctx, repo, f, n.Content, ends, 0, buf)
+	if err != nil || first < len(n.Content) {
+		return false, ctx.Err()
+	}
+	if k, _ := f.ReadAt(make([]byte, 1), size); k != 0 {
+		return false, nil
+	}
+	return snapshot.ContentHash(n.Content) == *n.Hash, nil
 }
 
 func truncate(s string, n int) string {

@@ -15,8 +15,10 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/backupd ./backupd
 
 # The daemon on the embedded default config (deploy/local/backupd.yaml) with a
-# simulated live mesh volume set under ./var; metrics on 127.0.0.1:9847.
+# simulated live mesh volume set under ./var (bench/cmd/simulate keeps it
+# changing); metrics on 127.0.0.1:9847.
 run: build
+	$(GO) build -o bin/simulate ./bench/cmd/simulate
 	./scripts/run-local.sh
 
 # The command-line walk-through: backup, change, backup, check, restore, diff.

@@ -171,7 +171,7 @@ func TestDaemonCyclesSurviveKillAndRestart(t *testing.T) {
 	c := newCLI(t)
 	opt := workload.Options{Proxies: 6, ConsulServers: 1, Scale: 0.1, Seed: 3}
 	src := genVolume(t, opt)
-	c.ok("init")
+	c.init()
 	cfg := writeDaemonConfig(t, t.TempDir(), src, c.repo)
 	addr := freePort(t)
 	d := startDaemon(t, c, cfg, addr)
@@ -231,7 +231,7 @@ func TestDaemonCyclesSurviveKillAndRestart(t *testing.T) {
 	if v, _ := value(fams, "backupd_last_restore_drill_success_timestamp_seconds", mesh); v == 0 {
 		t.Fatal("last drill success lost across the restart")
 	}
-	c.ok("check", "--read-data")
+	c.check(checkOptions{ReadData: true})
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	if err := d.cmd.Wait(); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
@@ -256,7 +256,7 @@ func TestDaemonCyclesSurviveKillAndRestart(t *testing.T) {
 func TestDaemonReloadRefusesBadConfig(t *testing.T) {
 	c := newCLI(t)
 	src := genVolume(t, workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.02})
-	c.ok("init")
+	c.init()
 	dir := t.TempDir()
 	cfg := writeDaemonConfig(t, dir, src, c.repo)
 	addr := freePort(t)
@@ -294,15 +294,16 @@ func TestConfigCheckCommand(t *testing.T) {
 	c := newCLI(t)
 	dir := t.TempDir()
 	good := writeDaemonConfig(t, dir, dir, filepath.Join(dir, "repo"))
-	if out := c.ok("config", "check", good); !strings.Contains(out, "ok: 1 repositories, 1 policies") {
+	if out := call(c, runConfigCheck, configCheckOptions{}, false, good); !strings.Contains(out, "ok: 1 repositories, 1 policies") {
 		t.Fatal(out)
 	}
 	b, _ := os.ReadFile(good)
 	bad := filepath.Join(dir, "bad.yaml")
 	_ = os.WriteFile(bad, []byte(strings.Replace(string(b), "schedule: \"@every 2s\"", "schedul: \"@every 2s\"", 1)), 0o600)
-	_, errOut, code := c.run(nil, "config", "check", bad)
-	if code != exitUsage || !strings.Contains(errOut, "bad.yaml:9: policies[0].schedul: unknown key") {
-		t.Fatalf("exit %d: %s", code, errOut)
+	g, _, _ := c.globals(false)
+	err := runConfigCheck(t.Context(), configCheckOptions{}, g, []string{bad})
+	if code := exitCode(err); code != exitUsage || err == nil || !strings.Contains(err.Error(), "bad.yaml:9: policies[0].schedul: unknown key") {
+		t.Fatalf("exit %d: %v", code, err)
 	}
 }
 
@@ -315,7 +316,7 @@ func TestDaemonSIGTERMDuringBackupAndMissedRuns(t *testing.T) {
 	}
 	c := newCLI(t)
 	src := genVolume(t, workload.Options{Proxies: 40, ConsulServers: 2, Scale: 0.6, Seed: 8})
-	c.ok("init")
+	c.init()
 	cfg := writeDaemonConfig(t, t.TempDir(), src, c.repo)
 	addr := freePort(t)
 	d := startDaemon(t, c, cfg, addr)
@@ -338,7 +339,7 @@ func TestDaemonSIGTERMDuringBackupAndMissedRuns(t *testing.T) {
 	if took := time.Since(start); took > 15*time.Second {
 		t.Fatalf("SIGTERM took %v", took)
 	}
-	c.ok("check")
+	c.check(checkOptions{})
 	time.Sleep(4500 * time.Millisecond) // two activations of "@every 2s" pass while down
 	d = startDaemon(t, c, cfg, addr)
 	d.waitFor("the missed runs counted", 60*time.Second, func(f map[string]*dto.MetricFamily) bool {

@@ -147,7 +147,7 @@ func TestE2EAlerts(t *testing.T) {
 	}
 	c := newCLI(t)
 	src := genVolume(t, workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.03, Seed: 12})
-	c.ok("init")
+	c.init()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "backupd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(e2eConfig(c.repo, src, "30s")), 0o600); err != nil {

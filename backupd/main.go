@@ -1,8 +1,13 @@
 // Command backupd backs up service-mesh volumes into an encrypted,
 // deduplicating, crash-safe repository, and proves the backups restorable.
 //
-// This file is the only wiring: flags are parsed here into option structs
-// that are passed down; nothing is registered globally.
+// This file is the process's wiring: it reads the environment, the standard
+// streams and the signals once, builds the command tree and turns the result
+// into an exit code. Each command lives in its own cmd_*.go file: its flags
+// fill an options struct, and its runX(ctx, opts, globals, args) does the
+// work, so tests call it in-process. global.go holds what every command
+// shares: logging, the password, opening a repository, progress and output.
+// Nothing is registered globally.
 package main
 
 import (
@@ -40,27 +45,40 @@ func (e *exitError) Unwrap() error { return e.err }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	env := environment{
+		Repository:   os.Getenv("BACKUPD_REPOSITORY"),
+		Password:     os.Getenv("BACKUPD_PASSWORD"),
+		PasswordFile: os.Getenv("BACKUPD_PASSWORD_FILE"),
+		Fault:        os.Getenv("BACKUPD_FAULT"),
+		GoMemLimit:   os.Getenv("GOMEMLIMIT") != "",
+	}
+	os.Exit(run(ctx, os.Args[1:], env, streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}))
 }
 
-func run(ctx context.Context, args []string, stdout, stderr *os.File) int {
-	cmd := newRootCommand(stdout, stderr)
+// run executes one command line and returns its exit code.
+func run(ctx context.Context, args []string, env environment, std streams) int {
+	cmd := newRootCommand(env, std)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "backupd: %v\n", err)
+	fmt.Fprintf(std.err, "backupd: %v\n", err)
+	return exitCode(err)
+}
+
+// exitCode maps an error returned by a command to its documented exit code.
+func exitCode(err error) int {
 	var ee *exitError
 	switch {
+	case err == nil:
+		return exitOK
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.Is(err, repository.ErrOverlap):
 		return exitSkipped
 	case errors.Is(err, repository.ErrCorrupt):
 		return exitCorrupt
-	case errors.Is(err, errUsage):
-		return exitUsage
 	}
 	return exitFailed
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/bench/workload"
 )
 
@@ -70,15 +71,6 @@ func (c *cli) run(extraEnv []string, args ...string) (string, string, int) {
 	return so.String(), se.String(), code
 }
 
-func (c *cli) ok(args ...string) string {
-	c.t.Helper()
-	out, errOut, code := c.run(nil, args...)
-	if code != 0 {
-		c.t.Fatalf("backupd %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-	}
-	return out
-}
-
 func manifest(t *testing.T, root string) map[string]workload.Entry {
 	t.Helper()
 	m, err := workload.Manifest(root)
@@ -114,20 +106,10 @@ type summary struct {
 	BytesWritten   int64  `json:"bytes_written"`
 }
 
-func (c *cli) backup(src string, flags ...string) summary {
-	c.t.Helper()
-	var s summary
-	args := append([]string{"backup", "--policy", "mesh", "--json"}, flags...)
-	if err := json.Unmarshal([]byte(c.ok(append(args, src)...)), &s); err != nil {
-		c.t.Fatal(err)
-	}
-	return s
-}
-
 func (c *cli) assertRestoreEquals(id string, want map[string]workload.Entry) {
 	c.t.Helper()
 	target := filepath.Join(c.t.TempDir(), "restore")
-	c.ok("restore", "--target", target, id)
+	c.restore(restoreOptions{Target: target}, id)
 	if d := workload.Diff(want, manifest(c.t, target), true); len(d) > 0 {
 		c.t.Fatalf("restore of %s differs:\n%s", id, strings.Join(d, "\n"))
 	}
@@ -141,7 +123,7 @@ func TestCommandLineRoundTrip(t *testing.T) {
 	if err := os.Chmod(src, 0o770|fs.ModeSetgid); err != nil {
 		t.Fatal(err)
 	}
-	c.ok("init")
+	c.init()
 	want1 := manifest(t, src)
 	s1 := c.backup(src)
 	if s1.FilesNew == 0 || s1.FilesSkipped == 0 || s1.BytesWritten == 0 {
@@ -159,18 +141,14 @@ func TestCommandLineRoundTrip(t *testing.T) {
 	if s2.FilesChanged == 0 || s2.FilesUnchanged == 0 || s2.BytesRead >= s1.BytesRead {
 		t.Fatalf("incremental summary: %+v", s2)
 	}
-	var snaps []struct {
-		ID  string `json:"id"`
-		Seq int    `json:"seq"`
-	}
-	if err := json.Unmarshal([]byte(c.ok("snapshots", "--json", "--policy", "mesh")), &snaps); err != nil || len(snaps) != 2 {
-		t.Fatalf("snapshots --json: %v %+v", err, snaps)
+	if snaps := c.snapshots("mesh"); len(snaps) != 2 {
+		t.Fatalf("snapshots --json: %+v", snaps)
 	}
 	c.assertRestoreEquals(s1.SnapshotID[:8], want1)
 	c.assertRestoreEquals("latest", want2)
 	// diff -r is clean too (sockets are skipped by design).
 	target := filepath.Join(t.TempDir(), "r")
-	c.ok("restore", "--policy", "mesh", "--target", target, "latest")
+	c.restore(restoreOptions{Policy: "mesh", Target: target}, "latest")
 	// The target takes the source directory's own mode and mtime too.
 	if fi, err := os.Stat(target); err != nil || fi.Mode() != rootAt2.Mode() || !fi.ModTime().Equal(rootAt2.ModTime()) {
 		t.Fatalf("restored root: %v %v, source %v %v (%v)", fi.Mode(), fi.ModTime(), rootAt2.Mode(), rootAt2.ModTime(), err)
@@ -181,14 +159,14 @@ func TestCommandLineRoundTrip(t *testing.T) {
 			t.Fatalf("diff -r: %s", out)
 		}
 	}
-	c.ok("check", "--read-data")
-	c.ok("check", "--read-data-subset", "1/3")
+	c.check(checkOptions{ReadData: true})
+	c.check(checkOptions{ReadDataSubset: "1/3"})
 	// forget keeps the newest; prune with no grace frees the rest.
-	c.ok("forget", "--keep-last", "1", "--prune", "--grace", "0s")
-	if err := json.Unmarshal([]byte(c.ok("snapshots", "--json")), &snaps); err != nil || len(snaps) != 1 || snaps[0].ID != s2.SnapshotID {
+	c.forget(forgetOptions{Keep: snapshot.KeepPolicy{Last: 1}, Prune: true, Grace: 0})
+	if snaps := c.snapshots(""); len(snaps) != 1 || snaps[0].ID != s2.SnapshotID {
 		t.Fatalf("after forget: %+v", snaps)
 	}
-	c.ok("check", "--read-data")
+	c.check(checkOptions{ReadData: true})
 	c.assertRestoreEquals("latest", want2)
 	// Nothing changed since: every directory but the root is taken whole
 	// from the parent; with --full-walk-every 1 every one is walked again.
@@ -196,7 +174,7 @@ func TestCommandLineRoundTrip(t *testing.T) {
 	if s3.DirsReused != s3.Dirs-1 || s3.BytesRead != 0 || s3.FilesUnchanged != s2.FilesNew+s2.FilesChanged+s2.FilesUnchanged {
 		t.Fatalf("no-change backup summary: %+v (previous %+v)", s3, s2)
 	}
-	s4 := c.backup(src, "--full-walk-every", "1")
+	s4 := c.backup(src, func(o *backupOptions) { o.FullWalkEvery = 1 })
 	if s4.DirsReused != 0 || s4.BytesRead != 0 || s4.FilesUnchanged != s3.FilesUnchanged || s4.Dirs != s3.Dirs {
 		t.Fatalf("full-walk backup summary: %+v", s4)
 	}
@@ -206,7 +184,7 @@ func TestCommandLineRoundTrip(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	c := newCLI(t)
 	src := genVolume(t, workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.02})
-	c.ok("init")
+	c.init()
 	c.backup(src)
 	for _, tc := range []struct {
 		name string
@@ -244,7 +222,7 @@ func TestOtherFormatVersionRefused(t *testing.T) {
 	for _, v := range []int{repository.FormatVersion + 7, 1} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			c := newCLI(t)
-			c.ok("init")
+			c.init()
 			cfg := filepath.Join(c.repo, "config")
 			b, _ := os.ReadFile(cfg)
 			cur := fmt.Sprintf(`"version": %d`, repository.FormatVersion)
@@ -253,9 +231,10 @@ func TestOtherFormatVersionRefused(t *testing.T) {
 			}
 			_ = os.Chmod(cfg, 0o600)
 			_ = os.WriteFile(cfg, []byte(strings.Replace(string(b), cur, fmt.Sprintf(`"version": %d`, v), 1)), 0o600)
-			_, errOut, code := c.run(nil, "snapshots")
-			if code != exitFailed || !strings.Contains(errOut, fmt.Sprintf("format version %d is not supported", v)) {
-				t.Fatalf("exit %d: %s", code, errOut)
+			g, _, _ := c.globals(false)
+			err := runSnapshots(t.Context(), snapshotsOptions{}, g, nil)
+			if code := exitCode(err); code != exitFailed || err == nil || !strings.Contains(err.Error(), fmt.Sprintf("format version %d is not supported", v)) {
+				t.Fatalf("exit %d: %v", code, err)
 			}
 		})
 	}
@@ -264,7 +243,7 @@ func TestOtherFormatVersionRefused(t *testing.T) {
 func TestCorruptionExitsThree(t *testing.T) {
 	c := newCLI(t)
 	src := genVolume(t, workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.02})
-	c.ok("init")
+	c.init()
 	c.backup(src)
 	packs, _ := filepath.Glob(filepath.Join(c.repo, "data", "*", "*"))
 	for _, p := range packs {
@@ -285,7 +264,7 @@ func TestCorruptionExitsThree(t *testing.T) {
 func TestOverlapExitsFour(t *testing.T) {
 	c := newCLI(t)
 	src := genVolume(t, workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.02})
-	c.ok("init")
+	c.init()
 	// A live "backup" of the same policy and source: this test process
 	// holds the lock object.
 	abs, _ := filepath.Abs(src)
@@ -317,7 +296,7 @@ func TestSIGKILLDuringBackup(t *testing.T) {
 	c := newCLI(t)
 	opt := workload.Options{Proxies: 8, ConsulServers: 1, Scale: 0.15, Seed: 9}
 	src := genVolume(t, opt)
-	c.ok("init")
+	c.init()
 	oracle := map[string]map[string]workload.Entry{}
 	take := func() {
 		want := manifest(t, src)
@@ -333,7 +312,7 @@ func TestSIGKILLDuringBackup(t *testing.T) {
 		if code != -int(syscall.SIGKILL) {
 			t.Fatalf("%s: backup was not killed (exit %d): %s", fp, code, errOut)
 		}
-		c.ok("check")
+		c.check(checkOptions{})
 		take()
 	}
 	// Kills at random moments, too.
@@ -356,7 +335,7 @@ func TestSIGKILLDuringBackup(t *testing.T) {
 	for id, want := range oracle {
 		c.assertRestoreEquals(id[:8], want)
 	}
-	c.ok("check", "--read-data")
+	c.check(checkOptions{ReadData: true})
 }
 
 // Scenario 2: SIGKILL mid-restore leaves no half-written file under its
@@ -365,7 +344,7 @@ func TestSIGKILLDuringRestore(t *testing.T) {
 	c := newCLI(t)
 	opt := workload.Options{Proxies: 4, ConsulServers: 1, Scale: 0.1, Seed: 4}
 	src := genVolume(t, opt)
-	c.ok("init")
+	c.init()
 	want := manifest(t, src)
 	c.backup(src)
 	target := filepath.Join(t.TempDir(), "restore")
@@ -383,7 +362,7 @@ func TestSIGKILLDuringRestore(t *testing.T) {
 			}
 		}
 	}
-	c.ok("restore", "--target", target, "latest")
+	c.restore(restoreOptions{Target: target}, "latest")
 	got := manifest(t, target)
 	if d := workload.Diff(want, got, true); len(d) > 0 {
 		t.Fatalf("rerun did not converge:\n%s", strings.Join(d, "\n"))

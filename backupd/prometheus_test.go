@@ -37,7 +37,7 @@ func TestRealPrometheusScrapesDaemon(t *testing.T) {
 	prom, promtool := needTool(t, "prometheus"), needTool(t, "promtool")
 	c := newCLI(t)
 	src := genVolume(t, workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.03})
-	c.ok("init")
+	c.init()
 	cfg := writeDaemonConfig(t, t.TempDir(), src, c.repo)
 	addr := freePort(t)
 	d := startDaemon(t, c, cfg, addr)

@@ -16,7 +16,7 @@ elif ! out=$($B snapshots --repo var/repo 2>&1 >/dev/null); then
 	echo "run-local: remove var/repo (make clean) to start over with a new repository" >&2
 	exit 1
 fi
-$B simulate --root var/volumes --proxies 20 --consul 3 --scale 0.1 --interval 10s &
+bin/simulate -root var/volumes -proxies 20 -consul 3 -scale 0.1 -interval 10s &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null || true' EXIT
 # Let the simulator lay the volume set down before the first backup.

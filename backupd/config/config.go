@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshbackup/backupd/backupd/snapshot"
 )
 
 // Config is the whole file.
@@ -82,6 +83,11 @@ type Retention struct {
 	KeepDaily   int `yaml:"keep_daily"`
 	KeepWeekly  int `yaml:"keep_weekly"`
 	KeepMonthly int `yaml:"keep_monthly"`
+}
+
+// KeepPolicy is the retention as the keep policy forget applies.
+func (r Retention) KeepPolicy() snapshot.KeepPolicy {
+	return snapshot.KeepPolicy{Last: r.KeepLast, Hourly: r.KeepHourly, Daily: r.KeepDaily, Weekly: r.KeepWeekly, Monthly: r.KeepMonthly}
 }
 
 // Drill configures restore drills.

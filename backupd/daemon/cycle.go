@@ -130,11 +130,11 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 	return rec
 }
 
-// retention forgets the policy's old snapshots and prunes. It needs the
-// exclusive lock; when another node is writing, it waits for the next cycle.
+// retention forgets the policy's old snapshots of this host and source, and
+// prunes. It needs the exclusive lock; when another node is writing, it
+// waits for the next cycle.
 func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) {
-	keep := snapshot.KeepPolicy{Last: p.Retention.KeepLast, Hourly: p.Retention.KeepHourly, Daily: p.Retention.KeepDaily,
-		Weekly: p.Retention.KeepWeekly, Monthly: p.Retention.KeepMonthly}
+	keep := p.Retention.KeepPolicy()
 	if keep.Empty() {
 		return
 	}
@@ -148,39 +148,20 @@ func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandl
 		return
 	}
 	defer lock.Unlock()
-	lctx := lock.Context()
-	snaps, _, err := snapshot.LoadAll(lctx, repo)
+	res, err := prune.Forget(lock.Context(), repo, prune.RetentionOptions{
+		Keep: keep,
+		Select: func(s *snapshot.Snapshot) bool {
+			return s.Policy == p.Name && s.Hostname == d.opt.Hostname && s.Source == p.Source
+		},
+		Prune:        true,
+		PruneOptions: prune.Options{Grace: cfg.Scheduler.PruneGrace, Now: d.opt.Now},
+	})
 	if err != nil {
 		d.log.Warn("retention failed", "policy", p.Name, "err", err)
 		return
 	}
-	var mine []*snapshot.Snapshot
-	for _, s := range snaps {
-		if s.Policy == p.Name && s.Hostname == d.opt.Hostname && s.Source == p.Source {
-			mine = append(mine, s)
-		}
-	}
-	removed := 0
-	for _, dec := range snapshot.ApplyPolicy(mine, keep) {
-		if dec.Keep {
-			continue
-		}
-		if err := repo.Backend().Remove(lctx, snapshotHandle(dec.Snapshot.ID)); err != nil {
-			d.log.Warn("retention failed", "policy", p.Name, "err", err)
-			return
-		}
-		removed++
-	}
-	plan, err := prune.NewPlan(lctx, repo, prune.Options{Grace: cfg.Scheduler.PruneGrace, Now: d.opt.Now})
-	if err == nil {
-		err = plan.Execute(lctx, repo)
-	}
-	if err != nil {
-		d.log.Warn("prune failed", "policy", p.Name, "err", err)
-		return
-	}
-	if removed > 0 || !plan.Empty() {
-		d.log.Info("retention applied", "policy", p.Name, "forgotten", removed, "packs_marked", len(plan.Mark), "packs_deleted", len(plan.Delete))
+	if res.Removed() > 0 || !res.Plan.Empty() {
+		d.log.Info("retention applied", "policy", p.Name, "forgotten", res.Removed(), "packs_marked", len(res.Plan.Mark), "packs_deleted", len(res.Plan.Delete))
 	}
 }
 

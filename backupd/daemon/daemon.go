@@ -447,7 +447,3 @@ func (d *Daemon) refreshRepoState(ctx context.Context, name string) {
 	d.mu.Unlock()
 	st.FreeBytes = freeBytes(h.cfg.Path)
 }
-
-func snapshotHandle(id repository.ID) backend.Handle {
-	return backend.Handle{Type: backend.SnapshotFile, Name: id.String()}
-}

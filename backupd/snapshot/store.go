@@ -182,3 +182,12 @@ func Walk(ctx context.Context, r *repository.Repo, id repository.ID, dir string,
 	}
 	return nil
 }
+
+// Remove deletes the snapshot manifest id: forgetting it. The data it
+// references stays until prune finds it unreferenced.
+func Remove(ctx context.Context, r *repository.Repo, id repository.ID) error {
+	if err := r.Backend().Remove(ctx, backend.Handle{Type: backend.SnapshotFile, Name: id.String()}); err != nil {
+		return fmt.Errorf("forget snapshot %s: %w", id.Str(), err)
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/meshbackup/backupd/internal/units"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,7 +156,7 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 	}
 	res.Workload = WorkloadInfo{Options: opt, Source: src, Reused: reused, TreeStats: treeStats(m0)}
 	ws := res.Workload.TreeStats
-	log.printf("source: %d files (%s), %d dirs, %d symlinks, %d sockets", ws.Files, fmtBytes(ws.Bytes), ws.Dirs, ws.Symlinks, ws.Sockets)
+	log.printf("source: %d files (%s), %d dirs, %d symlinks, %d sockets", ws.Files, units.Bytes(ws.Bytes), ws.Dirs, ws.Symlinks, ws.Sockets)
 
 	tools, err := setupTools(ctx, order, bins, runDir, log)
 	if err != nil {
@@ -480,8 +481,8 @@ func finishChange(src string, ci *ChangeInfo, m0 map[string]workload.Entry, log 
 	}
 	ci.Files = fileChanges(m0, m1)
 	log.printf("mutated %d steps: %s of %s changed (%.2f%%); files: %d new, %d changed (%s), %d removed",
-		ci.Steps, fmtBytes(ci.ChangedBytes), fmtBytes(ci.TotalBytes), ci.Percent,
-		ci.Files.New, ci.Files.Changed, fmtBytes(ci.Files.Bytes), ci.Files.Removed)
+		ci.Steps, units.Bytes(ci.ChangedBytes), units.Bytes(ci.TotalBytes), ci.Percent,
+		ci.Files.New, ci.Files.Changed, units.Bytes(ci.Files.Bytes), ci.Files.Removed)
 	log.printf("changed bytes by kind of file: %s", ci.topKinds(6))
 	return m1, nil
 }

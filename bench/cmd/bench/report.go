@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/meshbackup/backupd/internal/units"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,13 +141,13 @@ func renderMarkdown(res *Results) string {
 	fmt.Fprintf(&b, "Measured %s on %d CPUs (%s), %.1f GiB RAM, %s, %s.\n\n",
 		res.Date.Format("2006-01-02 15:04 MST"), e.CPUs, e.CPUModel, float64(e.MemTotalMiB)/1024, e.Kernel, e.GoVersion)
 	fmt.Fprintf(&b, "Source: %d proxies, %d Consul servers, scale %g, seed %d: %d files (%s), %d dirs, %d symlinks, %d sockets.  \n",
-		w.Options.Proxies, w.Options.ConsulServers, w.Options.Scale, w.Options.Seed, w.Files, fmtBytes(w.Bytes), w.Dirs, w.Symlinks, w.Sockets)
+		w.Options.Proxies, w.Options.ConsulServers, w.Options.Scale, w.Options.Seed, w.Files, units.Bytes(w.Bytes), w.Dirs, w.Symlinks, w.Sockets)
 	fmt.Fprintf(&b, "Small change: %d `workload.MutateSome` step(s), %d of %d proxies active, Consul idle (target %g%%): %s in new 4 KiB blocks = **%.2f%%** of %s (%s); files: %d new, %d changed (%s), %d removed.  \n",
-		sc.Steps, sc.ActiveProxies, w.Options.Proxies, sc.TargetPercent, fmtBytes(sc.ChangedBytes), sc.Percent, fmtBytes(sc.TotalBytes), sc.topKinds(3),
-		sc.Files.New, sc.Files.Changed, fmtBytes(sc.Files.Bytes), sc.Files.Removed)
+		sc.Steps, sc.ActiveProxies, w.Options.Proxies, sc.TargetPercent, units.Bytes(sc.ChangedBytes), sc.Percent, units.Bytes(sc.TotalBytes), sc.topKinds(3),
+		sc.Files.New, sc.Files.Changed, units.Bytes(sc.Files.Bytes), sc.Files.Removed)
 	fmt.Fprintf(&b, "Minute change: %d `workload.Mutate` step (every proxy and Consul server): %s in new 4 KiB blocks = **%.2f%%** of %s (%s); files: %d new, %d changed (%s), %d removed.\n\n",
-		c.Steps, fmtBytes(c.ChangedBytes), c.Percent, fmtBytes(c.TotalBytes), c.topKinds(3),
-		c.Files.New, c.Files.Changed, fmtBytes(c.Files.Bytes), c.Files.Removed)
+		c.Steps, units.Bytes(c.ChangedBytes), c.Percent, units.Bytes(c.TotalBytes), c.topKinds(3),
+		c.Files.New, c.Files.Changed, units.Bytes(c.Files.Bytes), c.Files.Removed)
 
 	for _, t := range res.Tools {
 		if n := len(t.NoChangeWalls); n > 1 {
@@ -163,7 +164,7 @@ func renderMarkdown(res *Results) string {
 		}
 		repo := "–"
 		if t.RepoBytes > 0 {
-			repo = fmtBytes(t.RepoBytes)
+			repo = units.Bytes(t.RepoBytes)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			strings.TrimSpace(t.Name+" "+shortVersion(t.Version)),
@@ -268,19 +269,7 @@ func fmtSeconds(s float64) string {
 	return fmt.Sprintf("%.1f s", s)
 }
 
-func fmtKiB(kib int64) string { return fmtBytes(kib << 10) }
-
-func fmtBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func fmtKiB(kib int64) string { return units.Bytes(kib << 10) }
 
 // shortVersion picks the version out of a tool's version line: the word
 // after "version", else the first word that starts with a digit

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshbackup/backupd/internal/units"
 	"io"
 	"io/fs"
 	"os"
@@ -299,7 +300,7 @@ func (cs ChangeStats) topKinds(n int) string {
 	})
 	var parts []string
 	for _, k := range kinds[:min(n, len(kinds))] {
-		parts = append(parts, fmt.Sprintf("%s %s", k, fmtBytes(cs.ByKind[k])))
+		parts = append(parts, fmt.Sprintf("%s %s", k, units.Bytes(cs.ByKind[k])))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	promversion "github.com/prometheus/common/version"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/config"
+	"github.com/meshbackup/backupd/backupd/daemon"
+	"github.com/meshbackup/backupd/collectors"
+	"github.com/meshbackup/backupd/exporter"
+)
+
+// runOptions are the daemon's flags.
+type runOptions struct {
+	ConfigFile    string
+	ListenAddress string
+	WebConfigFile string
+	CheckInterval time.Duration
+}
+
+func newRunCommand(g *globalOptions) *cobra.Command {
+	var opts runOptions
+	c := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the daemon: scheduled backups, verification and restore drills, exported to Prometheus",
+		Long: `Run every policy of the config on its schedule: a backup, then a verify
+run and a restore drill when they are due. Metrics are served on
+--web.listen-address (/metrics, /, /healthz, /readyz, /api/v1/status).
+
+Signals: SIGTERM or SIGINT stop scheduling, interrupt a running run (its
+stored packs are reused by the next backup) and exit 0. SIGHUP, or a change
+of the config file, reloads the config; a bad new config is refused and the
+old one kept.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDaemon(cmd.Context(), opts, g, args)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&opts.ConfigFile, "config", "", "daemon config file (YAML, see deploy/CONFIG.md)")
+	f.StringVar(&opts.ListenAddress, "web.listen-address", "127.0.0.1:9847", "address to serve metrics and status on")
+	f.StringVar(&opts.WebConfigFile, "web.config.file", "", "exporter-toolkit web config file for TLS and basic auth")
+	f.DurationVar(&opts.CheckInterval, "config.check-interval", 5*time.Second, "how often to look for changes of the config file")
+	return c
+}
+
+// runDaemon runs the daemon until ctx ends (SIGTERM, SIGINT): nil then.
+func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []string) error {
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	if opts.ConfigFile == "" {
+		return usageErr("--config is required")
+	}
+	cfg, err := config.Load(opts.ConfigFile)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	g.applyMemoryLimit(0)
+	reg, runs, storage, err := newRegistry()
+	if err != nil {
+		return err
+	}
+	ropt, err := g.repoOptions(log)
+	if err != nil {
+		return err
+	}
+	d, err := daemon.New(cfg, daemon.Options{
+		Logger: log, Observer: runs, RepoOptions: ropt,
+		OpenBackend: func(rc config.Repository) (backend.Backend, error) {
+			be, err := local.Open(rc.Path, local.Options{})
+			if err != nil {
+				return nil, err
+			}
+			return storage.Wrap(rc.Name, be), nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	srv := exporter.New(reg, d, exporter.Options{ListenAddress: opts.ListenAddress, WebConfigFile: opts.WebConfigFile, Version: version, Logger: log})
+	reload := make(chan *config.Config)
+	grp, gctx := errgroup.WithContext(ctx)
+	grp.Go(func() error { return srv.Serve(gctx) })
+	grp.Go(func() error { return watchConfig(gctx, log, opts.ConfigFile, opts.CheckInterval, reload) })
+	grp.Go(func() error {
+		err := d.Run(gctx, reload)
+		if err != nil {
+			return err
+		}
+		return context.Canceled // stop the other goroutines
+	})
+	log.Info("backupd started", "config", opts.ConfigFile, "listen", opts.ListenAddress, "policies", len(cfg.Policies), "version", version)
+	err = grp.Wait()
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		log.Info("backupd stopped")
+		return nil
+	}
+	return err
+}
+
+// newRegistry builds the registry the exporter serves: our metrics, the
+// process and Go collectors, and build_info. No default registry is used.
+func newRegistry() (*prometheus.Registry, *collectors.Runs, *collectors.Storage, error) {
+	reg := prometheus.NewRegistry()
+	runs, storage := collectors.NewRuns(), collectors.NewStorage()
+	if err := runs.Register(reg); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := storage.Register(reg); err != nil {
+		return nil, nil, nil, err
+	}
+	promversion.Version = version
+	for _, c := range []prometheus.Collector{
+		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
+		promcollectors.NewGoCollector(),
+		versioncollector.NewCollector("backupd"),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return reg, runs, storage, nil
+}
+
+// watchConfig sends a new config on SIGHUP or when the file changes. A bad
+// config is logged and not sent.
+func watchConfig(ctx context.Context, log *slog.Logger, file string, every time.Duration, out chan<- *config.Config) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	stamp := func() string {
+		fi, err := os.Stat(file)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+	}
+	last := stamp()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+		case <-t.C:
+			if s := stamp(); s == last {
+				continue
+			}
+		}
+		last = stamp()
+		cfg, err := config.Load(file)
+		if err != nil {
+			log.Error("config not reloaded; keeping the running config", "err", err)
+			continue
+		}
+		select {
+		case out <- cfg:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshbackup/backupd/backupd/snapshot"
+	"github.com/meshbackup/backupd/internal/units"
+)
+
+// snapshotsOptions are snapshots' flags.
+type snapshotsOptions struct {
+	Policy string
+}
+
+// snapshotJSON is one snapshot in the --json output of snapshots.
+type snapshotJSON struct {
+	ID       string          `json:"id"`
+	Short    string          `json:"short_id"`
+	Seq      uint64          `json:"seq"`
+	Time     time.Time       `json:"time"`
+	Policy   string          `json:"policy"`
+	Source   string          `json:"source"`
+	Hostname string          `json:"hostname"`
+	Parent   string          `json:"parent,omitempty"`
+	Totals   snapshot.Totals `json:"totals"`
+}
+
+func toJSON(s *snapshot.Snapshot) snapshotJSON {
+	j := snapshotJSON{ID: s.ID.String(), Short: s.ID.Str(), Seq: s.Seq, Time: s.Time, Policy: s.Policy,
+		Source: s.Source, Hostname: s.Hostname, Totals: s.Totals}
+	if s.Parent != nil {
+		j.Parent = s.Parent.String()
+	}
+	return j
+}
+
+func newSnapshotsCommand(g *globalOptions) *cobra.Command {
+	var opts snapshotsOptions
+	c := &cobra.Command{
+		Use:   "snapshots --repo DIR [--policy NAME] [--json]",
+		Short: "List snapshots",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSnapshots(cmd.Context(), opts, g, args)
+		},
+	}
+	c.Flags().StringVarP(&opts.Policy, "policy", "p", "", "only this policy")
+	return c
+}
+
+// runSnapshots lists the repository's snapshots, oldest first.
+func runSnapshots(ctx context.Context, opts snapshotsOptions, g *globalOptions, _ []string) error {
+	r, log, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	snaps, bad, err := snapshot.LoadAll(ctx, r)
+	if err != nil {
+		return err
+	}
+	for id, err := range bad {
+		log.Warn("unreadable snapshot", "snapshot", id.Str(), "err", err)
+	}
+	out := []snapshotJSON{}
+	for _, s := range snaps {
+		if opts.Policy == "" || s.Policy == opts.Policy {
+			out = append(out, toJSON(s))
+		}
+	}
+	if g.json {
+		return g.printJSON(out)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSEQ\tTIME\tPOLICY\tHOST\tSOURCE\tFILES\tSIZE")
+	for _, s := range out {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Short, s.Seq, s.Time.Local().Format("2006-01-02 15:04:05"),
+			s.Policy, s.Hostname, s.Source, s.Totals.Files, units.Bytes(s.Totals.BytesTotal))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return &exitError{code: exitCorrupt, err: fmt.Errorf("%d snapshots unreadable", len(bad))}
+	}
+	return nil
+}

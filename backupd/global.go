@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
+	"github.com/meshbackup/backupd/backupd/repository"
+)
+
+// environment is what backupd reads from its environment, read once by main.
+type environment struct {
+	Repository   string // BACKUPD_REPOSITORY
+	Password     string // BACKUPD_PASSWORD
+	PasswordFile string // BACKUPD_PASSWORD_FILE
+	Fault        string // BACKUPD_FAULT: fault points to arm (tests)
+	GoMemLimit   bool   // GOMEMLIMIT is set: leave the memory limit alone
+}
+
+// streams are the process's standard streams. in may be nil (no terminal).
+type streams struct {
+	in       *os.File
+	out, err io.Writer
+}
+
+// globalOptions are the flags every command shares, and the environment.
+type globalOptions struct {
+	repo         string
+	passwordFile string
+	json         bool
+	quiet        bool
+	logFormat    string
+	logLevel     string
+
+	env    environment
+	stdin  *os.File
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func usageErr(format string, a ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  failure (the error is printed)
+  2  bad usage: unknown flag, missing argument, bad value
+  3  corruption found (check), or files not restored because their data is corrupt (restore)
+  4  backup skipped: a backup of the same policy and source is already running on this host
+
+Environment:
+  BACKUPD_REPOSITORY     repository directory (instead of --repo)
+  BACKUPD_PASSWORD       repository password
+  BACKUPD_PASSWORD_FILE  file holding the password (instead of --password-file)
+`
+
+func newRootCommand(env environment, std streams) *cobra.Command {
+	g := &globalOptions{env: env, stdin: std.in, stdout: std.out, stderr: std.err}
+	root := &cobra.Command{
+		Use:   "backupd",
+		Short: "Back up service-mesh volumes and prove them restorable",
+		Long: `backupd backs up directories into an encrypted, deduplicating, crash-safe
+repository (FastCDC chunks, zstd, AES-256-GCM), restores them byte-exact,
+and verifies every blob by reading it back.
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetOut(std.out)
+	root.SetErr(std.err)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErr("%v (see '%s --help')", err, c.CommandPath())
+	})
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.repo, "repo", "r", env.Repository, "repository directory (env BACKUPD_REPOSITORY)")
+	pf.StringVar(&g.passwordFile, "password-file", env.PasswordFile, "read the repository password from this file (env BACKUPD_PASSWORD_FILE; or set BACKUPD_PASSWORD)")
+	pf.BoolVar(&g.json, "json", false, "print results as JSON for machines")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print no progress")
+	pf.StringVar(&g.logFormat, "log.format", "text", "log format: text or json")
+	pf.StringVar(&g.logLevel, "log.level", "info", "log level: debug, info, warn or error")
+
+	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
+		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g))
+	return root
+}
+
+func (g *globalOptions) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, usageErr("--log.level %q: want debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	}
+	return nil, usageErr("--log.format %q: want text or json", g.logFormat)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w any) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progress reports whether to draw progress on the terminal.
+func (g *globalOptions) progress() bool {
+	return !g.quiet && !g.json && isTerminal(g.stderr)
+}
+
+// password returns the repository password: from --password-file, else
+// BACKUPD_PASSWORD, else asked on the terminal (twice when confirm).
+func (g *globalOptions) password(confirm bool) ([]byte, error) {
+	if g.passwordFile != "" {
+		b, err := os.ReadFile(g.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("read password file: %w", err)
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			return nil, fmt.Errorf("password file %s is empty", g.passwordFile)
+		}
+		return b, nil
+	}
+	if g.env.Password != "" {
+		return []byte(g.env.Password), nil
+	}
+	if g.stdin == nil || !term.IsTerminal(int(g.stdin.Fd())) {
+		return nil, usageErr("no password: set BACKUPD_PASSWORD or BACKUPD_PASSWORD_FILE, or pass --password-file")
+	}
+	read := func(prompt string) ([]byte, error) {
+		fmt.Fprint(g.stderr, prompt)
+		p, err := term.ReadPassword(int(g.stdin.Fd()))
+		fmt.Fprintln(g.stderr)
+		return p, err
+	}
+	p, err := read("repository password: ")
+	if err != nil {
+		return nil, err
+	}
+	if confirm {
+		q, err := read("enter it again: ")
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(p, q) {
+			return nil, errors.New("the passwords do not match")
+		}
+	}
+	if len(p) == 0 {
+		return nil, errors.New("empty password")
+	}
+	return p, nil
+}
+
+func (g *globalOptions) repoOptions(log *slog.Logger) (repository.Options, error) {
+	faults, err := faultpoint.Parse(g.env.Fault)
+	if err != nil {
+		return repository.Options{}, usageErr("%v", err)
+	}
+	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit}, nil
+}
+
+// Memory budget (README "Memory"): the data pipeline's buffers fit in
+// memoryBase whatever the data size; the index needs about indexBytesPerBlob
+// per blob. The limit is soft (the Go runtime's GC target), so going over it
+// costs CPU, never a failure. GOMEMLIMIT overrides it.
+const (
+	memoryBase        = 48 << 20
+	indexBytesPerBlob = 256
+)
+
+func (g *globalOptions) applyMemoryLimit(blobs int) {
+	if g.env.GoMemLimit {
+		return
+	}
+	debug.SetMemoryLimit(memoryBase + int64(blobs)*indexBytesPerBlob)
+}
+
+// requireRepo returns the usage error for a missing --repo.
+func (g *globalOptions) requireRepo() error {
+	if g.repo == "" {
+		return usageErr("no repository: pass --repo DIR or set BACKUPD_REPOSITORY")
+	}
+	return nil
+}
+
+// open opens the repository named by --repo.
+func (g *globalOptions) open(ctx context.Context) (*repository.Repo, *slog.Logger, error) {
+	return g.openWith(ctx, nil)
+}
+
+// openWith is open, calling beforeKey (if not nil) once the password is in
+// hand, just before the key is derived from it.
+func (g *globalOptions) openWith(ctx context.Context, beforeKey func()) (*repository.Repo, *slog.Logger, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := g.requireRepo(); err != nil {
+		return nil, nil, err
+	}
+	g.applyMemoryLimit(0)
+	pw, err := g.password(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	opt, err := g.repoOptions(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	be, err := local.Open(g.repo, local.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if beforeKey != nil {
+		beforeKey()
+	}
+	r, err := repository.Open(ctx, be, pw, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, log, nil
+}
+
+func (g *globalOptions) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// showProgress redraws a status line on a terminal every half second.
+func (g *globalOptions) showProgress(status func() string) (stop func()) {
+	if !g.progress() {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(g.stderr, "\r\033[K")
+				return
+			case <-t.C:
+				fmt.Fprintf(g.stderr, "\r\033[K[%s] %s", time.Since(start).Truncate(time.Second), status())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

@@ -1,5 +1,5 @@
 // Package collectors turns what the daemon records into Prometheus metrics
-// (DESIGN §4, prefix backupd_). Runs implements the daemon's Observer: it is
+// (docs/DESIGN.md §4, prefix backupd_). Runs implements the daemon's Observer: it is
 // told about runs as they start and finish and about the cached repository
 // state, and only ever reads those records: a scrape never touches a
 // repository. Storage wraps a backend to measure its operations.

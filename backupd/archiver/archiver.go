@@ -1,6 +1,6 @@
 // Package archiver backs up a directory tree into a repository.
 //
-// Pipeline (DESIGN §3): a scanner goroutine lists directories and stats
+// Pipeline (docs/DESIGN.md §3.3): a scanner goroutine lists directories and stats
 // their entries and sums each directory up in a digest (see sourceScan); one
 // walker goroutine takes the
 // listings in order and decides, per file, from the parent snapshot whether
@@ -591,7 +591,7 @@ func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listin
 // before access.log.1. If the log rotates between the two reads, the bytes
 // that moved are read from access.log.1; if it rotates before both, each is
 // read whole. Either way no line written before the backup started is lost
-// from the pair (DESIGN §8 scenario 11).
+// from the pair (docs/DESIGN.md §8 scenario 11).
 
 func (a *Archiver) warn(path string, err error) {
 	a.Stats.Errors.Add(1)

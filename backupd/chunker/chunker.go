@@ -3,7 +3,7 @@
 // per-repository secret so chunk boundaries do not leak content to someone
 // who sees only blob sizes.
 //
-// Sizes: min 256 KiB, average 1 MiB, max 4 MiB (DESIGN §3). A stream shorter
+// Sizes: min 256 KiB, average 1 MiB, max 4 MiB (docs/DESIGN.md §3.1). A stream shorter
 // than the minimum is one chunk.
 package chunker
 

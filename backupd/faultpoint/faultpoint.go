@@ -13,7 +13,7 @@ import (
 	"syscall"
 )
 
-// The fault points of the engine (DESIGN §8 scenario 1 and 2).
+// The fault points of the engine (docs/DESIGN.md §8 scenarios 1 and 2).
 const (
 	AfterChunk         = "after-chunk"
 	AfterPackPut       = "after-pack-put"

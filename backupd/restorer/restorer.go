@@ -1,6 +1,6 @@
 // Package restorer writes a snapshot's tree into a target directory.
 //
-// Guarantees (DESIGN §3):
+// Guarantees (docs/DESIGN.md §3.4 and §3.5):
 //   - nothing is written outside the target: every operation goes through an
 //     os.Root opened on the target, and tree entry names with separators,
 //     "." or ".." are refused when trees are decoded;

@@ -10,6 +10,11 @@
 // 0/0. Ratios of 0/0 are NaN and compare false: a quiet window never alerts,
 // and burn-rate alerts pair a long window with a shorter one (never 5m/1h
 // alone).
+//
+// Imports: the standard library and YAML only. It must not import engine
+// (backupd/...), collectors/ or exporter/ code: the rules are generated from
+// this spec and metric names alone (its tests may use
+// collectors/collectorstest to check those names; docs/DESIGN.md §2.3).
 package alerts
 
 import (

@@ -3,6 +3,12 @@
 //
 // This file is the only wiring: flags are parsed here into option structs
 // that are passed down; nothing is registered globally.
+//
+// Imports: being the wiring, the main package may import everything: the
+// engine packages, collectors/, exporter/, the Prometheus client and
+// bench/workload (for `backupd simulate`). Nothing imports it, and no engine
+// package may import collectors/, exporter/ or Prometheus in its place
+// (docs/DESIGN.md §2.3).
 package main
 
 import (

@@ -19,6 +19,11 @@
 // whole by its digest) stays referenced by new snapshots until check finds
 // it (every FullWalkEvery'th backup loads every parent tree again, and one
 // found unreadable makes that backup read the files below it).
+//
+// Imports: repository, snapshot, chunker and faultpoint; it reaches storage
+// only through repository, never a backend implementation. Like all of the
+// engine it never imports Prometheus, collectors/ or exporter/
+// (docs/DESIGN.md §2.3).
 package archiver
 
 import (

@@ -2,6 +2,9 @@
 // write path. Points are armed from the BACKUPD_FAULT environment variable,
 // read once in main: "NAME" kills at the first hit of NAME, "NAME:N" at the
 // Nth. An unarmed Set (or a nil *Set) costs one nil check per hit.
+//
+// Imports: the standard library only. Like all of the engine it never imports
+// Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package faultpoint
 
 import (

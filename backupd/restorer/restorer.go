@@ -14,6 +14,9 @@
 // Not guaranteed: restored files are not fsynced (a power loss may lose
 // them; rerun the restore); files in the target that the snapshot does not
 // hold are left alone unless Options.Delete is set.
+//
+// Imports: repository, snapshot and faultpoint. Like all of the engine it
+// never imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package restorer
 
 import (

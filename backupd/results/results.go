@@ -8,6 +8,9 @@
 // ends. A running record with no final record (the process was killed) is
 // turned into a failed record with reason "interrupted" when the store is
 // next loaded.
+//
+// Imports: repository and backend. Like all of the engine it never imports
+// Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package results
 
 import (

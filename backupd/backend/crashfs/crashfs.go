@@ -4,6 +4,10 @@
 // the page cache: file contents become durable at File.Sync, directory
 // entries (creates, links, removes) at SyncDir of their directory. Crash
 // throws away everything that was not made durable.
+//
+// Imports: backend and backend/local (it implements local.FS); only tests
+// import it. Like all of the engine it never imports Prometheus, collectors/
+// or exporter/ (docs/DESIGN.md §2.3).
 package crashfs
 
 import (

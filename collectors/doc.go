@@ -10,6 +10,6 @@
 //
 // Imports: the Prometheus client and, of the engine, only the types it is
 // handed (backend, config, daemon, results). It must not import exporter/,
-// alerts/ or dashboards/, and no engine package may import it (docs/DESIGN.md
-// §2.3).
+// alerts/ or dashboards/, and no engine package may import it
+// (docs/DESIGN.md §2.3).
 package collectors

@@ -1,4 +1,4 @@
-// Package alerts holds the SLOs of DESIGN §5 as a small spec and generates
+// Package alerts holds the SLOs of docs/DESIGN.md §5 as a small spec and generates
 // from it the Prometheus recording and alerting rules (and the same groups as
 // a prometheus-operator PrometheusRule). The spec is policy-agnostic: every
 // objective comes from a metric (backupd_policy_rpo_seconds,
@@ -10,6 +10,11 @@
 // 0/0. Ratios of 0/0 are NaN and compare false: a quiet window never alerts,
 // and burn-rate alerts pair a long window with a shorter one (never 5m/1h
 // alone).
+//
+// Imports: the standard library and YAML only. It must not import engine
+// (backupd/...), collectors/ or exporter/ code: the rules are generated from
+// this spec and metric names alone (its tests may use
+// collectors/collectorstest to check those names; docs/DESIGN.md §2.3).
 package alerts
 
 import (
@@ -30,7 +35,7 @@ type SLO struct {
 // pairs (2h/1d, 6h/3d) and the 28-day budget.
 var Windows = []string{"2h", "6h", "1d", "3d", "28d"}
 
-// SLOs is the spec (DESIGN §5).
+// SLOs is the spec (docs/DESIGN.md §5).
 var SLOs = []SLO{
 	{
 		Name: "backup-success", Objective: 0.99,

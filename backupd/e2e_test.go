@@ -249,7 +249,7 @@ scrape_configs:
 	}
 
 	// Every dashboard panel's query returns data from this Prometheus
-	// after the short healthy run (DESIGN §6). No panel is legitimately
+	// after the short healthy run (docs/DESIGN.md §6). No panel is legitimately
 	// empty without faults: every series, the corruption and failure
 	// counters included, is pre-created at 0, so those panels show 0.
 	deadline := time.Now().Add(60 * time.Second)

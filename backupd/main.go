@@ -8,6 +8,12 @@
 // work, so tests call it in-process. global.go holds what every command
 // shares: logging, the password, opening a repository, progress and output.
 // Nothing is registered globally.
+//
+// Imports: being the wiring, the main package may import everything: the
+// engine packages, collectors/, exporter/ and the Prometheus client, but not
+// bench/ (the demo's simulator is bench/cmd/simulate). Nothing imports it,
+// and no engine package may import collectors/, exporter/ or Prometheus in
+// its place (docs/DESIGN.md §2.3).
 package main
 
 import (

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Data flows one way (STYLE §1): the engine never imports Prometheus, the
+// Data flows one way (docs/DESIGN.md §2.3): the engine never imports Prometheus, the
 // collectors or the exporter.
 func TestEngineDoesNotImportMetrics(t *testing.T) {
 	pkgs := []string{"archiver", "backend/...", "chunker", "checker", "config", "crypto", "daemon", "faultpoint", "prune",

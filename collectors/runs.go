@@ -13,8 +13,8 @@ import (
 
 const ns = "backupd"
 
-// Kinds of runs (the `kind` label) the daemon produces; DESIGN §4 also names
-// "manual", which appears once the daemon takes manual triggers.
+// Kinds of runs (the `kind` label) the daemon produces; "manual" appears
+// once the daemon takes manual triggers (not yet: docs/DESIGN.md §1).
 var (
 	backupKinds  = []string{"scheduled"}
 	restoreKinds = []string{"drill"}

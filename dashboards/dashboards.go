@@ -5,6 +5,10 @@
 // fault-tolerance board. Every panel has a description, a unit and
 // thresholds; every query is PromQL over metrics the exporter registers or
 // the SLO rules record. Variables: datasource, cluster, policy.
+//
+// Imports: grafana-foundation-sdk and YAML. It must not import engine
+// (backupd/...), collectors/ or exporter/ code (its tests may use
+// collectors/collectorstest to check metric names; docs/DESIGN.md §2.3).
 package dashboards
 
 import (

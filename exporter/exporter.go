@@ -3,6 +3,11 @@
 // /healthz, /readyz and /api/v1/status. TLS and basic auth come from an
 // exporter-toolkit web config file, as in node_exporter. The exporter only
 // serves what the collectors and the daemon's status already hold.
+//
+// Imports: the Prometheus client, promhttp and exporter-toolkit, and of the
+// engine only backupd/daemon and backupd/results (for the status types). It
+// must not import collectors/ (main hands it the registry) or any other
+// engine package; only main imports it (docs/DESIGN.md §2.3).
 package exporter
 
 import (

@@ -1,6 +1,6 @@
 // Package archiver backs up a directory tree into a repository.
 //
-// Pipeline (DESIGN §3): a scanner goroutine lists directories and stats
+// Pipeline (docs/DESIGN.md §3.3): a scanner goroutine lists directories and stats
 // their entries and sums each directory up in a digest (see sourceScan); one
 // walker goroutine takes the
 // listings in order and decides, per file, from the parent snapshot whether
@@ -19,6 +19,11 @@
 // whole by its digest) stays referenced by new snapshots until check finds
 // it (every FullWalkEvery'th backup loads every parent tree again, and one
 // found unreadable makes that backup read the files below it).
+//
+// Imports: repository, snapshot, chunker and faultpoint; it reaches storage
+// only through repository, never a backend implementation. Like all of the
+// engine it never imports Prometheus, collectors/ or exporter/
+// (docs/DESIGN.md §2.3).
 package archiver
 
 import (
@@ -591,7 +596,7 @@ func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listin
 // before access.log.1. If the log rotates between the two reads, the bytes
 // that moved are read from access.log.1; if it rotates before both, each is
 // read whole. Either way no line written before the backup started is lost
-// from the pair (DESIGN §8 scenario 11).
+// from the pair (docs/DESIGN.md §8 scenario 11).
 
 func (a *Archiver) warn(path string, err error) {
 	a.Stats.Errors.Add(1)

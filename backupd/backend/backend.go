@@ -11,6 +11,10 @@
 //     reports ErrExists instead.
 //   - Not-found is reported as an error matching ErrNotFound.
 //   - Backends do not retry; retrying is a wrapper's job.
+//
+// Imports: the standard library only; every other engine package may import
+// it, it imports none of them. Like all of the engine it never imports
+// Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package backend
 
 import (

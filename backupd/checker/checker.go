@@ -7,6 +7,9 @@
 // The checker takes no lock: readers are never blocked. Prune deletes only
 // packs marked unreferenced for longer than its grace period, so a check
 // never races a deletion of live data.
+//
+// Imports: repository, snapshot and backend. Like all of the engine it never
+// imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package checker
 
 import (

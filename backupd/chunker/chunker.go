@@ -3,8 +3,11 @@
 // per-repository secret so chunk boundaries do not leak content to someone
 // who sees only blob sizes.
 //
-// Sizes: min 256 KiB, average 1 MiB, max 4 MiB (DESIGN §3). A stream shorter
+// Sizes: min 256 KiB, average 1 MiB, max 4 MiB (docs/DESIGN.md §3.1). A stream shorter
 // than the minimum is one chunk.
+//
+// Imports: the standard library only. Like all of the engine it never imports
+// Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package chunker
 
 import (

@@ -2,6 +2,10 @@
 // an unknown key, a wrong type or a bad value is an error that names the
 // file, the line, the key and what was expected. Paths in the file are
 // relative to the file's directory. See deploy/CONFIG.md for every key.
+//
+// Imports: the standard library, YAML and cron parsing; no other module
+// package, so collectors/ may use its types. Like all of the engine it never
+// imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package config
 
 import (

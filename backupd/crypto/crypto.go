@@ -2,6 +2,10 @@
 // every object (AES-256-GCM, random nonce per object), the key that makes blob
 // ids (keyed BLAKE3-256) and the chunker seed, and the key files that wrap the
 // master key with a key derived by Argon2id from a password.
+//
+// Imports: the standard library, BLAKE3 and golang.org/x; no other module
+// package. Like all of the engine it never imports Prometheus, collectors/ or
+// exporter/ (docs/DESIGN.md §2.3).
 package crypto
 
 import (

@@ -198,8 +198,8 @@ func (d *Daemon) runVerify(ctx context.Context, h *repoHandle, p config.Policy) 
 }
 
 // runScrub re-reads source files whose metadata did not change since the
-// newest snapshot and compares their content with it (DESIGN §8 scenario
-// 8). A mismatch is content that changed behind unchanged metadata: it is
+// newest snapshot and compares their content with it (docs/DESIGN.md §8
+// scenario 8). A mismatch is content that changed behind unchanged metadata: it is
 // counted and logged, and the next backup keeps the last good version
 // (metadata unchanged means the old content is reused). Append-only files
 // whose older part the snapshot took unread (TailRuns > 0) are left out:

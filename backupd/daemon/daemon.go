@@ -8,6 +8,12 @@
 // of one run and makes the process's CPU, RSS and I/O attributable to it. A
 // cycle that is due while the same policy's previous cycle still runs is
 // skipped and counted.
+//
+// Imports: the engine packages (archiver, restorer, checker, prune,
+// repository, results, snapshot, backend, config) and gopsutil for run
+// metering. It must not import Prometheus, collectors/ or exporter/
+// (docs/DESIGN.md §2.3); collectors/ and exporter/ import it for Observer,
+// RepoState and Status.
 package daemon
 
 import (

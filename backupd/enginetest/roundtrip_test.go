@@ -22,7 +22,7 @@ import (
 	"github.com/meshbackup/backupd/bench/workload"
 )
 
-// writeTree makes the shapes the issue names: many small files, large
+// writeTree makes the shapes a mesh volume has: many small files, large
 // append-only logs, symlinks, empty files, odd modes, deep directories.
 func writeTree(t *testing.T, root string, shape string) {
 	t.Helper()

@@ -2,6 +2,9 @@
 // write path. Points are armed from the BACKUPD_FAULT environment variable,
 // read once in main: "NAME" kills at the first hit of NAME, "NAME:N" at the
 // Nth. An unarmed Set (or a nil *Set) costs one nil check per hit.
+//
+// Imports: the standard library only. Like all of the engine it never imports
+// Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package faultpoint
 
 import (
@@ -13,7 +16,7 @@ import (
 	"syscall"
 )
 
-// The fault points of the engine (DESIGN §8 scenario 1 and 2).
+// The fault points of the engine (docs/DESIGN.md §8 scenarios 1 and 2).
 const (
 	AfterChunk         = "after-chunk"
 	AfterPackPut       = "after-pack-put"

@@ -8,6 +8,9 @@
 // Plan is pure (reads only); Execute deletes in the order that keeps the
 // repository valid at every step: new index, then old index files, then
 // packs, then old markers. Prune needs the exclusive lock.
+//
+// Imports: repository, snapshot and backend. Like all of the engine it never
+// imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package prune
 
 import (

@@ -14,4 +14,9 @@
 // Not guaranteed: the in-memory index holds every blob of the repository
 // (about 80 bytes each), so memory grows with the repository's blob count;
 // a blob stored twice by concurrent writers is kept twice until prune.
+//
+// Imports: backend, crypto, chunker and faultpoint; never snapshot or the
+// packages above it (archiver, restorer, checker, prune, results, daemon).
+// Like all of the engine it never imports Prometheus, collectors/ or
+// exporter/ (docs/DESIGN.md §2.3).
 package repository

@@ -1,5 +1,9 @@
 // Package repotest has helpers shared by the engine's tests: repositories on
 // the mem or local backend with cheap key derivation.
+//
+// Imports: backend, backend/local, backend/mem, crypto and repository; only
+// tests import it. Like all of the engine it never imports Prometheus,
+// collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package repotest
 
 import (

@@ -1,6 +1,6 @@
 // Package restorer writes a snapshot's tree into a target directory.
 //
-// Guarantees (DESIGN §3):
+// Guarantees (docs/DESIGN.md §3.4 and §3.5):
 //   - nothing is written outside the target: every operation goes through an
 //     os.Root opened on the target, and tree entry names with separators,
 //     "." or ".." are refused when trees are decoded;
@@ -14,6 +14,9 @@
 // Not guaranteed: restored files are not fsynced (a power loss may lose
 // them; rerun the restore); files in the target that the snapshot does not
 // hold are left alone unless Options.Delete is set.
+//
+// Imports: repository, snapshot and faultpoint. Like all of the engine it
+// never imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package restorer
 
 import (

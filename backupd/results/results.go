@@ -1,13 +1,20 @@
 // Package results keeps the record of every daemon run (backup, verify,
 // restore drill, scrub) in the repository itself, so "last success" times and
 // outcomes survive restarts and are the same for every node that reads the
-// repository. Collectors read only this store; a scrape never touches the
-// repository.
+// repository. The daemon loads the store when it opens a repository,
+// replays the records to its daemon.Observer (Restored, then the runs Load
+// closed as interrupted), and pushes each run's record to the Observer when
+// the run starts and ends. The collectors are that Observer: they are told,
+// they never read this store or the repository, so a scrape never touches
+// the repository.
 //
 // A run writes a "running" record when it starts and a final record when it
 // ends. A running record with no final record (the process was killed) is
 // turned into a failed record with reason "interrupted" when the store is
 // next loaded.
+//
+// Imports: repository and backend. Like all of the engine it never imports
+// Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package results
 
 import (

@@ -2,6 +2,9 @@
 // repository and their encodings. A tree is one directory: its entries sorted
 // by name, each with full metadata; files list their chunk blob ids and a
 // content hash; directories name their subtree.
+//
+// Imports: repository and backend. Like all of the engine it never imports
+// Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package snapshot
 
 import (

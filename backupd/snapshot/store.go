@@ -79,7 +79,7 @@ func LoadAll(ctx context.Context, r *repository.Repo) (snaps []*Snapshot, bad ma
 }
 
 // Sort orders snapshots oldest first. Sequence numbers order the snapshots of
-// a policy whatever the clock did (DESIGN §8 scenario 12).
+// a policy whatever the clock did (docs/DESIGN.md §8 scenario 12).
 func Sort(snaps []*Snapshot) {
 	sort.SliceStable(snaps, func(i, j int) bool {
 		a, b := snaps[i], snaps[j]

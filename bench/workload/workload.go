@@ -20,6 +20,9 @@
 //	consul/server-<i>/raft/raft.db, raft/snapshots/<term>-<index>-<ms>/{state.bin,meta.json}
 //	consul/server-<i>/serf/local.snapshot, serf/remote.snapshot, node-id, ...
 //	.workload-state.json (generator state, excluded from Manifest)
+//
+// Imports: the standard library and BLAKE3; no other module package (the
+// engine's tests import it, never the other way; docs/DESIGN.md §2.3).
 package workload
 
 import (

@@ -1,5 +1,8 @@
 // Package collectorstest gives tests the names of every metric the exporter
 // serves, read from a live registry built like the daemon's.
+//
+// Imports: collectors, config and the Prometheus client; only tests (of
+// alerts/ and dashboards/ too) import it.
 package collectorstest
 
 import (

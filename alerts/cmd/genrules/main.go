@@ -1,6 +1,8 @@
 // Command genrules writes the rule files generated from the SLO spec:
 // alerts/backupd.rules.yml and deploy/kubernetes/backupd-prometheusrule.yaml.
 // Run it from the repository root (make alerts).
+//
+// Imports: package alerts only; no engine, collector or exporter code.
 package main
 
 import (

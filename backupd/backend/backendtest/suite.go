@@ -1,4 +1,8 @@
 // Package backendtest is the conformance suite every backend passes.
+//
+// Imports: backend and testing only; only backend tests import it. Like all
+// of the engine it never imports Prometheus, collectors/ or exporter/
+// (docs/DESIGN.md §2.3).
 package backendtest
 
 import (

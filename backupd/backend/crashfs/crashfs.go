@@ -1,9 +1,13 @@
 // Package crashfs is an in-memory file system for crash tests of the local
-// backend (DESIGN §8 scenario 3: lost unsynced writes on the repository host).
+// backend (docs/DESIGN.md §8 scenario 3: lost unsynced writes on the repository host).
 // It keeps what a real kernel would have on disk apart from what is only in
 // the page cache: file contents become durable at File.Sync, directory
 // entries (creates, links, removes) at SyncDir of their directory. Crash
 // throws away everything that was not made durable.
+//
+// Imports: backend and backend/local (it implements local.FS); only tests
+// import it. Like all of the engine it never imports Prometheus, collectors/
+// or exporter/ (docs/DESIGN.md §2.3).
 package crashfs
 
 import (

@@ -1,5 +1,8 @@
 // Package fault wraps a backend to inject failures, for tests of the
-// engine's crash safety (DESIGN §8 scenarios 1, 4, 6, 7).
+// engine's crash safety (docs/DESIGN.md §8, e.g. scenarios 1 and 6).
+//
+// Imports: backend only; only tests import it. Like all of the engine it
+// never imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package fault
 
 import (

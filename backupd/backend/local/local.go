@@ -1,10 +1,14 @@
 // Package local stores repository objects as files in a directory.
 //
 // Layout: config, keys/<name>, data/<first two chars>/<name>, index/<name>,
-// snapshots/<name>, locks/<name>, markers/<name>; tmp/ holds files being
-// written. A write goes to tmp/, is fsynced, hard-linked to its final name
-// (which fails if the name exists: objects are immutable), and the directory
-// is fsynced before Save returns.
+// snapshots/<name>, locks/<name>, markers/<name>, results/<name>; tmp/ holds
+// files being written. A write goes to tmp/, is fsynced, hard-linked to its
+// final name (which fails if the name exists: objects are immutable), and the
+// directory is fsynced before Save returns.
+//
+// Imports: backend and the standard library; no other engine package. Like
+// all of the engine it never imports Prometheus, collectors/ or exporter/
+// (docs/DESIGN.md §2.3).
 package local
 
 import (

@@ -1,4 +1,7 @@
 // Package mem is an in-memory backend for tests and benchmarks.
+//
+// Imports: backend only. Like all of the engine it never imports Prometheus,
+// collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package mem
 
 import (

@@ -24,6 +24,9 @@
 //	    [-seed S] [-tools backupd,restic,borg,kopia] [-out FILE] [-markdown]
 //
 // It is run by `make bench` from the module root; see bench/README.md.
+//
+// Imports: bench/workload; it runs backupd as a separate process and imports
+// no engine, collector or exporter code (docs/DESIGN.md §2.3).
 package main
 
 import (

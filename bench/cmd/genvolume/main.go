@@ -9,6 +9,8 @@
 // activity are applied (with -active FROM:TO only proxies FROM to TO-1 are
 // active, and no Consul server), and with -crash the container of proxy -crash-proxy
 // is crashed. A summary (entries, bytes, time) is printed.
+//
+// Imports: bench/workload only; no engine, collector or exporter code.
 package main
 
 import (

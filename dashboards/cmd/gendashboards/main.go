@@ -1,5 +1,7 @@
 // Command gendashboards writes the generated dashboards and their
 // ConfigMaps. Run it from the repository root (make dashboards).
+//
+// Imports: package dashboards only; no engine, collector or exporter code.
 package main
 
 import (

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -54,7 +55,7 @@ their directory are matched to their old version by inode. A directory
 whose entries, and everything below them, have the same names and metadata
 as when the previous snapshot was made is taken from it whole; every
 --full-walk-every'th backup of a policy checks every file again.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBackup(cmd.Context(), opts, g, args)
 		},
@@ -95,6 +96,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if err != nil {
 		return err
 	}
+	warnSourceHoldsRepo(log, args[0], g.repo)
 	a, err := archiver.New(r, archiver.Options{Policy: opts.Policy, AppendOnly: opts.AppendOnly,
 		FullReadEvery: opts.FullReadEvery, FullWalkEvery: opts.FullWalkEvery,
 		Logger: log, Program: "backupd " + version, AllowEmptySource: opts.AllowEmptySource})
@@ -126,4 +128,15 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		fmt.Fprintf(g.stdout, "read %s of %s, stored %s in %.2fs\n", units.Bytes(t.BytesRead), units.Bytes(t.BytesTotal), units.Bytes(t.BytesWritten), t.DurationSec)
 	}
 	return nil
+}
+
+// warnSourceHoldsRepo warns when the repository lies inside the source: the
+// backup then stores the repository's own files, which grow with every run.
+func warnSourceHoldsRepo(log *slog.Logger, source, repo string) {
+	src, err1 := resolvePath(source)
+	r, err2 := resolvePath(repo)
+	if err1 == nil && err2 == nil && within(src, r) {
+		log.Warn("the source contains the repository: its files are backed up too, and grow with every backup; keep the repository outside the source",
+			"source", source, "repository", repo)
+	}
 }

@@ -28,7 +28,7 @@ also reads every pack back, decrypts and re-hashes every blob;
 --read-data-subset N/T reads the packs of part N of T (run 1/T .. T/T in
 turn to cover everything). Exits 3 when anything is damaged, naming the
 packs, blobs, snapshots and files affected.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCheck(cmd.Context(), opts, g, args)
 		},
@@ -77,6 +77,7 @@ func runCheck(ctx context.Context, opts checkOptions, g *globalOptions, _ []stri
 		return err
 	}
 	if g.json {
+		rep.Problems, rep.Affected, rep.Warnings = nonNil(rep.Problems), nonNil(rep.Affected), nonNil(rep.Warnings)
 		if err := g.printJSON(rep); err != nil {
 			return err
 		}
@@ -91,13 +92,13 @@ func runCheck(ctx context.Context, opts checkOptions, g *globalOptions, _ []stri
 
 func printCheckReport(g *globalOptions, rep *checker.Report) {
 	for _, w := range rep.Warnings {
-		fmt.Fprintf(g.stdout, "warning: %s\n", w)
+		fmt.Fprintf(g.stdout, "warning: %s\n", escape(w))
 	}
 	for _, p := range rep.Problems {
-		fmt.Fprintf(g.stdout, "error: %s: %s\n", p.Kind, p.Message)
+		fmt.Fprintf(g.stdout, "error: %s: %s\n", p.Kind, escape(p.Message))
 	}
 	for _, a := range rep.Affected {
-		fmt.Fprintf(g.stdout, "affected: snapshot %s (policy %s) file %s\n", a.Snapshot, a.Policy, a.Path)
+		fmt.Fprintf(g.stdout, "affected: snapshot %s (policy %s) file %s\n", a.Snapshot, escape(a.Policy), escape(a.Path))
 	}
 	if !g.quiet {
 		fmt.Fprintf(g.stdout, "checked %d snapshots, %d packs; read back %d packs, %d blobs: %d problems\n",

@@ -15,10 +15,11 @@ type configCheckOptions struct{}
 func newConfigCommand(g *globalOptions) *cobra.Command {
 	var opts configCheckOptions
 	c := &cobra.Command{Use: "config", Short: "Work with daemon config files"}
+	unknownSubcommand(c)
 	c.AddCommand(&cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a config file without running it",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1, "one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConfigCheck(cmd.Context(), opts, g, args)
 		},

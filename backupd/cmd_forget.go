@@ -28,7 +28,7 @@ func newForgetCommand(g *globalOptions) *cobra.Command {
 		Long: `Remove snapshots that no --keep-* rule keeps, separately for each
 policy, source and host. The newest snapshot of each is always kept. Data
 is freed by prune (--prune runs it afterwards).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runForget(cmd.Context(), opts, g, args)
 		},
@@ -63,6 +63,9 @@ func runForget(ctx context.Context, opts forgetOptions, g *globalOptions, _ []st
 	}
 	if k.Last < 0 || k.Hourly < 0 || k.Daily < 0 || k.Weekly < 0 || k.Monthly < 0 {
 		return usageErr("--keep-* values must not be negative")
+	}
+	if err := nonNegative("grace", opts.Grace); err != nil {
+		return err
 	}
 	r, log, err := g.open(ctx)
 	if err != nil {
@@ -101,7 +104,7 @@ func printForget(g *globalOptions, res *prune.ForgetResult) error {
 		}
 	} else {
 		for _, j := range groups {
-			fmt.Fprintf(g.stdout, "policy %s, %s:%s: keep %d, remove %d %v\n", j.Policy, j.Host, j.Source, len(j.Keep), len(j.Remove), j.Remove)
+			fmt.Fprintf(g.stdout, "policy %s, %s:%s: keep %d, remove %d %v\n", escape(j.Policy), escape(j.Host), escape(j.Source), len(j.Keep), len(j.Remove), j.Remove)
 		}
 	}
 	if res.Plan != nil {

@@ -18,7 +18,7 @@ func newInitCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "init --repo DIR",
 		Short: "Create a repository",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInit(cmd.Context(), opts, g, args)
 		},

@@ -24,7 +24,7 @@ func newPruneCommand(g *globalOptions) *cobra.Command {
 		Long: `Mark packs that no snapshot references; delete packs marked at least
 --grace ago that are still unreferenced. The grace period must exceed the
 longest backup, so an interrupted backup's packs survive until it resumes.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPrune(cmd.Context(), opts, g, args)
 		},
@@ -35,6 +35,9 @@ longest backup, so an interrupted backup's packs survive until it resumes.`,
 
 // runPrune prunes under the exclusive lock.
 func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []string) error {
+	if err := nonNegative("grace", opts.Grace); err != nil {
+		return err
+	}
 	r, _, err := g.open(ctx)
 	if err != nil {
 		return err

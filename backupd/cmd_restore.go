@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,7 +38,7 @@ The target directory itself takes the backed-up directory's mode, owner and
 mtime when this restore (or an interrupted run of it) created it, or when
 it was empty and neither sticky nor writable by all; a target that held
 anything else keeps its own.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1, "one SNAPSHOT-ID or latest"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRestore(cmd.Context(), opts, g, args)
 		},
@@ -55,6 +58,15 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if opts.Target == "" {
 		return usageErr("--target is required")
 	}
+	if err := checkRef(args[0]); err != nil {
+		return err
+	}
+	if err := g.requireRepo(); err != nil {
+		return err
+	}
+	if err := targetOutsideRepo(opts.Target, g.repo); err != nil {
+		return err
+	}
 	r, log, err := g.open(ctx)
 	if err != nil {
 		return err
@@ -62,11 +74,11 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err := r.LoadIndex(ctx); err != nil {
 		return err
 	}
-	snaps, _, err := snapshot.LoadAll(ctx, r)
+	snaps, bad, err := snapshot.LoadAll(ctx, r)
 	if err != nil {
 		return err
 	}
-	sn, err := snapshot.Find(snaps, args[0], opts.Policy)
+	sn, err := snapshot.Find(snaps, bad, args[0], opts.Policy)
 	if err != nil {
 		return err
 	}
@@ -87,18 +99,18 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 		"bytes_written": rs.Stats.Bytes.Load(), "duration_seconds": time.Since(start).Seconds(),
 		"failed": len(res.Failed),
 	}
-	var failed []string
+	failed := []string{}
 	for _, f := range res.Failed {
-		failed = append(failed, f.Error())
+		failed = append(failed, escape(f.Error()))
 	}
 	if g.json {
 		sum["failures"] = failed
 		if err := g.printJSON(sum); err != nil {
 			return err
 		}
-	} else if !g.quiet {
+	} else if !g.quiet && len(failed) == 0 {
 		fmt.Fprintf(g.stdout, "restored snapshot %s to %s: %d files written, %d already present, %s in %.2fs\n",
-			sn.ID.Str(), opts.Target, rs.Stats.Files.Load(), rs.Stats.Unchanged.Load(), units.Bytes(rs.Stats.Bytes.Load()), time.Since(start).Seconds())
+			sn.ID.Str(), escape(opts.Target), rs.Stats.Files.Load(), rs.Stats.Unchanged.Load(), units.Bytes(rs.Stats.Bytes.Load()), time.Since(start).Seconds())
 	}
 	if len(res.Failed) > 0 {
 		code := exitFailed
@@ -108,4 +120,69 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 		return &exitError{code: code, err: fmt.Errorf("%d files not restored:\n  %s", len(failed), strings.Join(failed, "\n  "))}
 	}
 	return nil
+}
+
+// checkRef refuses, before anything is opened, a snapshot reference that
+// can name no snapshot: "latest" or at least 4 hex characters of an id.
+func checkRef(ref string) error {
+	if ref == "latest" {
+		return nil
+	}
+	if len(ref) < 4 || strings.Trim(strings.ToLower(ref), "0123456789abcdef") != "" {
+		return usageErr("snapshot %s: give 'latest' or at least 4 hex characters of a snapshot id", escape(ref))
+	}
+	return nil
+}
+
+// targetOutsideRepo refuses a restore target that holds the repository or
+// lies inside it: restoring there (with --delete above all) would destroy
+// the repository being read.
+func targetOutsideRepo(target, repo string) error {
+	t, err := resolvePath(target)
+	if err != nil {
+		return fmt.Errorf("--target %s: %w", escape(target), err)
+	}
+	r, err := resolvePath(repo)
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", escape(repo), err)
+	}
+	switch {
+	case within(r, t):
+		return usageErr("--target %s lies inside the repository %s: choose a target outside it", escape(target), escape(repo))
+	case within(t, r):
+		return usageErr("--target %s contains the repository %s: restoring there could overwrite or delete it; choose a target that does not hold it", escape(target), escape(repo))
+	}
+	return nil
+}
+
+// resolvePath returns p as an absolute path with the symlinks of its
+// longest existing prefix resolved (the rest may not exist yet).
+func resolvePath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for dir := abs; ; {
+		real, err := filepath.EvalSymlinks(dir)
+		if err == nil {
+			return filepath.Join(append([]string{real}, rest...)...), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return abs, nil
+		}
+		rest = append([]string{filepath.Base(dir)}, rest...)
+		dir = parent
+	}
+}
+
+// within reports whether path is dir or lies below it (both clean and
+// absolute).
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

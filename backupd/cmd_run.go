@@ -46,7 +46,7 @@ Signals: SIGTERM or SIGINT stop scheduling, interrupt a running run (its
 stored packs are reused by the next backup) and exit 0. SIGHUP, or a change
 of the config file, reloads the config; a bad new config is refused and the
 old one kept.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDaemon(cmd.Context(), opts, g, args)
 		},
@@ -67,6 +67,9 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	}
 	if opts.ConfigFile == "" {
 		return usageErr("--config is required")
+	}
+	if opts.CheckInterval <= 0 {
+		return usageErr("--config.check-interval %s: want a positive duration", opts.CheckInterval)
 	}
 	cfg, err := config.Load(opts.ConfigFile)
 	if err != nil {

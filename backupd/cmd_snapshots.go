@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +30,9 @@ type snapshotJSON struct {
 	Hostname string          `json:"hostname"`
 	Parent   string          `json:"parent,omitempty"`
 	Totals   snapshot.Totals `json:"totals"`
+	// Damaged is set for a snapshot that cannot be read; Error says why.
+	Damaged bool   `json:"damaged,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 func toJSON(s *snapshot.Snapshot) snapshotJSON {
@@ -44,7 +49,7 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "snapshots --repo DIR [--policy NAME] [--json]",
 		Short: "List snapshots",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSnapshots(cmd.Context(), opts, g, args)
 		},
@@ -63,29 +68,44 @@ func runSnapshots(ctx context.Context, opts snapshotsOptions, g *globalOptions, 
 	if err != nil {
 		return err
 	}
-	for id, err := range bad {
-		log.Warn("unreadable snapshot", "snapshot", id.Str(), "err", err)
-	}
 	out := []snapshotJSON{}
 	for _, s := range snaps {
 		if opts.Policy == "" || s.Policy == opts.Policy {
 			out = append(out, toJSON(s))
 		}
 	}
+	// A damaged snapshot's policy is unknown: it is listed whatever the
+	// filter, after the readable ones.
+	damaged := make([]snapshotJSON, 0, len(bad))
+	for id, err := range bad {
+		log.Warn("unreadable snapshot", "snapshot", id.Str(), "err", err)
+		damaged = append(damaged, snapshotJSON{ID: id.String(), Short: id.Str(), Damaged: true, Error: err.Error()})
+	}
+	slices.SortFunc(damaged, func(a, b snapshotJSON) int { return strings.Compare(a.ID, b.ID) })
+	out = append(out, damaged...)
 	if g.json {
-		return g.printJSON(out)
-	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSEQ\tTIME\tPOLICY\tHOST\tSOURCE\tFILES\tSIZE")
-	for _, s := range out {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Short, s.Seq, s.Time.Local().Format("2006-01-02 15:04:05"),
-			s.Policy, s.Hostname, s.Source, s.Totals.Files, units.Bytes(s.Totals.BytesTotal))
-	}
-	if err := tw.Flush(); err != nil {
+		if err := g.printJSON(out); err != nil {
+			return err
+		}
+	} else if err := printSnapshotTable(g, out); err != nil {
 		return err
 	}
 	if len(bad) > 0 {
-		return &exitError{code: exitCorrupt, err: fmt.Errorf("%d snapshots unreadable", len(bad))}
+		return &exitError{code: exitCorrupt, err: fmt.Errorf("%d snapshots unreadable: run backupd check", len(bad))}
 	}
 	return nil
+}
+
+func printSnapshotTable(g *globalOptions, out []snapshotJSON) error {
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSEQ\tTIME\tPOLICY\tHOST\tSOURCE\tFILES\tSIZE")
+	for _, s := range out {
+		if s.Damaged {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tdamaged: %s\t-\t-\n", s.Short, escape(s.Error))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Short, s.Seq, s.Time.Local().Format("2006-01-02 15:04:05"),
+			escape(s.Policy), escape(s.Hostname), escape(s.Source), s.Totals.Files, units.Bytes(s.Totals.BytesTotal))
+	}
+	return tw.Flush()
 }

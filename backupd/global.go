@@ -10,7 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -94,6 +98,7 @@ and verifies every blob by reading it back.
 	pf.StringVar(&g.logFormat, "log.format", "text", "log format: text or json")
 	pf.StringVar(&g.logLevel, "log.level", "info", "log level: debug, info, warn or error")
 
+	unknownSubcommand(root)
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
 		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g))
 	return root
@@ -269,4 +274,62 @@ func (g *globalOptions) showProgress(status func() string) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// noArgs and exactArgs check a command's arguments; a wrong count is bad
+// usage (exit 2), like a bad flag.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErr("%s takes no arguments, got %s (see '%s --help')", cmd.CommandPath(), escape(strings.Join(args, " ")), cmd.CommandPath())
+	}
+	return nil
+}
+
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErr("%s takes %s, got %d arguments (see '%s --help')", cmd.CommandPath(), what, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+// unknownSubcommand makes a command that only groups others refuse an
+// unknown subcommand as bad usage, and print its help when given none.
+func unknownSubcommand(cmd *cobra.Command) {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		return usageErr("unknown command %q for %q (see '%s --help')", args[0], cmd.CommandPath(), cmd.CommandPath())
+	}
+}
+
+// nonNegative refuses a negative duration flag.
+func nonNegative(flag string, d time.Duration) error {
+	if d < 0 {
+		return usageErr("--%s %s: want a duration of zero or more", flag, d)
+	}
+	return nil
+}
+
+// escape makes a name safe to print on a terminal: a string with control
+// characters or invalid UTF-8 is printed quoted, with Go escapes.
+func escape(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// nonNil returns s, or an empty slice for nil, so that JSON prints [] and
+// never null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

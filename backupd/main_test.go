@@ -203,6 +203,15 @@ func TestExitCodes(t *testing.T) {
 		{"no repository", []string{"BACKUPD_REPOSITORY=" + t.TempDir()}, []string{"snapshots"}, exitFailed, "no repository there"},
 		{"unknown snapshot", nil, []string{"restore", "--target", t.TempDir(), "abcdef12"}, exitFailed, "no snapshot with id"},
 		{"source missing", nil, []string{"backup", "--policy", "mesh", "/nonexistent/dir"}, exitFailed, "no such file"},
+		{"unknown command", nil, []string{"bakup"}, exitUsage, `unknown command "bakup"`},
+		{"unknown config subcommand", nil, []string{"config", "chek", "x.yaml"}, exitUsage, `unknown command "chek"`},
+		{"missing argument", nil, []string{"backup", "--policy", "mesh"}, exitUsage, "takes one PATH, got 0"},
+		{"extra argument", nil, []string{"snapshots", "extra"}, exitUsage, "takes no arguments"},
+		{"extra restore argument", nil, []string{"restore", "--target", t.TempDir(), "latest", "more"}, exitUsage, "takes one SNAPSHOT-ID"},
+		{"short id", nil, []string{"restore", "--target", t.TempDir(), "ab"}, exitUsage, "at least 4 hex characters"},
+		{"not an id", nil, []string{"restore", "--target", t.TempDir(), "zzzzzz"}, exitUsage, "at least 4 hex characters"},
+		{"negative prune grace", nil, []string{"prune", "--grace", "-5m"}, exitUsage, "--grace -5m0s"},
+		{"negative check interval", nil, []string{"run", "--config", "x.yaml", "--config.check-interval", "-1s"}, exitUsage, "--config.check-interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errOut, code := c.run(tc.env, tc.args...)
@@ -251,13 +260,16 @@ func TestCorruptionExitsThree(t *testing.T) {
 		b[len(b)/4] ^= 0x01
 		_ = os.WriteFile(p, b, 0o600)
 	}
-	out, _, code := c.run(nil, "check", "--read-data")
-	if code != exitCorrupt || !strings.Contains(out, "corrupt-blob") || !strings.Contains(out, "affected: snapshot") {
-		t.Fatalf("check exit %d:\n%s", code, out)
+	checkOut, _, code := c.run(nil, "check", "--read-data")
+	if code != exitCorrupt || !strings.Contains(checkOut, "corrupt-blob") || !strings.Contains(checkOut, "affected: snapshot") {
+		t.Fatalf("check exit %d:\n%s", code, checkOut)
 	}
-	_, errOut, code := c.run(nil, "restore", "--target", t.TempDir(), "latest")
+	out, errOut, code := c.run(nil, "restore", "--target", t.TempDir(), "latest")
 	if code != exitCorrupt || !strings.Contains(errOut, "files not restored") {
 		t.Fatalf("restore exit %d:\n%s", code, errOut)
+	}
+	if strings.Contains(out, "restored snapshot") {
+		t.Fatalf("a failed restore says it restored the snapshot:\n%s", out)
 	}
 }
 

@@ -227,11 +227,24 @@ func TestLatestAndFind(t *testing.T) {
 	if l := snapshot.Latest(snaps, "p", "", ""); l.Seq != 2 {
 		t.Fatalf("latest by sequence: got seq %d", l.Seq)
 	}
-	if s, err := snapshot.Find(snaps, snaps[0].ID.String()[:8], ""); err != nil || s != snaps[0] {
+	if s, err := snapshot.Find(snaps, nil, snaps[0].ID.String()[:8], ""); err != nil || s != snaps[0] {
 		t.Fatalf("find by prefix: %v", err)
 	}
-	if _, err := snapshot.Find(snaps, "ab", ""); err == nil {
+	if _, err := snapshot.Find(snaps, nil, "ab", ""); err == nil {
 		t.Fatal("2-character prefix accepted")
+	}
+	// An unreadable snapshot is never passed over: "latest" cannot be
+	// resolved while one exists, and its own id names it as corrupt.
+	badID := repository.Hash([]byte("unreadable"))
+	bad := map[repository.ID]error{badID: errors.New("authentication failed")}
+	for _, ref := range []string{"latest", badID.String()[:8]} {
+		_, err := snapshot.Find(snaps, bad, ref, "p")
+		if !errors.Is(err, repository.ErrCorrupt) || !strings.Contains(err.Error(), badID.Str()) {
+			t.Fatalf("find %s with an unreadable snapshot: %v, want corruption naming %s", ref, err, badID.Str())
+		}
+	}
+	if s, err := snapshot.Find(snaps, bad, snaps[1].ID.String()[:8], ""); err != nil || s != snaps[1] {
+		t.Fatalf("find of a readable snapshot beside an unreadable one: %v", err)
 	}
 	if snapshot.NextSeq(snaps, "p") != 3 || snapshot.NextSeq(snaps, "other") != 1 {
 		t.Fatal("NextSeq")

@@ -122,9 +122,15 @@ func NextSeq(snaps []*Snapshot, policy string) uint64 {
 	return m + 1
 }
 
-// Find resolves "latest" or a unique id prefix (at least 4 hex characters).
-func Find(snaps []*Snapshot, ref, policy string) (*Snapshot, error) {
+// Find resolves "latest" or a unique id prefix (at least 4 hex characters)
+// among snaps. bad are the snapshots LoadAll could not read: a reference
+// that may mean one of them is an error wrapping repository.ErrCorrupt that
+// names it, never a silent choice of another snapshot.
+func Find(snaps []*Snapshot, bad map[repository.ID]error, ref, policy string) (*Snapshot, error) {
 	if ref == "latest" {
+		if id, err := firstBad(bad, ""); err != nil {
+			return nil, fmt.Errorf("%w: cannot tell which snapshot is the latest: snapshot %s is unreadable: %v", repository.ErrCorrupt, id.Str(), err)
+		}
 		s := Latest(snaps, policy, "", "")
 		if s == nil {
 			if policy != "" {
@@ -137,12 +143,16 @@ func Find(snaps []*Snapshot, ref, policy string) (*Snapshot, error) {
 	if len(ref) < 4 {
 		return nil, fmt.Errorf("snapshot id %q: give 'latest' or at least 4 hex characters", ref)
 	}
+	prefix := strings.ToLower(ref)
+	if id, err := firstBad(bad, prefix); err != nil {
+		return nil, fmt.Errorf("%w: snapshot %s is unreadable: %v", repository.ErrCorrupt, id.Str(), err)
+	}
 	var found *Snapshot
 	for _, s := range snaps {
 		if policy != "" && s.Policy != policy {
 			continue
 		}
-		if strings.HasPrefix(s.ID.String(), strings.ToLower(ref)) {
+		if strings.HasPrefix(s.ID.String(), prefix) {
 			if found != nil {
 				return nil, fmt.Errorf("snapshot id %q is ambiguous", ref)
 			}
@@ -153,6 +163,19 @@ func Find(snaps []*Snapshot, ref, policy string) (*Snapshot, error) {
 		return nil, fmt.Errorf("no snapshot with id %q", ref)
 	}
 	return found, nil
+}
+
+// firstBad returns the unreadable snapshot with the smallest id that starts
+// with prefix, and why it is unreadable; a nil error when there is none.
+func firstBad(bad map[repository.ID]error, prefix string) (repository.ID, error) {
+	var best repository.ID
+	var bestErr error
+	for id, err := range bad {
+		if strings.HasPrefix(id.String(), prefix) && (bestErr == nil || id.String() < best.String()) {
+			best, bestErr = id, err
+		}
+	}
+	return best, bestErr
 }
 
 // Walk calls fn for every file of the tree id and its subtrees, in name

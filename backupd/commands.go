@@ -767,7 +767,7 @@ func runPrune(ctx context.Context, g *globalOptions, r *repository.Repo, grace t
 	if err := plan.Execute(ctx, r); err != nil {
 		return err
 	}
-	if be, ok := r.Backend().(*local.Local); ok {
+	if be, ok := backend.As[backend.TempCleaner](r.Backend()); ok {
 		if err := be.CleanTemp(); err != nil {
 			return fmt.Errorf("prune: clean temp files: %w", err)
 		}

@@ -11,6 +11,21 @@
 //     reports ErrExists instead.
 //   - Not-found is reported as an error matching ErrNotFound.
 //   - Backends do not retry; retrying is a wrapper's job.
+//
+// # Optional features
+//
+// Backend is the whole contract; a backend may offer more through small,
+// named interfaces of this package: TempDirer (a scratch directory on the
+// backend's storage) and TempCleaner (removing leftovers from it). A caller
+// never asserts a concrete backend type or an anonymous interface: it asks
+// As, which finds the feature on the backend or on any backend it wraps.
+//
+// A wrapper (metering, fault injection, a retry layer) embeds or holds the
+// Backend it wraps and implements Unwrapper, returning it. It does not
+// forward optional methods: As walks Unwrap, so a wrapper cannot hide a
+// feature of the backend underneath by forgetting to forward a method. A
+// wrapper that changes what a feature does implements that interface
+// itself; As finds the outermost implementation first.
 package backend
 
 import (

@@ -66,7 +66,7 @@ func (o *Options) applyDefaults(be backend.Backend) {
 		o.IndexEvery = 2 * time.Minute
 	}
 	if o.TempDir == "" {
-		if td, ok := be.(interface{ TempDir() string }); ok {
+		if td, ok := backend.As[backend.TempDirer](be); ok {
 			o.TempDir = td.TempDir()
 		} else {
 			o.TempDir = os.TempDir()

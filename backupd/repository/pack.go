@@ -1,10 +1,13 @@
 package repository
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/meshbackup/backupd/backupd/backend"
 )
 
 // A pack is blob ciphertexts back to back, then the sealed trailer, then the
@@ -112,4 +115,58 @@ func ParsePackTail(tail []byte, packSize int64) (off int64, length int, err erro
 		return 0, 0, fmt.Errorf("pack tail: %w: trailer length %d exceeds pack size %d", ErrFormat, l, packSize)
 	}
 	return off, int(l), nil
+}
+
+// ReadPackTrailer reads and decodes the trailer of a stored pack of the given
+// size.
+func (r *Repo) ReadPackTrailer(ctx context.Context, id ID, size int64) ([]PackBlob, error) {
+	h := backend.Handle{Type: backend.PackFile, Name: id.String()}
+	if size < int64(packTailSize) {
+		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("%w: %d bytes is too short for a pack", ErrFormat, size)}
+	}
+	tail := make([]byte, packTailSize)
+	if err := backend.ReadAt(ctx, r.be, h, tail, size-int64(packTailSize)); err != nil {
+		return nil, fmt.Errorf("read pack %s tail: %w", id.Str(), err)
+	}
+	off, n, err := ParsePackTail(tail, size)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: err}
+	}
+	sealed := make([]byte, n)
+	if err := backend.ReadAt(ctx, r.be, h, sealed, off); err != nil {
+		return nil, fmt.Errorf("read pack %s trailer: %w", id.Str(), err)
+	}
+	plain, err := r.key.Open(nil, sealed, trailerAD)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("trailer: %w", err)}
+	}
+	blobs, err := DecodeTrailer(plain, off)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: err}
+	}
+	return blobs, nil
+}
+
+// DecodePack splits a whole pack's bytes into its blob list, checking the
+// pack's name against its content.
+func (r *Repo) DecodePack(id ID, data []byte) ([]PackBlob, error) {
+	if Hash(data) != id {
+		return nil, &CorruptError{What: "pack", ID: id, Err: errors.New("content does not match its name")}
+	}
+	if len(data) < packTailSize {
+		return nil, &CorruptError{What: "pack", ID: id, Err: io.ErrUnexpectedEOF}
+	}
+	off, n, err := ParsePackTail(data[len(data)-packTailSize:], int64(len(data)))
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: err}
+	}
+	plain, err := r.key.Open(nil, data[off:off+int64(n)], trailerAD)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("trailer: %w", err)}
+	}
+	blobs, err := DecodeTrailer(plain, off)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: err}
+	}
+	return blobs, nil
 }

@@ -41,19 +41,32 @@ var (
 	ErrExists   = errors.New("backend: already exists")
 )
 
-// FileType groups the objects of a repository.
+// FileType groups the objects of a repository. A backend stores every type
+// alike, as opaque named objects; how the objects of a type are encoded is
+// the repository's format (docs/FORMAT.md), and what the objects of a type
+// that the repository only seals mean belongs to the package that stores
+// them.
 type FileType string
 
-// The object types of a repository. See docs/FORMAT.md.
+// The object types of a repository.
 const (
-	ConfigFile   FileType = "config"
-	KeyFile      FileType = "keys"
-	PackFile     FileType = "data"
-	IndexFile    FileType = "index"
+	// ConfigFile is the single config object.
+	ConfigFile FileType = "config"
+	// KeyFile objects hold the master key, wrapped by a password.
+	KeyFile FileType = "keys"
+	// PackFile objects hold blobs.
+	PackFile FileType = "data"
+	// IndexFile objects list packs and their blobs.
+	IndexFile FileType = "index"
+	// SnapshotFile objects are snapshot manifests.
 	SnapshotFile FileType = "snapshots"
-	LockFile     FileType = "locks"
-	MarkerFile   FileType = "markers"
-	// ResultFile holds the daemon's run records (backup, verify, drill).
+	// LockFile objects are lock leases.
+	LockFile FileType = "locks"
+	// MarkerFile objects are marks and hints left for later runs.
+	MarkerFile FileType = "markers"
+	// ResultFile objects are sealed records that a client of the
+	// repository keeps beside its snapshots; the repository stores them as
+	// opaque unpacked objects.
 	ResultFile FileType = "results"
 )
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/meshbackup/backupd/backupd/backend"
-	"github.com/meshbackup/backupd/backupd/faultpoint"
 )
 
 // LoadIndex reads every index file into the in-memory index. Index files
@@ -69,7 +68,7 @@ func (r *Repo) ReadIndexFiles(ctx context.Context) ([]LoadedIndex, error) {
 			continue
 		}
 		li.ID = id
-		plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.IndexFile, Name: n}, indexAD)
+		plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.IndexFile, Name: n}, unpackedAD(backend.IndexFile))
 		if err == nil {
 			li.File, err = DecodeIndexFile(plain)
 		}
@@ -81,14 +80,10 @@ func (r *Repo) ReadIndexFiles(ctx context.Context) ([]LoadedIndex, error) {
 	return out, nil
 }
 
-// SaveIndexFile stores an index file.
+// SaveIndexFile encodes and stores an index file (an unpacked object, see
+// SaveUnpacked).
 func (r *Repo) SaveIndexFile(ctx context.Context, f *IndexFile) (ID, error) {
-	id, err := r.saveSealed(ctx, backend.IndexFile, f.Encode(), indexAD)
-	if err != nil {
-		return id, fmt.Errorf("save index: %w", err)
-	}
-	r.opt.Faults.Hit(faultpoint.AfterIndexWrite)
-	return id, nil
+	return r.SaveUnpacked(ctx, backend.IndexFile, f.Encode())
 }
 
 // IndexFileIDs returns the index files loaded (superseded ones included) or

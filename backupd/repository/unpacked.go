@@ -5,10 +5,94 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 )
+
+// An unpacked object is stored whole, one per backend object: sealed with
+// the associated data "backupd <type> v1", the type named in the singular
+// ("backupd snapshot v1" for snapshots), and named by the hash of its sealed
+// bytes. Index files and snapshots are unpacked objects; so are the sealed
+// objects of any other type a client of the repository stores. The
+// repository seals and authenticates them but does not interpret them
+// (index files aside, see indexfiles.go). See docs/FORMAT.md.
+
+// checkUnpacked reports whether objects of type t are unpacked objects.
+// Types the repository stores otherwise (packs of blobs; plaintext config,
+// keys, locks and markers) are not.
+func checkUnpacked(t backend.FileType) error {
+	switch t {
+	case backend.PackFile:
+		return fmt.Errorf("%s objects are packs of blobs, not unpacked objects", t)
+	case backend.ConfigFile, backend.KeyFile, backend.LockFile, backend.MarkerFile:
+		return fmt.Errorf("%s objects are stored in plaintext, not sealed", t)
+	}
+	if !slices.Contains(backend.Types, t) {
+		return fmt.Errorf("unknown object type %q", t)
+	}
+	return nil
+}
+
+// unpackedNoun names an unpacked object of type t in the singular, for its
+// associated data and for messages.
+func unpackedNoun(t backend.FileType) string { return strings.TrimSuffix(string(t), "s") }
+
+// unpackedAD is the associated data that seals an unpacked object of type t.
+func unpackedAD(t backend.FileType) []byte { return []byte("backupd " + unpackedNoun(t) + " v1") }
+
+// SaveUnpacked seals plain as an unpacked object of type t and returns its
+// id, the hash of the sealed bytes; an object already stored under that id
+// is not an error. A snapshot must be saved after everything it refers to:
+// call Flush first.
+func (r *Repo) SaveUnpacked(ctx context.Context, t backend.FileType, plain []byte) (ID, error) {
+	if err := checkUnpacked(t); err != nil {
+		return ID{}, fmt.Errorf("save: %w", err)
+	}
+	id, err := r.saveSealed(ctx, t, plain, unpackedAD(t))
+	if err != nil {
+		return id, fmt.Errorf("save %s: %w", unpackedNoun(t), err)
+	}
+	switch t {
+	case backend.IndexFile:
+		r.opt.Faults.Hit(faultpoint.AfterIndexWrite)
+	case backend.SnapshotFile:
+		r.opt.Faults.Hit(faultpoint.AfterSnapshotWrite)
+	}
+	return id, nil
+}
+
+// LoadUnpacked loads the unpacked object id of type t and returns its
+// plaintext. An object that fails authentication or whose content does not
+// match its name is a *CorruptError; a missing one matches
+// backend.ErrNotFound.
+func (r *Repo) LoadUnpacked(ctx context.Context, t backend.FileType, id ID) ([]byte, error) {
+	if err := checkUnpacked(t); err != nil {
+		return nil, fmt.Errorf("load %s: %w", id.Str(), err)
+	}
+	b, err := r.loadSealed(ctx, backend.Handle{Type: t, Name: id.String()}, unpackedAD(t))
+	if err != nil {
+		return nil, fmt.Errorf("load %s %s: %w", unpackedNoun(t), id.Str(), err)
+	}
+	return b, nil
+}
+
+// ListSnapshots returns the ids of all snapshot objects.
+func (r *Repo) ListSnapshots(ctx context.Context) ([]ID, error) {
+	var ids []ID
+	err := r.be.List(ctx, backend.SnapshotFile, func(fi backend.FileInfo) error {
+		id, err := ParseID(fi.Name)
+		if err != nil {
+			r.log.Warn("ignoring snapshot object with a malformed name", "name", fi.Name)
+			return nil
+		}
+		ids = append(ids, id)
+		return nil
+	})
+	return ids, err
+}
 
 // loadSealed loads a whole sealed object, checks that its name is the hash
 // of its bytes (for content-named types) and opens it.
@@ -37,57 +121,4 @@ func (r *Repo) saveSealed(ctx context.Context, t backend.FileType, plain, ad []b
 		return id, err
 	}
 	return id, nil
-}
-
-var snapshotAD = []byte("backupd snapshot v1")
-
-var resultAD = []byte("backupd result v1")
-
-// SaveResult stores a sealed run record and returns its id.
-func (r *Repo) SaveResult(ctx context.Context, plain []byte) (ID, error) {
-	id, err := r.saveSealed(ctx, backend.ResultFile, plain, resultAD)
-	if err != nil {
-		return id, fmt.Errorf("save result: %w", err)
-	}
-	return id, nil
-}
-
-// LoadResult loads a run record's plaintext.
-func (r *Repo) LoadResult(ctx context.Context, id ID) ([]byte, error) {
-	return r.loadSealed(ctx, backend.Handle{Type: backend.ResultFile, Name: id.String()}, resultAD)
-}
-
-// SaveSnapshotJSON stores an encoded snapshot manifest and returns its id.
-// Callers must have flushed every pack and index the snapshot refers to.
-func (r *Repo) SaveSnapshotJSON(ctx context.Context, plain []byte) (ID, error) {
-	id, err := r.saveSealed(ctx, backend.SnapshotFile, plain, snapshotAD)
-	if err != nil {
-		return id, fmt.Errorf("save snapshot: %w", err)
-	}
-	r.opt.Faults.Hit(faultpoint.AfterSnapshotWrite)
-	return id, nil
-}
-
-// LoadSnapshotJSON loads a snapshot manifest's plaintext.
-func (r *Repo) LoadSnapshotJSON(ctx context.Context, id ID) ([]byte, error) {
-	b, err := r.loadSealed(ctx, backend.Handle{Type: backend.SnapshotFile, Name: id.String()}, snapshotAD)
-	if err != nil {
-		return nil, fmt.Errorf("load snapshot %s: %w", id.Str(), err)
-	}
-	return b, nil
-}
-
-// ListSnapshots returns the ids of all snapshot objects.
-func (r *Repo) ListSnapshots(ctx context.Context) ([]ID, error) {
-	var ids []ID
-	err := r.be.List(ctx, backend.SnapshotFile, func(fi backend.FileInfo) error {
-		id, err := ParseID(fi.Name)
-		if err != nil {
-			r.log.Warn("ignoring snapshot object with a malformed name", "name", fi.Name)
-			return nil
-		}
-		ids = append(ids, id)
-		return nil
-	})
-	return ids, err
 }

@@ -120,31 +120,17 @@ func ParsePackTail(tail []byte, packSize int64) (off int64, length int, err erro
 // ReadPackTrailer reads and decodes the trailer of a stored pack of the given
 // size.
 func (r *Repo) ReadPackTrailer(ctx context.Context, id ID, size int64) ([]PackBlob, error) {
-	h := backend.Handle{Type: backend.PackFile, Name: id.String()}
 	if size < int64(packTailSize) {
 		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("%w: %d bytes is too short for a pack", ErrFormat, size)}
 	}
-	tail := make([]byte, packTailSize)
-	if err := backend.ReadAt(ctx, r.be, h, tail, size-int64(packTailSize)); err != nil {
-		return nil, fmt.Errorf("read pack %s tail: %w", id.Str(), err)
-	}
-	off, n, err := ParsePackTail(tail, size)
-	if err != nil {
-		return nil, &CorruptError{What: "pack", ID: id, Err: err}
-	}
-	sealed := make([]byte, n)
-	if err := backend.ReadAt(ctx, r.be, h, sealed, off); err != nil {
-		return nil, fmt.Errorf("read pack %s trailer: %w", id.Str(), err)
-	}
-	plain, err := r.key.Open(nil, sealed, trailerAD)
-	if err != nil {
-		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("trailer: %w", err)}
-	}
-	blobs, err := DecodeTrailer(plain, off)
-	if err != nil {
-		return nil, &CorruptError{What: "pack", ID: id, Err: err}
-	}
-	return blobs, nil
+	h := backend.Handle{Type: backend.PackFile, Name: id.String()}
+	return r.readTrailer(id, size, func(part string, off int64, n int) ([]byte, error) {
+		b := make([]byte, n)
+		if err := backend.ReadAt(ctx, r.be, h, b, off); err != nil {
+			return nil, fmt.Errorf("read pack %s %s: %w", id.Str(), part, err)
+		}
+		return b, nil
+	})
 }
 
 // DecodePack splits a whole pack's bytes into its blob list, checking the
@@ -156,11 +142,30 @@ func (r *Repo) DecodePack(id ID, data []byte) ([]PackBlob, error) {
 	if len(data) < packTailSize {
 		return nil, &CorruptError{What: "pack", ID: id, Err: io.ErrUnexpectedEOF}
 	}
-	off, n, err := ParsePackTail(data[len(data)-packTailSize:], int64(len(data)))
+	return r.readTrailer(id, int64(len(data)), func(_ string, off int64, n int) ([]byte, error) {
+		return data[off : off+int64(n)], nil
+	})
+}
+
+// readTrailer reads, opens and decodes the trailer of pack id, size bytes
+// long (at least packTailSize). read returns n bytes of the pack at off; part
+// ("tail", "trailer") says which part it reads, for its errors. Its errors
+// are returned as they are; what fails to parse, authenticate or decode is a
+// *CorruptError.
+func (r *Repo) readTrailer(id ID, size int64, read func(part string, off int64, n int) ([]byte, error)) ([]PackBlob, error) {
+	tail, err := read("tail", size-int64(packTailSize), packTailSize)
+	if err != nil {
+		return nil, err
+	}
+	off, n, err := ParsePackTail(tail, size)
 	if err != nil {
 		return nil, &CorruptError{What: "pack", ID: id, Err: err}
 	}
-	plain, err := r.key.Open(nil, data[off:off+int64(n)], trailerAD)
+	sealed, err := read("trailer", off, n)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.key.Open(nil, sealed, trailerAD)
 	if err != nil {
 		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("trailer: %w", err)}
 	}

@@ -654,7 +654,7 @@ is freed by prune (--prune runs it afterwards).`,
 			if err != nil {
 				return err
 			}
-			lock, err := r.Lock(ctx, true, "forget", "", "")
+			lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "forget"})
 			if err != nil {
 				return err
 			}
@@ -747,7 +747,7 @@ longest backup, so an interrupted backup's packs survive until it resumes.`,
 			if err != nil {
 				return err
 			}
-			lock, err := r.Lock(ctx, true, "prune", "", "")
+			lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "prune"})
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
 
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr *os.File) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.Is(err, repository.ErrOverlap):
+	case errors.Is(err, archiver.ErrOverlap):
 		return exitSkipped
 	case errors.Is(err, repository.ErrCorrupt):
 		return exitCorrupt

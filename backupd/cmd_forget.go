@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbackup/backupd/backupd/prune"
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
 
@@ -71,7 +72,7 @@ func runForget(ctx context.Context, opts forgetOptions, g *globalOptions, _ []st
 	if err != nil {
 		return err
 	}
-	lock, err := r.Lock(ctx, true, "forget", "", "")
+	lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "forget"})
 	if err != nil {
 		return err
 	}

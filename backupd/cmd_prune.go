@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbackup/backupd/backupd/prune"
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/internal/units"
 )
 
@@ -42,7 +43,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	if err != nil {
 		return err
 	}
-	lock, err := r.Lock(ctx, true, "prune", "", "")
+	lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "prune"})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
 
@@ -81,7 +82,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.Is(err, repository.ErrOverlap):
+	case errors.Is(err, archiver.ErrOverlap):
 		return exitSkipped
 	case errors.Is(err, repository.ErrCorrupt):
 		return exitCorrupt

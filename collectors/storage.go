@@ -61,7 +61,15 @@ type measured struct {
 	repo string
 }
 
-var _ backend.Backend = (*measured)(nil)
+var (
+	_ backend.Backend   = (*measured)(nil)
+	_ backend.Unwrapper = (*measured)(nil)
+)
+
+// Unwrap returns the measured backend, so that backend.As finds its
+// optional features (the local backend's TempDir keeps packs built next to
+// the repository).
+func (m *measured) Unwrap() backend.Backend { return m.Backend }
 
 func (m *measured) done(op string, start time.Time, err error) {
 	result := "ok"
@@ -108,13 +116,4 @@ func (m *measured) Remove(ctx context.Context, h backend.Handle) error {
 	err := m.Backend.Remove(ctx, h)
 	m.done("remove", start, err)
 	return err
-}
-
-// TempDir passes the wrapped backend's scratch directory through, so packs
-// are still built next to the repository.
-func (m *measured) TempDir() string {
-	if td, ok := m.Backend.(interface{ TempDir() string }); ok {
-		return td.TempDir()
-	}
-	return ""
 }

@@ -188,7 +188,7 @@ type blobJob struct {
 
 // Backup stores a snapshot of the directory source and returns it. It takes
 // a shared lock; an overlapping backup of the same policy and source on this
-// host fails with repository.ErrOverlap.
+// host fails with ErrOverlap.
 func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapshot, error) {
 	scan := prescan(ctx, source, a.opt.Now, scanAhead)
 	defer scan.Stop()
@@ -231,7 +231,7 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 	if root.err != nil {
 		return nil, fmt.Errorf("backup %s: read source: %w", abs, root.err)
 	}
-	lock, err := a.repo.Lock(ctx, false, "backup", a.opt.Policy, abs)
+	lock, err := a.lock(ctx, abs)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}

@@ -12,6 +12,21 @@
 //   - Not-found is reported as an error matching ErrNotFound.
 //   - Backends do not retry; retrying is a wrapper's job.
 //
+// # Optional features
+//
+// Backend is the whole contract; a backend may offer more through small,
+// named interfaces of this package: TempDirer (a scratch directory on the
+// backend's storage) and TempCleaner (removing leftovers from it). A caller
+// never asserts a concrete backend type or an anonymous interface: it asks
+// As, which finds the feature on the backend or on any backend it wraps.
+//
+// A wrapper (metering, fault injection, a retry layer) embeds or holds the
+// Backend it wraps and implements Unwrapper, returning it. It does not
+// forward optional methods: As walks Unwrap, so a wrapper cannot hide a
+// feature of the backend underneath by forgetting to forward a method. A
+// wrapper that changes what a feature does implements that interface
+// itself; As finds the outermost implementation first.
+//
 // Imports: the standard library only; every other engine package may import
 // it, it imports none of them. Like all of the engine it never imports
 // Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
@@ -30,19 +45,32 @@ var (
 	ErrExists   = errors.New("backend: already exists")
 )
 
-// FileType groups the objects of a repository.
+// FileType groups the objects of a repository. A backend stores every type
+// alike, as opaque named objects; how the objects of a type are encoded is
+// the repository's format (docs/FORMAT.md), and what the objects of a type
+// that the repository only seals mean belongs to the package that stores
+// them.
 type FileType string
 
-// The object types of a repository. See docs/FORMAT.md.
+// The object types of a repository.
 const (
-	ConfigFile   FileType = "config"
-	KeyFile      FileType = "keys"
-	PackFile     FileType = "data"
-	IndexFile    FileType = "index"
+	// ConfigFile is the single config object.
+	ConfigFile FileType = "config"
+	// KeyFile objects hold the master key, wrapped by a password.
+	KeyFile FileType = "keys"
+	// PackFile objects hold blobs.
+	PackFile FileType = "data"
+	// IndexFile objects list packs and their blobs.
+	IndexFile FileType = "index"
+	// SnapshotFile objects are snapshot manifests.
 	SnapshotFile FileType = "snapshots"
-	LockFile     FileType = "locks"
-	MarkerFile   FileType = "markers"
-	// ResultFile holds the daemon's run records (backup, verify, drill).
+	// LockFile objects are lock leases.
+	LockFile FileType = "locks"
+	// MarkerFile objects are marks and hints left for later runs.
+	MarkerFile FileType = "markers"
+	// ResultFile objects are sealed records that a client of the
+	// repository keeps beside its snapshots; the repository stores them as
+	// opaque unpacked objects.
 	ResultFile FileType = "results"
 )
 

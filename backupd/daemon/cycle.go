@@ -27,7 +27,7 @@ func classify(ctx context.Context, err error) string {
 		return results.ReasonInterrupted
 	case errors.Is(err, repository.ErrCorrupt):
 		return results.ReasonCorruption
-	case errors.Is(err, repository.ErrLocked) || errors.Is(err, repository.ErrOverlap):
+	case errors.Is(err, repository.ErrLocked) || errors.Is(err, archiver.ErrOverlap):
 		return results.ReasonLocked
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission):
 		return results.ReasonSource
@@ -142,7 +142,7 @@ func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandl
 	if err != nil {
 		return
 	}
-	lock, err := repo.Lock(ctx, true, "forget", "", "")
+	lock, err := repo.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "forget"})
 	if err != nil {
 		d.log.Info("retention postponed", "policy", p.Name, "err", err)
 		return

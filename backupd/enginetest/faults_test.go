@@ -428,12 +428,12 @@ func TestOverlappingBackupSkipped(t *testing.T) {
 	e := newEnv(t, smallVolume())
 	r := e.open()
 	abs, _ := filepath.Abs(e.src)
-	l, err := r.Lock(t.Context(), false, "backup", "mesh", abs)
+	l, err := r.Lock(t.Context(), repository.LockOptions{Command: "backup", Policy: "mesh", Source: abs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = e.backup()
-	if !errors.Is(err, repository.ErrOverlap) {
+	if !errors.Is(err, archiver.ErrOverlap) {
 		t.Fatalf("overlapping backup: want ErrOverlap, got %v", err)
 	}
 	// Another policy of the same repository runs concurrently.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/meshbackup/backupd/backupd/backend"
+
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
@@ -123,10 +125,6 @@ func groupSnapshots(snaps []*snapshot.Snapshot, sel func(*snapshot.Snapshot) boo
 	return groups
 }
 
-// tempCleaner is the backend feature Prune uses to remove the temp files of
-// writers that died.
-type tempCleaner interface{ CleanTemp() error }
-
 // Prune plans and executes a prune, then removes the temp files that dead
 // writers left in the backend, where it keeps any. The caller holds the
 // exclusive lock, so no writer of its own is running.
@@ -138,7 +136,7 @@ func Prune(ctx context.Context, repo *repository.Repo, opt Options) (*Plan, erro
 	if err := plan.Execute(ctx, repo); err != nil {
 		return plan, err
 	}
-	if c, ok := repo.Backend().(tempCleaner); ok {
+	if c, ok := backend.As[backend.TempCleaner](repo.Backend()); ok {
 		if err := c.CleanTemp(); err != nil {
 			return plan, fmt.Errorf("prune: clean temp files: %w", err)
 		}

@@ -66,7 +66,7 @@ func (rr *retentionRepo) forget(opt prune.RetentionOptions) *prune.ForgetResult 
 	if err != nil {
 		rr.t.Fatal(err)
 	}
-	lock, err := repo.Lock(rr.t.Context(), true, "forget", "", "")
+	lock, err := repo.Lock(rr.t.Context(), repository.LockOptions{Exclusive: true, Command: "forget"})
 	if err != nil {
 		rr.t.Fatal(err)
 	}

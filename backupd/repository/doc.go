@@ -1,14 +1,15 @@
 // Package repository implements the repository format of docs/FORMAT.md:
 // keys and config, blob sealing, packs and their trailers, delta index files,
-// the in-memory index and lock leases.
+// the in-memory index, unpacked objects (SaveUnpacked, LoadUnpacked: one
+// sealed object per file, keyed by backend.FileType) and lock leases.
 //
 // Glossary: a blob is a chunk or a tree, named by the keyed BLAKE3 of its
 // plaintext; a pack holds sealed blobs and a trailer listing them; an index
 // file lists packs and blob locations; a snapshot names a root tree.
 //
 // Invariants: packs are stored before the index files that list them, and
-// index files before the snapshots that need them (Flush, then
-// SaveSnapshotJSON); every blob handed out by LoadBlob was authenticated and
+// index files before the snapshots that need them (Flush, then SaveUnpacked
+// of the snapshot); every blob handed out by LoadBlob was authenticated and
 // re-hashed against its id.
 //
 // Not guaranteed: the in-memory index holds every blob of the repository

@@ -22,8 +22,6 @@ const (
 	maxIndexPacks  = 1 << 24
 )
 
-var indexAD = []byte("backupd index v1")
-
 // IndexPack is one pack of an index file.
 type IndexPack struct {
 	ID    ID

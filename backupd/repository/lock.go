@@ -37,10 +37,6 @@ type LockInfo struct {
 // ErrLocked means a conflicting, live lock is held.
 var ErrLocked = errors.New("repository is locked")
 
-// ErrOverlap means a backup of the same policy and source is already
-// running on this host.
-var ErrOverlap = errors.New("a backup of this policy and source is already running")
-
 // LockError names the lock that blocked.
 type LockError struct {
 	Holder LockInfo
@@ -74,6 +70,10 @@ type Lock struct {
 
 // Context is cancelled when the lock can no longer be kept alive.
 func (l *Lock) Context() context.Context { return l.ctx }
+
+// Info returns the lock's metadata as stored (the time of its first
+// object).
+func (l *Lock) Info() LockInfo { return l.info }
 
 type storedLock struct {
 	name string
@@ -149,35 +149,51 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*Lo
 			li := l.info
 			return &li, nil
 		}
-		if want.Policy != "" && l.info.Policy == want.Policy && l.info.Source == want.Source &&
-			l.info.Hostname == want.Hostname && !l.info.Exclusive {
-			// Invariant: of two overlapping backups the later lock (then
-			// the larger owner) yields, so exactly one runs.
-			if l.info.Acquired.Before(want.Acquired) || l.info.Acquired.Equal(want.Acquired) && l.info.Owner < want.Owner {
-				li := l.info
-				return &li, ErrOverlap
-			}
-		}
 	}
 	return nil, nil
 }
 
-// Lock takes a shared (exclusive=false) or exclusive lock. A backup passes
-// its policy and source so that an overlapping run of the same policy on
-// this host is refused with ErrOverlap. The lease is refreshed until
-// Unlock.
-func (r *Repo) Lock(ctx context.Context, exclusive bool, command, policy, source string) (*Lock, error) {
+// Locks returns the metadata of the live locks, this Repo's own included.
+// Stale locks are left out, not removed: the next Lock removes them (and
+// counts the backups among them in RecoveredBackups).
+func (r *Repo) Locks(ctx context.Context) ([]LockInfo, error) {
+	locks, err := r.listLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []LockInfo
+	for _, l := range locks {
+		if !r.stale(l.info) {
+			out = append(out, l.info)
+		}
+	}
+	return out, nil
+}
+
+// LockOptions describe a lock to take.
+type LockOptions struct {
+	// Exclusive asks for an exclusive lock; otherwise it is shared.
+	Exclusive bool
+	// Command names the operation holding the lock, for messages.
+	Command string
+	// Policy and Source are metadata recorded in the lock: a backup
+	// records its own, so that others can tell which backup runs (see
+	// Locks). The repository gives them no meaning.
+	Policy, Source string
+}
+
+// Lock takes a shared or exclusive lock. A shared lock conflicts only with
+// exclusive ones; an exclusive lock with every other. The lease is
+// refreshed until Unlock.
+func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	var owner [8]byte
 	_, _ = rand.Read(owner[:])
 	now := r.opt.Now()
-	info := LockInfo{Exclusive: exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: now, Acquired: now,
-		Command: command, Policy: policy, Source: source, Owner: hex.EncodeToString(owner[:])}
+	info := LockInfo{Exclusive: opt.Exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: now, Acquired: now,
+		Command: opt.Command, Policy: opt.Policy, Source: opt.Source, Owner: hex.EncodeToString(owner[:])}
 	recovered := 0
 	check := func() error {
 		holder, err := r.conflict(ctx, info, &recovered)
-		if errors.Is(err, ErrOverlap) {
-			return &LockError{Holder: *holder, Err: ErrOverlap}
-		}
 		if err != nil {
 			return err
 		}

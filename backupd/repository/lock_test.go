@@ -25,24 +25,24 @@ func countLocks(t *testing.T, be backend.Backend) int {
 func TestLockSharedAndExclusive(t *testing.T) {
 	r, be := repotest.NewMem(t)
 	ctx := t.Context()
-	a, err := r.Lock(ctx, false, "backup", "p1", "/src/a")
+	a, err := r.Lock(ctx, repository.LockOptions{Command: "backup", Policy: "p1", Source: "/src/a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := r.Lock(ctx, false, "backup", "p2", "/src/b")
+	b, err := r.Lock(ctx, repository.LockOptions{Command: "backup", Policy: "p2", Source: "/src/b"})
 	if err != nil {
 		t.Fatalf("second shared lock refused: %v", err)
 	}
-	if _, err := r.Lock(ctx, true, "prune", "", ""); !errors.Is(err, repository.ErrLocked) {
+	if _, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "prune"}); !errors.Is(err, repository.ErrLocked) {
 		t.Fatalf("exclusive lock beside shared ones: want ErrLocked, got %v", err)
 	}
 	_ = a.Unlock()
 	_ = b.Unlock()
-	x, err := r.Lock(ctx, true, "prune", "", "")
+	x, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "prune"})
 	if err != nil {
 		t.Fatalf("exclusive lock after release: %v", err)
 	}
-	if _, err := r.Lock(ctx, false, "backup", "p1", "/src/a"); !errors.Is(err, repository.ErrLocked) {
+	if _, err := r.Lock(ctx, repository.LockOptions{Command: "backup", Policy: "p1", Source: "/src/a"}); !errors.Is(err, repository.ErrLocked) {
 		t.Fatalf("shared lock beside an exclusive one: want ErrLocked, got %v", err)
 	}
 	_ = x.Unlock()
@@ -51,19 +51,40 @@ func TestLockSharedAndExclusive(t *testing.T) {
 	}
 }
 
-func TestOverlappingBackupIsRefused(t *testing.T) {
-	r, _ := repotest.NewMem(t)
+// Locks reports the live locks' metadata and leaves stale locks for Lock to
+// remove.
+func TestLocksReportsLiveLocks(t *testing.T) {
+	clock := repotest.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
+	_, be := repotest.NewMem(t)
+	opt := repository.Options{Now: clock.Now, LockRefresh: time.Hour, StaleAfter: 5 * time.Minute}
+	r := repotest.Reopen(t, be, opt)
 	ctx := t.Context()
-	a, err := r.Lock(ctx, false, "backup", "p1", "/src")
+	l, err := r.Lock(ctx, repository.LockOptions{Command: "backup", Policy: "p1", Source: "/src"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Unlock()
-	_, err = r.Lock(ctx, false, "backup", "p1", "/src")
-	var le *repository.LockError
-	if !errors.Is(err, repository.ErrOverlap) || !errors.As(err, &le) || le.Holder.Policy != "p1" {
-		t.Fatalf("want ErrOverlap naming the holder, got %v", err)
+	// Shared locks of the same policy and source are the archiver's
+	// concern, not the repository's.
+	l2, err := r.Lock(ctx, repository.LockOptions{Command: "backup", Policy: "p1", Source: "/src"})
+	if err != nil {
+		t.Fatalf("second shared lock refused: %v", err)
 	}
+	_ = l2.Unlock()
+	locks, err := r.Locks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locks) != 1 || locks[0].Owner != l.Info().Owner || locks[0].Policy != "p1" || locks[0].Source != "/src" || locks[0].Exclusive {
+		t.Fatalf("Locks: got %+v, want the one held lock %+v", locks, l.Info())
+	}
+	clock.Add(6 * time.Minute)
+	if locks, err := r.Locks(ctx); err != nil || len(locks) != 0 {
+		t.Fatalf("stale lock reported as live: %+v, %v", locks, err)
+	}
+	if n := countLocks(t, be); n != 1 {
+		t.Fatalf("Locks removed a stale lock: %d lock objects", n)
+	}
+	_ = l.Unlock()
 }
 
 func TestStaleLocksAreRecovered(t *testing.T) {
@@ -72,17 +93,17 @@ func TestStaleLocksAreRecovered(t *testing.T) {
 		_, be := repotest.NewMem(t)
 		opt := repository.Options{Now: clock.Now, LockRefresh: time.Hour, StaleAfter: 5 * time.Minute, Hostname: "node-a"}
 		dead := repotest.Reopen(t, be, opt)
-		if _, err := dead.Lock(t.Context(), true, "prune", "", ""); err != nil {
+		if _, err := dead.Lock(t.Context(), repository.LockOptions{Exclusive: true, Command: "prune"}); err != nil {
 			t.Fatal(err)
 		}
 		// The holder never refreshes (it "died" on another node).
 		opt.Hostname = "node-b"
 		other := repotest.Reopen(t, be, opt)
-		if _, err := other.Lock(t.Context(), false, "backup", "p", "/s"); !errors.Is(err, repository.ErrLocked) {
+		if _, err := other.Lock(t.Context(), repository.LockOptions{Command: "backup", Policy: "p", Source: "/s"}); !errors.Is(err, repository.ErrLocked) {
 			t.Fatalf("fresh exclusive lock must block: %v", err)
 		}
 		clock.Add(6 * time.Minute)
-		l, err := other.Lock(t.Context(), false, "backup", "p", "/s")
+		l, err := other.Lock(t.Context(), repository.LockOptions{Command: "backup", Policy: "p", Source: "/s"})
 		if err != nil {
 			t.Fatalf("stale lock still blocks: %v", err)
 		}
@@ -102,7 +123,7 @@ func TestStaleLocksAreRecovered(t *testing.T) {
 		if err := be.Save(t.Context(), backend.Handle{Type: backend.LockFile, Name: "deadbeef"}, bytes.NewReader(b)); err != nil {
 			t.Fatal(err)
 		}
-		l, err := r.Lock(t.Context(), false, "backup", "p", "/s")
+		l, err := r.Lock(t.Context(), repository.LockOptions{Command: "backup", Policy: "p", Source: "/s"})
 		if err != nil {
 			t.Fatalf("lock of a dead local process blocks: %v", err)
 		}
@@ -120,7 +141,7 @@ func TestLockRefreshAndLeaseLoss(t *testing.T) {
 		return nil
 	}}
 	r := repotest.Reopen(t, be, repository.Options{LockRefresh: 10 * time.Millisecond, StaleAfter: 2 * time.Second})
-	l, err := r.Lock(t.Context(), false, "backup", "p", "/s")
+	l, err := r.Lock(t.Context(), repository.LockOptions{Command: "backup", Policy: "p", Source: "/s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +165,7 @@ func TestLockRefreshAndLeaseLoss(t *testing.T) {
 func TestLockRemovedByOthersIsLost(t *testing.T) {
 	_, mb := repotest.NewMem(t)
 	r := repotest.Reopen(t, mb, repository.Options{LockRefresh: 10 * time.Millisecond, StaleAfter: 10 * time.Second})
-	l, err := r.Lock(t.Context(), false, "backup", "p", "/s")
+	l, err := r.Lock(t.Context(), repository.LockOptions{Command: "backup", Policy: "p", Source: "/s"})
 	if err != nil {
 		t.Fatal(err)
 	}

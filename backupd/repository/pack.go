@@ -1,10 +1,13 @@
 package repository
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/meshbackup/backupd/backupd/backend"
 )
 
 // A pack is blob ciphertexts back to back, then the sealed trailer, then the
@@ -112,4 +115,63 @@ func ParsePackTail(tail []byte, packSize int64) (off int64, length int, err erro
 		return 0, 0, fmt.Errorf("pack tail: %w: trailer length %d exceeds pack size %d", ErrFormat, l, packSize)
 	}
 	return off, int(l), nil
+}
+
+// ReadPackTrailer reads and decodes the trailer of a stored pack of the given
+// size.
+func (r *Repo) ReadPackTrailer(ctx context.Context, id ID, size int64) ([]PackBlob, error) {
+	if size < int64(packTailSize) {
+		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("%w: %d bytes is too short for a pack", ErrFormat, size)}
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: id.String()}
+	return r.readTrailer(id, size, func(part string, off int64, n int) ([]byte, error) {
+		b := make([]byte, n)
+		if err := backend.ReadAt(ctx, r.be, h, b, off); err != nil {
+			return nil, fmt.Errorf("read pack %s %s: %w", id.Str(), part, err)
+		}
+		return b, nil
+	})
+}
+
+// DecodePack splits a whole pack's bytes into its blob list, checking the
+// pack's name against its content.
+func (r *Repo) DecodePack(id ID, data []byte) ([]PackBlob, error) {
+	if Hash(data) != id {
+		return nil, &CorruptError{What: "pack", ID: id, Err: errors.New("content does not match its name")}
+	}
+	if len(data) < packTailSize {
+		return nil, &CorruptError{What: "pack", ID: id, Err: io.ErrUnexpectedEOF}
+	}
+	return r.readTrailer(id, int64(len(data)), func(_ string, off int64, n int) ([]byte, error) {
+		return data[off : off+int64(n)], nil
+	})
+}
+
+// readTrailer reads, opens and decodes the trailer of pack id, size bytes
+// long (at least packTailSize). read returns n bytes of the pack at off; part
+// ("tail", "trailer") says which part it reads, for its errors. Its errors
+// are returned as they are; what fails to parse, authenticate or decode is a
+// *CorruptError.
+func (r *Repo) readTrailer(id ID, size int64, read func(part string, off int64, n int) ([]byte, error)) ([]PackBlob, error) {
+	tail, err := read("tail", size-int64(packTailSize), packTailSize)
+	if err != nil {
+		return nil, err
+	}
+	off, n, err := ParsePackTail(tail, size)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: err}
+	}
+	sealed, err := read("trailer", off, n)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.key.Open(nil, sealed, trailerAD)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("trailer: %w", err)}
+	}
+	blobs, err := DecodeTrailer(plain, off)
+	if err != nil {
+		return nil, &CorruptError{What: "pack", ID: id, Err: err}
+	}
+	return blobs, nil
 }

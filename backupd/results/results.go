@@ -111,10 +111,16 @@ type Record struct {
 // Duration of a finished run.
 func (r Record) Duration() time.Duration { return r.End.Sub(r.Start) }
 
+// fileType is the backend file type of records. Each Started or Finished
+// call stores one record as its own sealed, unpacked object of this type
+// (the JSON of a Record, see repository.Repo.SaveUnpacked); this package
+// alone gives those objects their meaning.
+const fileType = backend.ResultFile
+
 // Saver stores sealed records; *repository.Repo implements it.
 type Saver interface {
-	SaveResult(ctx context.Context, plain []byte) (repository.ID, error)
-	LoadResult(ctx context.Context, id repository.ID) ([]byte, error)
+	SaveUnpacked(ctx context.Context, t backend.FileType, plain []byte) (repository.ID, error)
+	LoadUnpacked(ctx context.Context, t backend.FileType, id repository.ID) ([]byte, error)
 	Backend() backend.Backend
 }
 
@@ -139,7 +145,7 @@ type Store struct {
 func Load(ctx context.Context, repo Saver, hostname string, now time.Time) (*Store, error) {
 	s := &Store{repo: repo, objects: map[string][]repository.ID{}}
 	var names []string
-	if err := repo.Backend().List(ctx, backend.ResultFile, func(fi backend.FileInfo) error {
+	if err := repo.Backend().List(ctx, fileType, func(fi backend.FileInfo) error {
 		names = append(names, fi.Name)
 		return nil
 	}); err != nil {
@@ -151,7 +157,7 @@ func Load(ctx context.Context, repo Saver, hostname string, now time.Time) (*Sto
 		if err != nil {
 			continue
 		}
-		b, err := repo.LoadResult(ctx, id)
+		b, err := repo.LoadUnpacked(ctx, fileType, id)
 		if errors.Is(err, backend.ErrNotFound) {
 			continue
 		}
@@ -160,7 +166,7 @@ func Load(ctx context.Context, repo Saver, hostname string, now time.Time) (*Sto
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("load result %s: %w", id.Str(), err)
+			return nil, err // LoadUnpacked names the result
 		}
 		var r Record
 		if err := json.Unmarshal(b, &r); err != nil || r.RunID == "" {
@@ -202,7 +208,7 @@ func (s *Store) save(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
-	id, err := s.repo.SaveResult(ctx, b)
+	id, err := s.repo.SaveUnpacked(ctx, fileType, b)
 	if err != nil {
 		return err
 	}
@@ -276,7 +282,7 @@ func (s *Store) Compact(ctx context.Context, keep int) error {
 	}
 	s.mu.Unlock()
 	for _, id := range ids {
-		if err := s.repo.Backend().Remove(ctx, backend.Handle{Type: backend.ResultFile, Name: id.String()}); err != nil {
+		if err := s.repo.Backend().Remove(ctx, backend.Handle{Type: fileType, Name: id.String()}); err != nil {
 			return fmt.Errorf("compact results: %w", err)
 		}
 	}

@@ -33,7 +33,7 @@ func Save(ctx context.Context, r *repository.Repo, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	id, err := r.SaveSnapshotJSON(ctx, b)
+	id, err := r.SaveUnpacked(ctx, backend.SnapshotFile, b)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func Save(ctx context.Context, r *repository.Repo, s *Snapshot) error {
 
 // Load loads one snapshot.
 func Load(ctx context.Context, r *repository.Repo, id repository.ID) (*Snapshot, error) {
-	b, err := r.LoadSnapshotJSON(ctx, id)
+	b, err := r.LoadUnpacked(ctx, backend.SnapshotFile, id)
 	if err != nil {
 		return nil, err
 	}

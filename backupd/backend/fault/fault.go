@@ -43,7 +43,14 @@ type Backend struct {
 	Hook Hook
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend   = (*Backend)(nil)
+	_ backend.Unwrapper = (*Backend)(nil)
+)
+
+// Unwrap returns the wrapped backend, so that backend.As finds its optional
+// features.
+func (b *Backend) Unwrap() backend.Backend { return b.Backend }
 
 // Save consults the hook, then saves.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker) error {

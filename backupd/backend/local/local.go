@@ -32,7 +32,13 @@ type Local struct {
 	fs   FS
 }
 
-var _ backend.Backend = (*Local)(nil)
+// Local offers the optional features TempDirer and TempCleaner (see
+// package backend).
+var (
+	_ backend.Backend     = (*Local)(nil)
+	_ backend.TempDirer   = (*Local)(nil)
+	_ backend.TempCleaner = (*Local)(nil)
+)
 
 // Options configure a Local backend.
 type Options struct {

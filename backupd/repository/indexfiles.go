@@ -1,0 +1,95 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+)
+
+// LoadIndex reads every index file into the in-memory index. Index files
+// named as superseded by another are skipped. An unreadable index file is
+// an error (check reports each one separately, see ReadIndexFiles).
+func (r *Repo) LoadIndex(ctx context.Context) error {
+	files, err := r.ReadIndexFiles(ctx)
+	if err != nil {
+		return err
+	}
+	superseded := map[ID]bool{}
+	for _, f := range files {
+		if f.Err != nil {
+			return fmt.Errorf("load index: %w", f.Err)
+		}
+		for _, s := range f.File.Supersedes {
+			superseded[s] = true
+		}
+	}
+	for _, f := range files {
+		// Superseded files are remembered too, so that the next full
+		// index supersedes them as well and prune removes them.
+		r.indexIDs = append(r.indexIDs, f.ID)
+		if superseded[f.ID] {
+			continue
+		}
+		for _, p := range f.File.Packs {
+			r.idx.AddPack(p.ID, p.Blobs)
+		}
+	}
+	if r.opt.IndexLoaded != nil {
+		r.opt.IndexLoaded(r.idx.Len())
+	}
+	return nil
+}
+
+// LoadedIndex is one index file as read, or the error reading it.
+type LoadedIndex struct {
+	ID   ID
+	File *IndexFile
+	Err  error
+}
+
+// ReadIndexFiles loads and decodes every index file, reporting each one's
+// error separately.
+func (r *Repo) ReadIndexFiles(ctx context.Context) ([]LoadedIndex, error) {
+	var names []string
+	if err := r.be.List(ctx, backend.IndexFile, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list index files: %w", err)
+	}
+	out := make([]LoadedIndex, 0, len(names))
+	for _, n := range names {
+		li := LoadedIndex{}
+		id, err := ParseID(n)
+		if err != nil {
+			li.Err = fmt.Errorf("index file %s: bad name: %w", n, err)
+			out = append(out, li)
+			continue
+		}
+		li.ID = id
+		plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.IndexFile, Name: n}, unpackedAD(backend.IndexFile))
+		if err == nil {
+			li.File, err = DecodeIndexFile(plain)
+		}
+		if err != nil {
+			li.Err = fmt.Errorf("index file %s: %w", id.Str(), err)
+		}
+		out = append(out, li)
+	}
+	return out, nil
+}
+
+// SaveIndexFile encodes and stores an index file (an unpacked object, see
+// SaveUnpacked).
+func (r *Repo) SaveIndexFile(ctx context.Context, f *IndexFile) (ID, error) {
+	return r.SaveUnpacked(ctx, backend.IndexFile, f.Encode())
+}
+
+// IndexFileIDs returns the index files loaded (superseded ones included) or
+// written by this Repo.
+func (r *Repo) IndexFileIDs() []ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]ID(nil), r.indexIDs...)
+}

@@ -1,0 +1,121 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+)
+
+// LoadBlob returns a blob's plaintext, appended to buf[:0]. It
+// authenticates the ciphertext and checks the plaintext against the id; a
+// failure is a *CorruptError naming the blob and pack.
+func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]byte, error) {
+	loc, ok := r.idx.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("load %s blob %s: not in index", t, id.Str())
+	}
+	if loc.Type != t {
+		return nil, fmt.Errorf("load blob %s: indexed as %s, wanted %s", id.Str(), loc.Type, t)
+	}
+	if t == TreeBlob {
+		// Trees are small and read in bursts (a backup walks the parent
+		// snapshot's trees one by one): read their packs whole, once.
+		pack, err := r.treePack(ctx, loc.Pack)
+		if err != nil {
+			return nil, err
+		}
+		if pack != nil {
+			end := uint64(loc.Offset) + uint64(loc.Length)
+			if end > uint64(len(pack)) {
+				return nil, &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("pack is truncated: %w", io.ErrUnexpectedEOF)}
+			}
+			return r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, pack[loc.Offset:end], buf)
+		}
+	}
+	sealed := getBuf(int(loc.Length))[:loc.Length]
+	defer putBuf(sealed)
+	h := backend.Handle{Type: backend.PackFile, Name: loc.Pack.String()}
+	if err := backend.ReadAt(ctx, r.be, h, sealed, int64(loc.Offset)); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("pack is truncated: %w", err)}
+		}
+		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Str(), loc.Pack.Str(), err)
+	}
+	return r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, sealed, buf)
+}
+
+// treePackCacheBytes bounds the tree-pack cache.
+const treePackCacheBytes = 32 << 20
+
+// treePack returns a tree pack's bytes from the cache, loading it whole on
+// first use; nil (no error) means "too big to cache, read the blob alone".
+func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, error) {
+	r.treeMu.Lock()
+	b, ok := r.treePacks[pack]
+	r.treeMu.Unlock()
+	if ok {
+		return b, nil
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
+	fi, err := r.be.Stat(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
+	}
+	if fi.Size > treePackCacheBytes/2 {
+		return nil, nil
+	}
+	b, err = backend.LoadAll(ctx, r.be, h)
+	if err != nil {
+		return nil, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
+	}
+	r.treeMu.Lock()
+	defer r.treeMu.Unlock()
+	if r.treeBytes+len(b) > treePackCacheBytes {
+		r.treePacks, r.treeBytes = nil, 0
+	}
+	if r.treePacks == nil {
+		r.treePacks = map[ID][]byte{}
+	}
+	r.treePacks[pack] = b
+	r.treeBytes += len(b)
+	return b, nil
+}
+
+// OpenBlob decrypts, decompresses and verifies a sealed blob, appending the
+// plaintext to buf[:0]. Scratch space comes from a pool, so steady-state
+// restores allocate nothing per blob.
+func (r *Repo) OpenBlob(t BlobType, id, pack ID, flags uint8, rawLen uint32, sealed, buf []byte) ([]byte, error) {
+	var plain []byte
+	var err error
+	if flags&FlagCompressed != 0 {
+		scratch := getBuf(len(sealed))
+		defer putBuf(scratch)
+		var z []byte
+		z, err = r.key.Open(scratch[:0], sealed, blobAD(t, id))
+		if err != nil {
+			return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: err}
+		}
+		if cap(buf) < int(rawLen) {
+			buf = make([]byte, 0, rawLen)
+		}
+		plain, err = r.dec.DecodeAll(z, buf[:0])
+		if err != nil {
+			return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: fmt.Errorf("decompress: %w", err)}
+		}
+	} else {
+		plain, err = r.key.Open(buf[:0], sealed, blobAD(t, id))
+		if err != nil {
+			return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: err}
+		}
+	}
+	if uint32(len(plain)) != rawLen {
+		return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: fmt.Errorf("length %d, indexed as %d", len(plain), rawLen)}
+	}
+	if r.idOf(t, plain) != id {
+		return nil, &CorruptError{What: "blob", ID: id, Pack: pack, Err: errors.New("content does not match its id")}
+	}
+	return plain, nil
+}

@@ -1,0 +1,78 @@
+package repository
+
+import (
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/crypto"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
+)
+
+// Options tune a repository. Zero values take the defaults in applyDefaults.
+type Options struct {
+	// PackSize is the size at which a pack is closed: 16 MiB keeps the
+	// object count low on object storage while bounding what one lost
+	// upload costs.
+	PackSize int64
+	// IndexEveryPacks and IndexEvery bound how much work an interrupted
+	// backup loses before resume finds it through an index: 8 packs
+	// (128 MiB) or 2 minutes.
+	IndexEveryPacks int
+	IndexEvery      time.Duration
+	// TempDir holds packs being written. Default: the backend's TempDir
+	// when it has one, else os.TempDir().
+	TempDir string
+	// KDF is used by Init.
+	KDF crypto.KDFParams
+	// Lock lease: a lock not refreshed within StaleAfter is stale.
+	LockRefresh time.Duration
+	StaleAfter  time.Duration
+	// Now is the clock; time.Now by default.
+	Now    func() time.Time
+	Faults *faultpoint.Set
+	Logger *slog.Logger
+	// Hostname is recorded in locks and snapshots.
+	Hostname string
+	// IndexLoaded, if set, is told how many blobs the index holds after
+	// LoadIndex, so the caller can size its memory budget.
+	IndexLoaded func(blobs int)
+}
+
+func (o *Options) applyDefaults(be backend.Backend) {
+	if o.PackSize == 0 {
+		o.PackSize = 16 << 20
+	}
+	if o.IndexEveryPacks == 0 {
+		o.IndexEveryPacks = 8
+	}
+	if o.IndexEvery == 0 {
+		o.IndexEvery = 2 * time.Minute
+	}
+	if o.TempDir == "" {
+		if td, ok := backend.As[backend.TempDirer](be); ok {
+			o.TempDir = td.TempDir()
+		} else {
+			o.TempDir = os.TempDir()
+		}
+	}
+	if o.KDF == (crypto.KDFParams{}) {
+		o.KDF = crypto.DefaultKDF
+	}
+	if o.LockRefresh == 0 {
+		o.LockRefresh = time.Minute
+	}
+	if o.StaleAfter == 0 {
+		o.StaleAfter = 5 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Hostname == "" {
+		o.Hostname, _ = os.Hostname()
+	}
+}

@@ -1,0 +1,182 @@
+package repository
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/chunker"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
+)
+
+var bufPool sync.Pool
+
+func getBuf(n int) []byte {
+	if b, ok := bufPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, max(n, 64<<10))
+}
+
+func putBuf(b []byte) {
+	if cap(b) > chunker.MaxSize+chunker.MaxSize/8 {
+		return
+	}
+	bufPool.Put(&b)
+}
+
+// packer appends sealed blobs to a temp file and hashes them on the way.
+type packer struct {
+	f     *os.File
+	w     *bufio.Writer
+	h     *blake3.Hasher
+	blobs []PackBlob
+	size  int64
+}
+
+func newPacker(dir string) (*packer, error) {
+	f, err := os.CreateTemp(dir, "pack-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("create pack temp file: %w", err)
+	}
+	return &packer{f: f, w: bufio.NewWriterSize(f, 256<<10), h: blake3.New()}, nil
+}
+
+func (p *packer) write(b []byte) error {
+	_, _ = p.h.Write(b)
+	_, err := p.w.Write(b)
+	p.size += int64(len(b))
+	return err
+}
+
+func (p *packer) add(pb PackBlob, sealed []byte) error {
+	pb.Offset = uint32(p.size)
+	if err := p.write(sealed); err != nil {
+		return err
+	}
+	p.blobs = append(p.blobs, pb)
+	return nil
+}
+
+func (p *packer) discard() {
+	name := p.f.Name()
+	_ = p.f.Close()
+	_ = os.Remove(name)
+}
+
+// finishPack seals the trailer, stores the pack and records it in the
+// in-memory index and the pending delta.
+func (r *Repo) finishPack(ctx context.Context, p *packer) error {
+	defer p.discard()
+	trailer := r.key.Seal(nil, EncodeTrailer(p.blobs), trailerAD)
+	var tail [packTailSize]byte
+	tail[0], tail[1], tail[2], tail[3] = byte(len(trailer)), byte(len(trailer)>>8), byte(len(trailer)>>16), byte(len(trailer)>>24)
+	copy(tail[4:], packMagic)
+	if err := p.write(trailer); err != nil {
+		return fmt.Errorf("write pack trailer: %w", err)
+	}
+	if err := p.write(tail[:]); err != nil {
+		return fmt.Errorf("write pack trailer: %w", err)
+	}
+	if err := p.w.Flush(); err != nil {
+		return fmt.Errorf("write pack: %w", err)
+	}
+	var id ID
+	p.h.Sum(id[:0])
+	err := r.be.Save(ctx, backend.Handle{Type: backend.PackFile, Name: id.String()}, p.f)
+	if err != nil && !errors.Is(err, backend.ErrExists) {
+		return fmt.Errorf("save pack %s: %w", id.Str(), err)
+	}
+	r.opt.Faults.Hit(faultpoint.AfterPackPut)
+	r.idx.AddPack(id, p.blobs)
+	r.mu.Lock()
+	for _, pb := range p.blobs {
+		delete(r.pending, pb.ID)
+	}
+	r.delta = append(r.delta, IndexPack{ID: id, Blobs: p.blobs})
+	due := len(r.delta) >= r.opt.IndexEveryPacks || r.opt.Now().Sub(r.lastIndex) >= r.opt.IndexEvery
+	r.mu.Unlock()
+	if due {
+		return r.writeDelta(ctx)
+	}
+	return nil
+}
+
+// writeDelta writes the packs stored since the last index file.
+func (r *Repo) writeDelta(ctx context.Context) error {
+	r.mu.Lock()
+	delta := r.delta
+	r.delta = nil
+	r.lastIndex = r.opt.Now()
+	r.mu.Unlock()
+	if len(delta) == 0 {
+		return nil
+	}
+	id, err := r.SaveIndexFile(ctx, &IndexFile{Packs: delta})
+	if err != nil {
+		r.mu.Lock()
+		r.delta = append(delta, r.delta...)
+		r.mu.Unlock()
+		return err
+	}
+	r.mu.Lock()
+	r.indexIDs = append(r.indexIDs, id)
+	r.mu.Unlock()
+	return nil
+}
+
+// Flush stores every open pack and writes an index file for all packs not
+// yet indexed. After Flush returns nil, every blob SaveBlob accepted is
+// durable and indexed: a snapshot may now refer to it.
+func (r *Repo) Flush(ctx context.Context) error {
+	r.packWG.Wait()
+	r.mu.Lock()
+	if err := r.packErr; err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	var open []*packer
+	for t, p := range r.packers {
+		open = append(open, p)
+		delete(r.packers, t)
+	}
+	r.mu.Unlock()
+	var firstErr error
+	for _, p := range open {
+		if firstErr != nil {
+			p.discard()
+			continue
+		}
+		if err := r.finishPack(ctx, p); err != nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	return r.writeDelta(ctx)
+}
+
+// Checkpoint is Abort plus an index file for the packs already stored, for
+// a backup that stops early: its stored work is indexed and reused.
+func (r *Repo) Checkpoint(ctx context.Context) error {
+	r.Abort()
+	return r.writeDelta(ctx)
+}
+
+// Abort discards open packs without storing them.
+func (r *Repo) Abort() {
+	r.packWG.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t, p := range r.packers {
+		p.discard()
+		delete(r.packers, t)
+	}
+}

@@ -643,11 +643,11 @@ func TestRestoreTargetMetadata(t *testing.T) {
 	if fi := restore(fresh, restorer.Options{}); fi.Mode() != fs.ModeDir|0o700 {
 		t.Errorf("rerun into a finished target: mode %v, want its own 0700", fi.Mode())
 	}
-	must(t, os.WriteFile(filepath.Join(fresh, ".backupd-restoring"), nil, 0o600))
+	must(t, os.WriteFile(restorer.MarkerPath(fresh), nil, 0o600))
 	if fi := restore(fresh, restorer.Options{}); !took(fi) {
 		t.Errorf("rerun after an interruption: %v, want %v", fi.Mode(), srcMode)
 	}
-	if _, err := os.Lstat(filepath.Join(fresh, ".backupd-restoring")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(restorer.MarkerPath(fresh)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("marker left after the rerun: %v", err)
 	}
 	empty := t.TempDir()

@@ -15,7 +15,7 @@
 // them; rerun the restore); files in the target that the snapshot does not
 // hold are left alone unless Options.Delete is set.
 //
-// Imports: repository, snapshot and faultpoint. Like all of the engine it
+// Imports: backend (for its sentinels), repository, snapshot and faultpoint. Like all of the engine it
 // never imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package restorer
 
@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
@@ -47,10 +49,20 @@ import (
 // TempPrefix starts the names of files being restored.
 const TempPrefix = ".backupd-restore-"
 
-// targetMarker sits in a target this restore created until the restore has
-// finished with it: a rerun after an interruption knows the target is its
-// own and still gives it the source directory's metadata.
-const targetMarker = ".backupd-restoring"
+// markerPrefix starts the name of the marker that sits beside a target this
+// restore created, until the restore has finished with it: a rerun after an
+// interruption knows the target is its own and still gives it the source
+// directory's metadata. It is kept outside the target, in the directory the
+// restore created the target in, so no entry of a snapshot can be mistaken
+// for it (a snapshot may hold any name, ".backupd-restoring" too).
+const markerPrefix = ".backupd-restoring."
+
+// MarkerPath returns the path of the marker of an unfinished restore into
+// target: beside it, never inside.
+func MarkerPath(target string) string {
+	t := filepath.Clean(target)
+	return filepath.Join(filepath.Dir(t), markerPrefix+filepath.Base(t))
+}
 
 // Options configure a restore.
 type Options struct {
@@ -101,10 +113,11 @@ func (r *Result) Err() error {
 	return fmt.Errorf("%d files not restored: %w", len(r.Failed), errors.Join(errs...))
 }
 
-// Corrupt reports whether any failure was corrupt repository data.
+// Corrupt reports whether any failure was damaged repository data: corrupt,
+// or missing (a pack the index names is gone).
 func (r *Result) Corrupt() bool {
 	for _, f := range r.Failed {
-		if errors.Is(f.Err, repository.ErrCorrupt) {
+		if errors.Is(f.Err, repository.ErrCorrupt) || errors.Is(f.Err, backend.ErrNotFound) {
 			return true
 		}
 	}
@@ -138,16 +151,30 @@ func New(repo *repository.Repo, opt Options) *Restorer {
 // files and closed when the last one is done. Working relative to it keeps
 // every operation to a single path component: as traversal-safe as the
 // target's root, without re-walking the path for each call.
+//
+// Invariant: a directory's own metadata is set through its own handle, once
+// nothing is left to restore in it (done), so the cost does not grow with
+// its depth, and a mode that forbids writing (0555) is set after its
+// entries are written.
 type dirRoot struct {
 	*os.Root
 	refs atomic.Int64
 	own  bool // closed by release (the target root is closed by Restore)
+	// done, if set, runs once, when the last reference is released: the
+	// walk has listed the directory and its files are restored.
+	done func(*os.Root)
 }
 
 func (d *dirRoot) acquire() { d.refs.Add(1) }
 
 func (d *dirRoot) release() {
-	if d.refs.Add(-1) == 0 && d.own {
+	if d.refs.Add(-1) != 0 {
+		return
+	}
+	if d.done != nil {
+		d.done(d.Root)
+	}
+	if d.own {
 		_ = d.Close()
 	}
 }
@@ -179,9 +206,10 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 		return nil, fmt.Errorf("restore: open target %s: %w", target, err)
 	}
 	defer root.Close()
-	targetMeta := sn.Root != nil && !r.opt.KeepTargetMeta && r.targetIsOurs(root, created)
+	marker := MarkerPath(target)
+	targetMeta := sn.Root != nil && !r.opt.KeepTargetMeta && r.targetIsOurs(root, created, marker)
 	if targetMeta && created {
-		if f, err := root.OpenFile(targetMarker, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+		if f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600); err == nil {
 			_ = f.Close()
 		}
 	}
@@ -214,14 +242,12 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 			return nil
 		})
 	}
-	// Directory metadata is set after their files (see below).
-	var dirs []fileTask
 	g.Go(func() error {
 		defer close(tasks)
 		top := &dirRoot{Root: root}
 		top.acquire()
 		defer top.release()
-		return r.walk(gctx, top, sn.Tree, ".", tasks, &dirs, fail)
+		return r.walk(gctx, top, sn.Tree, ".", tasks, fail)
 	})
 	err = g.Wait()
 	// Tasks never taken (the restore stopped early) still hold their
@@ -232,18 +258,14 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	if err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
-	// dirs lists every directory after those below it: a directory's own
-	// mode (0500, say) is set after its subdirectories' have been.
-	for _, d := range dirs {
-		if err := r.setMeta(root, d.rel, d.node); err != nil {
-			fail(d.rel, err)
-		}
-	}
 	// The target itself, last. Not owning it (an empty mount point made
 	// by someone else) is not a file that failed.
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("restore: %w", err)
+	}
 	if targetMeta {
-		if err := root.Remove(targetMarker); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			fail(targetMarker, err)
+		if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("could not remove the restore's marker beside the target", "marker", marker, "err", err)
 		}
 		if err := r.setMeta(root, ".", sn.Root.Node()); errors.Is(err, fs.ErrPermission) {
 			r.log.Warn("target directory's mode and times not set", "target", target, "err", err)
@@ -256,13 +278,13 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 
 // targetIsOurs reports whether the target may take the source directory's
 // metadata: this restore created it, an interrupted run of it did (the
-// marker is there), or it is an empty directory (or holds only an empty
+// marker is beside it), or it is an empty directory (or holds only an empty
 // lost+found) that is not sticky or writable by everyone.
-func (r *Restorer) targetIsOurs(root *os.Root, created bool) bool {
+func (r *Restorer) targetIsOurs(root *os.Root, created bool, marker string) bool {
 	if created {
 		return true
 	}
-	if _, err := root.Lstat(targetMarker); err == nil {
+	if fi, err := os.Lstat(marker); err == nil && fi.Mode().IsRegular() {
 		return true
 	}
 	fi, err := root.Stat(".")
@@ -295,15 +317,17 @@ func (r *Restorer) targetIsOurs(root *os.Root, created bool) bool {
 	return true
 }
 
-// walk creates directories and symlinks in dir and queues its files.
-func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID, rel string, tasks chan<- fileTask, dirs *[]fileTask, fail func(string, error)) error {
+// walk creates directories and symlinks in dir and queues its files. A
+// tree that cannot be loaded, damaged or missing, fails its directory only:
+// the rest of the snapshot is restored.
+func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID, rel string, tasks chan<- fileTask, fail func(string, error)) error {
 	tree, err := snapshot.LoadTree(ctx, r.repo, treeID)
 	if err != nil {
-		if errors.Is(err, repository.ErrCorrupt) || errors.Is(err, repository.ErrFormat) {
-			fail(rel, err)
-			return nil
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		return err
+		fail(rel, fmt.Errorf("directory not restored: %w", err))
+		return nil
 	}
 	want := make(map[string]bool, len(tree.Nodes))
 	for _, n := range tree.Nodes {
@@ -331,14 +355,20 @@ func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID,
 				continue
 			}
 			r.Stats.Dirs.Add(1)
-			d := &dirRoot{Root: sub, own: true}
+			d := &dirRoot{Root: sub, own: true, done: func(sub *os.Root) {
+				if ctx.Err() != nil {
+					return // stopped: a rerun sets it
+				}
+				if err := r.setMeta(sub, ".", n); err != nil {
+					fail(p, err)
+				}
+			}}
 			d.acquire()
-			err = r.walk(ctx, d, *n.Subtree, p, tasks, dirs, fail)
+			err = r.walk(ctx, d, *n.Subtree, p, tasks, fail)
 			d.release()
 			if err != nil {
 				return err
 			}
-			*dirs = append(*dirs, fileTask{rel: p, node: n})
 		case snapshot.TypeSymlink:
 			if err := r.symlink(dir.Root, n.Name, n); err != nil {
 				fail(p, err)
@@ -373,10 +403,12 @@ func (r *Restorer) cleanDir(dir *os.Root, rel string, want map[string]bool) erro
 		return fmt.Errorf("list %s: %w", rel, err)
 	}
 	for _, name := range names {
-		if rel == "." && name == targetMarker {
+		// Invariant: an entry the snapshot holds is never removed here,
+		// whatever its name.
+		if want[name] {
 			continue
 		}
-		if strings.HasPrefix(name, TempPrefix) || r.opt.Delete && !want[name] {
+		if strings.HasPrefix(name, TempPrefix) || r.opt.Delete {
 			if err := dir.RemoveAll(name); err != nil {
 				return fmt.Errorf("remove %s: %w", path.Join(rel, name), err)
 			}

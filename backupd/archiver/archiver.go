@@ -598,11 +598,10 @@ func (a *Archiver) warn(path string, err error) {
 	a.log.Warn("skipping unreadable entry", "path", path, "err", err)
 }
 
-// unchanged applies restic's rule: same inode, size, mtime and ctime, and
-// every chunk still indexed.
+// unchanged applies restic's rule (snapshot.SameMetadata: same inode,
+// size, mtime and ctime) and checks that every chunk is still indexed.
 func (a *Archiver) unchanged(pn *snapshot.Node, e *entryInfo) bool {
-	if pn.Type != snapshot.TypeFile || pn.Inode != e.inode || pn.Size != uint64(e.size) ||
-		pn.MtimeNS != e.mtimeNS || pn.CtimeNS != e.ctimeNS {
+	if !snapshot.SameMetadata(*pn, e.fileMeta()) {
 		return false
 	}
 	for _, id := range pn.Content {
@@ -611,6 +610,11 @@ func (a *Archiver) unchanged(pn *snapshot.Node, e *entryInfo) bool {
 		}
 	}
 	return true
+}
+
+// fileMeta is what snapshot.SameMetadata compares.
+func (e *entryInfo) fileMeta() snapshot.FileMeta {
+	return snapshot.FileMeta{Inode: e.inode, Size: e.size, MtimeNS: e.mtimeNS, CtimeNS: e.ctimeNS}
 }
 
 func (a *Archiver) appendOnly(name string) bool {

@@ -180,7 +180,6 @@ func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapsh
 // backupScan is Backup from a scan already started. The snapshot's time is
 // when the scan started.
 func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.Snapshot, error) {
-	start := scan.started
 	root, err := scan.rootListing(ctx)
 	if err != nil {
 		return nil, err
@@ -195,20 +194,71 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	defer lock.Unlock()
-	lctx := lock.Context()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(lctx, func() { cancel(context.Cause(lctx)) })
-	defer stop()
+	ctx, cancel := lockedContext(ctx, lock)
+	defer cancel()
 
 	if err := a.repo.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	// A backup that died leaves its lock, found stale when we locked, and
-	// maybe packs that no index lists: adopt them instead of uploading
-	// their data again. (A backup stopped by a signal indexes its packs
-	// itself; see Checkpoint.) Without a dead backup the scan is skipped: it
-	// lists every pack.
+	hints, err := a.adoptOrphans(ctx, lock)
+	if err != nil {
+		return nil, err
+	}
+	snaps, _, err := snapshot.LoadAll(ctx, a.repo)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	parent := snapshot.Latest(snaps, a.opt.Policy, abs, a.opt.Hostname)
+	parentTree := a.parentTree(ctx, parent)
+	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
+		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
+	}
+	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
+	var parentRoot *repository.ID
+	if parent != nil {
+		parentRoot = &parent.Tree
+	}
+	treeID, err := a.run(ctx, scan, root, parentTree, parentRoot)
+	if err != nil {
+		a.checkpoint(ctx)
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+			err = fmt.Errorf("%w (%w)", err, c)
+		}
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
+	// Invariant: packs, then index, then snapshot.
+	if err := a.repo.Flush(ctx); err != nil {
+		a.checkpoint(ctx)
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
+	sn := a.newSnapshot(scan, snaps, parent, treeID)
+	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
+	// The adopted packs are indexed now (Flush); their hints are done.
+	a.repo.RemoveOrphanHints(ctx, hints)
+	return sn, nil
+}
+
+// lockedContext returns ctx, cancelled also when the lock is lost, with the
+// loss as its cause; cancel releases it.
+func lockedContext(ctx context.Context, lock *repository.Lock) (_ context.Context, cancel func()) {
+	lctx := lock.Context()
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(lctx, func() { cancelCause(context.Cause(lctx)) })
+	return ctx, func() {
+		stop()
+		cancelCause(nil)
+	}
+}
+
+// adoptOrphans indexes the packs a dead backup left. A backup that died
+// leaves its lock, found stale when we locked, and maybe packs that no
+// index lists: adopt them instead of uploading their data again. (A backup
+// stopped by a signal indexes its packs itself; see Checkpoint.) Without a
+// dead backup the scan is skipped: it lists every pack. It returns the
+// orphan hints, to remove once the adopted packs are indexed.
+func (a *Archiver) adoptOrphans(ctx context.Context, lock *repository.Lock) ([]string, error) {
 	hints, err := a.repo.OrphanHints(ctx)
 	if err != nil {
 		return nil, err
@@ -220,53 +270,42 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 			a.log.Info("reusing packs of an interrupted backup", "packs", n)
 		}
 	}
-	snaps, _, err := snapshot.LoadAll(ctx, a.repo)
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	parent := snapshot.Latest(snaps, a.opt.Policy, abs, a.opt.Hostname)
-	var parentTree *snapshot.Tree
-	var parentRoot *repository.ID
-	if parent != nil {
-		parentRoot = &parent.Tree
-		parentTree, err = snapshot.LoadTree(ctx, a.repo, parent.Tree)
-		if err != nil {
-			a.log.Warn("parent snapshot unreadable; reading every file", "parent", parent.ID.Str(), "err", err)
-			parentTree = nil
-		}
-	}
+	return hints, nil
+}
 
-	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
-		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
+// parentTree loads the root tree of the parent snapshot; nil if there is
+// no parent or its tree is unreadable (then every file is read).
+func (a *Archiver) parentTree(ctx context.Context, parent *snapshot.Snapshot) *snapshot.Tree {
+	if parent == nil {
+		return nil
 	}
-	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
-	treeID, err := a.run(ctx, scan, root, parentTree, parentRoot)
+	tree, err := snapshot.LoadTree(ctx, a.repo, parent.Tree)
 	if err != nil {
-		// Checkpoint: index the packs already stored, so the next backup
-		// reuses them without scanning for orphans.
-		cctx, cancelCheckpoint := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if cerr := a.repo.Checkpoint(cctx); cerr != nil {
-			a.leaveHint(cctx, cerr)
-		}
-		cancelCheckpoint()
-		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
-			err = fmt.Errorf("%w (%w)", err, c)
-		}
-		return nil, fmt.Errorf("backup %s: %w", abs, err)
+		a.log.Warn("parent snapshot unreadable; reading every file", "parent", parent.ID.Str(), "err", err)
+		return nil
 	}
-	// Invariant: packs, then index, then snapshot.
-	if err := a.repo.Flush(ctx); err != nil {
-		cctx, cancelCheckpoint := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if cerr := a.repo.Checkpoint(cctx); cerr != nil {
-			a.leaveHint(cctx, cerr)
-		}
-		cancelCheckpoint()
-		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	return tree
+}
+
+// checkpoint indexes the packs a failed backup already stored, so the next
+// backup reuses them without scanning for orphans; failing that it leaves a
+// hint. It runs even when ctx is done, for at most 10 seconds.
+func (a *Archiver) checkpoint(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := a.repo.Checkpoint(cctx); err != nil {
+		a.leaveHint(cctx, err)
 	}
+}
+
+// newSnapshot is the snapshot of a finished backup of scan whose root tree
+// is treeID.
+func (a *Archiver) newSnapshot(scan *sourceScan, snaps []*snapshot.Snapshot, parent *snapshot.Snapshot, treeID repository.ID) *snapshot.Snapshot {
+	start, ri := scan.started, scan.rootInfo
 	sn := &snapshot.Snapshot{
-		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: abs,
+		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: scan.root,
 		Hostname: a.opt.Hostname, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
-		Root: &snapshot.RootMeta{Mode: scan.rootInfo.mode, UID: scan.rootInfo.uid, GID: scan.rootInfo.gid, MtimeNS: scan.rootInfo.mtimeNS},
+		Root: &snapshot.RootMeta{Mode: ri.mode, UID: ri.uid, GID: ri.gid, MtimeNS: ri.mtimeNS},
 	}
 	sn.Totals.DurationSec = a.opt.Now().Sub(start).Seconds()
 	if a.reuseByDigest {
@@ -276,12 +315,7 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 		p := parent.ID
 		sn.Parent = &p
 	}
-	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", abs, err)
-	}
-	// The adopted packs are indexed now (Flush); their hints are done.
-	a.repo.RemoveOrphanHints(ctx, hints)
-	return sn, nil
+	return sn
 }
 
 // leaveHint records that this backup stored packs it could not index, so

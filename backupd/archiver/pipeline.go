@@ -51,29 +51,11 @@ func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, par
 		g.Go(func() error {
 			defer readers.Done()
 			w := &worker{a: a, table: a.repo.ChunkerTable(), hasher: a.repo.IDHasher(), blobs: blobs}
-			for job := range files {
-				if err := w.saveFile(ctx, job); err != nil {
-					return err
-				}
-			}
-			return nil
+			return w.saveFiles(ctx, files)
 		})
 	}
 	for range a.opt.Savers {
-		g.Go(func() error {
-			for b := range blobs {
-				stored, n, err := a.repo.SaveBlob(ctx, repository.DataBlob, b.id, b.buf)
-				putChunk(b.buf)
-				if err != nil {
-					return err
-				}
-				if stored {
-					a.Stats.BytesWritten.Add(uint64(n))
-					a.Stats.BlobsWritten.Add(1)
-				}
-			}
-			return nil
-		})
+		g.Go(func() error { return a.saveBlobs(ctx, blobs) })
 	}
 	var rootRes *dirResult
 	g.Go(func() error {
@@ -83,7 +65,8 @@ func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, par
 			close(blobs)
 		}()
 		var err error
-		rootRes, err = a.walkDir(ctx, g, scan, files, root, parent, parentID)
+		w := &walker{a: a, g: g, scan: scan, files: files}
+		rootRes, err = w.walkDir(ctx, root, parent, parentID)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -95,6 +78,33 @@ func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, par
 		return repository.ID{}, errors.New("internal error: root tree not finished")
 	}
 	return rootRes.id, nil
+}
+
+// saveFiles reads the files of the jobs until files is closed.
+func (w *worker) saveFiles(ctx context.Context, files <-chan *fileJob) error {
+	for job := range files {
+		if err := w.saveFile(ctx, job); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveBlobs stores the data blobs the file workers send until blobs is
+// closed, and returns their buffers to the pool.
+func (a *Archiver) saveBlobs(ctx context.Context, blobs <-chan blobJob) error {
+	for b := range blobs {
+		stored, n, err := a.repo.SaveBlob(ctx, repository.DataBlob, b.id, b.buf)
+		putChunk(b.buf)
+		if err != nil {
+			return err
+		}
+		if stored {
+			a.Stats.BytesWritten.Add(uint64(n))
+			a.Stats.BlobsWritten.Add(1)
+		}
+	}
+	return nil
 }
 
 var chunkPool sync.Pool

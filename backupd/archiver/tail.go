@@ -20,6 +20,38 @@ func (a *Archiver) appendOnly(name string) bool {
 	return false
 }
 
+// keptContent decides how much of the parent's version of the file in f,
+// now of the given size, is kept unread: for a moved file, an append-only
+// one, or one due for its full read whose parent has the same inode and
+// was not longer, the chunks tail keeps; else none. It returns the kept
+// chunks and the offset to chunk from, and sets node.TailRuns when content
+// was taken unread. ok is false when a full read is due but the file could
+// not be re-read: the parent's version must then be kept.
+func (w *worker) keptContent(ctx context.Context, f *os.File, job *fileJob, node *snapshot.Node, size int64) (kept []repository.ID, offset int64, ok bool) {
+	pn := job.parent
+	if pn == nil || !(job.moved || job.verify || w.a.appendOnly(job.name)) || pn.Inode != node.Inode || size < int64(pn.Size) || len(pn.Content) == 0 {
+		return nil, 0, true
+	}
+	// A moved file is re-hashed whole: its name says nothing about how it
+	// was written.
+	full := job.moved || job.verify || pn.TailRuns+1 >= w.a.opt.FullReadEvery
+	prefix, off, ok, edited := w.tail(ctx, f, pn, full)
+	if !ok {
+		return nil, 0, !job.verify
+	}
+	if !full && len(prefix) > 0 {
+		node.TailRuns = pn.TailRuns + 1
+	}
+	if edited {
+		w.a.log.Warn("file changed in place where the previous backup did not read it; stored again from there",
+			"path", job.path, "offset", off, "metadata_unchanged", job.verify)
+		if job.verify {
+			w.a.Stats.SilentChanges.Add(1)
+		}
+	}
+	return prefix, off, true
+}
+
 // tail works out how much of an append-only file's parent version can be
 // kept now that the file has grown. It re-hashes the parent's last chunk
 // (with full, every chunk, at the boundaries the parent recorded) and, if

@@ -40,108 +40,133 @@ func (w *worker) id(b []byte) repository.ID {
 // errors are returned.
 func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	defer close(job.res.done)
-	a := w.a
-	f, err := os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
-	if errors.Is(err, fs.ErrPermission) {
-		f, err = os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	}
+	f, err := openSource(job.path)
 	if err != nil {
-		if job.verify && !errors.Is(err, fs.ErrNotExist) {
-			return w.keepParent(job, err)
-		}
-		job.res.skip = true
-		a.Stats.FilesSkipped.Add(1)
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
-			a.warn(job.path, err)
-		}
-		return nil
+		return w.openFailed(job, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
-		job.res.skip = true
-		a.Stats.FilesSkipped.Add(1)
+		w.skip(job)
 		return nil
 	}
 	info := newEntryInfo(job.name, fi)
 	node := baseNode(&info)
 	node.Type = snapshot.TypeFile
-
-	var content []repository.ID
-	var offset int64
-	pn := job.parent
-	if pn != nil && (job.moved || job.verify || w.a.appendOnly(job.name)) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
-		// A moved file is re-hashed whole: its name says nothing about
-		// how it was written.
-		full := job.moved || job.verify || pn.TailRuns+1 >= a.opt.FullReadEvery
-		prefix, off, ok, edited := w.tail(ctx, f, pn, full)
-		switch {
-		case !ok && job.verify:
-			return w.keepParent(job, errors.New("could not re-read it to compare with the backup"))
-		case ok:
-			content, offset = prefix, off
-			if !full && len(prefix) > 0 {
-				node.TailRuns = pn.TailRuns + 1
-			}
-			if edited {
-				a.log.Warn("file changed in place where the previous backup did not read it; stored again from there",
-					"path", job.path, "offset", off, "metadata_unchanged", job.verify)
-				if job.verify {
-					a.Stats.SilentChanges.Add(1)
-				}
-			}
-		}
+	content, offset, ok := w.keptContent(ctx, f, job, &node, fi.Size())
+	if !ok {
+		return w.keepParent(job, errors.New("could not re-read it to compare with the backup"))
 	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return w.fileError(job, err)
-	}
-	if w.window == nil {
-		w.window = make([]byte, chunker.MaxSize+1<<20)
-	}
-	c := chunker.New(w.table, f, w.window)
-	size := offset
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		chunk, err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return w.fileError(job, err)
-		}
-		size += int64(len(chunk))
-		a.Stats.BytesRead.Add(uint64(len(chunk)))
-		id := w.id(chunk)
-		content = append(content, id)
-		a.repo.Faults().Hit(faultpoint.AfterChunk)
-		if a.repo.Has(id) {
-			continue
-		}
-		buf := getChunk(len(chunk))
-		buf = append(buf, chunk...)
-		select {
-		case w.blobs <- blobJob{id: id, buf: buf}:
-		case <-ctx.Done():
-			putChunk(buf)
-			return ctx.Err()
-		}
+	content, size, ok, err := w.chunkFrom(ctx, f, job, content, offset)
+	if !ok || err != nil {
+		return err
 	}
 	node.Size = uint64(size)
 	node.Content = content
 	h := snapshot.ContentHash(content)
 	node.Hash = &h
-	switch {
-	case job.verify && node.Size == pn.Size && slices.Equal(content, pn.Content):
-		a.Stats.FilesUnchanged.Add(1)
-	case job.known:
-		a.Stats.FilesChanged.Add(1)
-	default:
-		a.Stats.FilesNew.Add(1)
-	}
+	w.count(job, node)
 	job.res.node = node
 	return nil
+}
+
+// openSource opens a source file for reading without following a symlink,
+// and without updating its access time where the file's owner allows it.
+func openSource(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	return f, err
+}
+
+// openFailed handles a file that could not be opened: gone or replaced by
+// a symlink since the scan (skipped quietly), unreadable (skipped and
+// warned about), or due for its full read (the parent's version kept).
+func (w *worker) openFailed(job *fileJob, err error) error {
+	if job.verify && !errors.Is(err, fs.ErrNotExist) {
+		return w.keepParent(job, err)
+	}
+	w.skip(job)
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
+		w.a.warn(job.path, err)
+	}
+	return nil
+}
+
+// skip leaves the file out of its directory's tree.
+func (w *worker) skip(job *fileJob) {
+	job.res.skip = true
+	w.a.Stats.FilesSkipped.Add(1)
+}
+
+// chunkFrom chunks f from offset on, appending the chunks' ids to content,
+// and hands the chunks the repository lacks to the savers. It returns the
+// content and the file's size; ok is false if reading failed, which
+// fileError has dealt with.
+func (w *worker) chunkFrom(ctx context.Context, f *os.File, job *fileJob, content []repository.ID, offset int64) (_ []repository.ID, size int64, ok bool, err error) {
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, 0, false, w.fileError(job, err)
+	}
+	if w.window == nil {
+		w.window = make([]byte, chunker.MaxSize+1<<20)
+	}
+	c := chunker.New(w.table, f, w.window)
+	size = offset
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, false, err
+		}
+		chunk, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			return content, size, true, nil
+		}
+		if err != nil {
+			return nil, 0, false, w.fileError(job, err)
+		}
+		size += int64(len(chunk))
+		id, err := w.storeChunk(ctx, chunk)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		content = append(content, id)
+	}
+}
+
+// storeChunk counts a chunk read, hashes it, and queues it for the savers
+// unless the repository has it. The savers get a copy: chunk is the
+// chunker's window.
+func (w *worker) storeChunk(ctx context.Context, chunk []byte) (repository.ID, error) {
+	a := w.a
+	a.Stats.BytesRead.Add(uint64(len(chunk)))
+	id := w.id(chunk)
+	a.repo.Faults().Hit(faultpoint.AfterChunk)
+	if a.repo.Has(id) {
+		return id, nil
+	}
+	buf := getChunk(len(chunk))
+	buf = append(buf, chunk...)
+	select {
+	case w.blobs <- blobJob{id: id, buf: buf}:
+		return id, nil
+	case <-ctx.Done():
+		putChunk(buf)
+		return id, ctx.Err()
+	}
+}
+
+// count counts a file read as unchanged (a full read that found the
+// parent's content), changed or new.
+func (w *worker) count(job *fileJob, node snapshot.Node) {
+	s := &w.a.Stats
+	switch pn := job.parent; {
+	case job.verify && node.Size == pn.Size && slices.Equal(node.Content, pn.Content):
+		s.FilesUnchanged.Add(1)
+	case job.known:
+		s.FilesChanged.Add(1)
+	default:
+		s.FilesNew.Add(1)
+	}
 }
 
 func (w *worker) fileError(job *fileJob, err error) error {

@@ -9,10 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	promversion "github.com/prometheus/common/version"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -43,30 +39,6 @@ func configCommand(g *globalOptions) *cobra.Command {
 	return c
 }
 
-// newRegistry builds the registry the exporter serves: our metrics, the
-// process and Go collectors, and build_info. No default registry is used.
-func newRegistry() (*prometheus.Registry, *collectors.Runs, *collectors.Storage, error) {
-	reg := prometheus.NewRegistry()
-	runs, storage := collectors.NewRuns(), collectors.NewStorage()
-	if err := runs.Register(reg); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := storage.Register(reg); err != nil {
-		return nil, nil, nil, err
-	}
-	promversion.Version = version
-	for _, c := range []prometheus.Collector{
-		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
-		promcollectors.NewGoCollector(),
-		versioncollector.NewCollector("backupd"),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	return reg, runs, storage, nil
-}
-
 func runCommand(g *globalOptions) *cobra.Command {
 	var cfgFile, listen, webConfig string
 	var reloadEvery time.Duration
@@ -95,7 +67,7 @@ old one kept.`,
 				return usageErr("%v", err)
 			}
 			g.applyMemoryLimit(0)
-			reg, runs, storage, err := newRegistry()
+			reg, runs, storage, err := collectors.NewRegistry(version)
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,8 @@ package alerts
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 )
 
@@ -29,6 +31,37 @@ type SLO struct {
 	Objective   float64 // e.g. 0.99
 	// ErrorRatio returns the SLI's error ratio over a range (e.g. "2h").
 	ErrorRatio func(window string) string
+	// Burn are the conditions of the SLO's error-budget burn alert, any
+	// of which fires it; each window must be one of Windows.
+	Burn []BurnRate
+}
+
+// BurnRate is one condition of a multiwindow burn-rate alert: the error
+// ratio over both the Long and the Short window is above Factor times the
+// error budget. The short window makes the alert stop soon after the
+// errors do.
+type BurnRate struct {
+	Long, Short string
+	Factor      float64
+}
+
+// ErrorBudget is the share of errors the objective allows.
+func (s SLO) ErrorBudget() float64 { return 1 - s.Objective }
+
+// budgetPercent is the error budget for people, e.g. "1%" (rounded to
+// 4 decimals, which hides the float error of 1 - 0.99).
+func (s SLO) budgetPercent() string {
+	return strconv.FormatFloat(math.Round(s.ErrorBudget()*100*1e4)/1e4, 'f', -1, 64) + "%"
+}
+
+// sloNamed returns the SLO of the spec with this name.
+func sloNamed(name string) (SLO, error) {
+	for _, s := range SLOs {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return SLO{}, fmt.Errorf("alerts: no SLO %q in the spec", name)
 }
 
 // Windows are the ranges recording rules are kept for: the burn-rate alert
@@ -45,6 +78,9 @@ var SLOs = []SLO{
 /
 sum by (job, instance, policy) (increase(backupd_backup_runs_total[%s]))`, w, w)
 		},
+		// At these rates the 28-day budget is spent in 10 days (28d/2.8)
+		// or in 30 (28d/0.93).
+		Burn: []BurnRate{{Long: "1d", Short: "2h", Factor: 2.8}, {Long: "3d", Short: "6h", Factor: 0.93}},
 	},
 	{
 		Name: "rpo-freshness", Objective: 0.999,
@@ -102,116 +138,3 @@ func (o Options) runbook(alert string) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// Groups generates the rule groups.
-func Groups(o Options) []Group {
-	rec := Group{Name: "backupd-slo-recording"}
-	rec.Rules = append(rec.Rules, Rule{
-		Record: "backupd:rpo_compliant:bool",
-		Expr: oneLine(`(time() - backupd_last_backup_success_timestamp_seconds)
-<= bool on (job, instance, policy) backupd_policy_rpo_seconds`),
-	})
-	for _, s := range SLOs {
-		for _, w := range Windows {
-			rec.Rules = append(rec.Rules, Rule{
-				Record: "slo:sli_error:ratio_rate" + w,
-				Expr:   s.ErrorRatio(w),
-				Labels: map[string]string{"slo": s.Name},
-			})
-		}
-		rec.Rules = append(rec.Rules,
-			Rule{Record: "slo:objective:ratio", Expr: fmt.Sprintf("vector(%g)", s.Objective), Labels: map[string]string{"slo": s.Name}},
-			Rule{
-				Record: "slo:error_budget_remaining:ratio",
-				Expr:   fmt.Sprintf(`1 - (slo:sli_error:ratio_rate28d{slo="%s"} / %g)`, s.Name, 1-s.Objective),
-				Labels: map[string]string{"slo": s.Name},
-			})
-	}
-
-	ann := func(alert, summary, desc string) map[string]string {
-		return map[string]string{"summary": summary, "description": desc, "runbook_url": o.runbook(alert)}
-	}
-	budget := 1 - SLOs[0].Objective
-	al := Group{Name: "backupd-alerts"}
-	al.Rules = []Rule{
-		{
-			Alert:       "BackupdDown",
-			Expr:        fmt.Sprintf(`up{job="%s"} == 0 or absent(up{job="%s"})`, o.Job, o.Job),
-			For:         "5m",
-			Labels:      map[string]string{"severity": "page"},
-			Annotations: ann("BackupdDown", "backupd is down or not scraped", `backupd target {{ $labels.instance }} of job {{ $labels.job }} has been unreachable for 5 minutes (or no target exists): no backups, drills or verification are being reported.`),
-		},
-		{
-			Alert:       "BackupRPOBreached",
-			Expr:        `backupd:rpo_compliant:bool == 0`,
-			Labels:      map[string]string{"severity": "page"},
-			Annotations: ann("BackupRPOBreached", "Newest good backup of {{ $labels.policy }} is older than its RPO", `The newest good snapshot of policy {{ $labels.policy }} on {{ $labels.instance }} is {{ with printf "time() - backupd_last_backup_success_timestamp_seconds{policy='%s',instance='%s'}" $labels.policy $labels.instance | query }}{{ . | first | value | humanizeDuration }}{{ end }} old, over the RPO of {{ with printf "backupd_policy_rpo_seconds{policy='%s',instance='%s'}" $labels.policy $labels.instance | query }}{{ . | first | value | humanizeDuration }}{{ end }}. Data written since then would be lost.`),
-		},
-		{
-			Alert:       "BackupFailing",
-			Expr:        `backupd_backup_consecutive_failures >= 3`,
-			Labels:      map[string]string{"severity": "page"},
-			Annotations: ann("BackupFailing", "Backups of {{ $labels.policy }} failed {{ $value }} times in a row", `The last {{ $value }} backup runs of policy {{ $labels.policy }} on {{ $labels.instance }} failed. See backupd_backup_failures_total by reason and the daemon's log.`),
-		},
-		{
-			Alert: "BackupErrorBudgetBurn",
-			Expr: oneLine(fmt.Sprintf(`(
-  slo:sli_error:ratio_rate1d{slo="backup-success"} > (2.8 * %g)
-and
-  slo:sli_error:ratio_rate2h{slo="backup-success"} > (2.8 * %g)
-)
-or
-(
-  slo:sli_error:ratio_rate3d{slo="backup-success"} > (0.93 * %g)
-and
-  slo:sli_error:ratio_rate6h{slo="backup-success"} > (0.93 * %g)
-)`, budget, budget, budget, budget)),
-			Labels:      map[string]string{"severity": "ticket"},
-			Annotations: ann("BackupErrorBudgetBurn", "Backups of {{ $labels.policy }} burn their error budget", `Policy {{ $labels.policy }} on {{ $labels.instance }}: {{ $value | humanizePercentage }} of backup runs failed over the alert's window; at this rate the 28-day budget of 1% failures runs out early.`),
-		},
-		{
-			Alert:       "RestoreDrillFailing",
-			Expr:        `backupd_last_restore_drill_timestamp_seconds > backupd_last_restore_drill_success_timestamp_seconds`,
-			Labels:      map[string]string{"severity": "page"},
-			Annotations: ann("RestoreDrillFailing", "The last restore drill of {{ $labels.policy }} failed", `The last restore drill of policy {{ $labels.policy }} on {{ $labels.instance }} did not restore byte-exact within the RTO of {{ with printf "backupd_policy_rto_seconds{policy='%s',instance='%s'}" $labels.policy $labels.instance | query }}{{ . | first | value | humanizeDuration }}{{ end }}. The newest backup may not be restorable in time.`),
-		},
-		{
-			Alert: "RestoreDrillStale",
-			// A policy that never had a good drill (gauge 0) only counts
-			// once the daemon has been up for three drill intervals.
-			Expr: oneLine(`(time() - backupd_last_restore_drill_success_timestamp_seconds)
-  > on (job, instance, policy) (3 * backupd_policy_drill_interval_seconds)
-and on (job, instance, policy)
-(
-  backupd_last_restore_drill_success_timestamp_seconds > 0
-  or on (job, instance, policy)
-  (3 * backupd_policy_drill_interval_seconds
-    < on (job, instance) group_left () (time() - process_start_time_seconds{job="` + o.Job + `"}))
-)`),
-			Labels:      map[string]string{"severity": "ticket"},
-			Annotations: ann("RestoreDrillStale", "No successful restore drill of {{ $labels.policy }} for three drill intervals", `Policy {{ $labels.policy }} on {{ $labels.instance }} has had no successful drill for {{ $value | humanizeDuration }}: recoverability is unproven.`),
-		},
-		{
-			Alert:       "RepositoryCorruption",
-			Expr:        `increase(backupd_verify_blobs_corrupt_total[1d]) > 0`,
-			Labels:      map[string]string{"severity": "page"},
-			Annotations: ann("RepositoryCorruption", "Corrupt data found in repository {{ $labels.repository }}", `Read-back found {{ $value | humanize }} corrupt blobs in repository {{ $labels.repository }} on {{ $labels.instance }} in the last day. Snapshots referring to them cannot be fully restored.`),
-		},
-		{
-			Alert: "VerifyCoverageStale",
-			Expr: oneLine(`(time() - backupd_last_verify_success_timestamp_seconds) > 7 * 86400
-and on (job, instance) (time() - process_start_time_seconds{job="` + o.Job + `"}) > 7 * 86400`),
-			Labels:      map[string]string{"severity": "ticket"},
-			Annotations: ann("VerifyCoverageStale", "Repository {{ $labels.repository }} has not been read back for 7 days", `No verify run of repository {{ $labels.repository }} on {{ $labels.instance }} succeeded for {{ $value | humanizeDuration }}: bit rot would go unnoticed.`),
-		},
-		{
-			Alert: "RepositoryFillingUp",
-			Expr: oneLine(`predict_linear(backupd_repository_free_bytes[6h], 4 * 86400) < 0
-and backupd_repository_free_bytes / (backupd_repository_free_bytes + backupd_repository_size_bytes) < 0.2`),
-			For:         "1h",
-			Labels:      map[string]string{"severity": "ticket"},
-			Annotations: ann("RepositoryFillingUp", "Repository {{ $labels.repository }} fills up within 4 days", `At the growth of the last 6 hours, the file system of repository {{ $labels.repository }} on {{ $labels.instance }} is full within 4 days; {{ with printf "backupd_repository_free_bytes{repository='%s',instance='%s'}" $labels.repository $labels.instance | query }}{{ . | first | value | humanize1024 }}B{{ end }} are free.`),
-		},
-	}
-	return []Group{rec, al}
-}

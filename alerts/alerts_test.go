@@ -45,6 +45,26 @@ func TestGeneratedFilesAreCurrent(t *testing.T) {
 	}
 }
 
+// Every burn-rate window of the spec is one the recording rules keep, and
+// every SLO name is used once (the alerts look SLOs up by name).
+func TestSpecBurnWindowsAreRecorded(t *testing.T) {
+	names := map[string]bool{}
+	for _, s := range alerts.SLOs {
+		if names[s.Name] {
+			t.Errorf("SLO %s defined twice", s.Name)
+		}
+		names[s.Name] = true
+		for _, b := range s.Burn {
+			if !slices.Contains(alerts.Windows, b.Long) || !slices.Contains(alerts.Windows, b.Short) {
+				t.Errorf("SLO %s: burn rate %+v uses a window not in Windows %v", s.Name, b, alerts.Windows)
+			}
+			if b.Factor <= 0 {
+				t.Errorf("SLO %s: burn rate %+v has no factor", s.Name, b)
+			}
+		}
+	}
+}
+
 func promqlParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 
 // The rule file is valid for Prometheus's own loader, every expression

@@ -23,7 +23,11 @@ func marshal(v any) ([]byte, error) {
 
 // RuleFile renders the Prometheus rule file.
 func RuleFile(o Options) ([]byte, error) {
-	b, err := marshal(map[string]any{"groups": Groups(o)})
+	groups, err := Groups(o)
+	if err != nil {
+		return nil, err
+	}
+	b, err := marshal(map[string]any{"groups": groups})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +53,11 @@ func PrometheusRule(o Options) ([]byte, error) {
 	pr.APIVersion, pr.Kind = "monitoring.coreos.com/v1", "PrometheusRule"
 	pr.Metadata.Name = "backupd-slo"
 	pr.Metadata.Labels = map[string]string{"app.kubernetes.io/name": "backupd", "prometheus": "k8s", "role": "alert-rules"}
-	pr.Spec.Groups = Groups(o)
+	groups, err := Groups(o)
+	if err != nil {
+		return nil, err
+	}
+	pr.Spec.Groups = groups
 	b, err := marshal(pr)
 	if err != nil {
 		return nil, err

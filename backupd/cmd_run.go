@@ -10,10 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	promversion "github.com/prometheus/common/version"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -76,7 +72,7 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 		return usageErr("%v", err)
 	}
 	g.applyMemoryLimit(0)
-	reg, runs, storage, err := newRegistry()
+	reg, runs, storage, err := collectors.NewRegistry(version)
 	if err != nil {
 		return err
 	}
@@ -116,30 +112,6 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 		return nil
 	}
 	return err
-}
-
-// newRegistry builds the registry the exporter serves: our metrics, the
-// process and Go collectors, and build_info. No default registry is used.
-func newRegistry() (*prometheus.Registry, *collectors.Runs, *collectors.Storage, error) {
-	reg := prometheus.NewRegistry()
-	runs, storage := collectors.NewRuns(), collectors.NewStorage()
-	if err := runs.Register(reg); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := storage.Register(reg); err != nil {
-		return nil, nil, nil, err
-	}
-	promversion.Version = version
-	for _, c := range []prometheus.Collector{
-		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
-		promcollectors.NewGoCollector(),
-		versioncollector.NewCollector("backupd"),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	return reg, runs, storage, nil
 }
 
 // watchConfig sends a new config on SIGHUP or when the file changes. A bad

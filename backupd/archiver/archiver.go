@@ -30,22 +30,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/meshbackup/backupd/backupd/chunker"
-	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
@@ -159,33 +150,6 @@ func New(repo *repository.Repo, opt Options) (*Archiver, error) {
 	return &Archiver{repo: repo, opt: opt, log: opt.Logger.With("component", "archiver", "policy", opt.Policy)}, nil
 }
 
-type fileResult struct {
-	done chan struct{}
-	node snapshot.Node
-	skip bool
-}
-
-type fileJob struct {
-	path   string
-	name   string
-	parent *snapshot.Node // the previous version: same name, or same inode (moved)
-	moved  bool           // parent is the node of another name with this inode
-	known  bool           // the parent snapshot had a file of this name
-	verify bool           // unchanged, but due for its periodic full read
-	res    *fileResult
-}
-
-type dirResult struct {
-	done   chan struct{}
-	id     repository.ID
-	digest *repository.ID // the directory's scan digest, if its tree is complete
-}
-
-type blobJob struct {
-	id  repository.ID
-	buf []byte
-}
-
 // Backup stores a snapshot of the directory source and returns it. It takes
 // a shared lock; an overlapping backup of the same policy and source on this
 // host fails with ErrOverlap.
@@ -221,7 +185,6 @@ func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapsh
 // backupScan is Backup from a scan already started. The snapshot's time is
 // when the scan started.
 func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.Snapshot, error) {
-	start := scan.started
 	root, err := scan.rootListing(ctx)
 	if err != nil {
 		return nil, err
@@ -236,20 +199,71 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	defer lock.Unlock()
-	lctx := lock.Context()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(lctx, func() { cancel(context.Cause(lctx)) })
-	defer stop()
+	ctx, cancel := lockedContext(ctx, lock)
+	defer cancel()
 
 	if err := a.repo.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	// A backup that died leaves its lock, found stale when we locked, and
-	// maybe packs that no index lists: adopt them instead of uploading
-	// their data again. (A backup stopped by a signal indexes its packs
-	// itself; see Checkpoint.) Without a dead backup the scan is skipped: it
-	// lists every pack.
+	hints, err := a.adoptOrphans(ctx, lock)
+	if err != nil {
+		return nil, err
+	}
+	snaps, _, err := snapshot.LoadAll(ctx, a.repo)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	parent := snapshot.Latest(snaps, a.opt.Policy, abs, a.opt.Hostname)
+	parentTree := a.parentTree(ctx, parent)
+	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
+		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
+	}
+	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
+	var parentRoot *repository.ID
+	if parent != nil {
+		parentRoot = &parent.Tree
+	}
+	treeID, err := a.run(ctx, scan, root, parentTree, parentRoot)
+	if err != nil {
+		a.checkpoint(ctx)
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+			err = fmt.Errorf("%w (%w)", err, c)
+		}
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
+	// Invariant: packs, then index, then snapshot.
+	if err := a.repo.Flush(ctx); err != nil {
+		a.checkpoint(ctx)
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
+	sn := a.newSnapshot(scan, snaps, parent, treeID)
+	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
+	// The adopted packs are indexed now (Flush); their hints are done.
+	a.repo.RemoveOrphanHints(ctx, hints)
+	return sn, nil
+}
+
+// lockedContext returns ctx, cancelled also when the lock is lost, with the
+// loss as its cause; cancel releases it.
+func lockedContext(ctx context.Context, lock *repository.Lock) (_ context.Context, cancel func()) {
+	lctx := lock.Context()
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(lctx, func() { cancelCause(context.Cause(lctx)) })
+	return ctx, func() {
+		stop()
+		cancelCause(nil)
+	}
+}
+
+// adoptOrphans indexes the packs a dead backup left. A backup that died
+// leaves its lock, found stale when we locked, and maybe packs that no
+// index lists: adopt them instead of uploading their data again. (A backup
+// stopped by a signal indexes its packs itself; see Checkpoint.) Without a
+// dead backup the scan is skipped: it lists every pack. It returns the
+// orphan hints, to remove once the adopted packs are indexed.
+func (a *Archiver) adoptOrphans(ctx context.Context, lock *repository.Lock) ([]string, error) {
 	hints, err := a.repo.OrphanHints(ctx)
 	if err != nil {
 		return nil, err
@@ -261,53 +275,42 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 			a.log.Info("reusing packs of an interrupted backup", "packs", n)
 		}
 	}
-	snaps, _, err := snapshot.LoadAll(ctx, a.repo)
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	parent := snapshot.Latest(snaps, a.opt.Policy, abs, a.opt.Hostname)
-	var parentTree *snapshot.Tree
-	var parentRoot *repository.ID
-	if parent != nil {
-		parentRoot = &parent.Tree
-		parentTree, err = snapshot.LoadTree(ctx, a.repo, parent.Tree)
-		if err != nil {
-			a.log.Warn("parent snapshot unreadable; reading every file", "parent", parent.ID.Str(), "err", err)
-			parentTree = nil
-		}
-	}
+	return hints, nil
+}
 
-	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
-		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
+// parentTree loads the root tree of the parent snapshot; nil if there is
+// no parent or its tree is unreadable (then every file is read).
+func (a *Archiver) parentTree(ctx context.Context, parent *snapshot.Snapshot) *snapshot.Tree {
+	if parent == nil {
+		return nil
 	}
-	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
-	treeID, err := a.run(ctx, scan, root, parentTree, parentRoot)
+	tree, err := snapshot.LoadTree(ctx, a.repo, parent.Tree)
 	if err != nil {
-		// Checkpoint: index the packs already stored, so the next backup
-		// reuses them without scanning for orphans.
-		cctx, cancelCheckpoint := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if cerr := a.repo.Checkpoint(cctx); cerr != nil {
-			a.leaveHint(cctx, cerr)
-		}
-		cancelCheckpoint()
-		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
-			err = fmt.Errorf("%w (%w)", err, c)
-		}
-		return nil, fmt.Errorf("backup %s: %w", abs, err)
+		a.log.Warn("parent snapshot unreadable; reading every file", "parent", parent.ID.Str(), "err", err)
+		return nil
 	}
-	// Invariant: packs, then index, then snapshot.
-	if err := a.repo.Flush(ctx); err != nil {
-		cctx, cancelCheckpoint := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if cerr := a.repo.Checkpoint(cctx); cerr != nil {
-			a.leaveHint(cctx, cerr)
-		}
-		cancelCheckpoint()
-		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	return tree
+}
+
+// checkpoint indexes the packs a failed backup already stored, so the next
+// backup reuses them without scanning for orphans; failing that it leaves a
+// hint. It runs even when ctx is done, for at most 10 seconds.
+func (a *Archiver) checkpoint(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := a.repo.Checkpoint(cctx); err != nil {
+		a.leaveHint(cctx, err)
 	}
+}
+
+// newSnapshot is the snapshot of a finished backup of scan whose root tree
+// is treeID.
+func (a *Archiver) newSnapshot(scan *sourceScan, snaps []*snapshot.Snapshot, parent *snapshot.Snapshot, treeID repository.ID) *snapshot.Snapshot {
+	start, ri := scan.started, scan.rootInfo
 	sn := &snapshot.Snapshot{
-		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: abs,
+		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: scan.root,
 		Hostname: a.opt.Hostname, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
-		Root: &snapshot.RootMeta{Mode: scan.rootInfo.mode, UID: scan.rootInfo.uid, GID: scan.rootInfo.gid, MtimeNS: scan.rootInfo.mtimeNS},
+		Root: &snapshot.RootMeta{Mode: ri.mode, UID: ri.uid, GID: ri.gid, MtimeNS: ri.mtimeNS},
 	}
 	sn.Totals.DurationSec = a.opt.Now().Sub(start).Seconds()
 	if a.reuseByDigest {
@@ -317,12 +320,7 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 		p := parent.ID
 		sn.Parent = &p
 	}
-	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", abs, err)
-	}
-	// The adopted packs are indexed now (Flush); their hints are done.
-	a.repo.RemoveOrphanHints(ctx, hints)
-	return sn, nil
+	return sn
 }
 
 // leaveHint records that this backup stored packs it could not index, so
@@ -345,582 +343,4 @@ func (a *Archiver) totals() snapshot.Totals {
 	}
 	t.Files = t.FilesNew + t.FilesChanged + t.FilesUnchanged
 	return t
-}
-
-// run walks the tree and returns the root tree id once every blob has been
-// handed to the repository.
-func (a *Archiver) run(ctx context.Context, scan *sourceScan, root *listing, parent *snapshot.Tree, parentID *repository.ID) (repository.ID, error) {
-	g, ctx := errgroup.WithContext(ctx)
-	files := make(chan *fileJob, a.opt.Workers)
-	blobs := make(chan blobJob) // unbuffered: each queued chunk is memory
-
-	var readers sync.WaitGroup
-	for range a.opt.Workers {
-		readers.Add(1)
-		g.Go(func() error {
-			defer readers.Done()
-			w := &worker{a: a, table: a.repo.ChunkerTable(), hasher: a.repo.IDHasher(), blobs: blobs}
-			for job := range files {
-				if err := w.saveFile(ctx, job); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	for range a.opt.Savers {
-		g.Go(func() error {
-			for b := range blobs {
-				stored, n, err := a.repo.SaveBlob(ctx, repository.DataBlob, b.id, b.buf)
-				putChunk(b.buf)
-				if err != nil {
-					return err
-				}
-				if stored {
-					a.Stats.BytesWritten.Add(uint64(n))
-					a.Stats.BlobsWritten.Add(1)
-				}
-			}
-			return nil
-		})
-	}
-	var rootRes *dirResult
-	g.Go(func() error {
-		defer func() {
-			close(files)
-			readers.Wait()
-			close(blobs)
-		}()
-		var err error
-		rootRes, err = a.walkDir(ctx, g, scan, files, root, parent, parentID)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return repository.ID{}, err
-	}
-	select {
-	case <-rootRes.done:
-	default:
-		return repository.ID{}, errors.New("internal error: root tree not finished")
-	}
-	return rootRes.id, nil
-}
-
-type entry struct {
-	node snapshot.Node // ready nodes (symlinks, unchanged files, dirs once done)
-	file *fileResult
-	dir  *dirResult
-}
-
-func baseNode(e *entryInfo) snapshot.Node {
-	return snapshot.Node{
-		Name: e.name, Mode: e.mode, UID: e.uid, GID: e.gid,
-		MtimeNS: e.mtimeNS, CtimeNS: e.ctimeNS, Inode: e.inode,
-	}
-}
-
-// walkDir walks one directory's listing: it queues its changed files,
-// recurses into subdirectories (or reuses a parent subtree whose scan
-// digest is unchanged), and starts the goroutine that assembles its tree.
-// parent is the directory's tree in the parent snapshot and parentID its
-// id, both nil if it had none.
-func (a *Archiver) walkDir(ctx context.Context, g *errgroup.Group, scan *sourceScan, files chan<- *fileJob, l *listing, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
-	a.Stats.Dirs.Add(1)
-	path := l.path
-	if l.err != nil {
-		a.warn(path, l.err)
-	}
-	old := map[string]*snapshot.Node{}
-	if parent != nil {
-		for i := range parent.Nodes {
-			old[parent.Nodes[i].Name] = &parent.Nodes[i]
-		}
-	}
-	var byInode map[uint64]*snapshot.Node // built when first needed
-	movedFrom := func(inode uint64) *snapshot.Node {
-		if byInode == nil && parent != nil {
-			byInode = make(map[uint64]*snapshot.Node)
-			for i := range parent.Nodes {
-				if n := &parent.Nodes[i]; n.Type == snapshot.TypeFile && len(n.Content) > 0 {
-					byInode[n.Inode] = n
-				}
-			}
-		}
-		return byInode[inode]
-	}
-	var entries []entry
-	for i := range l.entries {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ce := &l.entries[i]
-		name := ce.name
-		p := filepath.Join(path, name)
-		if ce.err != nil {
-			if !errors.Is(ce.err, fs.ErrNotExist) {
-				a.warn(p, ce.err)
-			}
-			a.Stats.FilesSkipped.Add(1)
-			continue
-		}
-		pn := old[name]
-		switch mode := ce.mode; {
-		case mode.IsDir():
-			cl, err := scan.next(ctx, p)
-			if err != nil {
-				return nil, err
-			}
-			if res, ok, err := a.reuseSubtree(ctx, scan, cl, pn); err != nil {
-				return nil, err
-			} else if ok {
-				entries = append(entries, entry{node: baseNode(ce), dir: res})
-				continue
-			}
-			var sub *snapshot.Tree
-			var subID *repository.ID
-			if pn != nil && pn.Type == snapshot.TypeDir && pn.Subtree != nil {
-				sub, err = snapshot.LoadTree(ctx, a.repo, *pn.Subtree)
-				if err != nil {
-					a.log.Warn("parent subtree unreadable; reading its files again", "path", p, "err", err)
-					sub = nil
-				} else {
-					subID = pn.Subtree
-				}
-			}
-			res, err := a.walkDir(ctx, g, scan, files, cl, sub, subID)
-			if err != nil {
-				return nil, err
-			}
-			entries = append(entries, entry{node: baseNode(ce), dir: res})
-		case mode&fs.ModeSymlink != 0:
-			n := baseNode(ce)
-			n.Type, n.Target = snapshot.TypeSymlink, ce.target
-			entries = append(entries, entry{node: n})
-		case mode.IsRegular():
-			a.Stats.BytesTotal.Add(uint64(ce.size))
-			// An append-only file whose content was partly taken unread
-			// (TailRuns > 0) counts backups towards its full read even
-			// when it no longer changes: an edit in place made while it
-			// grew is caught within FullReadEvery backups.
-			partly := pn != nil && pn.TailRuns > 0 // whatever the patterns say now
-			same := pn != nil && a.unchanged(pn, ce)
-			if same && !(partly && pn.TailRuns+1 >= a.opt.FullReadEvery) {
-				n := *pn
-				n.Mode, n.UID, n.GID = ce.mode, ce.uid, ce.gid
-				if partly {
-					n.TailRuns++
-				}
-				a.Stats.FilesUnchanged.Add(1)
-				entries = append(entries, entry{node: n})
-				continue
-			}
-			if pn != nil && pn.Type != snapshot.TypeFile {
-				pn = nil
-			}
-			job := &fileJob{path: p, name: name, parent: pn, known: pn != nil, verify: same}
-			// A file renamed within the directory (a rotated log) is
-			// compared with its old node, chunk by chunk.
-			if pn == nil || pn.Inode != ce.inode {
-				if m := movedFrom(ce.inode); m != nil && m.Size <= uint64(ce.size) {
-					job.parent, job.moved = m, true
-				}
-			}
-			res := &fileResult{done: make(chan struct{})}
-			job.res = res
-			select {
-			case files <- job:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			entries = append(entries, entry{file: res})
-		default:
-			// Sockets, FIFOs and devices are not data: skipped and counted.
-			a.Stats.FilesSkipped.Add(1)
-		}
-	}
-	res := &dirResult{done: make(chan struct{})}
-	g.Go(func() error { return a.finishDir(ctx, scan, l, res, entries, parent, parentID) })
-	return res, nil
-}
-
-// fanOut is the number of subdirectories from which the walk does not
-// wait for a directory's digest: such a directory is cheap to walk itself
-// (one tree), its subdirectories' digests decide at a finer grain, and
-// waiting would hold the walk, and the reading of changed files, until the
-// scan had finished everything below it.
-const fanOut = 8
-
-func subdirCount(l *listing) int {
-	n := 0
-	for i := range l.entries {
-		if l.entries[i].err == nil && l.entries[i].isRegularDir {
-			n++
-		}
-	}
-	return n
-}
-
-// reuseSubtree reuses the parent's subtree for the directory listed in l
-// when its scan digest equals the one recorded for it, and skips the
-// listings below it. Invariant: a recorded digest describes the scan its
-// subtree was built from, and every file below was then unchanged by
-// restic's rule or read again, so equal digests mean an equal subtree.
-func (a *Archiver) reuseSubtree(ctx context.Context, scan *sourceScan, l *listing, pn *snapshot.Node) (*dirResult, bool, error) {
-	if !a.reuseByDigest || pn == nil || pn.Type != snapshot.TypeDir || pn.Subtree == nil || pn.Digest == nil {
-		return nil, false, nil
-	}
-	sum := l.sum.Load()
-	if sum == nil && subdirCount(l) < fanOut {
-		var err error
-		if sum, err = scan.waitSum(ctx, l, scan.starved); err != nil {
-			return nil, false, err
-		}
-	}
-	if sum == nil || !sum.ok || sum.digest != *pn.Digest || !a.repo.Index().Has(*pn.Subtree) {
-		return nil, false, nil
-	}
-	if err := scan.skip(ctx, sum.dirs-1); err != nil {
-		return nil, false, err
-	}
-	a.Stats.Dirs.Add(sum.dirs)
-	a.Stats.DirsReused.Add(sum.dirs)
-	a.Stats.FilesUnchanged.Add(sum.files)
-	a.Stats.FilesSkipped.Add(sum.skipped)
-	a.Stats.BytesTotal.Add(sum.bytes)
-	res := &dirResult{done: make(chan struct{}), id: *pn.Subtree, digest: pn.Digest}
-	close(res.done)
-	return res, true, nil
-}
-
-// Rotation note: names are read in sorted order, so access.log is read
-// before access.log.1. If the log rotates between the two reads, the bytes
-// that moved are read from access.log.1; if it rotates before both, each is
-// read whole. Either way no line written before the backup started is lost
-// from the pair (docs/DESIGN.md §8 scenario 11).
-
-func (a *Archiver) warn(path string, err error) {
-	a.Stats.Errors.Add(1)
-	a.log.Warn("skipping unreadable entry", "path", path, "err", err)
-}
-
-// unchanged applies restic's rule: same inode, size, mtime and ctime, and
-// every chunk still indexed.
-func (a *Archiver) unchanged(pn *snapshot.Node, e *entryInfo) bool {
-	if pn.Type != snapshot.TypeFile || pn.Inode != e.inode || pn.Size != uint64(e.size) ||
-		pn.MtimeNS != e.mtimeNS || pn.CtimeNS != e.ctimeNS {
-		return false
-	}
-	for _, id := range pn.Content {
-		if !a.repo.Index().Has(id) {
-			return false
-		}
-	}
-	return true
-}
-
-func (a *Archiver) appendOnly(name string) bool {
-	for _, p := range a.opt.AppendOnly {
-		if ok, _ := filepath.Match(p, name); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// finishDir waits for a directory's entries and stores its tree. A tree
-// equal to the parent's, node for node, is the parent's tree blob: it is
-// neither encoded nor looked up again.
-func (a *Archiver) finishDir(ctx context.Context, scan *sourceScan, l *listing, res *dirResult, entries []entry, parent *snapshot.Tree, parentID *repository.ID) error {
-	tree := &snapshot.Tree{Nodes: make([]snapshot.Node, 0, len(entries))}
-	complete := true // every entry below is in the tree with a digest
-	for _, e := range entries {
-		switch {
-		case e.file != nil:
-			select {
-			case <-e.file.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if e.file.skip {
-				complete = false
-				continue
-			}
-			tree.Nodes = append(tree.Nodes, e.file.node)
-			// No digest over a file taken partly unread: the next backup
-			// must walk here to count it towards its full read.
-			complete = complete && e.file.node.TailRuns == 0
-		case e.dir != nil:
-			select {
-			case <-e.dir.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			n := e.node
-			n.Type = snapshot.TypeDir
-			id := e.dir.id
-			n.Subtree = &id
-			n.Digest = e.dir.digest
-			complete = complete && n.Digest != nil
-			tree.Nodes = append(tree.Nodes, n)
-		default:
-			tree.Nodes = append(tree.Nodes, e.node)
-			complete = complete && e.node.TailRuns == 0
-		}
-	}
-	if complete {
-		sum, err := scan.waitSum(ctx, l, nil)
-		if err != nil {
-			return err
-		}
-		if sum != nil && sum.ok {
-			res.digest = &sum.digest
-		}
-	}
-	if parent != nil && parentID != nil && slices.EqualFunc(tree.Nodes, parent.Nodes, sameNode) && a.repo.Index().Has(*parentID) {
-		res.id = *parentID
-		close(res.done)
-		return nil
-	}
-	b, err := tree.Encode()
-	if err != nil {
-		return err
-	}
-	id := a.repo.TreeID(b)
-	stored, n, err := a.repo.SaveBlob(ctx, repository.TreeBlob, id, b)
-	if err != nil {
-		return err
-	}
-	if stored {
-		a.Stats.BytesWritten.Add(uint64(n))
-		a.Stats.BlobsWritten.Add(1)
-	}
-	res.id = id
-	close(res.done)
-	return nil
-}
-
-// sameNode reports whether two nodes encode identically.
-func sameNode(x, y snapshot.Node) bool {
-	return x.Name == y.Name && x.Type == y.Type && x.Mode == y.Mode && x.UID == y.UID && x.GID == y.GID &&
-		x.Size == y.Size && x.MtimeNS == y.MtimeNS && x.CtimeNS == y.CtimeNS && x.Inode == y.Inode &&
-		x.Target == y.Target && x.TailRuns == y.TailRuns && slices.Equal(x.Content, y.Content) &&
-		sameID(x.Hash, y.Hash) && sameID(x.Subtree, y.Subtree) && sameID(x.Digest, y.Digest)
-}
-
-func sameID(x, y *repository.ID) bool {
-	return x == y || (x != nil && y != nil && *x == *y)
-}
-
-type worker struct {
-	a      *Archiver
-	table  *chunker.Table
-	hasher interface {
-		Write([]byte) (int, error)
-		Sum([]byte) []byte
-		Reset()
-	}
-	window []byte
-	blobs  chan<- blobJob
-}
-
-func (w *worker) id(b []byte) repository.ID {
-	w.hasher.Reset()
-	_, _ = w.hasher.Write(b)
-	var id repository.ID
-	w.hasher.Sum(id[:0])
-	return id
-}
-
-// saveFile reads one file and fills its node. Errors reading the file are
-// per-file (counted, logged, the file skipped); only repository and context
-// errors are returned.
-func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
-	defer close(job.res.done)
-	a := w.a
-	f, err := os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
-	if errors.Is(err, fs.ErrPermission) {
-		f, err = os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	}
-	if err != nil {
-		if job.verify && !errors.Is(err, fs.ErrNotExist) {
-			return w.keepParent(job, err)
-		}
-		job.res.skip = true
-		a.Stats.FilesSkipped.Add(1)
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
-			a.warn(job.path, err)
-		}
-		return nil
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		job.res.skip = true
-		a.Stats.FilesSkipped.Add(1)
-		return nil
-	}
-	info := newEntryInfo(job.name, fi)
-	node := baseNode(&info)
-	node.Type = snapshot.TypeFile
-
-	var content []repository.ID
-	var offset int64
-	pn := job.parent
-	if pn != nil && (job.moved || job.verify || w.a.appendOnly(job.name)) && pn.Inode == node.Inode && fi.Size() >= int64(pn.Size) && len(pn.Content) > 0 {
-		// A moved file is re-hashed whole: its name says nothing about
-		// how it was written.
-		full := job.moved || job.verify || pn.TailRuns+1 >= a.opt.FullReadEvery
-		prefix, off, ok, edited := w.tail(ctx, f, pn, full)
-		switch {
-		case !ok && job.verify:
-			return w.keepParent(job, errors.New("could not re-read it to compare with the backup"))
-		case ok:
-			content, offset = prefix, off
-			if !full && len(prefix) > 0 {
-				node.TailRuns = pn.TailRuns + 1
-			}
-			if edited {
-				a.log.Warn("file changed in place where the previous backup did not read it; stored again from there",
-					"path", job.path, "offset", off, "metadata_unchanged", job.verify)
-				if job.verify {
-					a.Stats.SilentChanges.Add(1)
-				}
-			}
-		}
-	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return w.fileError(job, err)
-	}
-	if w.window == nil {
-		w.window = make([]byte, chunker.MaxSize+1<<20)
-	}
-	c := chunker.New(w.table, f, w.window)
-	size := offset
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		chunk, err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return w.fileError(job, err)
-		}
-		size += int64(len(chunk))
-		a.Stats.BytesRead.Add(uint64(len(chunk)))
-		id := w.id(chunk)
-		content = append(content, id)
-		a.repo.Faults().Hit(faultpoint.AfterChunk)
-		if a.repo.Has(id) {
-			continue
-		}
-		buf := getChunk(len(chunk))
-		buf = append(buf, chunk...)
-		select {
-		case w.blobs <- blobJob{id: id, buf: buf}:
-		case <-ctx.Done():
-			putChunk(buf)
-			return ctx.Err()
-		}
-	}
-	node.Size = uint64(size)
-	node.Content = content
-	h := snapshot.ContentHash(content)
-	node.Hash = &h
-	switch {
-	case job.verify && node.Size == pn.Size && slices.Equal(content, pn.Content):
-		a.Stats.FilesUnchanged.Add(1)
-	case job.known:
-		a.Stats.FilesChanged.Add(1)
-	default:
-		a.Stats.FilesNew.Add(1)
-	}
-	job.res.node = node
-	return nil
-}
-
-func (w *worker) fileError(job *fileJob, err error) error {
-	if job.verify {
-		return w.keepParent(job, err)
-	}
-	job.res.skip = true
-	w.a.Stats.FilesSkipped.Add(1)
-	w.a.warn(job.path, err)
-	return nil
-}
-
-// keepParent ends a periodic full read that could not be done (the file
-// unreadable for now) by keeping the previous version, as for any file whose
-// metadata did not change; it is due again at the next backup.
-func (w *worker) keepParent(job *fileJob, err error) error {
-	w.a.log.Warn("periodic full read failed; the previous version is kept and the read retried next time", "path", job.path, "err", err)
-	job.res.node = *job.parent
-	w.a.Stats.FilesUnchanged.Add(1)
-	return nil
-}
-
-// tail works out how much of an append-only file's parent version can be
-// kept now that the file has grown. It re-hashes the parent's last chunk
-// (with full, every chunk, at the boundaries the parent recorded) and, if
-// that matches, keeps the parent's chunks: all of them when the last one is
-// at least chunker.MinSize, and chunking goes on from the old end of file;
-// all but a shorter last one otherwise, which is chunked again with what
-// was appended, so that blobs of a growing log stay at least MinSize. With
-// full, a chunk that no longer matches (an edit in place in the older part)
-// and everything after it are chunked again, and edited is true. It returns
-// the kept chunks and the offset to chunk from; ok false means read the
-// whole file.
-func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full bool) (kept []repository.ID, offset int64, ok, edited bool) {
-	n := len(pn.Content)
-	ends, err := snapshot.ChunkEnds(w.a.repo, pn.Content)
-	if err != nil || ends[n-1] != int64(pn.Size) {
-		return nil, 0, false, false
-	}
-	from := n - 1 // the first chunk to re-hash
-	if full {
-		from = 0
-	}
-	buf := getChunk(0)
-	first, read, err := snapshot.MatchChunks(ctx, w.a.repo, f, pn.Content, ends, from, &buf)
-	putChunk(buf)
-	w.a.Stats.BytesRead.Add(uint64(read))
-	switch {
-	case err != nil, first < n && !full:
-		return nil, 0, false, false
-	case first < n:
-		var start int64
-		if first > 0 {
-			start = ends[first-1]
-		}
-		return slices.Clone(pn.Content[:first]), start, true, true
-	}
-	lastStart := int64(0)
-	if n > 1 {
-		lastStart = ends[n-2]
-	}
-	if ends[n-1]-lastStart < chunker.MinSize {
-		return slices.Clone(pn.Content[:n-1]), lastStart, true, false
-	}
-	return slices.Clone(pn.Content), ends[n-1], true, false
-}
-
-var chunkPool sync.Pool
-
-func getChunk(n int) []byte {
-	if b, ok := chunkPool.Get().(*[]byte); ok && cap(*b) >= n {
-		return (*b)[:0]
-	}
-	c := 1 << 20
-	for c < n {
-		c *= 2
-	}
-	if n < 256<<10 {
-		c = 256 << 10
-	}
-	return make([]byte, 0, c)
-}
-
-func putChunk(b []byte) {
-	chunkPool.Put(&b)
 }

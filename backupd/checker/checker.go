@@ -122,20 +122,73 @@ func indexNames(ctx context.Context, repo *repository.Repo) ([]string, error) {
 	return names, nil
 }
 
+// run is one pass of a check: what the earlier steps found, for the later
+// ones.
+type run struct {
+	repo *repository.Repo
+	opt  Options
+	rep  *Report
+	// indexed holds, per pack, every index entry naming it; sizes the
+	// packs the backend lists; badPack those missing or unreadable.
+	indexed map[repository.ID][]repository.PackBlob
+	sizes   map[repository.ID]int64
+	badPack map[repository.ID]bool
+}
+
 func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.SubsetT < 0 || opt.SubsetN < 0 || opt.SubsetT > 0 && (opt.SubsetN < 1 || opt.SubsetN > opt.SubsetT) {
-		return nil, fmt.Errorf("check: subset %d/%d: want n/t with 1 <= n <= t", opt.SubsetN, opt.SubsetT)
-	}
-	rep := &Report{}
-	be := repo.Backend()
-
-	files, err := repo.ReadIndexFiles(ctx)
-	if err != nil {
+	if err := validSubset(opt); err != nil {
 		return nil, err
 	}
+	c := &run{repo: repo, opt: opt, rep: &Report{}, badPack: map[repository.ID]bool{}}
+	for _, step := range []func(context.Context) error{c.loadIndex, c.listPacks, c.checkPacks, c.readBack, c.checkSnapshots} {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return c.rep, nil
+}
+
+func validSubset(opt Options) error {
+	if opt.SubsetT < 0 || opt.SubsetN < 0 || opt.SubsetT > 0 && (opt.SubsetN < 1 || opt.SubsetN > opt.SubsetT) {
+		return fmt.Errorf("check: subset %d/%d: want n/t with 1 <= n <= t", opt.SubsetN, opt.SubsetT)
+	}
+	return nil
+}
+
+// loadIndex reads every index file not superseded by another into the
+// repository's index and notes which packs they name. An unreadable index
+// file is a problem; one deleted meanwhile (by a prune) is not.
+func (c *run) loadIndex(ctx context.Context) error {
+	files, err := c.repo.ReadIndexFiles(ctx)
+	if err != nil {
+		return err
+	}
+	superseded := supersededIndexes(files)
+	c.indexed = map[repository.ID][]repository.PackBlob{}
+	for _, f := range files {
+		if f.Err != nil {
+			if errors.Is(f.Err, backend.ErrNotFound) {
+				continue
+			}
+			c.rep.add(Problem{Kind: "bad-index", Object: "index/" + f.ID.String(), Message: f.Err.Error()})
+			continue
+		}
+		if superseded[f.ID] {
+			continue
+		}
+		for _, p := range f.File.Packs {
+			c.repo.Index().AddPack(p.ID, p.Blobs)
+			c.indexed[p.ID] = append(c.indexed[p.ID], p.Blobs...)
+		}
+	}
+	return nil
+}
+
+// supersededIndexes returns the index files another one replaces.
+func supersededIndexes(files []repository.LoadedIndex) map[repository.ID]bool {
 	superseded := map[repository.ID]bool{}
 	for _, f := range files {
 		if f.File != nil {
@@ -144,163 +197,188 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 			}
 		}
 	}
-	indexed := map[repository.ID][]repository.PackBlob{} // pack -> every index entry naming it
-	for _, f := range files {
-		if f.Err != nil {
-			if errors.Is(f.Err, backend.ErrNotFound) {
-				continue
-			}
-			rep.add(Problem{Kind: "bad-index", Object: "index/" + f.ID.String(), Message: f.Err.Error()})
-			continue
-		}
-		if superseded[f.ID] {
-			continue
-		}
-		for _, p := range f.File.Packs {
-			repo.Index().AddPack(p.ID, p.Blobs)
-			indexed[p.ID] = append(indexed[p.ID], p.Blobs...)
-		}
-	}
+	return superseded
+}
 
-	sizes := map[repository.ID]int64{}
-	if err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
+// listPacks lists the packs the backend holds, with their sizes.
+func (c *run) listPacks(ctx context.Context) error {
+	c.sizes = map[repository.ID]int64{}
+	if err := c.repo.Backend().List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
 		id, err := repository.ParseID(fi.Name)
 		if err != nil {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("data/%s: not a pack name", fi.Name))
+			c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("data/%s: not a pack name", fi.Name))
 			return nil
 		}
-		sizes[id] = fi.Size
+		c.sizes[id] = fi.Size
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("check: list packs: %w", err)
+		return fmt.Errorf("check: list packs: %w", err)
 	}
-	rep.Packs = len(sizes)
-	badPack := map[repository.ID]bool{}
-	for _, pid := range repository.SortedIDs(indexed) {
-		if _, ok := sizes[pid]; !ok {
-			rep.add(Problem{Kind: "missing-pack", Object: "data/" + pid.String(), Message: fmt.Sprintf("pack %s is indexed but missing", pid.Str())})
-			badPack[pid] = true
+	c.rep.Packs = len(c.sizes)
+	return nil
+}
+
+// checkPacks finds indexed packs that are missing, and reads every pack's
+// trailer to compare it with the index.
+func (c *run) checkPacks(ctx context.Context) error {
+	for _, pid := range repository.SortedIDs(c.indexed) {
+		if _, ok := c.sizes[pid]; !ok {
+			c.rep.add(Problem{Kind: "missing-pack", Object: "data/" + pid.String(), Message: fmt.Sprintf("pack %s is indexed but missing", pid.Str())})
+			c.badPack[pid] = true
 		}
 	}
-	for _, pid := range repository.SortedIDs(sizes) {
+	for _, pid := range repository.SortedIDs(c.sizes) {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		trailer, err := repo.ReadPackTrailer(ctx, pid, sizes[pid])
-		if err != nil {
-			rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
-			badPack[pid] = true
-			continue
-		}
-		want, ok := indexed[pid]
-		if !ok {
-			rep.UnindexedPacks++
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("pack %s is not indexed (left by an interrupted backup: the next backup reuses it, prune removes it)", pid.Str()))
-			continue
-		}
-		inTrailer := map[repository.ID]repository.PackBlob{}
-		for _, b := range trailer {
-			inTrailer[b.ID] = b
-		}
-		for _, b := range want {
-			bid := b.ID
-			t, ok := inTrailer[bid]
-			if !ok || t.Offset != b.Offset || t.Length != b.Length || t.Type != b.Type || t.RawLen != b.RawLen || t.Flags != b.Flags {
-				rep.add(Problem{Kind: "index-mismatch", Object: "data/" + pid.String(), Pack: pid.String(),
-					Message: fmt.Sprintf("index entry of blob %s disagrees with the trailer of pack %s", bid.Str(), pid.Str()),
-					id:      bid, isBlob: true})
-			}
-		}
+		c.checkTrailer(ctx, pid)
 	}
+	return nil
+}
 
-	// Read back.
-	if opt.ReadData || opt.SubsetT > 0 {
-		var sel []repository.ID
-		for _, pid := range repository.SortedIDs(sizes) {
-			if opt.ReadData || int(pid[0])%opt.SubsetT == opt.SubsetN-1 {
-				sel = append(sel, pid)
-			}
-		}
-		for i, pid := range sel {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			readPack(ctx, repo, pid, rep)
-			rep.PacksRead++
-			if opt.Progress != nil {
-				opt.Progress(i+1, len(sel))
-			}
-		}
-	}
-
-	// Snapshots and trees.
-	snaps, bad, err := snapshot.LoadAll(ctx, repo)
+// checkTrailer reads the trailer of pack pid and compares it with the
+// pack's index entries; a pack no index names is a warning.
+func (c *run) checkTrailer(ctx context.Context, pid repository.ID) {
+	trailer, err := c.repo.ReadPackTrailer(ctx, pid, c.sizes[pid])
 	if err != nil {
-		return nil, fmt.Errorf("check: %w", err)
+		c.rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
+		c.badPack[pid] = true
+		return
 	}
-	rep.Snapshots = len(snaps) + len(bad)
+	want, ok := c.indexed[pid]
+	if !ok {
+		c.rep.UnindexedPacks++
+		c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("pack %s is not indexed (left by an interrupted backup: the next backup reuses it, prune removes it)", pid.Str()))
+		return
+	}
+	inTrailer := map[repository.ID]repository.PackBlob{}
+	for _, b := range trailer {
+		inTrailer[b.ID] = b
+	}
+	for _, b := range want {
+		bid := b.ID
+		t, ok := inTrailer[bid]
+		if !ok || t.Offset != b.Offset || t.Length != b.Length || t.Type != b.Type || t.RawLen != b.RawLen || t.Flags != b.Flags {
+			c.rep.add(Problem{Kind: "index-mismatch", Object: "data/" + pid.String(), Pack: pid.String(),
+				Message: fmt.Sprintf("index entry of blob %s disagrees with the trailer of pack %s", bid.Str(), pid.Str()),
+				id:      bid, isBlob: true})
+		}
+	}
+}
+
+// readBack reads back the packs the options select (all, or a subset).
+func (c *run) readBack(ctx context.Context) error {
+	if !c.opt.ReadData && c.opt.SubsetT <= 0 {
+		return nil
+	}
+	var sel []repository.ID
+	for _, pid := range repository.SortedIDs(c.sizes) {
+		if c.opt.ReadData || int(pid[0])%c.opt.SubsetT == c.opt.SubsetN-1 {
+			sel = append(sel, pid)
+		}
+	}
+	for i, pid := range sel {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		readPack(ctx, c.repo, pid, c.rep)
+		c.rep.PacksRead++
+		if c.opt.Progress != nil {
+			c.opt.Progress(i+1, len(sel))
+		}
+	}
+	return nil
+}
+
+// checkSnapshots decodes every snapshot, walks its trees, and reports the
+// files that depend on missing or damaged data.
+func (c *run) checkSnapshots(ctx context.Context) error {
+	snaps, bad, err := snapshot.LoadAll(ctx, c.repo)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	c.rep.Snapshots = len(snaps) + len(bad)
 	for id, err := range bad {
-		rep.add(Problem{Kind: "bad-snapshot", Object: "snapshots/" + id.String(), Message: err.Error()})
+		c.rep.add(Problem{Kind: "bad-snapshot", Object: "snapshots/" + id.String(), Message: err.Error()})
 	}
-	damaged := map[repository.ID]bool{}
-	for _, p := range rep.Problems {
-		if p.isBlob {
-			damaged[p.id] = true
-		}
-	}
-	isDamaged := func(id repository.ID) bool {
-		if damaged[id] {
-			return true
-		}
-		loc, ok := repo.Index().Lookup(id)
-		return ok && badPack[loc.Pack]
-	}
+	isDamaged := c.damagedBlobs()
 	seenTree := map[repository.ID]bool{}
 	missing := map[repository.ID]bool{}
 	affected := map[Affected]bool{}
 	for _, sn := range snaps {
-		walkErr := walk(ctx, repo, sn.Tree, "/", seenTree, func(p string, n *snapshot.Node, treeErr error) {
-			hit := false
-			if treeErr != nil {
-				hit = true
-				prob := Problem{Kind: "bad-tree", Object: p, Message: treeErr.Error()}
-				var ce *repository.CorruptError
-				if errors.As(treeErr, &ce) && !ce.Pack.IsNull() {
-					prob.Pack = ce.Pack.String()
-				}
-				rep.add(prob)
-			} else {
-				for _, id := range n.Content {
-					if !repo.Index().Has(id) {
-						hit = true
-						if !missing[id] {
-							missing[id] = true
-							rep.add(Problem{Kind: "missing-blob", Object: "blob/" + id.String(), Message: fmt.Sprintf("blob %s of %s is not in any index", id.Str(), p)})
-						}
-					} else if isDamaged(id) {
-						hit = true
-					}
-				}
-			}
-			if hit {
+		walkErr := walk(ctx, c.repo, sn.Tree, "/", seenTree, func(p string, n *snapshot.Node, treeErr error) {
+			if c.fileHit(p, n, treeErr, isDamaged, missing) {
 				affected[Affected{Snapshot: sn.ID.Str(), Policy: sn.Policy, Path: p}] = true
 			}
 		})
 		if walkErr != nil {
-			return nil, walkErr
+			return walkErr
 		}
 	}
-	for a := range affected {
-		rep.Affected = append(rep.Affected, a)
+	c.rep.Affected = sortedAffected(affected)
+	return nil
+}
+
+// damagedBlobs returns whether a blob is damaged: found so by the problems
+// so far, or in a missing or unreadable pack.
+func (c *run) damagedBlobs() func(repository.ID) bool {
+	damaged := map[repository.ID]bool{}
+	for _, p := range c.rep.Problems {
+		if p.isBlob {
+			damaged[p.id] = true
+		}
 	}
-	sort.Slice(rep.Affected, func(i, j int) bool {
-		a, b := rep.Affected[i], rep.Affected[j]
+	return func(id repository.ID) bool {
+		if damaged[id] {
+			return true
+		}
+		loc, ok := c.repo.Index().Lookup(id)
+		return ok && c.badPack[loc.Pack]
+	}
+}
+
+// fileHit reports whether the file at p (node n), or the tree that should
+// have held it (treeErr), depends on missing or damaged data, and reports
+// unreadable trees and blobs no index names (each once, by missing).
+func (c *run) fileHit(p string, n *snapshot.Node, treeErr error, isDamaged func(repository.ID) bool, missing map[repository.ID]bool) bool {
+	if treeErr != nil {
+		prob := Problem{Kind: "bad-tree", Object: p, Message: treeErr.Error()}
+		var ce *repository.CorruptError
+		if errors.As(treeErr, &ce) && !ce.Pack.IsNull() {
+			prob.Pack = ce.Pack.String()
+		}
+		c.rep.add(prob)
+		return true
+	}
+	hit := false
+	for _, id := range n.Content {
+		if !c.repo.Index().Has(id) {
+			hit = true
+			if !missing[id] {
+				missing[id] = true
+				c.rep.add(Problem{Kind: "missing-blob", Object: "blob/" + id.String(), Message: fmt.Sprintf("blob %s of %s is not in any index", id.Str(), p)})
+			}
+		} else if isDamaged(id) {
+			hit = true
+		}
+	}
+	return hit
+}
+
+// sortedAffected lists the affected files by snapshot, then path.
+func sortedAffected(affected map[Affected]bool) []Affected {
+	var list []Affected
+	for a := range affected {
+		list = append(list, a)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		a, b := list[i], list[j]
 		if a.Snapshot != b.Snapshot {
 			return a.Snapshot < b.Snapshot
 		}
 		return a.Path < b.Path
 	})
-	return rep, nil
+	return list
 }
 
 // walk visits every file of a tree (trees shared between snapshots are

@@ -263,12 +263,10 @@ func scrubFile(ctx context.Context, repo *repository.Repo, p string, n snapshot.
 	if err != nil {
 		return nil, err
 	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	if st == nil || !fi.Mode().IsRegular() || uint64(fi.Size()) != n.Size || st.Ino != n.Inode ||
-		fi.ModTime().UnixNano() != n.MtimeNS || st.Ctim.Sec*1e9+st.Ctim.Nsec != n.CtimeNS {
+	if m, ok := snapshot.FileMetaOf(fi); !ok || !snapshot.SameMetadata(n, m) {
 		return nil, nil
 	}
-	ok, err := restorer.VerifyFile(ctx, repo, f, n, buf)
+	ok, err := snapshot.VerifyFile(ctx, repo, f, n, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +335,7 @@ func proveTree(ctx context.Context, repo *repository.Repo, id repository.ID, dir
 			mismatched++
 			return nil
 		}
-		ok, err := restorer.VerifyFile(ctx, repo, f, *n, &buf)
+		ok, err := snapshot.VerifyFile(ctx, repo, f, *n, &buf)
 		f.Close()
 		if err != nil || !ok {
 			mismatched++

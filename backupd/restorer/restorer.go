@@ -570,7 +570,7 @@ func (r *Restorer) alreadyRestored(ctx context.Context, t fileTask, buf *[]byte)
 		return false, nil
 	}
 	defer f.Close()
-	ok, err := VerifyFile(ctx, r.repo, f, t.node, buf)
+	ok, err := snapshot.VerifyFile(ctx, r.repo, f, t.node, buf)
 	if err != nil || !ok {
 		return false, nil
 	}
@@ -578,32 +578,6 @@ func (r *Restorer) alreadyRestored(ctx context.Context, t fileTask, buf *[]byte)
 		return false, err
 	}
 	return true, nil
-}
-
-// VerifyFile re-reads a file and proves it against a node: the bytes at each
-// recorded chunk boundary hash to the chunk's id, nothing follows the last
-// one, and the ids hash to the recorded content hash. A file that cannot be
-// read is not proved (false); only a done ctx is an error.
-func VerifyFile(ctx context.Context, repo *repository.Repo, f io.ReaderAt, n snapshot.Node, buf *[]byte) (bool, error) {
-	ends, err := snapshot.ChunkEnds(repo, n.Content)
-	if err != nil {
-		return false, err
-	}
-	var size int64
-	if len(ends) > 0 {
-		size = ends[len(ends)-1]
-	}
-	if size != int64(n.Size) {
-		return false, nil
-	}
-	first, _, err := snapshot.MatchChunks(ctx, repo, f, n.Content, ends, 0, buf)
-	if err != nil || first < len(n.Content) {
-		return false, ctx.Err()
-	}
-	if k, _ := f.ReadAt(make([]byte, 1), size); k != 0 {
-		return false, nil
-	}
-	return snapshot.ContentHash(n.Content) == *n.Hash, nil
 }
 
 func truncate(s string, n int) string {

@@ -1,5 +1,6 @@
 // Package collectorstest gives tests the names of every metric the exporter
-// serves, read from a live registry built like the daemon's.
+// serves, read from a live registry built by collectors.NewRegistry, the
+// daemon's own.
 //
 // Imports: collectors, config and the Prometheus client; only tests (of
 // alerts/ and dashboards/ too) import it.
@@ -7,38 +8,39 @@ package collectorstest
 
 import (
 	"testing"
+	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	promversion "github.com/prometheus/common/version"
 
 	"github.com/meshbackup/backupd/backupd/config"
+	"github.com/meshbackup/backupd/backupd/daemon"
+	"github.com/meshbackup/backupd/backupd/results"
 	"github.com/meshbackup/backupd/collectors"
 )
+
+// onePolicy is the config the registry is fed: one repository, one policy
+// with every schedule set.
+const onePolicy = `repositories: [{name: r, path: /tmp/r, password_env: X}]
+policies:
+  - {name: p, source: /tmp/s, repository: r, schedule: "@every 1m", rpo: 1h, rto: 1h, drill: {schedule: "@hourly"}, verify: {schedule: "@daily"}}
+`
 
 // MetricNames returns every series name the exporter serves for a one-policy
 // config (histogram _bucket/_sum/_count included), plus "up".
 func MetricNames(t testing.TB) map[string]bool {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	runs, storage := collectors.NewRuns(), collectors.NewStorage()
-	if err := runs.Register(reg); err != nil {
+	// The version the build info shows is left as it is.
+	reg, runs, storage, err := collectors.NewRegistry(promversion.Version)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := storage.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	reg.MustRegister(promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
-		promcollectors.NewGoCollector(), versioncollector.NewCollector("backupd"))
-	cfg, err := config.Parse("test.yaml", []byte(`repositories: [{name: r, path: /tmp/r, password_env: X}]
-policies:
-  - {name: p, source: /tmp/s, repository: r, schedule: "@every 1m", rpo: 1h, rto: 1h, drill: {schedule: "@hourly"}, verify: {schedule: "@daily"}}
-`))
+	cfg, err := config.Parse("test.yaml", []byte(onePolicy))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runs.Configured(cfg)
 	_ = storage.Wrap("r", nil)
+	feed(runs, time.Now())
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -51,4 +53,21 @@ policies:
 		}
 	}
 	return known
+}
+
+// feed tells runs what a daemon running the one policy would: the
+// repository's state and a run of every kind, successful or not.
+func feed(runs *collectors.Runs, now time.Time) {
+	runs.RepositoryState(daemon.RepoState{Name: "r", Up: true, SizeBytes: 1, LogicalBytes: 1, FreeBytes: 1,
+		Snapshots: map[string]int{"p": 1}, LastBackupSuccess: map[string]time.Time{"p": now}})
+	runs.Missed("p", 1)
+	runs.Skipped("p", "overlap")
+	for _, kind := range []results.Kind{results.Backup, results.Drill, results.Verify, results.Scrub} {
+		for _, outcome := range []results.Outcome{results.Success, results.Failure} {
+			r := results.Record{RunID: "run", Kind: kind, Policy: "p", Repository: "r", Trigger: "scheduled",
+				Start: now.Add(-time.Minute), End: now, Outcome: outcome, WithinRTO: outcome == results.Success}
+			runs.RunStarted(r)
+			runs.RunFinished(r)
+		}
+	}
 }

@@ -1,0 +1,190 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"syscall"
+
+	"github.com/meshbackup/backupd/backupd/chunker"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
+	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/snapshot"
+)
+
+type worker struct {
+	a      *Archiver
+	table  *chunker.Table
+	hasher interface {
+		Write([]byte) (int, error)
+		Sum([]byte) []byte
+		Reset()
+	}
+	window []byte
+	blobs  chan<- blobJob
+}
+
+func (w *worker) id(b []byte) repository.ID {
+	w.hasher.Reset()
+	_, _ = w.hasher.Write(b)
+	var id repository.ID
+	w.hasher.Sum(id[:0])
+	return id
+}
+
+// saveFile reads one file and fills its node. Errors reading the file are
+// per-file (counted, logged, the file skipped); only repository and context
+// errors are returned.
+func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
+	defer close(job.res.done)
+	f, err := openSource(job.path)
+	if err != nil {
+		return w.openFailed(job, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		w.skip(job)
+		return nil
+	}
+	info := newEntryInfo(job.name, fi)
+	node := baseNode(&info)
+	node.Type = snapshot.TypeFile
+	content, offset, ok := w.keptContent(ctx, f, job, &node, fi.Size())
+	if !ok {
+		return w.keepParent(job, errors.New("could not re-read it to compare with the backup"))
+	}
+	content, size, ok, err := w.chunkFrom(ctx, f, job, content, offset)
+	if !ok || err != nil {
+		return err
+	}
+	node.Size = uint64(size)
+	node.Content = content
+	h := snapshot.ContentHash(content)
+	node.Hash = &h
+	w.count(job, node)
+	job.res.node = node
+	return nil
+}
+
+// openSource opens a source file for reading without following a symlink,
+// and without updating its access time where the file's owner allows it.
+func openSource(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	return f, err
+}
+
+// openFailed handles a file that could not be opened: gone or replaced by
+// a symlink since the scan (skipped quietly), unreadable (skipped and
+// warned about), or due for its full read (the parent's version kept).
+func (w *worker) openFailed(job *fileJob, err error) error {
+	if job.verify && !errors.Is(err, fs.ErrNotExist) {
+		return w.keepParent(job, err)
+	}
+	w.skip(job)
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ELOOP) {
+		w.a.warn(job.path, err)
+	}
+	return nil
+}
+
+// skip leaves the file out of its directory's tree.
+func (w *worker) skip(job *fileJob) {
+	job.res.skip = true
+	w.a.Stats.FilesSkipped.Add(1)
+}
+
+// chunkFrom chunks f from offset on, appending the chunks' ids to content,
+// and hands the chunks the repository lacks to the savers. It returns the
+// content and the file's size; ok is false if reading failed, which
+// fileError has dealt with.
+func (w *worker) chunkFrom(ctx context.Context, f *os.File, job *fileJob, content []repository.ID, offset int64) (_ []repository.ID, size int64, ok bool, err error) {
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, 0, false, w.fileError(job, err)
+	}
+	if w.window == nil {
+		w.window = make([]byte, chunker.MaxSize+1<<20)
+	}
+	c := chunker.New(w.table, f, w.window)
+	size = offset
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, false, err
+		}
+		chunk, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			return content, size, true, nil
+		}
+		if err != nil {
+			return nil, 0, false, w.fileError(job, err)
+		}
+		size += int64(len(chunk))
+		id, err := w.storeChunk(ctx, chunk)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		content = append(content, id)
+	}
+}
+
+// storeChunk counts a chunk read, hashes it, and queues it for the savers
+// unless the repository has it. The savers get a copy: chunk is the
+// chunker's window.
+func (w *worker) storeChunk(ctx context.Context, chunk []byte) (repository.ID, error) {
+	a := w.a
+	a.Stats.BytesRead.Add(uint64(len(chunk)))
+	id := w.id(chunk)
+	a.repo.Faults().Hit(faultpoint.AfterChunk)
+	if a.repo.Has(id) {
+		return id, nil
+	}
+	buf := getChunk(len(chunk))
+	buf = append(buf, chunk...)
+	select {
+	case w.blobs <- blobJob{id: id, buf: buf}:
+		return id, nil
+	case <-ctx.Done():
+		putChunk(buf)
+		return id, ctx.Err()
+	}
+}
+
+// count counts a file read as unchanged (a full read that found the
+// parent's content), changed or new.
+func (w *worker) count(job *fileJob, node snapshot.Node) {
+	s := &w.a.Stats
+	switch pn := job.parent; {
+	case job.verify && node.Size == pn.Size && slices.Equal(node.Content, pn.Content):
+		s.FilesUnchanged.Add(1)
+	case job.known:
+		s.FilesChanged.Add(1)
+	default:
+		s.FilesNew.Add(1)
+	}
+}
+
+func (w *worker) fileError(job *fileJob, err error) error {
+	if job.verify {
+		return w.keepParent(job, err)
+	}
+	job.res.skip = true
+	w.a.Stats.FilesSkipped.Add(1)
+	w.a.warn(job.path, err)
+	return nil
+}
+
+// keepParent ends a periodic full read that could not be done (the file
+// unreadable for now) by keeping the previous version, as for any file whose
+// metadata did not change; it is due again at the next backup.
+func (w *worker) keepParent(job *fileJob, err error) error {
+	w.a.log.Warn("periodic full read failed; the previous version is kept and the read retried next time", "path", job.path, "err", err)
+	job.res.node = *job.parent
+	w.a.Stats.FilesUnchanged.Add(1)
+	return nil
+}

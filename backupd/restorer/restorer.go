@@ -21,22 +21,17 @@ package restorer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -48,21 +43,6 @@ import (
 
 // TempPrefix starts the names of files being restored.
 const TempPrefix = ".backupd-restore-"
-
-// markerPrefix starts the name of the marker that sits beside a target this
-// restore created, until the restore has finished with it: a rerun after an
-// interruption knows the target is its own and still gives it the source
-// directory's metadata. It is kept outside the target, in the directory the
-// restore created the target in, so no entry of a snapshot can be mistaken
-// for it (a snapshot may hold any name, ".backupd-restoring" too).
-const markerPrefix = ".backupd-restoring."
-
-// MarkerPath returns the path of the marker of an unfinished restore into
-// target: beside it, never inside.
-func MarkerPath(target string) string {
-	t := filepath.Clean(target)
-	return filepath.Join(filepath.Dir(t), markerPrefix+filepath.Base(t))
-}
 
 // Options configure a restore.
 type Options struct {
@@ -276,47 +256,6 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	return res, nil
 }
 
-// targetIsOurs reports whether the target may take the source directory's
-// metadata: this restore created it, an interrupted run of it did (the
-// marker is beside it), or it is an empty directory (or holds only an empty
-// lost+found) that is not sticky or writable by everyone.
-func (r *Restorer) targetIsOurs(root *os.Root, created bool, marker string) bool {
-	if created {
-		return true
-	}
-	if fi, err := os.Lstat(marker); err == nil && fi.Mode().IsRegular() {
-		return true
-	}
-	fi, err := root.Stat(".")
-	if err != nil || fi.Mode()&fs.ModeSticky != 0 || fi.Mode().Perm()&0o002 != 0 {
-		return false
-	}
-	d, err := root.Open(".")
-	if err != nil {
-		return false
-	}
-	names, err := d.Readdirnames(-1)
-	_ = d.Close()
-	if err != nil {
-		return false
-	}
-	for _, name := range names {
-		if name != "lost+found" {
-			return false
-		}
-		lf, err := root.Open(name)
-		if err != nil {
-			return false
-		}
-		inside, err := lf.Readdirnames(1)
-		_ = lf.Close()
-		if len(inside) > 0 || err != nil && !errors.Is(err, io.EOF) {
-			return false
-		}
-	}
-	return true
-}
-
 // walk creates directories and symlinks in dir and queues its files. A
 // tree that cannot be loaded, damaged or missing, fails its directory only:
 // the rest of the snapshot is restored.
@@ -415,174 +354,4 @@ func (r *Restorer) cleanDir(dir *os.Root, rel string, want map[string]bool) erro
 		}
 	}
 	return nil
-}
-
-// mkdir makes the directory name in dir, or takes the one there, which it
-// makes writable and searchable for its owner until the directory's own
-// metadata is set at the end: a rerun of a restore whose earlier run set a
-// directory to 0555 must still be able to write into it.
-func (r *Restorer) mkdir(dir *os.Root, name string) error {
-	fi, err := dir.Lstat(name)
-	if err == nil {
-		if fi.IsDir() {
-			if fi.Mode().Perm()&0o700 != 0o700 {
-				// Not owning it is no reason to give up: group or other
-				// permissions may still let the restore in.
-				_ = dir.Chmod(name, fi.Mode().Perm()|0o700)
-			}
-			return nil
-		}
-		if err := dir.RemoveAll(name); err != nil {
-			return err
-		}
-	}
-	return dir.Mkdir(name, 0o700)
-}
-
-func (r *Restorer) symlink(dir *os.Root, name string, n snapshot.Node) error {
-	if cur, err := dir.Readlink(name); err == nil && cur == n.Target {
-		return r.setOwner(dir, name, n, true)
-	}
-	if _, err := dir.Lstat(name); err == nil {
-		if err := dir.RemoveAll(name); err != nil {
-			return err
-		}
-	}
-	if err := dir.Symlink(n.Target, name); err != nil {
-		return err
-	}
-	return r.setOwner(dir, name, n, true)
-}
-
-func (r *Restorer) setOwner(dir *os.Root, name string, n snapshot.Node, link bool) error {
-	if !*r.opt.Owner {
-		return nil
-	}
-	if link {
-		return dir.Lchown(name, int(n.UID), int(n.GID))
-	}
-	return dir.Chown(name, int(n.UID), int(n.GID))
-}
-
-func fileMode(n snapshot.Node) fs.FileMode {
-	return n.Mode.Perm() | n.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
-}
-
-func (r *Restorer) setMeta(dir *os.Root, name string, n snapshot.Node) error {
-	if err := r.setOwner(dir, name, n, false); err != nil {
-		return err
-	}
-	if err := dir.Chmod(name, fileMode(n)); err != nil {
-		return err
-	}
-	mt := time.Unix(0, n.MtimeNS)
-	return dir.Chtimes(name, mt, mt)
-}
-
-// restoreFile restores one file through a temp name in its directory. buf
-// is reused across calls.
-func (r *Restorer) restoreFile(ctx context.Context, t fileTask, buf []byte) ([]byte, error) {
-	n := t.node
-	dir := t.dir.Root
-	if ok, err := r.alreadyRestored(ctx, t, &buf); err != nil {
-		return buf, err
-	} else if ok {
-		r.Stats.Unchanged.Add(1)
-		return buf, nil
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := TempPrefix + hex.EncodeToString(rnd[:]) + "-" + truncate(t.name, 100)
-	f, err := dir.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return buf, err
-	}
-	// Invariant: the temp file never survives a failed restore of this file.
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = dir.Remove(tmp)
-		}
-	}()
-	var written int64
-	for i, id := range n.Content {
-		buf, err = r.repo.LoadBlob(ctx, repository.DataBlob, id, buf)
-		if err != nil {
-			return buf, fmt.Errorf("chunk %d: %w", i, err)
-		}
-		if _, err := f.Write(buf); err != nil {
-			return buf, err
-		}
-		written += int64(len(buf))
-		if i == 0 {
-			r.opt.Faults.Hit(faultpoint.RestoreMidFile)
-		}
-	}
-	if written != int64(n.Size) {
-		return buf, fmt.Errorf("restored %d bytes, snapshot records %d", written, n.Size)
-	}
-	// Every chunk matched its id (LoadBlob); the id list must match the
-	// recorded content hash.
-	if snapshot.ContentHash(n.Content) != *n.Hash {
-		return buf, fmt.Errorf("%w: content hash does not match the recorded hash", repository.ErrCorrupt)
-	}
-	if *r.opt.Owner {
-		if err := f.Chown(int(n.UID), int(n.GID)); err != nil {
-			return buf, err
-		}
-	}
-	if err := f.Chmod(fileMode(n)); err != nil {
-		return buf, err
-	}
-	if err := f.Close(); err != nil {
-		return buf, err
-	}
-	mt := time.Unix(0, n.MtimeNS)
-	if err := dir.Chtimes(tmp, mt, mt); err != nil {
-		return buf, err
-	}
-	if fi, err := dir.Lstat(t.name); err == nil && fi.IsDir() {
-		if err := dir.RemoveAll(t.name); err != nil {
-			return buf, err
-		}
-	}
-	if err := dir.Rename(tmp, t.name); err != nil {
-		return buf, err
-	}
-	ok = true
-	r.Stats.Files.Add(1)
-	r.Stats.Bytes.Add(uint64(written))
-	return buf, nil
-}
-
-// alreadyRestored reports whether the target already holds this exact file
-// (from an interrupted earlier run): same size and mtime, and every chunk
-// re-hashed from disk matches.
-func (r *Restorer) alreadyRestored(ctx context.Context, t fileTask, buf *[]byte) (bool, error) {
-	dir := t.dir.Root
-	fi, err := dir.Lstat(t.name)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(t.node.Size) || fi.ModTime().UnixNano() != t.node.MtimeNS {
-		return false, nil
-	}
-	f, err := dir.OpenFile(t.name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return false, nil
-	}
-	defer f.Close()
-	ok, err := snapshot.VerifyFile(ctx, r.repo, f, t.node, buf)
-	if err != nil || !ok {
-		return false, nil
-	}
-	if err := r.setMeta(dir, t.name, t.node); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

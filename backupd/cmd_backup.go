@@ -18,6 +18,7 @@ type backupOptions struct {
 	FullReadEvery    int
 	FullWalkEvery    int
 	AllowEmptySource bool
+	MaxShrink        float64
 }
 
 // backupSummary is the --json output of backup.
@@ -38,6 +39,10 @@ type backupSummary struct {
 	BytesRead      uint64  `json:"bytes_read"`
 	BytesWritten   uint64  `json:"bytes_written"`
 	DurationSec    float64 `json:"duration_seconds"`
+	// Suspect says why the snapshot may not hold the policy's real data
+	// (docs/DESIGN.md §8 scenario 28); retention keeps the newest one
+	// that is not suspect.
+	Suspect string `json:"suspect,omitempty"`
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -66,6 +71,7 @@ as when the previous snapshot was made is taken from it whole; every
 	f.IntVar(&opts.FullReadEvery, "full-read-every", 10, "re-read append-only files whole at least every Nth backup")
 	f.IntVar(&opts.FullWalkEvery, "full-walk-every", 10, "walk every directory, even unchanged ones, every Nth backup")
 	f.BoolVar(&opts.AllowEmptySource, "allow-empty-source", false, "accept an empty source whose previous snapshot was not empty")
+	f.Float64Var(&opts.MaxShrink, "max-shrink", 0.9, "refuse a backup that lost more than this share of both the files and the bytes of the previous snapshot (1: never)")
 	return c
 }
 
@@ -83,6 +89,9 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if opts.FullWalkEvery < 1 {
 		return usageErr("--full-walk-every %d: want a positive number", opts.FullWalkEvery)
 	}
+	if opts.MaxShrink <= 0 || opts.MaxShrink > 1 {
+		return usageErr("--max-shrink %g: want a share 0 < x <= 1", opts.MaxShrink)
+	}
 	// The scan needs no key: it runs on the other core while the key is
 	// derived (not while a password is typed: the snapshot is dated when
 	// the scan starts).
@@ -99,7 +108,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	warnSourceHoldsRepo(log, args[0], g.repo)
 	a, err := archiver.New(r, archiver.Options{Policy: opts.Policy, AppendOnly: opts.AppendOnly,
 		FullReadEvery: opts.FullReadEvery, FullWalkEvery: opts.FullWalkEvery,
-		Logger: log, Program: "backupd " + version, AllowEmptySource: opts.AllowEmptySource})
+		Logger: log, Program: "backupd " + version, AllowEmptySource: opts.AllowEmptySource, MaxShrink: opts.MaxShrink})
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -117,7 +126,8 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	sum := backupSummary{SnapshotID: sn.ID.String(), Policy: sn.Policy, Source: sn.Source, Seq: sn.Seq,
 		FilesNew: t.FilesNew, FilesChanged: t.FilesChanged, FilesUnchanged: t.FilesUnchanged, FilesSkipped: t.FilesSkipped,
 		Dirs: t.Dirs, DirsReused: a.Stats.DirsReused.Load(), SilentChanges: a.Stats.SilentChanges.Load(), Errors: t.Errors,
-		BytesTotal: t.BytesTotal, BytesRead: t.BytesRead, BytesWritten: t.BytesWritten, DurationSec: t.DurationSec}
+		BytesTotal: t.BytesTotal, BytesRead: t.BytesRead, BytesWritten: t.BytesWritten, DurationSec: t.DurationSec,
+		Suspect: sn.Suspect}
 	if g.json {
 		return g.printJSON(sum)
 	}
@@ -126,6 +136,9 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		fmt.Fprintf(g.stdout, "files: %d new, %d changed, %d unchanged, %d skipped; %d errors\n",
 			t.FilesNew, t.FilesChanged, t.FilesUnchanged, t.FilesSkipped, t.Errors)
 		fmt.Fprintf(g.stdout, "read %s of %s, stored %s in %.2fs\n", units.Bytes(t.BytesRead), units.Bytes(t.BytesTotal), units.Bytes(t.BytesWritten), t.DurationSec)
+	}
+	if sn.Suspect != "" && !g.json {
+		fmt.Fprintf(g.stdout, "warning: suspect snapshot: %s; retention keeps the newest snapshot that is not\n", escape(sn.Suspect))
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ type snapshotJSON struct {
 	Hostname string          `json:"hostname"`
 	Parent   string          `json:"parent,omitempty"`
 	Totals   snapshot.Totals `json:"totals"`
+	Suspect  string          `json:"suspect,omitempty"`
 	// Damaged is set for a snapshot that cannot be read; Error says why.
 	Damaged bool   `json:"damaged,omitempty"`
 	Error   string `json:"error,omitempty"`
@@ -37,7 +38,7 @@ type snapshotJSON struct {
 
 func toJSON(s *snapshot.Snapshot) snapshotJSON {
 	j := snapshotJSON{ID: s.ID.String(), Short: s.ID.Str(), Seq: s.Seq, Time: s.Time, Policy: s.Policy,
-		Source: s.Source, Hostname: s.Hostname, Totals: s.Totals}
+		Source: s.Source, Hostname: s.Hostname, Totals: s.Totals, Suspect: s.Suspect}
 	if s.Parent != nil {
 		j.Parent = s.Parent.String()
 	}

@@ -59,7 +59,7 @@ func (c *cli) snapshots(policy string) []snapshotJSON {
 // defaultBackup returns backup's defaults, as its flags set them, for
 // policy mesh.
 func defaultBackup() backupOptions {
-	return backupOptions{Policy: "mesh", AppendOnly: archiver.DefaultAppendOnly, FullReadEvery: 10, FullWalkEvery: 10}
+	return backupOptions{Policy: "mesh", AppendOnly: archiver.DefaultAppendOnly, FullReadEvery: 10, FullWalkEvery: 10, MaxShrink: 0.9}
 }
 
 // backup backs src up as policy mesh, with mod applied to the defaults.
@@ -82,7 +82,7 @@ func TestBackupFlagDefaults(t *testing.T) {
 	f := newBackupCommand(g).Flags()
 	want := defaultBackup()
 	for name, v := range map[string]string{
-		"full-read-every": "10", "full-walk-every": "10",
+		"full-read-every": "10", "full-walk-every": "10", "max-shrink": "0.9",
 		"append-only": "[" + strings.Join(want.AppendOnly, ",") + "]",
 	} {
 		if got := f.Lookup(name).DefValue; got != v {

@@ -39,6 +39,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
+	"github.com/meshbackup/backupd/internal/units"
 )
 
 // DefaultAppendOnly are the name patterns whose files are treated as
@@ -77,6 +78,12 @@ type Options struct {
 	// snapshot was not empty. Off by default: that is what an unmounted
 	// volume looks like, and retention would then forget the real data.
 	AllowEmptySource bool
+	// MaxShrink refuses a backup whose file count and byte count both fell
+	// by more than this share of its parent snapshot's: 0.9 (nine in ten
+	// files and bytes gone) unless set. An unmounted volume whose mount
+	// point holds a placeholder file looks like this, and retention would
+	// then forget the real data. 1 turns the check off.
+	MaxShrink float64
 }
 
 func (o *Options) applyDefaults() {
@@ -104,6 +111,9 @@ func (o *Options) applyDefaults() {
 	if o.Hostname == "" {
 		o.Hostname, _ = os.Hostname()
 	}
+	if o.MaxShrink == 0 {
+		o.MaxShrink = 0.9
+	}
 }
 
 // Stats are live counters of a running backup.
@@ -123,7 +133,12 @@ type Stats struct {
 
 // ErrEmptySource refuses a backup of an empty source whose previous snapshot
 // had data (an unmounted volume looks like this).
-var ErrEmptySource = errors.New("the source is empty but its previous snapshot was not (is the volume mounted?); pass --allow-empty-source if this is intended")
+var ErrEmptySource = errors.New("the source is empty but its previous snapshot was not (is the volume mounted?); if this is intended, allow it with --allow-empty-source or the policy's allow_empty_source: true")
+
+// ErrSourceShrank refuses a backup whose source lost most of its files and
+// bytes since the previous snapshot (an unmounted volume whose mount point
+// holds a placeholder file looks like this).
+var ErrSourceShrank = errors.New("the source shrank drastically since its previous snapshot (is the volume mounted?)")
 
 // Archiver runs backups into one repository.
 type Archiver struct {
@@ -237,6 +252,9 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	sn := a.newSnapshot(scan, snaps, parent, treeID)
+	if err := a.guardSource(sn, parent, snapshot.LatestHealthy(snaps, a.opt.Policy, abs, a.opt.Hostname)); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
 	if err := snapshot.Save(ctx, a.repo, sn); err != nil {
 		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
@@ -310,7 +328,7 @@ func (a *Archiver) newSnapshot(scan *sourceScan, snaps []*snapshot.Snapshot, par
 	sn := &snapshot.Snapshot{
 		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: scan.root,
 		Hostname: a.opt.Hostname, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
-		Root: &snapshot.RootMeta{Mode: ri.mode, UID: ri.uid, GID: ri.gid, MtimeNS: ri.mtimeNS},
+		Root: &snapshot.RootMeta{Dev: scan.rootDev, Mode: ri.mode, UID: ri.uid, GID: ri.gid, MtimeNS: ri.mtimeNS},
 	}
 	sn.Totals.DurationSec = a.opt.Now().Sub(start).Seconds()
 	if a.reuseByDigest {
@@ -343,4 +361,43 @@ func (a *Archiver) totals() snapshot.Totals {
 	}
 	t.Files = t.FilesNew + t.FilesChanged + t.FilesUnchanged
 	return t
+}
+
+// guardSource compares the finished backup sn, before it is saved, with its
+// parent and with healthy, the newest snapshot of the source that is not
+// suspect: losing most of healthy's files and bytes is refused
+// (ErrSourceShrank; compared with healthy, so a run of accepted placeholder
+// backups never becomes the reference); a source on another device than the
+// parent's, or an empty source accepted by AllowEmptySource, makes sn
+// suspect, so that retention keeps healthy (docs/DESIGN.md §8 scenario 28).
+func (a *Archiver) guardSource(sn, parent, healthy *snapshot.Snapshot) error {
+	if parent == nil {
+		return nil
+	}
+	ref := healthy
+	if ref == nil {
+		ref = parent
+	}
+	now, was := sn.Totals, ref.Totals
+	emptyAllowed := now.Files == 0 && was.Files > 0 && a.opt.AllowEmptySource
+	if !emptyAllowed && a.opt.MaxShrink < 1 && shrank(now.Files, was.Files, a.opt.MaxShrink) && shrank(now.BytesTotal, was.BytesTotal, a.opt.MaxShrink) {
+		return fmt.Errorf("%w: %d files and %s now, %d files and %s in snapshot %s; if this is intended, allow it with --max-shrink 1 or the policy's max_shrink: 1",
+			ErrSourceShrank, now.Files, units.Bytes(now.BytesTotal), was.Files, units.Bytes(was.BytesTotal), ref.ID.Str())
+	}
+	switch {
+	case parent.Root != nil && parent.Root.Dev != 0 && sn.Root.Dev != parent.Root.Dev:
+		sn.Suspect = fmt.Sprintf("the source is on device %s, its previous snapshot %s was on %s (a volume not mounted, or mounted elsewhere?)",
+			devString(sn.Root.Dev), parent.ID.Str(), devString(parent.Root.Dev))
+	case emptyAllowed:
+		sn.Suspect = fmt.Sprintf("the source was empty, its previous snapshot %s was not (accepted by allow_empty_source)", parent.ID.Str())
+	}
+	if sn.Suspect != "" {
+		a.log.Warn("suspect snapshot: retention keeps the newest snapshot that is not", "reason", sn.Suspect)
+	}
+	return nil
+}
+
+// shrank reports whether now is smaller than was by more than the share max.
+func shrank(now, was uint64, max float64) bool {
+	return was > 0 && float64(was-min(now, was)) > max*float64(was)
 }

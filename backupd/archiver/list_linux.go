@@ -3,6 +3,7 @@ package archiver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,20 @@ func statDir(d dirFD, name string) (entryInfo, error) {
 		return entryInfo{}, &fs.PathError{Op: "fstat", Path: name, Err: err}
 	}
 	return entryFromStat(name, &st), nil
+}
+
+// deviceOf returns the device the open directory d is on (st_dev).
+func deviceOf(d dirFD, name string) (uint64, error) {
+	var st unix.Stat_t
+	if err := retryEINTR(func() error { return unix.Fstat(int(d), &st) }); err != nil {
+		return 0, &fs.PathError{Op: "fstat", Path: name, Err: err}
+	}
+	return st.Dev, nil
+}
+
+// devString formats a device number as major:minor.
+func devString(dev uint64) string {
+	return fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
 }
 
 // openSubdir opens the entry e of the open directory d, and only the

@@ -140,6 +140,7 @@ func summarize(h *blake3.Hasher, b []byte, l *listing, subs []*subtreeSum) *subt
 type sourceScan struct {
 	root     string
 	rootInfo entryInfo // the source directory's own metadata
+	rootDev  uint64    // the device the source directory is on
 	started  time.Time
 
 	ahead    int64 // scanAhead but in tests
@@ -190,7 +191,10 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
 		return s
 	}
-	if s.rootInfo, err = statDir(d, abs); err != nil {
+	if s.rootInfo, err = statDir(d, abs); err == nil {
+		s.rootDev, err = deviceOf(d, abs)
+	}
+	if err != nil {
 		_ = d.Close()
 		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
 		return s

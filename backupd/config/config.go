@@ -126,6 +126,12 @@ type Policy struct {
 	// every directory); 0 in the file means the default, 10.
 	FullReadEvery int `yaml:"full_read_every"`
 	FullWalkEvery int `yaml:"full_walk_every"`
+	// AllowEmptySource and MaxShrink are the archiver's options of the
+	// same names: accept an empty source whose previous snapshot was not;
+	// refuse a backup that lost more than this share of both its files and
+	// its bytes (0 in the file means the default, 0.9; 1 turns it off).
+	AllowEmptySource bool    `yaml:"allow_empty_source"`
+	MaxShrink        float64 `yaml:"max_shrink"`
 }
 
 // Scheduler holds daemon-wide scheduling settings.
@@ -255,18 +261,20 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 		})
 	case *Policy:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
-			"name":            p.str(&v.Name),
-			"source":          p.str(&v.Source),
-			"repository":      p.str(&v.Repository),
-			"schedule":        p.schedule(&v.Schedule),
-			"rpo":             p.duration(&v.RPO),
-			"rto":             p.duration(&v.RTO),
-			"retention":       func(c *yaml.Node, k string) { p.decode(c, k, &v.Retention) },
-			"drill":           func(c *yaml.Node, k string) { p.decode(c, k, &v.Drill) },
-			"verify":          func(c *yaml.Node, k string) { p.decode(c, k, &v.Verify) },
-			"append_only":     p.strings(&v.AppendOnly),
-			"full_read_every": p.atLeast(&v.FullReadEvery, 1),
-			"full_walk_every": p.atLeast(&v.FullWalkEvery, 1),
+			"name":               p.str(&v.Name),
+			"source":             p.str(&v.Source),
+			"repository":         p.str(&v.Repository),
+			"schedule":           p.schedule(&v.Schedule),
+			"rpo":                p.duration(&v.RPO),
+			"rto":                p.duration(&v.RTO),
+			"retention":          func(c *yaml.Node, k string) { p.decode(c, k, &v.Retention) },
+			"drill":              func(c *yaml.Node, k string) { p.decode(c, k, &v.Drill) },
+			"verify":             func(c *yaml.Node, k string) { p.decode(c, k, &v.Verify) },
+			"append_only":        p.strings(&v.AppendOnly),
+			"full_read_every":    p.atLeast(&v.FullReadEvery, 1),
+			"full_walk_every":    p.atLeast(&v.FullWalkEvery, 1),
+			"allow_empty_source": p.boolean(&v.AllowEmptySource),
+			"max_shrink":         p.fraction(&v.MaxShrink, "0.9 refuses a backup that lost nine in ten of its files and bytes"),
 		})
 	case *Retention:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
@@ -424,6 +432,11 @@ func (p *parser) atLeast(dst *int, least int) func(*yaml.Node, string) {
 }
 
 func (p *parser) share(dst *float64) func(*yaml.Node, string) {
+	return p.fraction(dst, "0.25 reads a quarter of the packs per run")
+}
+
+// fraction decodes a share 0 < x <= 1; example explains one value.
+func (p *parser) fraction(dst *float64, example string) func(*yaml.Node, string) {
 	return func(n *yaml.Node, key string) {
 		v, ok := p.scalar(n, key, "a number")
 		if !ok {
@@ -431,10 +444,25 @@ func (p *parser) share(dst *float64) func(*yaml.Node, string) {
 		}
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 || f > 1 {
-			p.fail(n, key, "expected a share 0 < x <= 1 (0.25 reads a quarter of the packs per run), got %q", v)
+			p.fail(n, key, "expected a share 0 < x <= 1 (%s), got %q", example, v)
 			return
 		}
 		*dst = f
+	}
+}
+
+func (p *parser) boolean(dst *bool) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "true or false")
+		if !ok {
+			return
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil || n.Tag != "!!bool" {
+			p.fail(n, key, "expected true or false, got %q", v)
+			return
+		}
+		*dst = b
 	}
 }
 

@@ -40,7 +40,7 @@ func TestBadConfigs(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: append_only, drill, full_read_every, full_walk_every, name, repository, retention, rpo, rto, schedule, source, verify)"},
+		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: allow_empty_source, append_only, drill, full_read_every, full_walk_every, max_shrink, name, repository, retention, rpo, rto, schedule, source, verify)"},
 		{"bad duration", "rpo: 5m", "rpo: five minutes", `good.yaml:11: policies[0].rpo: expected a positive duration such as 90s, 15m or 24h, got "five minutes"`},
 		{"negative duration", "rto: 2m", "rto: -2m", `good.yaml:12: policies[0].rto: expected a positive duration`},
 		{"bad cron", `schedule: "@every 1m"`, `schedule: "61 * * * *"`, "good.yaml:10: policies[0].schedule: expected a cron schedule"},
@@ -56,6 +56,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad yaml", "policies:", "policies: [", "good.yaml:"},
 		{"duplicate key", "    rto: 2m", "    rto: 2m\n    rto: 3m", "policies[0].rto: "},
 		{"no policies", "policies:", "nothing:", "unknown key"},
+		{"max shrink out of range", "full_walk_every: 5", "full_walk_every: 5\n    max_shrink: 1.5", `policies[0].max_shrink: expected a share 0 < x <= 1 (0.9 refuses a backup that lost nine in ten of its files and bytes), got "1.5"`},
+		{"allow empty not a bool", "full_walk_every: 5", "full_walk_every: 5\n    allow_empty_source: \"yes\"", `policies[0].allow_empty_source: expected true or false, got "yes"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(string(good), tc.from) {

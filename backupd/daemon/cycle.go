@@ -97,6 +97,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 		}
 		a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: d.opt.Hostname, AppendOnly: p.AppendOnly,
 			FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
+			AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink,
 			Logger: d.opt.Logger, Now: d.opt.Now, Program: "backupd daemon"})
 		if err != nil {
 			return err
@@ -107,7 +108,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 		rec.BytesRead, rec.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
 		rec.SilentChanges = st.SilentChanges.Load()
 		if err != nil {
-			if errors.Is(err, archiver.ErrEmptySource) {
+			if errors.Is(err, archiver.ErrEmptySource) || errors.Is(err, archiver.ErrSourceShrank) {
 				rec.Reason = results.ReasonSource
 			}
 			return err

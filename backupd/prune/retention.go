@@ -57,9 +57,11 @@ func (r *ForgetResult) Removed() int {
 // then prunes when asked. It is the one implementation of retention, used by
 // the command line's forget and the daemon's cycle.
 //
-// Invariant: the newest snapshot of each group, by sequence number and not
+// Invariants: the newest snapshot of each group, by sequence number and not
 // by clock, is always kept (snapshot.ApplyPolicy), so a clock that jumped
-// back never makes retention drop the newest backup.
+// back never makes retention drop the newest backup; so is the newest
+// snapshot that is not suspect (an unmounted volume backed up as a
+// placeholder never pushes the last real data out).
 //
 // The caller holds the repository's exclusive lock, and ctx is the lock's.
 func Forget(ctx context.Context, repo *repository.Repo, opt RetentionOptions) (*ForgetResult, error) {
@@ -74,8 +76,9 @@ func Forget(ctx context.Context, repo *repository.Repo, opt RetentionOptions) (*
 	for _, snaps := range groupSnapshots(snaps, opt.Select) {
 		g := Group{Policy: snaps[0].Policy, Hostname: snaps[0].Hostname, Source: snaps[0].Source,
 			Keep: []*snapshot.Snapshot{}, Remove: []*snapshot.Snapshot{}}
+		healthy := snapshot.LatestHealthy(snaps, "", "", "")
 		for _, d := range snapshot.ApplyPolicy(snaps, opt.Keep) {
-			if d.Keep {
+			if d.Keep || d.Snapshot == healthy {
 				g.Keep = append(g.Keep, d.Snapshot)
 			} else {
 				g.Remove = append(g.Remove, d.Snapshot)

@@ -186,3 +186,31 @@ func TestForgetRefusesEmptyPolicy(t *testing.T) {
 		t.Fatal("forget with no keep rule removed a snapshot")
 	}
 }
+
+// Scenario 28: suspect snapshots (a source on another device, an empty
+// source accepted) never push out the newest snapshot that is not.
+func TestForgetKeepsNewestHealthySnapshot(t *testing.T) {
+	rr := newRetentionRepo(t)
+	var healthy *snapshot.Snapshot
+	for i := range 5 {
+		sn := &snapshot.Snapshot{Seq: uint64(i + 1), Time: rr.clock.Now().Add(time.Duration(i) * time.Hour),
+			Policy: "mesh", Hostname: "node-1", Source: "/vol", Tree: repository.Hash(nil)}
+		if i >= 3 {
+			sn.Suspect = "the source is on device 0:27, its previous snapshot was on 254:0"
+		}
+		if err := snapshot.Save(t.Context(), rr.repo, sn); err != nil {
+			t.Fatal(err)
+		}
+		if sn.Suspect == "" {
+			healthy = sn
+		}
+	}
+	res := rr.forget(prune.RetentionOptions{Keep: snapshot.KeepPolicy{Last: 1}})
+	kept := idsOf(res.Groups[0].Keep)
+	if len(kept) != 2 || !slices.Contains(kept, healthy.ID.Str()) {
+		t.Fatalf("kept %v, want the newest and the newest healthy %s", kept, healthy.ID.Str())
+	}
+	if got := rr.ids(); len(got) != 2 {
+		t.Fatalf("%d snapshots left, want 2", len(got))
+	}
+}

@@ -116,6 +116,11 @@ type Snapshot struct {
 	// the target directory. Snapshots made before 2026-12-01 lack it; their
 	// restores leave the target's metadata alone.
 	Root *RootMeta `json:"root,omitempty"`
+	// Suspect, when set, says why this snapshot may not be the data the
+	// policy is meant to hold (its source moved to another device, or was
+	// empty and accepted as such). Retention never lets a suspect snapshot
+	// push out the newest one that is not.
+	Suspect string `json:"suspect,omitempty"`
 
 	// ID is the object id; not stored.
 	ID repository.ID `json:"-"`
@@ -123,6 +128,9 @@ type Snapshot struct {
 
 // RootMeta is the metadata of a snapshot's source directory itself.
 type RootMeta struct {
+	// Dev is the device (st_dev) the source directory was on; 0 in
+	// snapshots made before it was recorded.
+	Dev     uint64      `json:"dev,omitempty"`
 	Mode    fs.FileMode `json:"mode"`
 	UID     uint32      `json:"uid"`
 	GID     uint32      `json:"gid"`

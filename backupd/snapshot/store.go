@@ -111,6 +111,17 @@ func Latest(snaps []*Snapshot, policy, source, hostname string) *Snapshot {
 	return best
 }
 
+// LatestHealthy is Latest among the snapshots that are not Suspect.
+func LatestHealthy(snaps []*Snapshot, policy, source, hostname string) *Snapshot {
+	var healthy []*Snapshot
+	for _, s := range snaps {
+		if s.Suspect == "" {
+			healthy = append(healthy, s)
+		}
+	}
+	return Latest(healthy, policy, source, hostname)
+}
+
 // NextSeq returns the sequence number of the next snapshot of policy.
 func NextSeq(snaps []*Snapshot, policy string) uint64 {
 	var m uint64

@@ -55,6 +55,7 @@ func alertGroup(o Options) (Group, error) {
 		backupdDown(o),
 		backupRPOBreached(o),
 		backupFailing(o),
+		backupIncomplete(o),
 		backupErrorBudgetBurn(o, backups),
 		restoreDrillFailing(o),
 		restoreDrillStale(o),
@@ -96,6 +97,17 @@ func backupFailing(o Options) Rule {
 		Expr:        `backupd_backup_consecutive_failures >= 3`,
 		Labels:      page(),
 		Annotations: o.annotations("BackupFailing", "Backups of {{ $labels.policy }} failed {{ $value }} times in a row", `The last {{ $value }} backup runs of policy {{ $labels.policy }} on {{ $labels.instance }} failed. See backupd_backup_failures_total by reason and the daemon's log.`),
+	}
+}
+
+// backupIncomplete fires while the last completed backup of a policy lacks
+// files it could not read; the next complete backup resolves it.
+func backupIncomplete(o Options) Rule {
+	return Rule{
+		Alert:       "BackupIncomplete",
+		Expr:        `backupd_last_backup_unreadable_files > 0`,
+		Labels:      ticket(),
+		Annotations: o.annotations("BackupIncomplete", "The last backup of {{ $labels.policy }} is missing files it could not read", `The last backup of policy {{ $labels.policy }} on {{ $labels.instance }} saved its snapshot without {{ $value }} files it could not read (permissions, I/O errors). Those files are only in older snapshots; retention keeps them until a complete backup. See the daemon's log for the paths.`),
 	}
 }
 

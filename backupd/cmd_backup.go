@@ -128,8 +128,15 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 		Dirs: t.Dirs, DirsReused: a.Stats.DirsReused.Load(), SilentChanges: a.Stats.SilentChanges.Load(), Errors: t.Errors,
 		BytesTotal: t.BytesTotal, BytesRead: t.BytesRead, BytesWritten: t.BytesWritten, DurationSec: t.DurationSec,
 		Suspect: sn.Suspect}
+	var incomplete error
+	if t.Errors > 0 {
+		incomplete = &exitError{code: exitIncomplete, err: fmt.Errorf("snapshot %s saved without %d files that could not be read (see the warnings above)", sn.ID.Str(), t.Errors)}
+	}
 	if g.json {
-		return g.printJSON(sum)
+		if err := g.printJSON(sum); err != nil {
+			return err
+		}
+		return incomplete
 	}
 	if !g.quiet {
 		fmt.Fprintf(g.stdout, "snapshot %s of policy %s saved (seq %d)\n", sn.ID.Str(), sn.Policy, sn.Seq)
@@ -137,10 +144,10 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 			t.FilesNew, t.FilesChanged, t.FilesUnchanged, t.FilesSkipped, t.Errors)
 		fmt.Fprintf(g.stdout, "read %s of %s, stored %s in %.2fs\n", units.Bytes(t.BytesRead), units.Bytes(t.BytesTotal), units.Bytes(t.BytesWritten), t.DurationSec)
 	}
-	if sn.Suspect != "" && !g.json {
+	if sn.Suspect != "" {
 		fmt.Fprintf(g.stdout, "warning: suspect snapshot: %s; retention keeps the newest snapshot that is not\n", escape(sn.Suspect))
 	}
-	return nil
+	return incomplete
 }
 
 // warnSourceHoldsRepo warns when the repository lies inside the source: the

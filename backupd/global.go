@@ -61,9 +61,11 @@ func usageErr(format string, a ...any) error {
 const exitCodesHelp = `Exit codes:
   0  success
   1  failure (the error is printed)
-  2  bad usage: unknown flag, missing argument, bad value
-  3  corruption found (check), or files not restored because their data is corrupt (restore)
+  2  bad usage: unknown command or flag, missing or extra argument, bad value (nothing was touched)
+  3  corruption found (check), an unreadable snapshot named (snapshots, restore), or files
+     not restored because their data is damaged or missing (restore)
   4  backup skipped: a backup of the same policy and source is already running on this host
+  5  backup incomplete: the snapshot was saved without files that could not be read
 
 Environment:
   BACKUPD_REPOSITORY     repository directory (instead of --repo)

@@ -35,6 +35,9 @@ const (
 	exitUsage   = 2
 	exitCorrupt = 3
 	exitSkipped = 4
+	// exitIncomplete: a backup saved its snapshot without files it could
+	// not read.
+	exitIncomplete = 5
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

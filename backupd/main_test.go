@@ -40,6 +40,9 @@ type cli struct {
 	t    *testing.T
 	repo string
 	env  []string
+	// wrap, if set, runs the binary through a command (setpriv, to run as
+	// another user).
+	wrap []string
 }
 
 func newCLI(t *testing.T) *cli {
@@ -52,7 +55,8 @@ func newCLI(t *testing.T) *cli {
 // killed by SIGKILL).
 func (c *cli) run(extraEnv []string, args ...string) (string, string, int) {
 	c.t.Helper()
-	cmd := exec.Command(binary, args...)
+	argv := append(append(append([]string(nil), c.wrap...), binary), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append([]string(nil), c.env...), extraEnv...)
 	var so, se strings.Builder
 	cmd.Stdout, cmd.Stderr = &so, &se

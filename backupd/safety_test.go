@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,5 +139,74 @@ func TestListingsEscapeNamesAndPrintEmptyLists(t *testing.T) {
 	out, _, code = c.run(nil, "forget", "--json", "--keep-last", "1", "--policy", "none")
 	if code != exitOK || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("forget --json with nothing to do (exit %d): %q", code, out)
+	}
+}
+
+// unprivileged returns a cli whose commands run as a user that permissions
+// stop (nobody, through setpriv, when the test runs as root), and a
+// directory that user can write in.
+func unprivileged(t *testing.T) (*cli, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "backupd-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(binary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	c.repo = filepath.Join(dir, "repo")
+	c.env = append(c.env, "BACKUPD_REPOSITORY="+c.repo, "HOME="+dir)
+	if os.Geteuid() == 0 {
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Skip("running as root without setpriv: cannot make a file unreadable")
+		}
+		c.wrap = []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"}
+		// The test binary's directory must be reachable for that user.
+		for d := filepath.Dir(binary); d != "/"; d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				_ = os.Chmod(d, fi.Mode().Perm()|0o011)
+			}
+		}
+	}
+	return c, dir
+}
+
+// Scenario 29: a backup that could not read some files saves its snapshot
+// but exits 5, not 0, naming the count; the files are listed in the log.
+func TestBackupWithUnreadableFilesExitsFive(t *testing.T) {
+	c, dir := unprivileged(t)
+	src := filepath.Join(dir, "vol")
+	if err := os.MkdirAll(filepath.Join(src, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"readable": 0o644, "data/secret.db": 0o000, "data/also-secret": 0o000} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte("content of "+name), mode); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chmod(filepath.Join(src, name), mode)
+	}
+	if _, errOut, code := c.run(nil, "init"); code != 0 {
+		t.Fatalf("init: exit %d: %s", code, errOut)
+	}
+	out, errOut, code := c.run(nil, "backup", "--policy", "mesh", "--json", src)
+	if code != exitIncomplete || !strings.Contains(errOut, "without 2 files that could not be read") || !strings.Contains(errOut, "secret.db") {
+		t.Fatalf("backup with unreadable files: exit %d\n%s%s", code, out, errOut)
+	}
+	var sum backupSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.SnapshotID == "" || sum.Errors != 2 {
+		t.Fatalf("the snapshot is saved and its summary printed: %v %+v", err, sum)
+	}
+	// A complete backup exits 0 again.
+	for _, name := range []string{"data/secret.db", "data/also-secret"} {
+		_ = os.Chmod(filepath.Join(src, name), 0o644)
+	}
+	if _, errOut, code := c.run(nil, "backup", "--policy", "mesh", src); code != exitOK {
+		t.Fatalf("complete backup: exit %d: %s", code, errOut)
 	}
 }

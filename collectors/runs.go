@@ -18,7 +18,7 @@ const ns = "backupd"
 var (
 	backupKinds  = []string{"scheduled"}
 	restoreKinds = []string{"drill"}
-	fileStates   = []string{"new", "changed", "unchanged", "skipped"}
+	fileStates   = []string{"new", "changed", "unchanged", "skipped", "unreadable"}
 	skipReasons  = []string{"overlap"}
 )
 
@@ -40,7 +40,8 @@ type Runs struct {
 	verifyRuns, verifyFailures, blobsChecked, blobsCorrupt          *prometheus.CounterVec
 	coverage, lastVerify                                            *prometheus.GaugeVec
 	repoUp, repoSize, repoLogical, repoFree, repoSnapshots          *prometheus.GaugeVec
-	silent                                                          *prometheus.CounterVec
+	silent, partial                                                 *prometheus.CounterVec
+	unreadable                                                      *prometheus.GaugeVec
 }
 
 var _ daemon.Observer = (*Runs)(nil)
@@ -73,7 +74,9 @@ func NewRuns() *Runs {
 		inProgress:       gauge("backup_in_progress", "1 while a backup of the policy runs.", "policy"),
 		readBytes:        counter("backup_read_bytes_total", "Source bytes read by backups.", "policy"),
 		writtenBytes:     counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression.", "policy"),
-		files:            counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped).", "policy", "state"),
+		files:            counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped, unreadable).", "policy", "state"),
+		partial:          counter("backup_partial_total", "Backup runs that saved their snapshot without some files they could not read (counted in backup_runs_total, not as failures).", "policy"),
+		unreadable:       gauge("last_backup_unreadable_files", "Files the last completed backup could not read: its snapshot lacks them.", "policy"),
 		cpu:              counter("backup_cpu_seconds_total", "CPU seconds used by backup runs.", "policy"),
 		ioRead:           counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy"),
 		ioWritten:        counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy"),
@@ -112,7 +115,7 @@ func (m *Runs) collectors() []prometheus.Collector {
 		m.writtenBytes, m.files, m.cpu, m.ioRead, m.ioWritten, m.maxRSS, m.lastSuccess, m.lastAttempt, m.rpo, m.rto, m.missed, m.skipped,
 		m.restoreRuns, m.restoreFailures, m.restoreDuration, m.withinRTO, m.mismatched, m.lastDrill, m.lastDrillAttempt, m.drillInterval, m.verifyRuns,
 		m.verifyFailures, m.blobsChecked, m.blobsCorrupt, m.coverage, m.lastVerify, m.repoUp, m.repoSize, m.repoLogical,
-		m.repoFree, m.repoSnapshots, m.silent}
+		m.repoFree, m.repoSnapshots, m.silent, m.partial, m.unreadable}
 }
 
 // Register adds the metrics to reg.
@@ -180,6 +183,8 @@ func (m *Runs) Configured(cfg *config.Config) {
 		m.withinRTO.WithLabelValues(n)
 		m.mismatched.WithLabelValues(n)
 		m.silent.WithLabelValues(n)
+		m.partial.WithLabelValues(n)
+		m.unreadable.WithLabelValues(n)
 		// Timestamps start at 0 ("never"): a policy without a good backup
 		// is out of its RPO, which is what the rules should say.
 		m.lastSuccess.WithLabelValues(n)
@@ -221,9 +226,10 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 	switch r.Kind {
 	case results.Backup:
 		m.lastAttempt.WithLabelValues(r.Policy).Set(ts(r.Start))
-		if r.Outcome == results.Success {
+		if r.Completed() {
 			streak[r.Policy] = 0
 			m.maxRSS.WithLabelValues(r.Policy).Set(float64(r.MaxRSS))
+			m.unreadable.WithLabelValues(r.Policy).Set(float64(r.FilesUnreadable))
 		} else {
 			streak[r.Policy]++
 		}
@@ -283,6 +289,13 @@ func (m *Runs) RunFinished(r results.Record) {
 		m.inProgress.WithLabelValues(r.Policy).Set(0)
 		addWithExemplar(m.backupRuns.WithLabelValues(r.Policy, kind), 1, r)
 		m.silent.WithLabelValues(r.Policy).Add(float64(r.SilentChanges))
+		failed = !r.Completed()
+		if r.Completed() {
+			m.unreadable.WithLabelValues(r.Policy).Set(float64(r.FilesUnreadable))
+		}
+		if r.Outcome == results.Partial {
+			addWithExemplar(m.partial.WithLabelValues(r.Policy), 1, r)
+		}
 		if failed {
 			addWithExemplar(m.backupFailures.WithLabelValues(r.Policy, kind, reason), 1, r)
 			m.consecutive.WithLabelValues(r.Policy).Inc()
@@ -297,6 +310,7 @@ func (m *Runs) RunFinished(r results.Record) {
 		m.files.WithLabelValues(r.Policy, "changed").Add(float64(r.FilesChanged))
 		m.files.WithLabelValues(r.Policy, "unchanged").Add(float64(r.FilesUnchanged))
 		m.files.WithLabelValues(r.Policy, "skipped").Add(float64(r.FilesSkipped))
+		m.files.WithLabelValues(r.Policy, "unreadable").Add(float64(r.FilesUnreadable))
 		m.cpu.WithLabelValues(r.Policy).Add(r.CPUSeconds)
 		m.ioRead.WithLabelValues(r.Policy).Add(float64(r.ReadIOBytes))
 		m.ioWritten.WithLabelValues(r.Policy).Add(float64(r.WriteIOBytes))

@@ -182,3 +182,47 @@ func BenchmarkScrape1000Policies(b *testing.B) {
 		}
 	}
 }
+
+// A partial backup (snapshot saved without files it could not read) is a
+// completed run, not a failure: it ends a failure streak, and it is counted
+// apart, with the number of files its snapshot lacks, until the next
+// complete backup.
+func TestPartialBackupIsCountedNotFailed(t *testing.T) {
+	r := NewRuns()
+	r.Configured(testConfig("mesh"))
+	failed := rec(results.Backup, results.Failure, results.ReasonRepository, 0, time.Second)
+	partial := rec(results.Backup, results.Partial, "", time.Hour, time.Second)
+	partial.FilesUnreadable = 4
+	complete := rec(results.Backup, results.Success, "", 2*time.Hour, time.Second)
+	value := func(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+	for _, x := range []results.Record{failed, failed, partial} {
+		r.RunStarted(x)
+		r.RunFinished(x)
+	}
+	for name, c := range map[string]struct {
+		got, want float64
+	}{
+		"runs":                 {value(r.backupRuns.WithLabelValues("mesh", "scheduled")), 3},
+		"failures":             {value(r.backupFailures.WithLabelValues("mesh", "scheduled", results.ReasonRepository)), 2},
+		"consecutive failures": {value(r.consecutive.WithLabelValues("mesh")), 0},
+		"partial":              {value(r.partial.WithLabelValues("mesh")), 1},
+		"unreadable files":     {value(r.unreadable.WithLabelValues("mesh")), 4},
+		"files unreadable":     {value(r.files.WithLabelValues("mesh", "unreadable")), 4},
+	} {
+		if c.got != c.want {
+			t.Errorf("after a partial backup, %s = %v, want %v", name, c.got, c.want)
+		}
+	}
+	r.RunStarted(complete)
+	r.RunFinished(complete)
+	if v := value(r.unreadable.WithLabelValues("mesh")); v != 0 {
+		t.Errorf("after a complete backup, unreadable files = %v, want 0", v)
+	}
+	// Replayed at a restart, the last backup's count is restored.
+	r2 := NewRuns()
+	r2.Configured(testConfig("mesh"))
+	r2.Restored([]results.Record{failed, partial})
+	if v := value(r2.unreadable.WithLabelValues("mesh")); v != 4 {
+		t.Errorf("restored: unreadable files = %v, want 4", v)
+	}
+}

@@ -79,17 +79,19 @@ func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, bod
 	case results.Scrub:
 		args = append(args, "silent_changes", rec.SilentChanges)
 	}
-	if rec.Outcome == results.Failure {
+	switch rec.Outcome {
+	case results.Failure:
 		args = append(args, "reason", rec.Reason, "err", rec.Error)
 		log.Error("run failed", args...)
-	} else {
+	case results.Partial:
+		log.Warn("run finished without some files it could not read", append(args, "files_unreadable", rec.FilesUnreadable)...)
+	default:
 		log.Info("run finished", args...)
 	}
 	return rec
 }
 
 func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy, trigger string) results.Record {
-	partial := false
 	rec := d.run(ctx, h, results.Record{Kind: results.Backup, Policy: p.Name, Trigger: trigger}, func(rec *results.Record) error {
 		repo, err := h.repo.Fresh()
 		if err != nil {
@@ -113,16 +115,19 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 			}
 			return err
 		}
-		partial = st.Errors.Load() > 0
 		rec.Snapshot = sn.ID.String()
+		if rec.FilesUnreadable = st.Errors.Load(); rec.FilesUnreadable > 0 {
+			rec.Outcome = results.Partial
+		}
 		return nil
 	})
 	// Retention only after a complete backup: a snapshot that skipped
 	// unreadable files must not push older, complete ones out.
-	if rec.Outcome == results.Success && !partial {
+	switch rec.Outcome {
+	case results.Success:
 		d.retention(ctx, cfg, h, p)
-	} else if partial {
-		d.log.Warn("retention skipped: the backup could not read some files", "policy", p.Name)
+	case results.Partial:
+		d.log.Warn("retention skipped: the backup could not read some files", "policy", p.Name, "files_unreadable", rec.FilesUnreadable)
 	}
 	if err := h.store.Compact(context.WithoutCancel(ctx), d.opt.ResultsKept); err != nil {
 		d.log.Warn("compacting run records failed", "err", err)

@@ -180,3 +180,38 @@ func TestDaemonRetentionKeepsLastHealthySnapshot(t *testing.T) {
 		t.Fatalf("after a backup on another device: %d snapshots %+v; want the last healthy one kept and a suspect one", len(got), got)
 	}
 }
+
+// Scenario 29 in the daemon: a backup that could not read a file is
+// recorded as partial, counting the file, and retention does not run after
+// it. Root reads through any permission: scripts/test-unprivileged.sh runs
+// this as nobody.
+func TestDaemonRecordsPartialBackup(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads unreadable files; make test runs this package as nobody too")
+	}
+	src := filepath.Join(t.TempDir(), "vol")
+	writeVolume(t, src, 5)
+	d, cfg := guardDaemon(t, src)
+	if rec := d.backupNow(t, cfg); rec.Outcome != results.Success {
+		t.Fatalf("first backup: %+v", rec)
+	}
+	locked := filepath.Join(src, "locked.db")
+	if err := os.WriteFile(locked, []byte("not for us"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(locked, 0o644) })
+	rec := d.backupNow(t, cfg)
+	if rec.Outcome != results.Partial || rec.FilesUnreadable != 1 || rec.Snapshot == "" {
+		t.Fatalf("backup with an unreadable file: %+v, want partial with 1 unreadable file and a snapshot", rec)
+	}
+	if n := len(d.snapshotsNow(t)); n != 2 {
+		t.Fatalf("%d snapshots after the partial backup; retention (keep_last 1) must not run after it, want 2", n)
+	}
+	_ = os.Chmod(locked, 0o644)
+	if rec := d.backupNow(t, cfg); rec.Outcome != results.Success {
+		t.Fatalf("complete backup: %+v", rec)
+	}
+	if n := len(d.snapshotsNow(t)); n != 1 {
+		t.Fatalf("%d snapshots after a complete backup with keep_last 1, want 1", n)
+	}
+}

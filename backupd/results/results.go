@@ -49,6 +49,9 @@ const (
 	Running Outcome = "running"
 	Success Outcome = "success"
 	Failure Outcome = "failure"
+	// Partial is a backup that saved its snapshot, but without the files
+	// it could not read (FilesUnreadable of them).
+	Partial Outcome = "partial"
 )
 
 // Failure reasons: a short fixed set, fit for a metric label.
@@ -80,17 +83,20 @@ type Record struct {
 	Reason     string    `json:"reason,omitempty"`
 	Error      string    `json:"error,omitempty"`
 
-	Snapshot       string  `json:"snapshot,omitempty"`
-	FilesNew       uint64  `json:"files_new,omitempty"`
-	FilesChanged   uint64  `json:"files_changed,omitempty"`
-	FilesUnchanged uint64  `json:"files_unchanged,omitempty"`
-	FilesSkipped   uint64  `json:"files_skipped,omitempty"`
-	BytesRead      uint64  `json:"bytes_read,omitempty"`
-	BytesWritten   uint64  `json:"bytes_written,omitempty"`
-	CPUSeconds     float64 `json:"cpu_seconds,omitempty"`
-	MaxRSS         uint64  `json:"max_rss_bytes,omitempty"`
-	ReadIOBytes    uint64  `json:"read_io_bytes,omitempty"`
-	WriteIOBytes   uint64  `json:"write_io_bytes,omitempty"`
+	Snapshot       string `json:"snapshot,omitempty"`
+	FilesNew       uint64 `json:"files_new,omitempty"`
+	FilesChanged   uint64 `json:"files_changed,omitempty"`
+	FilesUnchanged uint64 `json:"files_unchanged,omitempty"`
+	FilesSkipped   uint64 `json:"files_skipped,omitempty"`
+	// FilesUnreadable counts files a backup could not read; its snapshot
+	// lacks them (Outcome Partial).
+	FilesUnreadable uint64  `json:"files_unreadable,omitempty"`
+	BytesRead       uint64  `json:"bytes_read,omitempty"`
+	BytesWritten    uint64  `json:"bytes_written,omitempty"`
+	CPUSeconds      float64 `json:"cpu_seconds,omitempty"`
+	MaxRSS          uint64  `json:"max_rss_bytes,omitempty"`
+	ReadIOBytes     uint64  `json:"read_io_bytes,omitempty"`
+	WriteIOBytes    uint64  `json:"write_io_bytes,omitempty"`
 
 	// Drills.
 	RTOSeconds      float64 `json:"rto_seconds,omitempty"`
@@ -107,6 +113,10 @@ type Record struct {
 	// Scrub.
 	SilentChanges uint64 `json:"silent_changes,omitempty"`
 }
+
+// Completed reports whether the run did its job: it succeeded, or, partial,
+// saved its snapshot without some files.
+func (r Record) Completed() bool { return r.Outcome == Success || r.Outcome == Partial }
 
 // Duration of a finished run.
 func (r Record) Duration() time.Duration { return r.End.Sub(r.Start) }

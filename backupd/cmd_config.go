@@ -19,7 +19,12 @@ func newConfigCommand(g *globalOptions) *cobra.Command {
 	c.AddCommand(&cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a config file without running it",
-		Args:  exactArgs(1, "one FILE"),
+		Long: `Validate a config file without running it: its syntax, keys and values,
+and the paths it names. A policy source that does not exist is a warning
+(a volume may be mounted there later); a source that is not a directory, a
+missing or empty password file and a missing drill scratch directory are
+errors (exit 2).`,
+		Args: exactArgs(1, "one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConfigCheck(cmd.Context(), opts, g, args)
 		},
@@ -36,6 +41,16 @@ func runConfigCheck(_ context.Context, _ configCheckOptions, g *globalOptions, a
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	fmt.Fprintf(g.stdout, "%s: ok: %d repositories, %d policies\n", args[0], len(cfg.Repositories), len(cfg.Policies))
+	errs := 0
+	for _, f := range config.CheckPaths(cfg) {
+		fmt.Fprintf(g.stdout, "%s: %s\n", escape(args[0]), escape(f.String()))
+		if !f.Warning {
+			errs++
+		}
+	}
+	if errs > 0 {
+		return usageErr("%s: %d errors in paths the config names", args[0], errs)
+	}
+	fmt.Fprintf(g.stdout, "%s: ok: %d repositories, %d policies\n", escape(args[0]), len(cfg.Repositories), len(cfg.Policies))
 	return nil
 }

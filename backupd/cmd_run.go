@@ -71,6 +71,9 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	for _, f := range config.CheckPaths(cfg) {
+		log.Warn("config names a path that will not work as it stands", "config", opts.ConfigFile, "finding", f.String())
+	}
 	g.applyMemoryLimit(0)
 	reg, runs, storage, err := collectors.NewRegistry(version)
 	if err != nil {

@@ -210,3 +210,26 @@ func TestBackupWithUnreadableFilesExitsFive(t *testing.T) {
 		t.Fatalf("complete backup: exit %d: %s", code, errOut)
 	}
 }
+
+// config check looks at the paths too: a source that is a file is an error
+// (exit 2); a missing source is a warning (a volume may be mounted later).
+func TestConfigCheckLooksAtPaths(t *testing.T) {
+	c := newCLI(t)
+	t.Setenv("BACKUPD_PASSWORD", "set for this check")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "not-a-dir")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, out, _ := c.globals(false)
+	err := runConfigCheck(t.Context(), configCheckOptions{}, g, []string{writeDaemonConfig(t, dir, file, filepath.Join(dir, "repo"))})
+	if exitCode(err) != exitUsage || !strings.Contains(out.String(), "policies[0].source: "+file+" is not a directory") {
+		t.Fatalf("source that is a file: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	missing := filepath.Join(dir, "mnt", "vol")
+	g, out, _ = c.globals(false)
+	err = runConfigCheck(t.Context(), configCheckOptions{}, g, []string{writeDaemonConfig(t, dir, missing, filepath.Join(dir, "repo"))})
+	if err != nil || !strings.Contains(out.String(), "warning: policies[0].source: "+missing+" does not exist") || !strings.Contains(out.String(), "ok:") {
+		t.Fatalf("missing source: %v\n%s", err, out)
+	}
+}

@@ -2,7 +2,6 @@ package enginetest
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -151,6 +150,6 @@ func TestRestoreCostLinearInDepth(t *testing.T) {
 	ratio := float64(allocs[1200]) / float64(allocs[300])
 	t.Logf("allocations: depth 300 %d, depth 1200 %d, ratio %.1f (linear 4, quadratic 16)", allocs[300], allocs[1200], ratio)
 	if ratio > 8 {
-		t.Fatal(fmt.Sprintf("restore cost grows faster than the depth: %.1fx the allocations for 4x the depth", ratio))
+		t.Fatalf("restore cost grows faster than the depth: %.1fx the allocations for 4x the depth", ratio)
 	}
 }

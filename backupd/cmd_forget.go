@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbackup/backupd/backupd/prune"
-	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
 
@@ -68,11 +67,7 @@ func runForget(ctx context.Context, opts forgetOptions, g *globalOptions, _ []st
 	if err := nonNegative("grace", opts.Grace); err != nil {
 		return err
 	}
-	r, log, err := g.open(ctx)
-	if err != nil {
-		return err
-	}
-	lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "forget"})
+	r, log, lock, err := g.openExclusive(ctx, "forget")
 	if err != nil {
 		return err
 	}

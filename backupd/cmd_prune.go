@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbackup/backupd/backupd/prune"
-	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/internal/units"
 )
 
@@ -39,11 +38,7 @@ func runPrune(ctx context.Context, opts pruneOptions, g *globalOptions, _ []stri
 	if err := nonNegative("grace", opts.Grace); err != nil {
 		return err
 	}
-	r, _, err := g.open(ctx)
-	if err != nil {
-		return err
-	}
-	lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "prune"})
+	r, _, lock, err := g.openExclusive(ctx, "prune")
 	if err != nil {
 		return err
 	}

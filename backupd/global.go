@@ -247,6 +247,20 @@ func (g *globalOptions) openWith(ctx context.Context, beforeKey func()) (*reposi
 	return r, log, nil
 }
 
+// openExclusive opens the repository and takes its exclusive lock for
+// command; the caller unlocks it and works under lock.Context().
+func (g *globalOptions) openExclusive(ctx context.Context, command string) (*repository.Repo, *slog.Logger, *repository.Lock, error) {
+	r, log, err := g.open(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: command})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return r, log, lock, nil
+}
+
 func (g *globalOptions) printJSON(v any) error {
 	enc := json.NewEncoder(g.stdout)
 	enc.SetIndent("", "  ")

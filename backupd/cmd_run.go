@@ -26,6 +26,7 @@ type runOptions struct {
 	ConfigFile    string
 	ListenAddress string
 	WebConfigFile string
+	ProbeAddress  string
 	CheckInterval time.Duration
 }
 
@@ -36,7 +37,8 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 		Short: "Run the daemon: scheduled backups, verification and restore drills, exported to Prometheus",
 		Long: `Run every policy of the config on its schedule: a backup, then a verify
 run and a restore drill when they are due. Metrics are served on
---web.listen-address (/metrics, /, /healthz, /readyz, /api/v1/status).
+--web.listen-address (/metrics, /, /healthz, /readyz, /api/v1/status), and
+the probes alone on --web.probe-address when it is set.
 
 Signals: SIGTERM or SIGINT stop scheduling, interrupt a running run (its
 stored packs are reused by the next backup) and exit 0. SIGHUP, or a change
@@ -50,7 +52,8 @@ old one kept.`,
 	f := c.Flags()
 	f.StringVar(&opts.ConfigFile, "config", "", "daemon config file (YAML, see deploy/CONFIG.md)")
 	f.StringVar(&opts.ListenAddress, "web.listen-address", "127.0.0.1:9847", "address to serve metrics and status on")
-	f.StringVar(&opts.WebConfigFile, "web.config.file", "", "exporter-toolkit web config file for TLS and basic auth")
+	f.StringVar(&opts.WebConfigFile, "web.config.file", "", "exporter-toolkit web config file for TLS and basic auth (they cover /healthz and /readyz too)")
+	f.StringVar(&opts.ProbeAddress, "web.probe-address", "", "also serve /healthz and /readyz here, in plain HTTP without authentication (for a kubelet's probes when basic auth or client certificates are on)")
 	f.DurationVar(&opts.CheckInterval, "config.check-interval", 5*time.Second, "how often to look for changes of the config file")
 	return c
 }
@@ -96,7 +99,8 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	if err != nil {
 		return err
 	}
-	srv := exporter.New(reg, d, exporter.Options{ListenAddress: opts.ListenAddress, WebConfigFile: opts.WebConfigFile, Version: version, Logger: log})
+	srv := exporter.New(reg, d, exporter.Options{ListenAddress: opts.ListenAddress, WebConfigFile: opts.WebConfigFile,
+		ProbeAddress: opts.ProbeAddress, Version: version, Logger: log})
 	reload := make(chan *config.Config)
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return srv.Serve(gctx) })

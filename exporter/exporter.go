@@ -1,8 +1,11 @@
 // Package exporter serves the daemon over HTTP: /metrics (promhttp,
 // OpenMetrics with exemplars), a landing page with a per-policy status table,
 // /healthz, /readyz and /api/v1/status. TLS and basic auth come from an
-// exporter-toolkit web config file, as in node_exporter. The exporter only
-// serves what the collectors and the daemon's status already hold.
+// exporter-toolkit web config file, as in node_exporter; they cover every
+// path of the main address, the probes too. A probe address, if set, serves
+// /healthz and /readyz alone, in plain HTTP without authentication, for a
+// kubelet's probes: they reveal nothing. The exporter only serves what the
+// collectors and the daemon's status already hold.
 //
 // Imports: the Prometheus client, promhttp and exporter-toolkit, and of the
 // engine only backupd/daemon and backupd/results (for the status types). It
@@ -44,12 +47,16 @@ type Options struct {
 	Logger        *slog.Logger
 	// MaxRequestsInFlight bounds concurrent scrapes: 10.
 	MaxRequestsInFlight int
+	// ProbeAddress, if set, serves /healthz and /readyz there without TLS
+	// or authentication.
+	ProbeAddress string
 }
 
 // Server is the HTTP server.
 type Server struct {
 	opt     Options
 	handler http.Handler
+	probes  http.Handler // /healthz and /readyz alone
 	src     Source
 }
 
@@ -72,14 +79,18 @@ func New(reg *prometheus.Registry, src Source, opt Options) *Server {
 		MaxRequestsInFlight: opt.MaxRequestsInFlight,
 		ErrorLog:            slog.NewLogLogger(opt.Logger.Handler(), slog.LevelError),
 	})))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !src.Ready() {
-			http.Error(w, "not ready: repositories are being opened", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	probes := http.NewServeMux()
+	for _, m := range []*http.ServeMux{mux, probes} {
+		m.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+		m.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if !src.Ready() {
+				http.Error(w, "not ready: repositories are being opened", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
+	}
+	s.probes = probes
 	mux.HandleFunc("/api/v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -155,8 +166,45 @@ func statusTable(st []daemon.Status, now time.Time) string {
 	return b.String()
 }
 
-// Serve listens until ctx ends, then shuts down gracefully.
+// Serve listens until ctx ends, then shuts down gracefully; with a probe
+// address it serves the probes there too.
 func (s *Server) Serve(ctx context.Context) error {
+	if s.opt.ProbeAddress == "" {
+		return s.serveMain(ctx)
+	}
+	l, err := net.Listen("tcp", s.opt.ProbeAddress)
+	if err != nil {
+		return fmt.Errorf("probe address %s: %w", s.opt.ProbeAddress, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	probeErr := make(chan error, 1)
+	go func() { probeErr <- s.ServeProbes(ctx, l) }()
+	err = s.serveMain(ctx)
+	cancel()
+	if perr := <-probeErr; err == nil && perr != nil {
+		err = fmt.Errorf("probe address %s: %w", s.opt.ProbeAddress, perr)
+	}
+	return err
+}
+
+// ServeProbes serves /healthz and /readyz on l, plain HTTP without
+// authentication, until ctx ends.
+func (s *Server) ServeProbes(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.probes, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
+
+func (s *Server) serveMain(ctx context.Context) error {
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	addrs := []string{s.opt.ListenAddress}
 	systemd := false

@@ -190,3 +190,57 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
+
+// With basic auth on, a kubelet's probes (no credentials) get 401 on the
+// main address; the probe address answers them without authentication, and
+// serves nothing else. /metrics, /api and the landing page stay protected.
+func TestProbeAddressServesProbesWithoutAuth(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("scrape-secret"), bcrypt.MinCost)
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSource{}
+	s := New(prometheus.NewRegistry(), src, Options{WebConfigFile: cfg})
+	main, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 2)
+	go func() { done <- s.ServeListener(ctx, main) }()
+	go func() { done <- s.ServeProbes(ctx, probe) }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+
+	status := func(addr, path string) int {
+		t.Helper()
+		resp := getRetry(t, http.DefaultClient, "http://"+addr+path)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/status", "/"} {
+		if code := status(main.Addr().String(), path); code != http.StatusUnauthorized {
+			t.Errorf("main address %s without credentials: %d, want 401", path, code)
+		}
+	}
+	p := probe.Addr().String()
+	if code := status(p, "/healthz"); code != http.StatusOK {
+		t.Errorf("probe /healthz: %d, want 200", code)
+	}
+	if code := status(p, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("probe /readyz before ready: %d, want 503", code)
+	}
+	src.ready = true
+	if code := status(p, "/readyz"); code != http.StatusOK {
+		t.Errorf("probe /readyz when ready: %d, want 200", code)
+	}
+	for _, path := range []string{"/metrics", "/api/v1/status", "/"} {
+		if code := status(p, path); code != http.StatusNotFound {
+			t.Errorf("probe address %s: %d, want 404 (only the probes are served there)", path, code)
+		}
+	}
+}

@@ -39,7 +39,9 @@ run and a restore drill when they are due. Metrics are served on
 --web.listen-address (/metrics, /, /healthz, /readyz, /api/v1/status).
 
 Signals: SIGTERM or SIGINT stop scheduling, interrupt a running run (its
-stored packs are reused by the next backup) and exit 0. SIGHUP, or a change
+stored packs are reused by the next backup) and exit 0 within 30 seconds (a
+run not stopped by then is abandoned and counted as interrupted at the next
+start). SIGHUP, or a change
 of the config file, reloads the config; a bad new config is refused and the
 old one kept.`,
 		Args: noArgs,

@@ -41,7 +41,9 @@ run and a restore drill when they are due. Metrics are served on
 the probes alone on --web.probe-address when it is set.
 
 Signals: SIGTERM or SIGINT stop scheduling, interrupt a running run (its
-stored packs are reused by the next backup) and exit 0. SIGHUP, or a change
+stored packs are reused by the next backup) and exit 0 within 30 seconds (a
+run not stopped by then is abandoned and counted as interrupted at the next
+start). SIGHUP, or a change
 of the config file, reloads the config; a bad new config is refused and the
 old one kept.`,
 		Args: noArgs,
@@ -113,12 +115,48 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 		return context.Canceled // stop the other goroutines
 	})
 	log.Info("backupd started", "config", opts.ConfigFile, "listen", opts.ListenAddress, "policies", len(cfg.Policies), "version", version)
-	err = grp.Wait()
+	err = waitStopped(ctx, log, grp.Wait, stopGrace)
 	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 		log.Info("backupd stopped")
 		return nil
 	}
 	return err
+}
+
+// stopGrace bounds how long the daemon takes to exit after SIGTERM or
+// SIGINT (README "The daemon", docs/DESIGN.md §3.6). The running run is
+// cancelled at once: a backup stops at its next chunk or directory and
+// indexes the packs it stored (at most 10 s, archiver.checkpoint), a verify
+// or drill at its next blob or file, and the run's record is written.
+// Nothing a run opens waits on a FIFO or device put in a file's place
+// (docs/DESIGN.md §8 scenario 32). A run still going when the grace has
+// passed (stuck where cancellation cannot reach it: a read hung in the
+// kernel on a dead network file system) is abandoned, logged with
+// stopGraceMsg: the daemon exits 0 without it, and the run is counted as
+// interrupted at the next start, as after SIGKILL.
+const stopGrace = 30 * time.Second
+
+const stopGraceMsg = "the running run did not stop within the grace period after the signal; exiting without it (it is counted as interrupted at the next start)"
+
+// waitStopped returns what wait returns, or, once grace has passed since
+// ctx ended (the stopping signal) without wait returning, ctx's error.
+func waitStopped(ctx context.Context, log *slog.Logger, wait func() error, grace time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		log.Error(stopGraceMsg, "grace", grace)
+		return ctx.Err()
+	}
 }
 
 // watchConfig sends a new config on SIGHUP or when the file changes. A bad

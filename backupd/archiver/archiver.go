@@ -20,7 +20,7 @@
 // it (every FullWalkEvery'th backup loads every parent tree again, and one
 // found unreadable makes that backup read the files below it).
 //
-// Imports: repository, snapshot, chunker and faultpoint; it reaches storage
+// Imports: repository, snapshot, chunker, faultpoint and regfile; it reaches storage
 // only through repository, never a backend implementation. Like all of the
 // engine it never imports Prometheus, collectors/ or exporter/
 // (docs/DESIGN.md §2.3).
@@ -149,6 +149,10 @@ type Archiver struct {
 	// reuseByDigest is set for a backup whose parent allows subtrees to be
 	// reused by their scan digest (see Options.FullWalkEvery).
 	reuseByDigest bool
+	// beforeOpen is for tests only: a file worker calls it with a file's
+	// path just before opening it, after the scan listed its directory
+	// (the moment to swap something in; docs/DESIGN.md §8).
+	beforeOpen func(path string)
 }
 
 // New returns an archiver. It does no I/O.

@@ -57,6 +57,10 @@ type listing struct {
 	path    string
 	entries []entryInfo
 	err     error // reading the directory failed; entries are what was read
+	// dir is the open directory (nil if it could not be opened): the
+	// listing's reference is released once the walker has queued its
+	// files (walkDir) or skipped it (sourceScan.skip).
+	dir *dirHandle
 	// sum describes the whole subtree; the scanner sets it once the
 	// subtree is scanned, after the listing was sent.
 	sum     atomic.Pointer[subtreeSum]
@@ -157,9 +161,15 @@ type sourceScan struct {
 	digester   *blake3.Hasher // scanner goroutine only
 	scratch    []byte         // scanner goroutine only
 	dirents    []byte         // scanner goroutine only: getdents records
+	handles    handleSet      // the directories still open
 
 	errOnce error
 }
+
+// dirWeight is what holding a directory open weighs in the look-ahead
+// budget besides its entries: at most scanAhead/(dirWeight+1), 512,
+// listings sent ahead hold a descriptor, however wide the tree.
+const dirWeight = 31
 
 // prescan starts scanning source with a look-ahead budget of ahead
 // entries. now is the clock whose reading becomes the snapshot's time (nil:
@@ -199,58 +209,67 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 		s.errOnce = fmt.Errorf("backup %s: %w", source, err)
 		return s
 	}
+	h := s.handles.add(d)
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(s.finished)
 		defer close(s.out)
-		defer d.Close()
-		s.scanDir(ctx, abs, d, nil)
+		defer h.release()
+		s.scanDir(ctx, abs, h, nil)
 	}()
 	return s
 }
 
-// Stop ends the scan and waits for its goroutine.
+// Stop ends the scan, waits for its goroutine and closes every directory
+// still open. The walk and the file workers must be done.
 func (s *sourceScan) Stop() {
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.handles.closeAll()
 }
 
 // scanDir lists the directory d at path (or, if it could not be opened,
 // sends a listing with openErr), sends the listing, scans its
 // subdirectories, and then sets the listing's subtree sum and returns it.
-// It returns nil once the context is done. d stays open while the
-// subdirectories are scanned: they are opened relative to it.
-func (s *sourceScan) scanDir(ctx context.Context, path string, d dirFD, openErr error) *subtreeSum {
+// It returns nil once the context is done. The caller's reference to d
+// keeps it open while the subdirectories are scanned (they are opened
+// relative to it); the listing takes one of its own, for the file workers.
+func (s *sourceScan) scanDir(ctx context.Context, path string, d *dirHandle, openErr error) *subtreeSum {
 	var l *listing
 	if openErr != nil {
 		l = &listing{path: path, err: openErr, sumDone: make(chan struct{})}
 	} else {
-		l = listDir(ctx, d, path, s.dirents)
+		l = listDir(ctx, d.fd, path, s.dirents)
+		l.dir = d.acquire()
 	}
 	if w := s.weight(l); !s.budget.TryAcquire(w) {
 		s.starveOnce.Do(func() { close(s.starved) })
 		if err := s.budget.Acquire(ctx, w); err != nil {
+			l.dir.release()
 			return nil
 		}
 	}
 	select {
 	case s.out <- l:
 	case <-ctx.Done():
+		l.dir.release()
 		return nil
 	}
 	var subs []*subtreeSum
 	for i := range l.entries {
 		if e := &l.entries[i]; e.err == nil && e.isRegularDir {
 			cp := filepath.Join(path, e.name)
-			cd, err := openSubdir(d, cp, e)
-			sub := s.scanDir(ctx, cp, cd, err)
+			var ch *dirHandle
+			cd, err := openSubdir(d.fd, cp, e)
 			if err == nil {
-				_ = cd.Close()
+				ch = s.handles.add(cd)
 			}
+			sub := s.scanDir(ctx, cp, ch, err)
+			ch.release()
 			if sub == nil {
 				return nil
 			}
@@ -267,17 +286,20 @@ func (s *sourceScan) scanDir(ctx context.Context, path string, d dirFD, openErr 
 // subtree the walk reuses.
 func (s *sourceScan) skip(ctx context.Context, n uint64) error {
 	for range n {
-		if _, err := s.receive(ctx); err != nil {
+		l, err := s.receive(ctx)
+		if err != nil {
 			return err
 		}
+		l.dir.release()
 	}
 	return nil
 }
 
-// weight is a listing's share of the budget; a directory bigger than the
-// whole budget takes all of it, alone.
+// weight is a listing's share of the budget (its entries, and dirWeight
+// for the descriptor it holds); a directory bigger than the whole budget
+// takes all of it, alone.
 func (s *sourceScan) weight(l *listing) int64 {
-	return min(int64(len(l.entries))+1, s.ahead)
+	return min(int64(len(l.entries))+1+dirWeight, s.ahead)
 }
 
 // rootListing returns the root directory's listing, which must be read

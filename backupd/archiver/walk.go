@@ -47,6 +47,7 @@ type walker struct {
 // read whole. Either way no line written before the backup started is lost
 // from the pair (docs/DESIGN.md §8 scenario 11).
 func (w *walker) walkDir(ctx context.Context, l *listing, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
+	defer l.dir.release() // each file job holds its own reference
 	w.a.Stats.Dirs.Add(1)
 	if l.err != nil {
 		w.a.warn(l.path, l.err)
@@ -57,7 +58,7 @@ func (w *walker) walkDir(ctx context.Context, l *listing, parent *snapshot.Tree,
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e, ok, err := w.walkEntry(ctx, l.path, &l.entries[i], prev)
+		e, ok, err := w.walkEntry(ctx, l, &l.entries[i], prev)
 		if err != nil {
 			return nil, err
 		}
@@ -70,11 +71,11 @@ func (w *walker) walkDir(ctx context.Context, l *listing, parent *snapshot.Tree,
 	return res, nil
 }
 
-// walkEntry turns one entry of the directory dir into an entry of its tree;
-// ok is false for an entry the tree leaves out (unreadable, gone, or not
-// data).
-func (w *walker) walkEntry(ctx context.Context, dir string, ce *entryInfo, prev *parentDir) (e entry, ok bool, err error) {
-	p := filepath.Join(dir, ce.name)
+// walkEntry turns one entry of the directory listed in l into an entry of
+// its tree; ok is false for an entry the tree leaves out (unreadable, gone,
+// or not data).
+func (w *walker) walkEntry(ctx context.Context, l *listing, ce *entryInfo, prev *parentDir) (e entry, ok bool, err error) {
+	p := filepath.Join(l.path, ce.name)
 	if ce.err != nil {
 		if !errors.Is(ce.err, fs.ErrNotExist) {
 			w.a.warn(p, ce.err)
@@ -89,7 +90,7 @@ func (w *walker) walkEntry(ctx context.Context, dir string, ce *entryInfo, prev 
 	case mode&fs.ModeSymlink != 0:
 		e = symlinkEntry(ce)
 	case mode.IsRegular():
-		e, err = w.regularFile(ctx, p, ce, pn, prev)
+		e, err = w.regularFile(ctx, l.dir, p, ce, pn, prev)
 	default:
 		// Sockets, FIFOs and devices are not data: skipped and counted.
 		w.a.Stats.FilesSkipped.Add(1)
@@ -143,6 +144,7 @@ func (w *walker) subdir(ctx context.Context, p string, ce *entryInfo, pn *snapsh
 	if res, ok, err := w.a.reuseSubtree(ctx, w.scan, cl, pn); err != nil {
 		return entry{}, err
 	} else if ok {
+		cl.dir.release()
 		return entry{node: baseNode(ce), dir: res}, nil
 	}
 	sub, subID := w.a.parentSubtree(ctx, p, pn)
@@ -175,8 +177,8 @@ func symlinkEntry(ce *entryInfo) entry {
 }
 
 // regularFile reuses the parent's node of an unchanged file and queues any
-// other file for the file workers.
-func (w *walker) regularFile(ctx context.Context, p string, ce *entryInfo, pn *snapshot.Node, prev *parentDir) (entry, error) {
+// other file for the file workers, to be opened in the directory d.
+func (w *walker) regularFile(ctx context.Context, d *dirHandle, p string, ce *entryInfo, pn *snapshot.Node, prev *parentDir) (entry, error) {
 	a := w.a
 	a.Stats.BytesTotal.Add(uint64(ce.size))
 	same := pn != nil && a.unchanged(pn, ce)
@@ -185,9 +187,11 @@ func (w *walker) regularFile(ctx context.Context, p string, ce *entryInfo, pn *s
 		return entry{node: keptNode(pn, ce)}, nil
 	}
 	job := newFileJob(p, ce, pn, same, prev)
+	job.dir = d.acquire()
 	select {
 	case w.files <- job:
 	case <-ctx.Done():
+		job.dir.release()
 		return entry{}, ctx.Err()
 	}
 	return entry{file: job.res}, nil
@@ -221,7 +225,7 @@ func newFileJob(p string, ce *entryInfo, pn *snapshot.Node, verify bool, prev *p
 	if pn != nil && pn.Type != snapshot.TypeFile {
 		pn = nil
 	}
-	job := &fileJob{path: p, name: ce.name, parent: pn, known: pn != nil, verify: verify, res: &fileResult{done: make(chan struct{})}}
+	job := &fileJob{path: p, name: ce.name, inode: ce.inode, parent: pn, known: pn != nil, verify: verify, res: &fileResult{done: make(chan struct{})}}
 	// A file renamed within the directory (a rotated log) is compared
 	// with its old node, chunk by chunk.
 	if pn == nil || pn.Inode != ce.inode {

@@ -3,14 +3,18 @@ package archiver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"slices"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/meshbackup/backupd/backupd/chunker"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
+	"github.com/meshbackup/backupd/backupd/regfile"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
@@ -40,20 +44,24 @@ func (w *worker) id(b []byte) repository.ID {
 // errors are returned.
 func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	defer close(job.res.done)
-	f, err := openSource(job.path)
+	defer job.dir.release()
+	if h := w.a.beforeOpen; h != nil {
+		h(job.path)
+	}
+	f, st, err := openSource(job)
 	if err != nil {
 		return w.openFailed(job, err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		w.skip(job)
-		return nil
+	if st.Ino != job.inode {
+		// Replaced (renamed over: a config dump rewritten) since the scan,
+		// within the directory the scan listed: read as found.
+		w.a.log.Debug("file replaced since the scan; read as found", "path", job.path)
 	}
-	info := newEntryInfo(job.name, fi)
+	info := entryFromStat(job.name, st)
 	node := baseNode(&info)
 	node.Type = snapshot.TypeFile
-	content, offset, ok := w.keptContent(ctx, f, job, &node, fi.Size())
+	content, offset, ok := w.keptContent(ctx, f, job, &node, st.Size)
 	if !ok {
 		return w.keepParent(job, errors.New("could not re-read it to compare with the backup"))
 	}
@@ -70,20 +78,29 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	return nil
 }
 
-// openSource opens a source file for reading without following a symlink,
-// and without updating its access time where the file's owner allows it.
-func openSource(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
-	if errors.Is(err, fs.ErrPermission) {
-		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+// openSource opens the file of a job for reading (regfile.OpenAt): relative
+// to the directory the scan listed it in, so no symlink swapped in for that
+// directory or an ancestor is followed (docs/DESIGN.md §8 scenario 31) and
+// path length is no limit; not through a symlink swapped in for the file;
+// never waiting on a FIFO or device swapped in (scenario 32); only a
+// regular file; without updating its access time where the owner allows.
+func openSource(job *fileJob) (*os.File, *unix.Stat_t, error) {
+	if job.dir == nil {
+		return nil, nil, fmt.Errorf("internal error: %s queued without its directory", job.path)
 	}
-	return f, err
+	return regfile.OpenAt(int(job.dir.fd), job.name, job.path)
 }
 
 // openFailed handles a file that could not be opened: gone or replaced by
-// a symlink since the scan (skipped quietly), unreadable (skipped and
-// warned about), or due for its full read (the parent's version kept).
+// a symlink since the scan (skipped quietly), replaced by something that is
+// not a regular file or unreadable (skipped and warned about, an error), or
+// due for its full read (the parent's version kept).
 func (w *worker) openFailed(job *fileJob, err error) error {
+	if errors.Is(err, regfile.ErrNotRegular) {
+		w.skip(job)
+		w.a.warn(job.path, err)
+		return nil
+	}
 	if job.verify && !errors.Is(err, fs.ErrNotExist) {
 		return w.keepParent(job, err)
 	}

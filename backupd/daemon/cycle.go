@@ -14,6 +14,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/checker"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/prune"
+	"github.com/meshbackup/backupd/backupd/regfile"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/restorer"
 	"github.com/meshbackup/backupd/backupd/results"
@@ -219,12 +220,19 @@ func (d *Daemon) runScrub(ctx context.Context, h *repoHandle, p config.Policy) r
 			return err
 		}
 		rec.Snapshot = sn.ID.String()
+		// Files are opened beneath the source, relative paths from it.
+		root, err := os.OpenRoot(p.Source)
+		if err != nil {
+			return fmt.Errorf("scrub: open source: %w", err)
+		}
+		defer root.Close()
 		var buf []byte
-		return snapshot.Walk(ctx, repo, sn.Tree, p.Source, func(path string, n *snapshot.Node) error {
+		return snapshot.Walk(ctx, repo, sn.Tree, ".", func(rel string, n *snapshot.Node) error {
 			if n.TailRuns > 0 {
 				return nil
 			}
-			same, err := scrubFile(ctx, repo, path, *n, &buf)
+			path := filepath.Join(p.Source, rel)
+			same, err := scrubFile(ctx, repo, root, rel, *n, &buf)
 			if err != nil || same == nil {
 				return nil // gone or changed openly: the next backup handles it
 			}
@@ -257,18 +265,20 @@ func latest(ctx context.Context, h *repoHandle, p config.Policy, hostname string
 	return repo, snapshot.Latest(snaps, p.Name, p.Source, hostname), nil
 }
 
-// scrubFile returns nil when the file's metadata changed (not a scrub
-// candidate), else whether its content still matches the node.
-func scrubFile(ctx context.Context, repo *repository.Repo, p string, n snapshot.Node, buf *[]byte) (*bool, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+// scrubFile returns nil when the file at rel beneath root is not a regular
+// file any more or its metadata changed (not a scrub candidate), else
+// whether its content still matches the node. It never waits on a FIFO or
+// device put in the file's place (regfile.OpenInRoot; docs/DESIGN.md §8
+// scenario 32).
+func scrubFile(ctx context.Context, repo *repository.Repo, root *os.Root, rel string, n snapshot.Node, buf *[]byte) (*bool, error) {
+	f, fi, err := regfile.OpenInRoot(root, rel)
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	if m, ok := snapshot.FileMetaOf(fi); !ok || !snapshot.SameMetadata(n, m) {
 		return nil, nil
 	}
@@ -332,11 +342,20 @@ func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) r
 	})
 }
 
-// proveTree re-reads every restored file and checks it against its node.
+// proveTree re-reads every restored file and checks it against its node. A
+// file that cannot be opened as a regular file (a FIFO put in its place is
+// never waited on: regfile.OpenInRoot, docs/DESIGN.md §8 scenario 32) is
+// mismatched. Files are opened beneath dir, one component at a time, so
+// path length is no limit.
 func proveTree(ctx context.Context, repo *repository.Repo, id repository.ID, dir string) (mismatched, verified uint64, err error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("drill: open scratch: %w", err)
+	}
+	defer root.Close()
 	var buf []byte
-	err = snapshot.Walk(ctx, repo, id, dir, func(path string, n *snapshot.Node) error {
-		f, err := os.Open(path)
+	err = snapshot.Walk(ctx, repo, id, ".", func(rel string, n *snapshot.Node) error {
+		f, _, err := regfile.OpenInRoot(root, rel)
 		if err != nil {
 			mismatched++
 			return nil

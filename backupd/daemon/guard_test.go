@@ -16,17 +16,6 @@ import (
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
 
-// nopObserver takes the daemon's events and drops them.
-type nopObserver struct{}
-
-func (nopObserver) Configured(*config.Config)  {}
-func (nopObserver) Restored([]results.Record)  {}
-func (nopObserver) RunStarted(results.Record)  {}
-func (nopObserver) RunFinished(results.Record) {}
-func (nopObserver) Skipped(string, string)     {}
-func (nopObserver) Missed(string, int)         {}
-func (nopObserver) RepositoryState(RepoState)  {}
-
 // guardDaemon is a daemon with one policy backing up source (a symlink the
 // test points at the "volume") into a local repository, keep_last 1.
 func guardDaemon(t *testing.T, source string) (*Daemon, *config.Config) {

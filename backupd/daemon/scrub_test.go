@@ -38,8 +38,13 @@ func TestScrubFindsSilentChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := tree.Nodes[0]
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
 	var buf []byte
-	same, err := scrubFile(t.Context(), repo, p, node, &buf)
+	same, err := scrubFile(t.Context(), repo, root, "raft.db", node, &buf)
 	if err != nil || same == nil || !*same {
 		t.Fatalf("untouched file: same=%v err=%v", same, err)
 	}
@@ -49,13 +54,13 @@ func TestScrubFindsSilentChanges(t *testing.T) {
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if same, _ := scrubFile(t.Context(), repo, p, node, &buf); same != nil {
+	if same, _ := scrubFile(t.Context(), repo, root, "raft.db", node, &buf); same != nil {
 		t.Fatal("a file with changed metadata is the next backup's job, not scrub's")
 	}
 	fi, _ := os.Stat(p)
 	st := fi.Sys().(*syscall.Stat_t)
 	node.MtimeNS, node.CtimeNS, node.Inode = fi.ModTime().UnixNano(), st.Ctim.Sec*1e9+st.Ctim.Nsec, st.Ino
-	same, err = scrubFile(t.Context(), repo, p, node, &buf)
+	same, err = scrubFile(t.Context(), repo, root, "raft.db", node, &buf)
 	if err != nil || same == nil || *same {
 		t.Fatalf("silent change not found: same=%v err=%v", same, err)
 	}

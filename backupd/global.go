@@ -100,7 +100,8 @@ and verifies every blob by reading it back.
 
 	unknownSubcommand(root)
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
-		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g))
+		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g),
+		newRepairCommand(g), newUnlockCommand(g))
 	return root
 }
 

@@ -280,7 +280,9 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
 		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
 	}
-	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
+	// Recorded damage that no copy has healed may lie below a subtree the
+	// digest would reuse: walk everything, so files needing it are read.
+	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery && a.repo.UnhealedDamage() == 0
 	treeID, err := a.run(ctx, scan, root, parentTree, parentRoot)
 	if err != nil {
 		// Checkpoint: index the packs already stored, so the next backup

@@ -36,11 +36,18 @@ type Options struct {
 	Logger   *slog.Logger
 	// Progress, if set, is called after each pack read back.
 	Progress func(done, total int)
+	// NoRecord leaves damage found unrecorded. By default a check that
+	// finds damaged or missing data records it in the repository (see
+	// recordDamage), so that backups store it again.
+	NoRecord bool
+	// FoundBy names the caller in damage records ("check", "verify");
+	// "check" by default.
+	FoundBy string
 }
 
 // Problem is one finding.
 type Problem struct {
-	Kind    string        `json:"kind"` // missing-pack, corrupt-pack, corrupt-blob, bad-index, bad-snapshot, missing-blob, index-mismatch
+	Kind    string        `json:"kind"` // missing-pack, corrupt-pack, corrupt-blob, bad-index, bad-snapshot, missing-blob, damaged-blob, index-mismatch, bad-tree
 	Object  string        `json:"object"`
 	Pack    string        `json:"pack,omitempty"`
 	Message string        `json:"message"`
@@ -66,6 +73,12 @@ type Report struct {
 	BlobsChecked   int        `json:"blobs_checked"`
 	CorruptBlobs   int        `json:"corrupt_blobs"`
 	UnindexedPacks int        `json:"unindexed_packs"`
+	// Recorded names the damage record this check wrote, if any.
+	Recorded string `json:"recorded,omitempty"`
+	// Suggestions are the commands that repair what was found.
+	Suggestions []string `json:"suggestions"`
+
+	damage *repository.Damage
 }
 
 // OK reports whether nothing is wrong.
@@ -84,12 +97,17 @@ func (r *Report) add(p Problem) {
 // (check takes no lock): if the first pass finds missing packs, blobs or
 // index files and the set of index files changed while it ran, the check
 // runs once more and that pass is reported.
-func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {
+func Check(ctx context.Context, repo *repository.Repo, opt Options) (rep *Report, err error) {
+	defer func() {
+		if err == nil {
+			finish(ctx, repo, opt, rep)
+		}
+	}()
 	before, err := indexNames(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := check(ctx, repo, opt)
+	rep, err = check(ctx, repo, opt)
 	if err != nil || rep.OK() {
 		return rep, err
 	}
@@ -130,9 +148,14 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 		return nil, fmt.Errorf("check: subset %d/%d: want n/t with 1 <= n <= t", opt.SubsetN, opt.SubsetT)
 	}
 	rep := &Report{}
+	var err error
 	be := repo.Backend()
+	if rep.damage, err = loadDamage(ctx, repo); err != nil {
+		return nil, err
+	}
 
 	files, err := repo.ReadIndexFiles(ctx)
+	badIndex := false
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +173,11 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 			if errors.Is(f.Err, backend.ErrNotFound) {
 				continue
 			}
-			rep.add(Problem{Kind: "bad-index", Object: "index/" + f.ID.String(), Message: f.Err.Error()})
+			if superseded[f.ID] {
+				continue // a repair index that was interrupted before removing it
+			}
+			badIndex = true
+			rep.add(Problem{Kind: "bad-index", Object: "index/" + f.Name, Message: f.Err.Error() + "; its packs are intact: run 'backupd repair index' to rebuild the index from them"})
 			continue
 		}
 		if superseded[f.ID] {
@@ -195,7 +222,7 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 		want, ok := indexed[pid]
 		if !ok {
 			rep.UnindexedPacks++
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("pack %s is not indexed (left by an interrupted backup: the next backup reuses it, prune removes it)", pid.Str()))
+			rep.Warnings = append(rep.Warnings, unindexedWarning(pid, badIndex, rep.damage))
 			continue
 		}
 		inTrailer := map[repository.ID]repository.PackBlob{}
@@ -267,6 +294,7 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 				var ce *repository.CorruptError
 				if errors.As(treeErr, &ce) && !ce.Pack.IsNull() {
 					prob.Pack = ce.Pack.String()
+					prob.id, prob.isBlob = ce.ID, true
 				}
 				rep.add(prob)
 			} else {
@@ -275,7 +303,7 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 						hit = true
 						if !missing[id] {
 							missing[id] = true
-							rep.add(Problem{Kind: "missing-blob", Object: "blob/" + id.String(), Message: fmt.Sprintf("blob %s of %s is not in any index", id.Str(), p)})
+							rep.add(blobProblem(repo, id, p))
 						}
 					} else if isDamaged(id) {
 						hit = true
@@ -309,8 +337,11 @@ func walk(ctx context.Context, repo *repository.Repo, id repository.ID, dir stri
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !repo.Index().Has(id) {
+	if loc, ok := repo.Index().Lookup(id); !ok {
 		fn(dir, nil, fmt.Errorf("tree %s is not in any index", id.Str()))
+		return nil
+	} else if loc.Damaged {
+		fn(dir, nil, fmt.Errorf("tree %s was recorded damaged in pack %s", id.Str(), loc.Pack.Str()))
 		return nil
 	}
 	tree, err := snapshot.LoadTree(ctx, repo, id)

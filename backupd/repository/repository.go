@@ -32,6 +32,7 @@ type Repo struct {
 	delta     []IndexPack     // packs stored but not yet in an index file
 	lastIndex time.Time
 	indexIDs  []ID // index files loaded or written
+	damage    *Damage // loaded by LoadIndex
 	// treePacks caches whole tree packs (see treePack).
 	treeMu    sync.Mutex
 	treePacks map[ID][]byte

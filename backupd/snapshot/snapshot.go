@@ -116,6 +116,9 @@ type Snapshot struct {
 	// the target directory. Snapshots made before 2026-12-01 lack it; their
 	// restores leave the target's metadata alone.
 	Root *RootMeta `json:"root,omitempty"`
+	// Repaired is set on a snapshot that repair snapshots wrote in place
+	// of one that referred to lost data (see Repair).
+	Repaired *RepairInfo `json:"repaired,omitempty"`
 
 	// ID is the object id; not stored.
 	ID repository.ID `json:"-"`

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/meshbackup/backupd/bench/workload"
+)
+
+// callErr runs fn in-process and returns what it printed and its error.
+func callErr[O any](c *cli, fn func(context.Context, O, *globalOptions, []string) error, opts O, jsonOut bool, args ...string) (string, error) {
+	c.t.Helper()
+	g, out, _ := c.globals(jsonOut)
+	err := fn(c.t.Context(), opts, g, args)
+	return out.String(), err
+}
+
+// packsBySize lists the repository's packs, biggest first.
+func packsBySize(t *testing.T, repo string) []string {
+	t.Helper()
+	packs, err := filepath.Glob(filepath.Join(repo, "data", "*", "*"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no packs: %v", err)
+	}
+	size := func(p string) int64 { fi, _ := os.Stat(p); return fi.Size() }
+	sort.Slice(packs, func(i, j int) bool { return size(packs[i]) > size(packs[j]) })
+	return packs
+}
+
+func flipByte(t *testing.T, p string, at func(n int) int) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[at(len(b))] ^= 0x40
+	_ = os.Chmod(p, 0o600)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func objects(t *testing.T, repo, dir string) []string {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(repo, dir))
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// Issue 15 finding 1: a damaged pack's blobs stayed in the index, so every
+// later backup deduplicated against them and stored nothing.
+func TestRepairDamagedPackIsStoredAgain(t *testing.T) {
+	c := newCLI(t)
+	src := genVolume(t, workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.05, Seed: 3})
+	want := manifest(t, src)
+	c.init()
+	c.backup(src)
+	big := packsBySize(t, c.repo)[0]
+	flipByte(t, big, func(n int) int { return n / 4 })
+
+	out, err := callErr(c, runCheck, checkOptions{ReadData: true}, false)
+	if exitCode(err) != exitCorrupt || !strings.Contains(out, "corrupt-blob") {
+		t.Fatalf("check --read-data: exit %d: %v\n%s", exitCode(err), err, out)
+	}
+	if len(objects(t, c.repo, "damaged")) != 1 || !strings.Contains(out, "recorded the damage") {
+		t.Fatalf("check did not record the damage: %v\n%s", objects(t, c.repo, "damaged"), out)
+	}
+	// A plain check, without read-back, still reports the recorded damage.
+	if out, err := callErr(c, runCheck, checkOptions{}, false); exitCode(err) != exitCorrupt || !strings.Contains(out, "damaged-blob") {
+		t.Fatalf("plain check after recording: exit %d\n%s", exitCode(err), out)
+	}
+
+	s2 := c.backup(src)
+	if s2.BytesWritten < 64<<10 {
+		t.Fatalf("backup after damage was recorded stored %d bytes: it deduplicated against the damaged blobs", s2.BytesWritten)
+	}
+	c.assertRestoreEquals(s2.SnapshotID, want)
+
+	out, err = callErr(c, runRepairIndex, repairIndexOptions{}, false)
+	if err != nil || !strings.Contains(out, "dropped blob") {
+		t.Fatalf("repair index: %v\n%s", err, out)
+	}
+	if out, err := callErr(c, runCheck, checkOptions{ReadData: true}, false); err != nil {
+		t.Fatalf("check --read-data after backup and repair index: %v\n%s", err, out)
+	}
+	c.assertRestoreEquals(s2.SnapshotID, want)
+	// The first snapshot is healed too: its lost blobs were stored again.
+	snaps := c.snapshots("mesh")
+	c.assertRestoreEquals(snaps[0].ID, want)
+}
+
+// The RepositoryCorruption runbook (alerts/runbooks.md), step by step, as
+// an operator runs it: a pack is lost, and the source changed meanwhile, so
+// some lost data is gone for good.
+func TestRepairRunbookEndToEnd(t *testing.T) {
+	c := newCLI(t)
+	opt := workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.03, Seed: 11}
+	src := genVolume(t, opt)
+	c.init()
+	c.backup(src)
+	if err := workload.Mutate(src, opt, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.backup(src)
+	for _, p := range packsBySize(t, c.repo)[:2] {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := manifest(t, src)
+
+	steps := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"check", "--read-data"}, exitCorrupt},
+		{[]string{"repair", "index"}, exitOK},
+		{[]string{"backup", "--policy", "mesh", src}, exitOK},
+		{[]string{"repair", "snapshots"}, exitOK},
+		{[]string{"check", "--read-data"}, exitOK},
+	}
+	for _, s := range steps {
+		out, errOut, code := c.run(nil, s.args...)
+		if code != s.code {
+			t.Fatalf("backupd %s: exit %d, want %d\n%s\n%s", strings.Join(s.args, " "), code, s.code, out, errOut)
+		}
+		if s.args[0] == "repair" && s.args[1] == "snapshots" && !strings.Contains(out, "rewrote snapshot") {
+			t.Fatalf("repair snapshots rewrote nothing:\n%s", out)
+		}
+	}
+	c.assertRestoreEquals("latest", want)
+	for _, s := range c.snapshots("mesh") {
+		target := filepath.Join(t.TempDir(), "r")
+		c.restore(restoreOptions{Target: target}, s.ID)
+	}
+}
+
+// repairSnapshotsJSON is repair snapshots' --json output, as far as tests read it.
+type repairSnapshotsJSON struct {
+	Rewritten []struct {
+		Original    string `json:"original"`
+		Replacement string `json:"replacement"`
+		Seq         uint64 `json:"seq"`
+		Files       []struct {
+			Path   string `json:"path"`
+			Action string `json:"action"`
+		} `json:"files"`
+	} `json:"rewritten"`
+}
+
+func TestRepairSnapshotsModes(t *testing.T) {
+	for _, remove := range []bool{false, true} {
+		t.Run(map[bool]string{false: "truncate", true: "remove"}[remove], func(t *testing.T) {
+			c := newCLI(t)
+			src := genVolume(t, workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.03, Seed: 7})
+			c.init()
+			s1 := c.backup(src)
+			before := c.snapshots("mesh")
+			_ = os.Remove(packsBySize(t, c.repo)[0])
+			out, err := callErr(c, runRepairSnapshots, repairSnapshotsOptions{RemoveDamaged: remove}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res repairSnapshotsJSON
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatal(err, out)
+			}
+			if len(res.Rewritten) != 1 || res.Rewritten[0].Original != s1.SnapshotID || len(res.Rewritten[0].Files) == 0 {
+				t.Fatalf("report: %s", out)
+			}
+			action := "truncated"
+			if remove {
+				action = "removed"
+			}
+			for _, f := range res.Rewritten[0].Files {
+				if f.Action != action {
+					t.Fatalf("file %s: action %s, want %s", f.Path, f.Action, action)
+				}
+			}
+			after := c.snapshots("mesh")
+			if len(after) != 1 || after[0].ID != res.Rewritten[0].Replacement || after[0].Seq != before[0].Seq || !after[0].Time.Equal(before[0].Time) {
+				t.Fatalf("snapshots before %+v, after %+v", before, after)
+			}
+			// The index still lists the lost pack until repair index.
+			if out, err := callErr(c, runCheck, checkOptions{}, false); exitCode(err) != exitCorrupt || !strings.Contains(out, "missing-pack") || strings.Contains(out, "affected:") {
+				t.Fatalf("check after repair snapshots: %v\n%s", err, out)
+			}
+			call(c, runRepairIndex, repairIndexOptions{}, false)
+			if out, err := callErr(c, runCheck, checkOptions{}, false); err != nil {
+				t.Fatalf("check after repair snapshots and repair index: %v\n%s", err, out)
+			}
+			c.restore(restoreOptions{Target: filepath.Join(t.TempDir(), "r")}, "latest")
+		})
+	}
+}

@@ -201,3 +201,93 @@ func TestRepairSnapshotsModes(t *testing.T) {
 		})
 	}
 }
+
+// Issue 15 finding 7: one bad index file stopped every command, and check
+// called the packs it listed leftovers of an interrupted backup; a deleted
+// index file was not healed by the next backup.
+func TestRepairIndexBadOrDeletedIndexFile(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, p string)
+	}{
+		{"bit flip", func(t *testing.T, p string) { flipByte(t, p, func(n int) int { return n / 2 }) }},
+		{"truncated", func(t *testing.T, p string) { _ = os.Truncate(p, 20) }},
+		{"deleted", func(t *testing.T, p string) { _ = os.Remove(p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCLI(t)
+			opt := workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.03, Seed: 5}
+			src := genVolume(t, opt)
+			c.init()
+			s1 := c.backup(src)
+			want1 := manifest(t, src)
+			idx := objects(t, c.repo, "index")
+			if err := workload.Mutate(src, opt, 1); err != nil {
+				t.Fatal(err)
+			}
+			s2 := c.backup(src)
+			want2 := manifest(t, src)
+			tc.damage(t, filepath.Join(c.repo, "index", idx[0]))
+
+			out, err := callErr(c, runCheck, checkOptions{}, false)
+			if exitCode(err) != exitCorrupt || !strings.Contains(out, "repair index") || tc.name != "deleted" && strings.Contains(out, "interrupted backup") ||
+				tc.name == "deleted" && !strings.Contains(out, "index file was lost") {
+				t.Fatalf("check: exit %d\n%s", exitCode(err), out)
+			}
+			if tc.name != "deleted" {
+				if !strings.Contains(out, "bad-index") || !strings.Contains(out, idx[0][:8]) {
+					t.Fatalf("check does not name the bad index file %s:\n%s", idx[0], out)
+				}
+				g, _, _ := c.globals(true)
+				err := runRestore(t.Context(), restoreOptions{Target: filepath.Join(t.TempDir(), "r")}, g, []string{"latest"})
+				if exitCode(err) != exitCorrupt || !strings.Contains(err.Error(), "index/"+idx[0]) || !strings.Contains(err.Error(), "backupd repair index") {
+					t.Fatalf("restore: exit %d: %v", exitCode(err), err)
+				}
+			}
+			out = call(c, runRepairIndex, repairIndexOptions{}, true)
+			var res struct {
+				NewlyIndexed int      `json:"newly_indexed_packs"`
+				Removed      []string `json:"index_removed"`
+			}
+			if err := json.Unmarshal([]byte(out), &res); err != nil || res.NewlyIndexed == 0 {
+				t.Fatalf("repair index: %v\n%s", err, out)
+			}
+			if out, err := callErr(c, runCheck, checkOptions{ReadData: true}, false); err != nil {
+				t.Fatalf("check after repair index: %v\n%s", err, out)
+			}
+			c.assertRestoreEquals(s1.SnapshotID, want1)
+			c.assertRestoreEquals(s2.SnapshotID, want2)
+			s3 := c.backup(src)
+			c.assertRestoreEquals(s3.SnapshotID, want2)
+		})
+	}
+}
+
+// A kill during repair index leaves a usable repository: after the new
+// index is written and before the old ones are removed, readers skip the
+// superseded (even unreadable) old files.
+func TestRepairIndexInterruptedBeforeRemoval(t *testing.T) {
+	c := newCLI(t)
+	src := genVolume(t, workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.02, Seed: 9})
+	want := manifest(t, src)
+	c.init()
+	s1 := c.backup(src)
+	old := objects(t, c.repo, "index")
+	flipByte(t, filepath.Join(c.repo, "index", old[0]), func(n int) int { return n / 2 })
+	keep := filepath.Join(t.TempDir(), "old")
+	b, _ := os.ReadFile(filepath.Join(c.repo, "index", old[0]))
+	_ = os.WriteFile(keep, b, 0o600)
+	call(c, runRepairIndex, repairIndexOptions{}, false)
+	// Put the removed, unreadable file back: as if killed before removing it.
+	if err := os.WriteFile(filepath.Join(c.repo, "index", old[0]), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.assertRestoreEquals(s1.SnapshotID, want)
+	if out, err := callErr(c, runCheck, checkOptions{}, false); err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	call(c, runRepairIndex, repairIndexOptions{}, false)
+	if got := objects(t, c.repo, "index"); len(got) != 1 {
+		t.Fatalf("index files after a rerun: %v", got)
+	}
+}

@@ -167,10 +167,10 @@ type Location struct {
 }
 
 type entry struct {
-	pack   uint32
-	offset uint32
-	length uint32
-	rawLen uint32
+	pack    uint32
+	offset  uint32
+	length  uint32
+	rawLen  uint32
 	typ     BlobType
 	flags   uint8
 	damaged bool

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/bench/workload"
 )
 
@@ -289,5 +293,51 @@ func TestRepairIndexInterruptedBeforeRemoval(t *testing.T) {
 	call(c, runRepairIndex, repairIndexOptions{}, false)
 	if got := objects(t, c.repo, "index"); len(got) != 1 {
 		t.Fatalf("index files after a rerun: %v", got)
+	}
+}
+
+// Issue 15 finding 13, through restore: a crafted index entry is a
+// corruption error (exit 3) naming the index file, not a 4 GB allocation.
+func TestCraftedIndexEntryRestoreIsCorrupt(t *testing.T) {
+	c := newCLI(t)
+	src := genVolume(t, workload.Options{Proxies: 1, ConsulServers: 1, Scale: 0.02, Seed: 2})
+	c.init()
+	c.backup(src)
+	be, err := local.Open(c.repo, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repository.Open(t.Context(), be, []byte("correct horse"), repository.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var pack repository.ID
+	var blob repository.PackBlob
+	for p, blobs := range r.Index().Packs() {
+		pack, blob = p, blobs[0]
+		break
+	}
+	blob.Length, blob.Offset = 0xFFFFFFF0, 0
+	if _, err := r.SaveIndexFile(t.Context(), &repository.IndexFile{Packs: []repository.IndexPack{{ID: pack, Blobs: []repository.PackBlob{blob}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	g, _, _ := c.globals(false)
+	err = runRestore(t.Context(), restoreOptions{Target: filepath.Join(t.TempDir(), "r")}, g, []string{"latest"})
+	runtime.ReadMemStats(&after)
+	if exitCode(err) != exitCorrupt || !strings.Contains(err.Error(), "index/") || !strings.Contains(err.Error(), "repair index") {
+		t.Fatalf("restore: exit %d: %v", exitCode(err), err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 256<<20 {
+		t.Fatalf("restore allocated %d bytes", n)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("restore took %s", d)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/meshbackup/backupd/backupd/backend"
@@ -77,40 +78,62 @@ func Open(ctx context.Context, be backend.Backend, password []byte, opt Options)
 }
 
 // searchKey tries password on every key file and returns the master key of
-// the first that it opens. Unreadable key files are skipped; when none
-// opens, the error is the last such failure, or crypto.ErrWrongPassword.
+// the first that it opens. A damaged key file (crypto.ErrBadKeyFile: not
+// JSON, bad fields, truncated, key-derivation parameters out of bounds) is
+// not tried; when no key file opens, the error names the first damaged one
+// (a *KeyFileError), and is crypto.ErrWrongPassword only when every key
+// file was well formed.
 func searchKey(ctx context.Context, be backend.Backend, password []byte) (*crypto.Key, error) {
 	var key *crypto.Key
-	var lastErr error = crypto.ErrWrongPassword
+	var damaged error
+	tried := 0
 	err := be.List(ctx, backend.KeyFile, func(fi backend.FileInfo) error {
 		if key != nil {
 			return nil
 		}
 		kb, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: fi.Name})
 		if err != nil {
-			lastErr = err
-			return nil
-		}
-		var kf crypto.KeyFile
-		if err := json.Unmarshal(kb, &kf); err != nil {
-			lastErr = fmt.Errorf("key file %s: %w", fi.Name, err)
-			return nil
-		}
-		k, err := crypto.Unwrap(&kf, password)
-		if err != nil {
-			if !errors.Is(err, crypto.ErrWrongPassword) {
-				lastErr = fmt.Errorf("key file %s: %w", fi.Name, err)
+			if damaged == nil {
+				damaged = &KeyFileError{Name: fi.Name, Err: err}
 			}
 			return nil
 		}
-		key = k
+		kf, err := crypto.DecodeKeyFile(kb)
+		if err == nil {
+			tried++
+			key, err = crypto.Unwrap(kf, password)
+		}
+		if err != nil && !errors.Is(err, crypto.ErrWrongPassword) && damaged == nil {
+			damaged = &KeyFileError{Name: fi.Name, Err: err}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	if key == nil {
-		return nil, lastErr
+	if key != nil {
+		return key, nil
 	}
-	return key, nil
+	if damaged != nil {
+		if tried > 0 {
+			return nil, fmt.Errorf("%w (and the password opened none of the other %d key files)", damaged, tried)
+		}
+		return nil, damaged
+	}
+	return nil, crypto.ErrWrongPassword
 }
+
+// KeyFileError names a key file that could not be used.
+type KeyFileError struct {
+	Name string // object name under keys/
+	Err  error
+}
+
+func (e *KeyFileError) Error() string {
+	if errors.Is(e.Err, crypto.ErrBadKeyFile) {
+		return fmt.Sprintf("key file keys/%s is damaged: %v", e.Name, strings.TrimPrefix(e.Err.Error(), crypto.ErrBadKeyFile.Error()+": "))
+	}
+	return fmt.Sprintf("key file keys/%s: %v", e.Name, e.Err)
+}
+
+func (e *KeyFileError) Unwrap() error { return e.Err }

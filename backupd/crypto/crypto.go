@@ -83,7 +83,17 @@ type Key struct {
 	// treeHash names tree blobs with a key derived from the id key, so a
 	// file whose bytes equal an encoded tree never shares its id.
 	treeHash *blake3.Hasher
+	// config is the repository config sealed with the key in its key file
+	// (nil for key files written before 2026-12-15).
+	config []byte
 }
+
+// Config returns the repository config sealed in the key file this key
+// was opened from (nil when that key file predates it).
+func (k *Key) Config() []byte { return k.config }
+
+// SetConfig sets the config that Wrap seals with the key.
+func (k *Key) SetConfig(c []byte) { k.config = append([]byte(nil), c...) }
 
 // NewRandomKey makes a fresh master key.
 func NewRandomKey() (*Key, error) {
@@ -209,6 +219,8 @@ type masterJSON struct {
 	Encrypt []byte `json:"encrypt"`
 	ID      []byte `json:"id"`
 	Chunker uint64 `json:"chunker"`
+	// Config authenticates the repository's plaintext config file.
+	Config []byte `json:"config,omitempty"`
 }
 
 var keyFileAD = []byte("backupd key file v1")
@@ -223,7 +235,7 @@ func Wrap(k *Key, password []byte, p KDFParams) (*KeyFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, err := json.Marshal(masterJSON{Encrypt: k.encKey[:], ID: k.idKey[:], Chunker: k.Chunker})
+	plain, err := json.Marshal(masterJSON{Encrypt: k.encKey[:], ID: k.idKey[:], Chunker: k.Chunker, Config: k.config})
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +262,7 @@ func Unwrap(kf *KeyFile, password []byte) (*Key, error) {
 	if err := json.Unmarshal(plain, &m); err != nil || len(m.Encrypt) != 32 || len(m.ID) != 32 {
 		return nil, fmt.Errorf("%w: the wrapped master key opened but is malformed", ErrBadKeyFile)
 	}
-	k := &Key{Chunker: m.Chunker}
+	k := &Key{Chunker: m.Chunker, config: m.Config}
 	copy(k.encKey[:], m.Encrypt)
 	copy(k.idKey[:], m.ID)
 	return k, k.init()

@@ -341,3 +341,39 @@ func TestCraftedIndexEntryRestoreIsCorrupt(t *testing.T) {
 		t.Fatalf("restore took %s", d)
 	}
 }
+
+func TestUnlockCommand(t *testing.T) {
+	c := newCLI(t)
+	c.init()
+	write := func(name string, li map[string]any) {
+		b, _ := json.Marshal(li)
+		if err := os.WriteFile(filepath.Join(c.repo, "locks", name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("future0123", map[string]any{"exclusive": true, "hostname": "otherhost", "pid": 7, "command": "prune", "owner": "a",
+		"time": time.Now().Add(30 * 24 * time.Hour)})
+	write("live0123", map[string]any{"exclusive": false, "hostname": "otherhost", "pid": 8, "command": "backup", "owner": "b",
+		"time": time.Now()})
+	// The future-dated exclusive lock no longer blocks a backup.
+	src := genVolume(t, workload.Options{Proxies: 1, ConsulServers: 1, Scale: 0.01, Seed: 1})
+	c.backup(src)
+
+	write("future4567", map[string]any{"exclusive": true, "hostname": "otherhost", "pid": 9, "command": "prune", "owner": "c",
+		"time": time.Now().Add(30 * 24 * time.Hour)})
+	out, _, code := c.run(nil, "unlock", "--json")
+	var removed []struct {
+		Name  string `json:"name"`
+		Stale bool   `json:"stale"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &removed) != nil || len(removed) != 1 || removed[0].Name != "future4567" || !removed[0].Stale {
+		t.Fatalf("unlock: exit %d\n%s", code, out)
+	}
+	out, _, code = c.run(nil, "unlock", "--force")
+	if code != 0 || !strings.Contains(out, "removed live lock locks/live0123") || len(objects(t, c.repo, "locks")) != 0 {
+		t.Fatalf("unlock --force: exit %d\n%s", code, out)
+	}
+	if _, _, code := c.run(nil, "unlock", "extra"); code != exitUsage {
+		t.Fatalf("unlock with an argument: exit %d", code)
+	}
+}

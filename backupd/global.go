@@ -62,7 +62,8 @@ const exitCodesHelp = `Exit codes:
   0  success
   1  failure (the error is printed)
   2  bad usage: unknown flag, missing argument, bad value
-  3  corruption found (check), or files not restored because their data is corrupt (restore)
+  3  corruption found (check), files not restored because their data is corrupt (restore),
+     or a damaged index file (run 'backupd repair index')
   4  backup skipped: a backup of the same policy and source is already running on this host
 
 Environment:

@@ -67,8 +67,9 @@ func TestRepairDamagedPackIsStoredAgain(t *testing.T) {
 	want := manifest(t, src)
 	c.init()
 	c.backup(src)
-	big := packsBySize(t, c.repo)[0]
-	flipByte(t, big, func(n int) int { return n / 4 })
+	// Damage the biggest data blob.
+	pack, blob := biggestBlob(t, c.repo)
+	flipByte(t, filepath.Join(c.repo, "data", pack.String()[:2], pack.String()), func(int) int { return int(blob.Offset + blob.Length/2) })
 
 	out, err := callErr(c, runCheck, checkOptions{ReadData: true}, false)
 	if exitCode(err) != exitCorrupt || !strings.Contains(out, "corrupt-blob") {
@@ -83,7 +84,7 @@ func TestRepairDamagedPackIsStoredAgain(t *testing.T) {
 	}
 
 	s2 := c.backup(src)
-	if s2.BytesWritten < 64<<10 {
+	if s2.BytesWritten < int64(blob.Length) {
 		t.Fatalf("backup after damage was recorded stored %d bytes: it deduplicated against the damaged blobs", s2.BytesWritten)
 	}
 	c.assertRestoreEquals(s2.SnapshotID, want)
@@ -376,4 +377,30 @@ func TestUnlockCommand(t *testing.T) {
 	if _, _, code := c.run(nil, "unlock", "extra"); code != exitUsage {
 		t.Fatalf("unlock with an argument: exit %d", code)
 	}
+}
+
+// biggestBlob returns the biggest data blob of the repository and its pack.
+func biggestBlob(t *testing.T, repo string) (repository.ID, repository.PackBlob) {
+	t.Helper()
+	be, err := local.Open(repo, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repository.Open(t.Context(), be, []byte("correct horse"), repository.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var pack repository.ID
+	var best repository.PackBlob
+	for p, blobs := range r.Index().Packs() {
+		for _, b := range blobs {
+			if b.Type == repository.DataBlob && b.Length > best.Length {
+				pack, best = p, b
+			}
+		}
+	}
+	return pack, best
 }

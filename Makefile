@@ -61,7 +61,7 @@ lint:
 # Run each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	@for t in FuzzDecodeTrailer FuzzDecodeIndexFile FuzzDecodeConfig FuzzParsePackTail; do \
+	@for t in FuzzDecodeTrailer FuzzDecodeIndexFile FuzzDecodeConfig FuzzParsePackTail FuzzDecodeDamageRecord FuzzDecodeKeyFile; do \
 		$(GO) test ./backupd/repository -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzDecodeTree FuzzDecodeSnapshot; do \
 		$(GO) test ./backupd/snapshot -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -40,7 +40,7 @@ type backupSummary struct {
 	BytesWritten   uint64  `json:"bytes_written"`
 	DurationSec    float64 `json:"duration_seconds"`
 	// Suspect says why the snapshot may not hold the policy's real data
-	// (docs/DESIGN.md §8 scenario 28); retention keeps the newest one
+	// (docs/DESIGN.md §8 scenario 34); retention keeps the newest one
 	// that is not suspect.
 	Suspect string `json:"suspect,omitempty"`
 }

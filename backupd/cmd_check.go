@@ -77,7 +77,7 @@ func runCheck(ctx context.Context, opts checkOptions, g *globalOptions, _ []stri
 		return err
 	}
 	if g.json {
-		rep.Problems, rep.Affected, rep.Warnings = nonNil(rep.Problems), nonNil(rep.Affected), nonNil(rep.Warnings)
+		rep.Problems, rep.Affected, rep.Warnings, rep.Suggestions = nonNil(rep.Problems), nonNil(rep.Affected), nonNil(rep.Warnings), nonNil(rep.Suggestions)
 		if err := g.printJSON(rep); err != nil {
 			return err
 		}
@@ -99,6 +99,12 @@ func printCheckReport(g *globalOptions, rep *checker.Report) {
 	}
 	for _, a := range rep.Affected {
 		fmt.Fprintf(g.stdout, "affected: snapshot %s (policy %s) file %s\n", a.Snapshot, escape(a.Policy), escape(a.Path))
+	}
+	if rep.Recorded != "" {
+		fmt.Fprintf(g.stdout, "recorded the damage found in %s: backups store the damaged blobs again instead of reusing them\n", rep.Recorded)
+	}
+	for _, s := range rep.Suggestions {
+		fmt.Fprintf(g.stdout, "suggestion: run %s\n", s)
 	}
 	if !g.quiet {
 		fmt.Fprintf(g.stdout, "checked %d snapshots, %d packs; read back %d packs, %d blobs: %d problems\n",

@@ -129,7 +129,7 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 // indexes the packs it stored (at most 10 s, archiver.checkpoint), a verify
 // or drill at its next blob or file, and the run's record is written.
 // Nothing a run opens waits on a FIFO or device put in a file's place
-// (docs/DESIGN.md §8 scenario 32). A run still going when the grace has
+// (docs/DESIGN.md §8 scenario 38). A run still going when the grace has
 // passed (stuck where cancellation cannot reach it: a read hung in the
 // kernel on a dead network file system) is abandoned, logged with
 // stopGraceMsg: the daemon exits 0 without it, and the run is counted as

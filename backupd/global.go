@@ -62,8 +62,9 @@ const exitCodesHelp = `Exit codes:
   0  success
   1  failure (the error is printed)
   2  bad usage: unknown command or flag, missing or extra argument, bad value (nothing was touched)
-  3  corruption found (check), an unreadable snapshot named (snapshots, restore), or files
-     not restored because their data is damaged or missing (restore)
+  3  corruption found (check), an unreadable snapshot named (snapshots, restore), files
+     not restored because their data is damaged or missing (restore), or a damaged
+     index file (run 'backupd repair index')
   4  backup skipped: a backup of the same policy and source is already running on this host
   5  backup incomplete: the snapshot was saved without files that could not be read
 
@@ -102,7 +103,8 @@ and verifies every blob by reading it back.
 
 	unknownSubcommand(root)
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
-		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g))
+		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g),
+		newRepairCommand(g), newUnlockCommand(g))
 	return root
 }
 

@@ -177,7 +177,7 @@ func unprivileged(t *testing.T) (*cli, string) {
 	return c, dir
 }
 
-// Scenario 29: a backup that could not read some files saves its snapshot
+// Scenario 35: a backup that could not read some files saves its snapshot
 // but exits 5, not 0, naming the count; the files are listed in the log.
 func TestBackupWithUnreadableFilesExitsFive(t *testing.T) {
 	c, dir := unprivileged(t)

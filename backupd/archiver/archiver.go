@@ -237,7 +237,9 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 	if len(root.entries) == 0 && parentTree != nil && len(parentTree.Nodes) > 0 && !a.opt.AllowEmptySource {
 		return nil, fmt.Errorf("backup %s: %w", abs, ErrEmptySource)
 	}
-	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery
+	// Recorded damage that no copy has healed may lie below a subtree the
+	// digest would reuse: walk everything, so files needing it are read.
+	a.reuseByDigest = parent != nil && parent.DigestRuns+1 < a.opt.FullWalkEvery && a.repo.UnhealedDamage() == 0
 	var parentRoot *repository.ID
 	if parent != nil {
 		parentRoot = &parent.Tree
@@ -373,7 +375,7 @@ func (a *Archiver) totals() snapshot.Totals {
 // (ErrSourceShrank; compared with healthy, so a run of accepted placeholder
 // backups never becomes the reference); a source on another device than the
 // parent's, or an empty source accepted by AllowEmptySource, makes sn
-// suspect, so that retention keeps healthy (docs/DESIGN.md §8 scenario 28).
+// suspect, so that retention keeps healthy (docs/DESIGN.md §8 scenario 34).
 func (a *Archiver) guardSource(sn, parent, healthy *snapshot.Snapshot) error {
 	if parent == nil {
 		return nil

@@ -80,9 +80,9 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 
 // openSource opens the file of a job for reading (regfile.OpenAt): relative
 // to the directory the scan listed it in, so no symlink swapped in for that
-// directory or an ancestor is followed (docs/DESIGN.md §8 scenario 31) and
+// directory or an ancestor is followed (docs/DESIGN.md §8 scenario 37) and
 // path length is no limit; not through a symlink swapped in for the file;
-// never waiting on a FIFO or device swapped in (scenario 32); only a
+// never waiting on a FIFO or device swapped in (scenario 38); only a
 // regular file; without updating its access time where the owner allows.
 func openSource(job *fileJob) (*os.File, *unix.Stat_t, error) {
 	if job.dir == nil {

@@ -72,11 +72,14 @@ const (
 	// repository keeps beside its snapshots; the repository stores them as
 	// opaque unpacked objects.
 	ResultFile FileType = "results"
+	// DamagedFile objects are sealed records of blobs and packs that a
+	// check found damaged or missing (docs/FORMAT.md "Damage records").
+	DamagedFile FileType = "damaged"
 )
 
 // Types lists every FileType, in the order a reader should trust them
 // (packs first; config last).
-var Types = []FileType{PackFile, IndexFile, SnapshotFile, KeyFile, LockFile, MarkerFile, ResultFile, ConfigFile}
+var Types = []FileType{PackFile, IndexFile, SnapshotFile, KeyFile, LockFile, MarkerFile, ResultFile, DamagedFile, ConfigFile}
 
 // Handle names one object.
 type Handle struct {
@@ -96,7 +99,7 @@ func (h Handle) Valid() error {
 	switch h.Type {
 	case ConfigFile:
 		return nil
-	case KeyFile, PackFile, IndexFile, SnapshotFile, LockFile, MarkerFile, ResultFile:
+	case KeyFile, PackFile, IndexFile, SnapshotFile, LockFile, MarkerFile, ResultFile, DamagedFile:
 	default:
 		return fmt.Errorf("invalid object type %q", h.Type)
 	}

@@ -36,11 +36,18 @@ type Options struct {
 	Logger   *slog.Logger
 	// Progress, if set, is called after each pack read back.
 	Progress func(done, total int)
+	// NoRecord leaves damage found unrecorded. By default a check that
+	// finds damaged or missing data records it in the repository (see
+	// recordDamage), so that backups store it again.
+	NoRecord bool
+	// FoundBy names the caller in damage records ("check", "verify");
+	// "check" by default.
+	FoundBy string
 }
 
 // Problem is one finding.
 type Problem struct {
-	Kind    string        `json:"kind"` // missing-pack, corrupt-pack, corrupt-blob, bad-index, bad-snapshot, missing-blob, index-mismatch
+	Kind    string        `json:"kind"` // missing-pack, corrupt-pack, corrupt-blob, bad-index, bad-snapshot, missing-blob, damaged-blob, index-mismatch, bad-tree
 	Object  string        `json:"object"`
 	Pack    string        `json:"pack,omitempty"`
 	Message string        `json:"message"`
@@ -66,6 +73,12 @@ type Report struct {
 	BlobsChecked   int        `json:"blobs_checked"`
 	CorruptBlobs   int        `json:"corrupt_blobs"`
 	UnindexedPacks int        `json:"unindexed_packs"`
+	// Recorded names the damage record this check wrote, if any.
+	Recorded string `json:"recorded,omitempty"`
+	// Suggestions are the commands that repair what was found.
+	Suggestions []string `json:"suggestions"`
+
+	damage *repository.Damage
 }
 
 // OK reports whether nothing is wrong.
@@ -84,12 +97,17 @@ func (r *Report) add(p Problem) {
 // (check takes no lock): if the first pass finds missing packs, blobs or
 // index files and the set of index files changed while it ran, the check
 // runs once more and that pass is reported.
-func Check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {
+func Check(ctx context.Context, repo *repository.Repo, opt Options) (rep *Report, err error) {
+	defer func() {
+		if err == nil {
+			finish(ctx, repo, opt, rep)
+		}
+	}()
 	before, err := indexNames(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := check(ctx, repo, opt)
+	rep, err = check(ctx, repo, opt)
 	if err != nil || rep.OK() {
 		return rep, err
 	}
@@ -133,6 +151,8 @@ type run struct {
 	indexed map[repository.ID][]repository.PackBlob
 	sizes   map[repository.ID]int64
 	badPack map[repository.ID]bool
+	// badIndex is set when an index file could not be read.
+	badIndex bool
 }
 
 func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, error) {
@@ -143,7 +163,7 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 		return nil, err
 	}
 	c := &run{repo: repo, opt: opt, rep: &Report{}, badPack: map[repository.ID]bool{}}
-	for _, step := range []func(context.Context) error{c.loadIndex, c.listPacks, c.checkPacks, c.readBack, c.checkSnapshots} {
+	for _, step := range []func(context.Context) error{c.loadDamage, c.loadIndex, c.listPacks, c.checkPacks, c.readBack, c.checkSnapshots} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -156,6 +176,14 @@ func validSubset(opt Options) error {
 		return fmt.Errorf("check: subset %d/%d: want n/t with 1 <= n <= t", opt.SubsetN, opt.SubsetT)
 	}
 	return nil
+}
+
+// loadDamage reads the damage recorded by earlier checks, before the index
+// is loaded (it marks recorded copies).
+func (c *run) loadDamage(ctx context.Context) error {
+	var err error
+	c.rep.damage, err = loadDamage(ctx, c.repo)
+	return err
 }
 
 // loadIndex reads every index file not superseded by another into the
@@ -173,7 +201,11 @@ func (c *run) loadIndex(ctx context.Context) error {
 			if errors.Is(f.Err, backend.ErrNotFound) {
 				continue
 			}
-			c.rep.add(Problem{Kind: "bad-index", Object: "index/" + f.ID.String(), Message: f.Err.Error()})
+			if superseded[f.ID] {
+				continue // a repair index that was interrupted before removing it
+			}
+			c.badIndex = true
+			c.rep.add(Problem{Kind: "bad-index", Object: "index/" + f.Name, Message: f.Err.Error() + "; its packs are intact: run 'backupd repair index' to rebuild the index from them"})
 			continue
 		}
 		if superseded[f.ID] {
@@ -248,7 +280,7 @@ func (c *run) checkTrailer(ctx context.Context, pid repository.ID) {
 	want, ok := c.indexed[pid]
 	if !ok {
 		c.rep.UnindexedPacks++
-		c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("pack %s is not indexed (left by an interrupted backup: the next backup reuses it, prune removes it)", pid.Str()))
+		c.rep.Warnings = append(c.rep.Warnings, unindexedWarning(pid, c.badIndex, c.rep.damage))
 		return
 	}
 	inTrailer := map[repository.ID]repository.PackBlob{}
@@ -346,6 +378,7 @@ func (c *run) fileHit(p string, n *snapshot.Node, treeErr error, isDamaged func(
 		var ce *repository.CorruptError
 		if errors.As(treeErr, &ce) && !ce.Pack.IsNull() {
 			prob.Pack = ce.Pack.String()
+			prob.id, prob.isBlob = ce.ID, true
 		}
 		c.rep.add(prob)
 		return true
@@ -356,7 +389,7 @@ func (c *run) fileHit(p string, n *snapshot.Node, treeErr error, isDamaged func(
 			hit = true
 			if !missing[id] {
 				missing[id] = true
-				c.rep.add(Problem{Kind: "missing-blob", Object: "blob/" + id.String(), Message: fmt.Sprintf("blob %s of %s is not in any index", id.Str(), p)})
+				c.rep.add(blobProblem(c.repo, id, p))
 			}
 		} else if isDamaged(id) {
 			hit = true
@@ -387,8 +420,11 @@ func walk(ctx context.Context, repo *repository.Repo, id repository.ID, dir stri
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !repo.Index().Has(id) {
+	if loc, ok := repo.Index().Lookup(id); !ok {
 		fn(dir, nil, fmt.Errorf("tree %s is not in any index", id.Str()))
+		return nil
+	} else if loc.Damaged {
+		fn(dir, nil, fmt.Errorf("tree %s was recorded damaged in pack %s", id.Str(), loc.Pack.Str()))
 		return nil
 	}
 	tree, err := snapshot.LoadTree(ctx, repo, id)

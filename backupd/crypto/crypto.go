@@ -30,8 +30,48 @@ const nonceSize = 12
 // corrupted, truncated, or made with another key.
 var ErrUnauthenticated = errors.New("ciphertext verification failed")
 
-// ErrWrongPassword means no key file opened with the password given.
+// ErrWrongPassword means no key file opened with the password given: each
+// was well formed, but its wrapped key failed authentication with the key
+// derived from the password. (AES-GCM cannot tell a flipped bit in the
+// wrapped key from another password: that, too, is reported as a wrong
+// password.)
 var ErrWrongPassword = errors.New("wrong password or no key file for it")
+
+// ErrBadKeyFile means a key file is damaged (not JSON, a field missing or
+// malformed, truncated) or asks for key-derivation work beyond the bounds:
+// it was not tried with the password.
+var ErrBadKeyFile = errors.New("key file is damaged")
+
+// DecodeKeyFile parses and validates a key file's JSON, before any key is
+// derived: every failure wraps ErrBadKeyFile.
+func DecodeKeyFile(b []byte) (*KeyFile, error) {
+	var kf KeyFile
+	if err := json.Unmarshal(b, &kf); err != nil {
+		return nil, fmt.Errorf("%w: not valid JSON: %w", ErrBadKeyFile, err)
+	}
+	if err := kf.validate(); err != nil {
+		return nil, err
+	}
+	return &kf, nil
+}
+
+// validate checks every field Unwrap uses.
+func (kf *KeyFile) validate() error {
+	if kf.KDF != kdfName {
+		return fmt.Errorf("%w: unknown kdf %q, expected %q", ErrBadKeyFile, kf.KDF, kdfName)
+	}
+	if err := kf.Params.check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadKeyFile, err)
+	}
+	if len(kf.Salt) < 16 {
+		return fmt.Errorf("%w: salt of %d bytes, want at least 16", ErrBadKeyFile, len(kf.Salt))
+	}
+	// The wrapped key: the master key's JSON (over 100 bytes) sealed.
+	if len(kf.Data) < Overhead+64 {
+		return fmt.Errorf("%w: wrapped key of %d bytes is too short (truncated?)", ErrBadKeyFile, len(kf.Data))
+	}
+	return nil
+}
 
 // Key is a repository master key.
 type Key struct {
@@ -43,7 +83,17 @@ type Key struct {
 	// treeHash names tree blobs with a key derived from the id key, so a
 	// file whose bytes equal an encoded tree never shares its id.
 	treeHash *blake3.Hasher
+	// config is the repository config sealed with the key in its key file
+	// (nil for key files written before 2026-12-15).
+	config []byte
 }
+
+// Config returns the repository config sealed in the key file this key
+// was opened from (nil when that key file predates it).
+func (k *Key) Config() []byte { return k.config }
+
+// SetConfig sets the config that Wrap seals with the key.
+func (k *Key) SetConfig(c []byte) { k.config = append([]byte(nil), c...) }
 
 // NewRandomKey makes a fresh master key.
 func NewRandomKey() (*Key, error) {
@@ -150,7 +200,7 @@ const kdfName = "argon2id"
 // file must not exhaust memory or time.
 func (p KDFParams) check() error {
 	if p.Time < 1 || p.Time > 16 || p.Threads < 1 || p.Threads > 16 || p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > 256<<10 {
-		return fmt.Errorf("key file: argon2id parameters t=%d m=%d KiB p=%d out of range (t 1 to 16, p 1 to 16, m from 8*p KiB to 256 MiB)", p.Time, p.MemoryKiB, p.Threads)
+		return fmt.Errorf("argon2id parameters t=%d m=%d KiB p=%d out of range (t 1 to 16, p 1 to 16, m from 8*p KiB to 256 MiB)", p.Time, p.MemoryKiB, p.Threads)
 	}
 	return nil
 }
@@ -169,6 +219,8 @@ type masterJSON struct {
 	Encrypt []byte `json:"encrypt"`
 	ID      []byte `json:"id"`
 	Chunker uint64 `json:"chunker"`
+	// Config authenticates the repository's plaintext config file.
+	Config []byte `json:"config,omitempty"`
 }
 
 var keyFileAD = []byte("backupd key file v1")
@@ -183,7 +235,7 @@ func Wrap(k *Key, password []byte, p KDFParams) (*KeyFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, err := json.Marshal(masterJSON{Encrypt: k.encKey[:], ID: k.idKey[:], Chunker: k.Chunker})
+	plain, err := json.Marshal(masterJSON{Encrypt: k.encKey[:], ID: k.idKey[:], Chunker: k.Chunker, Config: k.config})
 	if err != nil {
 		return nil, err
 	}
@@ -192,17 +244,10 @@ func Wrap(k *Key, password []byte, p KDFParams) (*KeyFile, error) {
 
 // Unwrap opens a key file with password.
 func Unwrap(kf *KeyFile, password []byte) (*Key, error) {
-	if kf.KDF != kdfName {
-		return nil, fmt.Errorf("key file: unknown kdf %q, expected %q", kf.KDF, kdfName)
-	}
-	p := kf.Params
-	if err := p.check(); err != nil {
+	if err := kf.validate(); err != nil {
 		return nil, err
 	}
-	if len(kf.Salt) < 16 {
-		return nil, fmt.Errorf("key file: salt of %d bytes, want at least 16", len(kf.Salt))
-	}
-	wk, err := derive(password, kf.Salt, p)
+	wk, err := derive(password, kf.Salt, kf.Params)
 	if err != nil {
 		return nil, err
 	}
@@ -215,9 +260,9 @@ func Unwrap(kf *KeyFile, password []byte) (*Key, error) {
 	}
 	var m masterJSON
 	if err := json.Unmarshal(plain, &m); err != nil || len(m.Encrypt) != 32 || len(m.ID) != 32 {
-		return nil, fmt.Errorf("key file: malformed master key")
+		return nil, fmt.Errorf("%w: the wrapped master key opened but is malformed", ErrBadKeyFile)
 	}
-	k := &Key{Chunker: m.Chunker}
+	k := &Key{Chunker: m.Chunker, config: m.Config}
 	copy(k.encKey[:], m.Encrypt)
 	copy(k.idKey[:], m.ID)
 	return k, k.init()

@@ -269,7 +269,7 @@ func latest(ctx context.Context, h *repoHandle, p config.Policy, hostname string
 // file any more or its metadata changed (not a scrub candidate), else
 // whether its content still matches the node. It never waits on a FIFO or
 // device put in the file's place (regfile.OpenInRoot; docs/DESIGN.md §8
-// scenario 32).
+// scenario 38).
 func scrubFile(ctx context.Context, repo *repository.Repo, root *os.Root, rel string, n snapshot.Node, buf *[]byte) (*bool, error) {
 	f, fi, err := regfile.OpenInRoot(root, rel)
 	if errors.Is(err, regfile.ErrNotRegular) {
@@ -344,7 +344,7 @@ func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) r
 
 // proveTree re-reads every restored file and checks it against its node. A
 // file that cannot be opened as a regular file (a FIFO put in its place is
-// never waited on: regfile.OpenInRoot, docs/DESIGN.md §8 scenario 32) is
+// never waited on: regfile.OpenInRoot, docs/DESIGN.md §8 scenario 38) is
 // mismatched. Files are opened beneath dir, one component at a time, so
 // path length is no limit.
 func proveTree(ctx context.Context, repo *repository.Repo, id repository.ID, dir string) (mismatched, verified uint64, err error) {

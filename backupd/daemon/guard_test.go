@@ -99,7 +99,7 @@ func repoint(t *testing.T, link, dir string) {
 	}
 }
 
-// Scenario 28: an unmounted volume whose mount point holds one placeholder
+// Scenario 34: an unmounted volume whose mount point holds one placeholder
 // file. Its backup is refused (most files and bytes gone), again and again,
 // so retention never runs on it; the real snapshot stays.
 func TestDaemonRefusesShrunkSource(t *testing.T) {
@@ -127,7 +127,7 @@ func TestDaemonRefusesShrunkSource(t *testing.T) {
 	}
 }
 
-// Scenario 28, the device side: the source moves to another device (a
+// Scenario 34, the device side: the source moves to another device (a
 // volume not mounted and its mount point's stale copy, or mounted elsewhere).
 // The backup is made but marked suspect, and retention (keep_last 1) keeps
 // the last healthy snapshot beside it.
@@ -170,7 +170,7 @@ func TestDaemonRetentionKeepsLastHealthySnapshot(t *testing.T) {
 	}
 }
 
-// Scenario 29 in the daemon: a backup that could not read a file is
+// Scenario 35 in the daemon: a backup that could not read a file is
 // recorded as partial, counting the file, and retention does not run after
 // it. Root reads through any permission: scripts/test-unprivileged.sh runs
 // this as nobody.

@@ -17,7 +17,7 @@ import (
 
 // A snapshot may hold any name, the restorer's own marker and temp prefix
 // too: a restore, a rerun and a rerun with --delete keep every entry the
-// snapshot holds (docs/DESIGN.md §8 scenario 22).
+// snapshot holds (docs/DESIGN.md §8 scenario 28).
 func TestRestoreKeepsEntriesWithTheRestorersNames(t *testing.T) {
 	e := newTreeEnv(t, "links, empties, modes")
 	for _, name := range []string{".backupd-restoring", restorer.TempPrefix + "user-file", ".backupd-restoring.restore"} {
@@ -44,7 +44,7 @@ func TestRestoreKeepsEntriesWithTheRestorersNames(t *testing.T) {
 
 // A subtree whose tree blob is missing (its pack deleted) fails its own
 // directory only: the siblings are restored byte-exact and the failure
-// names the directory (scenario 23).
+// names the directory (scenario 29).
 func TestRestoreOfMissingSubtreeRestoresTheRest(t *testing.T) {
 	e := newTreeEnv(t, "links, empties, modes")
 	must(t, os.MkdirAll(filepath.Join(e.src, "old", "deep"), 0o755))
@@ -109,7 +109,7 @@ func TestRestoreOfMissingSubtreeRestoresTheRest(t *testing.T) {
 }
 
 // Restoring directory metadata costs the same per directory whatever its
-// depth (scenario 24): the allocations of a restore grow linearly with the
+// depth (scenario 30): the allocations of a restore grow linearly with the
 // depth of a chain of directories, not with its square. Allocations, not
 // time, are compared: they do not depend on how busy the machine is.
 func TestRestoreCostLinearInDepth(t *testing.T) {

@@ -187,7 +187,7 @@ func TestForgetRefusesEmptyPolicy(t *testing.T) {
 	}
 }
 
-// Scenario 28: suspect snapshots (a source on another device, an empty
+// Scenario 34: suspect snapshots (a source on another device, an empty
 // source accepted) never push out the newest snapshot that is not.
 func TestForgetKeepsNewestHealthySnapshot(t *testing.T) {
 	rr := newRetentionRepo(t)

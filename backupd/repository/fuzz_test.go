@@ -2,9 +2,12 @@ package repository_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 
+	"github.com/meshbackup/backupd/backupd/crypto"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
 
@@ -41,6 +44,9 @@ func FuzzDecodeIndexFile(f *testing.F) {
 	f.Add((&repository.IndexFile{Packs: []repository.IndexPack{{ID: repository.Hash([]byte("p")), Blobs: seedBlobs()}}}).Encode())
 	f.Add((&repository.IndexFile{Supersedes: []repository.ID{repository.Hash(nil)}}).Encode())
 	f.Add([]byte{1, 0, 0, 0, 0, 255, 255, 255, 0})
+	crafted := seedBlobs()[:1]
+	crafted[0].Length = 0xFFFFFFF0 // issue 15: a 4 GB allocation on restore
+	f.Add((&repository.IndexFile{Packs: []repository.IndexPack{{ID: repository.Hash([]byte("p")), Blobs: crafted}}}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		idx, err := repository.DecodeIndexFile(b)
 		if err != nil {
@@ -48,6 +54,15 @@ func FuzzDecodeIndexFile(f *testing.F) {
 		}
 		if !bytes.Equal(idx.Encode(), b) {
 			t.Fatal("index does not round-trip")
+		}
+		// Whatever decodes is within the format's bounds: no entry can
+		// make a reader allocate more than a blob may hold.
+		for _, p := range idx.Packs {
+			for _, pb := range p.Blobs {
+				if pb.RawLen > repository.MaxTreeSize || uint64(pb.Length) > uint64(pb.RawLen)+64 || uint64(pb.Offset)+uint64(pb.Length) >= 1<<32 {
+					t.Fatalf("out-of-bound entry accepted: %+v", pb)
+				}
+			}
 		}
 	})
 }
@@ -80,6 +95,50 @@ func FuzzParsePackTail(f *testing.F) {
 		}
 		if off < 0 || off+int64(n)+8 != size {
 			t.Fatalf("trailer at %d+%d does not end 8 bytes before %d", off, n, size)
+		}
+	})
+}
+
+func FuzzDecodeDamageRecord(f *testing.F) {
+	f.Add([]byte(`{"version":1,"time":"2026-12-01T00:00:00Z","found_by":"check","packs":["` + repository.Hash(nil).String() + `"],"blobs":[{"id":"` + repository.Hash([]byte("b")).String() + `","pack":"` + repository.Hash(nil).String() + `"}]}`))
+	f.Add([]byte(`{"version":1,"blobs":[{"id":"00","pack":""}]}`))
+	f.Add([]byte(`{"version":2}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := repository.DecodeDamageRecord(b)
+		if err != nil {
+			return
+		}
+		if d.Version != repository.DamageRecordVersion {
+			t.Fatalf("accepted version %d", d.Version)
+		}
+		for _, e := range append(d.Blobs, d.Resolved...) {
+			if e.ID.IsNull() || e.Pack.IsNull() {
+				t.Fatal("accepted a null id")
+			}
+		}
+		dm := repository.NewDamage()
+		dm.Add(d)
+	})
+}
+
+func FuzzDecodeKeyFile(f *testing.F) {
+	k, _ := crypto.NewRandomKey()
+	kf, _ := crypto.Wrap(k, []byte("pw"), crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1})
+	b, _ := json.Marshal(kf)
+	f.Add(b)
+	f.Add([]byte(`{"kdf":"argon2id","params":{"t":1,"m":4294967295,"p":1}}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kf, err := crypto.DecodeKeyFile(b)
+		if err != nil {
+			if !errors.Is(err, crypto.ErrBadKeyFile) {
+				t.Fatalf("error does not match ErrBadKeyFile: %v", err)
+			}
+			return
+		}
+		// Whatever decodes asks for bounded work.
+		if p := kf.Params; p.MemoryKiB > 256<<10 || p.Time > 16 || p.Threads > 16 {
+			t.Fatalf("accepted params %+v", p)
 		}
 	})
 }

@@ -134,6 +134,12 @@ func DecodeIndexFile(b []byte) (*IndexFile, error) {
 			if pb.Flags&^FlagCompressed != 0 {
 				return nil, fmt.Errorf("index: %w: pack %s blob %d has unknown flags %#x", ErrFormat, p.ID.Str(), j, pb.Flags)
 			}
+			if err := checkBlobLengths(pb.Type, pb.Flags, pb.Length, pb.RawLen); err != nil {
+				return nil, fmt.Errorf("index: %w: pack %s blob %s: %w", ErrFormat, p.ID.Str(), pb.ID.Str(), err)
+			}
+			if uint64(pb.Offset)+uint64(pb.Length) > 1<<32-1 {
+				return nil, fmt.Errorf("index: %w: pack %s blob %s: offset %d + length %d overflows", ErrFormat, p.ID.Str(), pb.ID.Str(), pb.Offset, pb.Length)
+			}
 			p.Blobs = append(p.Blobs, pb)
 		}
 		f.Packs = append(f.Packs, p)
@@ -155,15 +161,19 @@ type Location struct {
 	Offset uint32
 	Length uint32
 	RawLen uint32
+	// Damaged means this copy is recorded damaged (see Damage): Has
+	// reports false for it.
+	Damaged bool
 }
 
 type entry struct {
-	pack   uint32
-	offset uint32
-	length uint32
-	rawLen uint32
-	typ    BlobType
-	flags  uint8
+	pack    uint32
+	offset  uint32
+	length  uint32
+	rawLen  uint32
+	typ     BlobType
+	flags   uint8
+	damaged bool
 }
 
 // Index is the in-memory index of every blob the repository holds. It is safe
@@ -173,6 +183,7 @@ type Index struct {
 	packs  []ID
 	packNo map[ID]uint32
 	blobs  map[ID]entry
+	damage *Damage
 }
 
 // NewIndex returns an empty index.
@@ -180,8 +191,17 @@ func NewIndex() *Index {
 	return &Index{packNo: make(map[ID]uint32), blobs: make(map[ID]entry)}
 }
 
+// SetDamage tells the index which copies of blobs are recorded damaged.
+// Call it before AddPack: copies added afterwards that d names are indexed
+// as damaged.
+func (x *Index) SetDamage(d *Damage) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.damage = d
+}
+
 // AddPack records a pack's blobs. A blob already indexed keeps its first
-// location.
+// location, unless that copy is damaged and this one is not.
 func (x *Index) AddPack(pack ID, blobs []PackBlob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -192,10 +212,11 @@ func (x *Index) AddPack(pack ID, blobs []PackBlob) {
 		x.packNo[pack] = no
 	}
 	for _, pb := range blobs {
-		if _, ok := x.blobs[pb.ID]; ok {
+		bad := x.damage.IsDamaged(pb.ID, pack)
+		if old, ok := x.blobs[pb.ID]; ok && (!old.damaged || bad) {
 			continue
 		}
-		x.blobs[pb.ID] = entry{pack: no, offset: pb.Offset, length: pb.Length, rawLen: pb.RawLen, typ: pb.Type, flags: pb.Flags}
+		x.blobs[pb.ID] = entry{pack: no, offset: pb.Offset, length: pb.Length, rawLen: pb.RawLen, typ: pb.Type, flags: pb.Flags, damaged: bad}
 	}
 }
 
@@ -207,15 +228,29 @@ func (x *Index) Lookup(id ID) (Location, bool) {
 	if !ok {
 		return Location{}, false
 	}
-	return Location{Pack: x.packs[e.pack], Type: e.typ, Flags: e.flags, Offset: e.offset, Length: e.length, RawLen: e.rawLen}, true
+	return Location{Pack: x.packs[e.pack], Type: e.typ, Flags: e.flags, Offset: e.offset, Length: e.length, RawLen: e.rawLen, Damaged: e.damaged}, true
 }
 
-// Has reports whether a blob is indexed.
+// Has reports whether a blob is indexed and its copy is not recorded
+// damaged: whether a backup may deduplicate against it.
 func (x *Index) Has(id ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	_, ok := x.blobs[id]
-	return ok
+	e, ok := x.blobs[id]
+	return ok && !e.damaged
+}
+
+// Damaged returns how many indexed blobs have only a damaged copy.
+func (x *Index) Damaged() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n := 0
+	for _, e := range x.blobs {
+		if e.damaged {
+			n++
+		}
+	}
+	return n
 }
 
 // HasPack reports whether a pack is indexed.

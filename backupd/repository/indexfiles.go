@@ -7,21 +7,37 @@ import (
 	"github.com/meshbackup/backupd/backupd/backend"
 )
 
-// LoadIndex reads every index file into the in-memory index. Index files
-// named as superseded by another are skipped. An unreadable index file is
-// an error (check reports each one separately, see ReadIndexFiles).
+// LoadIndex reads every index file into the in-memory index, and the damage
+// records (see Damage): recorded damaged copies are indexed as damaged, so
+// Has reports false for them. Index files named as superseded by another
+// are skipped, even when they cannot be read. An unreadable index file that
+// is not superseded is an *IndexFileError, which matches ErrCorrupt and
+// tells the user to run repair index (check reports each one separately,
+// see ReadIndexFiles).
 func (r *Repo) LoadIndex(ctx context.Context) error {
+	damage, err := r.LoadDamage(ctx)
+	if err != nil {
+		return fmt.Errorf("load index: %w", err)
+	}
+	r.mu.Lock()
+	r.damage = damage
+	r.mu.Unlock()
+	r.idx.SetDamage(damage)
 	files, err := r.ReadIndexFiles(ctx)
 	if err != nil {
 		return err
 	}
 	superseded := map[ID]bool{}
 	for _, f := range files {
-		if f.Err != nil {
-			return fmt.Errorf("load index: %w", f.Err)
+		if f.Err == nil {
+			for _, s := range f.File.Supersedes {
+				superseded[s] = true
+			}
 		}
-		for _, s := range f.File.Supersedes {
-			superseded[s] = true
+	}
+	for _, f := range files {
+		if f.Err != nil && !superseded[f.ID] {
+			return fmt.Errorf("load index: %w", &IndexFileError{Name: f.Name, Err: f.Err})
 		}
 	}
 	for _, f := range files {
@@ -41,9 +57,27 @@ func (r *Repo) LoadIndex(ctx context.Context) error {
 	return nil
 }
 
+// IndexFileError names an index file that cannot be read or decoded. It
+// matches ErrCorrupt: the repository's data is intact in its packs, but the
+// index must be rebuilt from them (repair index) before it can be used.
+type IndexFileError struct {
+	Name string // object name under index/
+	Err  error
+}
+
+func (e *IndexFileError) Error() string {
+	return fmt.Sprintf("index file index/%s is damaged: %v; run 'backupd repair index' to rebuild the index from the packs", e.Name, e.Err)
+}
+
+func (e *IndexFileError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *IndexFileError) Is(target error) bool { return target == ErrCorrupt }
+
 // LoadedIndex is one index file as read, or the error reading it.
 type LoadedIndex struct {
 	ID   ID
+	Name string // the object's name (ID is null when it is malformed)
 	File *IndexFile
 	Err  error
 }
@@ -60,7 +94,7 @@ func (r *Repo) ReadIndexFiles(ctx context.Context) ([]LoadedIndex, error) {
 	}
 	out := make([]LoadedIndex, 0, len(names))
 	for _, n := range names {
-		li := LoadedIndex{}
+		li := LoadedIndex{Name: n}
 		id, err := ParseID(n)
 		if err != nil {
 			li.Err = fmt.Errorf("index file %s: bad name: %w", n, err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/meshbackup/backupd/backupd/backend"
@@ -26,12 +27,23 @@ func Init(ctx context.Context, be backend.Backend, password []byte, opt Options)
 	if err != nil {
 		return nil, err
 	}
+	var rid ID
+	_, _ = rand.Read(rid[:])
+	created := opt.Now().UTC().Format(time.RFC3339)
+	cfg := Config{Version: FormatVersion, ID: rid.String(), Created: created}
+	// The key file seals a copy of the config: an edited config is
+	// refused on open (docs/FORMAT.md "config").
+	sealedCfg, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	key.SetConfig(sealedCfg)
 	kf, err := crypto.Wrap(key, password, opt.KDF)
 	if err != nil {
 		return nil, err
 	}
 	kf.Hostname = opt.Hostname
-	kf.Created = opt.Now().UTC().Format(time.RFC3339)
+	kf.Created = created
 	kb, err := json.Marshal(kf)
 	if err != nil {
 		return nil, err
@@ -39,9 +51,6 @@ func Init(ctx context.Context, be backend.Backend, password []byte, opt Options)
 	if err := be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: Hash(kb).String()}, bytes.NewReader(kb)); err != nil {
 		return nil, fmt.Errorf("init: save key: %w", err)
 	}
-	var rid ID
-	_, _ = rand.Read(rid[:])
-	cfg := Config{Version: FormatVersion, ID: rid.String(), Created: kf.Created}
 	cb, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
@@ -69,48 +78,126 @@ func Open(ctx context.Context, be backend.Backend, password []byte, opt Options)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", be.Location(), err)
 	}
-	key, err := searchKey(ctx, be, password)
+	key, keyName, err := searchKey(ctx, be, password)
 	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", be.Location(), err)
+	}
+	if err := authenticateConfig(ctx, be, key, keyName, cfg, password, opt); err != nil {
 		return nil, fmt.Errorf("open %s: %w", be.Location(), err)
 	}
 	return newRepo(be, key, cfg, opt)
 }
 
+// ErrConfigMismatch means the config file differs from the copy sealed in
+// the key file: it was edited (or swapped for another repository's).
+var ErrConfigMismatch = errors.New("repository config does not match the copy sealed in the key file")
+
+// authenticateConfig compares the plaintext config with the copy sealed in
+// the key file. A key file from before configs were sealed (2026-12-15) is
+// upgraded: a new key file sealing the config, with the same password and
+// parameters, is written, then the old one removed (new before old: a kill
+// leaves one or both, each opening the repository). An upgrade that fails
+// (a read-only repository) is logged and retried at the next open.
+func authenticateConfig(ctx context.Context, be backend.Backend, key *crypto.Key, keyName string, cfg Config, password []byte, opt Options) error {
+	cb, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if sealed := key.Config(); sealed != nil {
+		var want Config
+		if err := json.Unmarshal(sealed, &want); err != nil {
+			return fmt.Errorf("key file keys/%s: sealed config: %w", keyName, err)
+		}
+		if want != cfg {
+			return fmt.Errorf("%w: config says id %s, version %d, created %s; key file keys/%s sealed id %s, version %d, created %s",
+				ErrConfigMismatch, cfg.ID, cfg.Version, cfg.Created, keyName, want.ID, want.Version, want.Created)
+		}
+		return nil
+	}
+	kb, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: keyName})
+	if err != nil {
+		return fmt.Errorf("key file keys/%s: %w", keyName, err)
+	}
+	old, err := crypto.DecodeKeyFile(kb)
+	if err != nil {
+		return &KeyFileError{Name: keyName, Err: err}
+	}
+	key.SetConfig(cb)
+	nkf, err := crypto.Wrap(key, password, old.Params)
+	if err == nil {
+		nkf.Hostname, nkf.Created = old.Hostname, old.Created
+		var nb []byte
+		if nb, err = json.Marshal(nkf); err == nil {
+			if err = be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: Hash(nb).String()}, bytes.NewReader(nb)); err == nil {
+				err = be.Remove(ctx, backend.Handle{Type: backend.KeyFile, Name: keyName})
+			}
+		}
+	}
+	if err != nil {
+		opt.Logger.Warn("could not seal the config into the key file (retried at the next open)", "key", keyName, "err", err)
+	}
+	return nil
+}
+
 // searchKey tries password on every key file and returns the master key of
-// the first that it opens. Unreadable key files are skipped; when none
-// opens, the error is the last such failure, or crypto.ErrWrongPassword.
-func searchKey(ctx context.Context, be backend.Backend, password []byte) (*crypto.Key, error) {
+// the first that it opens. A damaged key file (crypto.ErrBadKeyFile: not
+// JSON, bad fields, truncated, key-derivation parameters out of bounds) is
+// not tried; when no key file opens, the error names the first damaged one
+// (a *KeyFileError), and is crypto.ErrWrongPassword only when every key
+// file was well formed.
+func searchKey(ctx context.Context, be backend.Backend, password []byte) (*crypto.Key, string, error) {
 	var key *crypto.Key
-	var lastErr error = crypto.ErrWrongPassword
+	var keyName string
+	var damaged error
+	tried := 0
 	err := be.List(ctx, backend.KeyFile, func(fi backend.FileInfo) error {
 		if key != nil {
 			return nil
 		}
 		kb, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: fi.Name})
 		if err != nil {
-			lastErr = err
-			return nil
-		}
-		var kf crypto.KeyFile
-		if err := json.Unmarshal(kb, &kf); err != nil {
-			lastErr = fmt.Errorf("key file %s: %w", fi.Name, err)
-			return nil
-		}
-		k, err := crypto.Unwrap(&kf, password)
-		if err != nil {
-			if !errors.Is(err, crypto.ErrWrongPassword) {
-				lastErr = fmt.Errorf("key file %s: %w", fi.Name, err)
+			if damaged == nil {
+				damaged = &KeyFileError{Name: fi.Name, Err: err}
 			}
 			return nil
 		}
-		key = k
+		kf, err := crypto.DecodeKeyFile(kb)
+		if err == nil {
+			tried++
+			key, err = crypto.Unwrap(kf, password)
+			keyName = fi.Name
+		}
+		if err != nil && !errors.Is(err, crypto.ErrWrongPassword) && damaged == nil {
+			damaged = &KeyFileError{Name: fi.Name, Err: err}
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
+		return nil, "", fmt.Errorf("list keys: %w", err)
 	}
-	if key == nil {
-		return nil, lastErr
+	if key != nil {
+		return key, keyName, nil
 	}
-	return key, nil
+	if damaged != nil {
+		if tried > 0 {
+			return nil, "", fmt.Errorf("%w (and the password opened none of the other %d key files)", damaged, tried)
+		}
+		return nil, "", damaged
+	}
+	return nil, "", crypto.ErrWrongPassword
 }
+
+// KeyFileError names a key file that could not be used.
+type KeyFileError struct {
+	Name string // object name under keys/
+	Err  error
+}
+
+func (e *KeyFileError) Error() string {
+	if errors.Is(e.Err, crypto.ErrBadKeyFile) {
+		return fmt.Sprintf("key file keys/%s is damaged: %v", e.Name, strings.TrimPrefix(e.Err.Error(), crypto.ErrBadKeyFile.Error()+": "))
+	}
+	return fmt.Sprintf("key file keys/%s: %v", e.Name, e.Err)
+}
+
+func (e *KeyFileError) Unwrap() error { return e.Err }

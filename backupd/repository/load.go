@@ -23,9 +23,13 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 	if t == TreeBlob {
 		// Trees are small and read in bursts (a backup walks the parent
 		// snapshot's trees one by one): read their packs whole, once.
-		pack, err := r.treePack(ctx, loc.Pack)
+		pack, size, err := r.treePack(ctx, loc.Pack)
 		if err != nil {
 			return nil, err
+		}
+		// A tree may be large: bound it by the pack before allocating.
+		if end := uint64(loc.Offset) + uint64(loc.Length); pack == nil && end > uint64(size) {
+			return nil, &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("indexed at %d+%d, past the end of the %d-byte pack: %w", loc.Offset, loc.Length, size, io.ErrUnexpectedEOF)}
 		}
 		if pack != nil {
 			end := uint64(loc.Offset) + uint64(loc.Length)
@@ -34,6 +38,11 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 			}
 			return r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, pack[loc.Offset:end], buf)
 		}
+	}
+	// Index entries are bounded when decoded (checkBlobLengths); check
+	// again, so that no entry, however it got here, allocates more.
+	if err := checkBlobLengths(loc.Type, loc.Flags, loc.Length, loc.RawLen); err != nil {
+		return nil, &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("index entry: %w", err)}
 	}
 	sealed := getBuf(int(loc.Length))[:loc.Length]
 	defer putBuf(sealed)
@@ -51,25 +60,26 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 const treePackCacheBytes = 32 << 20
 
 // treePack returns a tree pack's bytes from the cache, loading it whole on
-// first use; nil (no error) means "too big to cache, read the blob alone".
-func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, error) {
+// first use; nil (no error) means "too big to cache, read the blob alone",
+// and size is then the pack's size.
+func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, int64, error) {
 	r.treeMu.Lock()
 	b, ok := r.treePacks[pack]
 	r.treeMu.Unlock()
 	if ok {
-		return b, nil
+		return b, int64(len(b)), nil
 	}
 	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
 	fi, err := r.be.Stat(ctx, h)
 	if err != nil {
-		return nil, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
+		return nil, 0, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
 	}
 	if fi.Size > treePackCacheBytes/2 {
-		return nil, nil
+		return nil, fi.Size, nil
 	}
 	b, err = backend.LoadAll(ctx, r.be, h)
 	if err != nil {
-		return nil, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
+		return nil, 0, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
 	}
 	r.treeMu.Lock()
 	defer r.treeMu.Unlock()
@@ -81,7 +91,7 @@ func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, error) {
 	}
 	r.treePacks[pack] = b
 	r.treeBytes += len(b)
-	return b, nil
+	return b, int64(len(b)), nil
 }
 
 // OpenBlob decrypts, decompresses and verifies a sealed blob, appending the

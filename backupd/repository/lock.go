@@ -39,6 +39,7 @@ var ErrLocked = errors.New("repository is locked")
 
 // LockError names the lock that blocked.
 type LockError struct {
+	Name   string // object name under locks/
 	Holder LockInfo
 	Err    error
 }
@@ -48,8 +49,13 @@ func (e *LockError) Error() string {
 	if e.Holder.Exclusive {
 		kind = "exclusive"
 	}
-	return fmt.Sprintf("%v: %s lock held by %s (pid %d, %s) since %s", e.Err, kind, e.Holder.Hostname, e.Holder.PID,
-		e.Holder.Command, e.Holder.Time.UTC().Format(time.RFC3339))
+	since := e.Holder.Acquired
+	if since.IsZero() {
+		since = e.Holder.Time
+	}
+	return fmt.Sprintf("%v: %s lock locks/%s held by %s (pid %d, command %q) since %s, renewed %s; if that process is gone, 'backupd unlock' removes stale locks",
+		e.Err, kind, e.Name, e.Holder.Hostname, e.Holder.PID, e.Holder.Command,
+		since.UTC().Format(time.RFC3339), e.Holder.Time.UTC().Format(time.RFC3339))
 }
 
 func (e *LockError) Unwrap() error { return e.Err }
@@ -109,10 +115,16 @@ func (r *Repo) listLocks(ctx context.Context) ([]storedLock, error) {
 	return out, nil
 }
 
-// stale reports whether a lock's lease has run out or its holder on this
-// host has died.
+// stale reports whether a lock's lease has run out, its holder on this
+// host has died, or it is dated further in the future than the clock skew
+// allowed between hosts (MaxClockSkew): such a lock would otherwise never
+// go stale (docs/DESIGN.md §3.4).
 func (r *Repo) stale(li LockInfo) bool {
-	if r.opt.Now().Sub(li.Time) > r.opt.StaleAfter {
+	now := r.opt.Now()
+	if now.Sub(li.Time) > r.opt.StaleAfter {
+		return true
+	}
+	if li.Time.Sub(now) > r.opt.MaxClockSkew {
 		return true
 	}
 	if li.Hostname == r.opt.Hostname && li.PID > 0 {
@@ -125,7 +137,7 @@ func (r *Repo) stale(li LockInfo) bool {
 
 // conflict returns the first live lock that blocks a request, removing the
 // stale ones it meets.
-func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*LockInfo, error) {
+func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*storedLock, error) {
 	locks, err := r.listLocks(ctx)
 	if err != nil {
 		return nil, err
@@ -146,8 +158,8 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*Lo
 			continue
 		}
 		if want.Exclusive || l.info.Exclusive {
-			li := l.info
-			return &li, nil
+			sl := l
+			return &sl, nil
 		}
 	}
 	return nil, nil
@@ -198,7 +210,7 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 			return err
 		}
 		if holder != nil {
-			return &LockError{Holder: *holder, Err: ErrLocked}
+			return &LockError{Name: holder.name, Holder: holder.info, Err: ErrLocked}
 		}
 		return nil
 	}
@@ -287,4 +299,47 @@ func (l *Lock) Unlock() error {
 	name := l.name
 	l.mu.Unlock()
 	return l.r.be.Remove(context.Background(), backend.Handle{Type: backend.LockFile, Name: name})
+}
+
+// StoredLock is a lock object as found, for unlock.
+type StoredLock struct {
+	Name  string   `json:"name"`
+	Info  LockInfo `json:"info"`
+	Stale bool     `json:"stale"`
+}
+
+// ListLocks returns every lock object, stale ones included and marked.
+func (r *Repo) ListLocks(ctx context.Context) ([]StoredLock, error) {
+	locks, err := r.listLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoredLock, 0, len(locks))
+	for _, l := range locks {
+		out = append(out, StoredLock{Name: l.name, Info: l.info, Stale: r.stale(l.info)})
+	}
+	return out, nil
+}
+
+// RemoveLocks removes the stale locks, or with force every lock, and
+// returns those it removed. Forcing is for a holder known to be gone whose
+// lease has not run out yet: removing a live holder's lock makes it stop
+// when it next renews (it finds its lock gone), but what it does until
+// then is no longer excluded.
+func (r *Repo) RemoveLocks(ctx context.Context, force bool) ([]StoredLock, error) {
+	locks, err := r.ListLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	removed := []StoredLock{}
+	for _, l := range locks {
+		if !l.Stale && !force {
+			continue
+		}
+		if err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: l.Name}); err != nil {
+			return removed, fmt.Errorf("remove lock locks/%s: %w", l.Name, err)
+		}
+		removed = append(removed, l)
+	}
+	return removed, nil
 }

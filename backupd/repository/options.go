@@ -29,6 +29,10 @@ type Options struct {
 	// Lock lease: a lock not refreshed within StaleAfter is stale.
 	LockRefresh time.Duration
 	StaleAfter  time.Duration
+	// MaxClockSkew is how far in the future a lock may be dated (another
+	// host's clock running ahead) and still be honoured; a lock dated
+	// later is stale. 5 minutes by default.
+	MaxClockSkew time.Duration
 	// Now is the clock; time.Now by default.
 	Now    func() time.Time
 	Faults *faultpoint.Set
@@ -65,6 +69,9 @@ func (o *Options) applyDefaults(be backend.Backend) {
 	}
 	if o.StaleAfter == 0 {
 		o.StaleAfter = 5 * time.Minute
+	}
+	if o.MaxClockSkew == 0 {
+		o.MaxClockSkew = 5 * time.Minute
 	}
 	if o.Now == nil {
 		o.Now = time.Now

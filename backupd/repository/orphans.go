@@ -51,11 +51,12 @@ func (r *Repo) RemoveOrphanHints(ctx context.Context, names []string) {
 // interrupted backup), reads their trailers and indexes them, so their blobs
 // are reused instead of uploaded again. It returns how many packs it
 // adopted. Unreadable packs are skipped and logged; check reports them.
+// Packs a damage record names are never adopted.
 func (r *Repo) IndexOrphanPacks(ctx context.Context) (int, error) {
 	var orphans []backend.FileInfo
 	if err := r.be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
 		id, err := ParseID(fi.Name)
-		if err == nil && !r.idx.HasPack(id) {
+		if err == nil && !r.idx.HasPack(id) && !r.Damage().Names(id) {
 			orphans = append(orphans, fi)
 		}
 		return nil

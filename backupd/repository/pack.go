@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/chunker"
+	"github.com/meshbackup/backupd/backupd/crypto"
 )
 
 // A pack is blob ciphertexts back to back, then the sealed trailer, then the
@@ -46,6 +48,34 @@ type PackBlob struct {
 }
 
 var trailerAD = []byte("backupd pack trailer v1")
+
+// MaxTreeSize bounds the plaintext of a tree blob (one encoded directory);
+// data blobs are at most chunker.MaxSize. Every length read from
+// repository data is checked against these bounds (and, where it is
+// known, the pack's size) before anything is allocated for it.
+const MaxTreeSize = 256 << 20
+
+// checkBlobLengths validates the lengths an index entry or a pack trailer
+// gives a blob: the plaintext within the format's maximum for its type, the
+// stored length that of a sealed copy of it (the plaintext plus the
+// envelope when stored raw, less than that when compressed).
+func checkBlobLengths(t BlobType, flags uint8, length, rawLen uint32) error {
+	maxRaw := uint32(chunker.MaxSize)
+	if t == TreeBlob {
+		maxRaw = MaxTreeSize
+	}
+	switch {
+	case rawLen > maxRaw:
+		return fmt.Errorf("%s blob of %d bytes exceeds the maximum of %d", t, rawLen, maxRaw)
+	case length < crypto.Overhead:
+		return fmt.Errorf("stored length %d is shorter than the %d-byte envelope", length, crypto.Overhead)
+	case flags&FlagCompressed == 0 && uint64(length) != uint64(rawLen)+crypto.Overhead:
+		return fmt.Errorf("stored length %d does not fit an uncompressed blob of %d bytes", length, rawLen)
+	case flags&FlagCompressed != 0 && length-crypto.Overhead > rawLen:
+		return fmt.Errorf("stored length %d exceeds the %d bytes of the compressed blob it holds", length, rawLen)
+	}
+	return nil
+}
 
 // EncodeTrailer returns the plaintext trailer of blobs (offsets are implied).
 func EncodeTrailer(blobs []PackBlob) []byte {
@@ -87,6 +117,9 @@ func DecodeTrailer(b []byte, dataLen int64) ([]PackBlob, error) {
 		}
 		if pb.Flags&^FlagCompressed != 0 {
 			return nil, fmt.Errorf("pack trailer: %w: entry %d has unknown flags %#x", ErrFormat, i, pb.Flags)
+		}
+		if err := checkBlobLengths(pb.Type, pb.Flags, pb.Length, pb.RawLen); err != nil {
+			return nil, fmt.Errorf("pack trailer: %w: entry %d: %w", ErrFormat, i, err)
 		}
 		off += uint64(pb.Length)
 		if off > uint64(dataLen) {

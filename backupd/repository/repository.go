@@ -31,7 +31,8 @@ type Repo struct {
 	pending   map[ID]struct{} // blobs handed to a packer, not yet in idx
 	delta     []IndexPack     // packs stored but not yet in an index file
 	lastIndex time.Time
-	indexIDs  []ID // index files loaded or written
+	indexIDs  []ID    // index files loaded or written
+	damage    *Damage // loaded by LoadIndex
 	// treePacks caches whole tree packs (see treePack).
 	treeMu    sync.Mutex
 	treePacks map[ID][]byte

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/meshbackup/backupd/backupd/chunker"
 	"github.com/meshbackup/backupd/backupd/crypto"
 )
 
@@ -24,6 +25,9 @@ func (r *Repo) Has(id ID) bool {
 // encryption run in the caller's goroutine; only the append to the pack is
 // serialized.
 func (r *Repo) SaveBlob(ctx context.Context, t BlobType, id ID, plain []byte) (bool, int, error) {
+	if max := int64(chunker.MaxSize); t == TreeBlob && int64(len(plain)) > MaxTreeSize || t == DataBlob && int64(len(plain)) > max {
+		return false, 0, fmt.Errorf("save %s blob %s: %d bytes exceeds the format's maximum", t, id.Str(), len(plain))
+	}
 	if r.idx.Has(id) {
 		return false, 0, nil
 	}

@@ -121,6 +121,9 @@ type Snapshot struct {
 	// empty and accepted as such). Retention never lets a suspect snapshot
 	// push out the newest one that is not.
 	Suspect string `json:"suspect,omitempty"`
+	// Repaired is set on a snapshot that repair snapshots wrote in place
+	// of one that referred to lost data (see Repair).
+	Repaired *RepairInfo `json:"repaired,omitempty"`
 
 	// ID is the object id; not stored.
 	ID repository.ID `json:"-"`

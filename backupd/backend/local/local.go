@@ -169,7 +169,20 @@ func (l *Local) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker) (e
 // commit links a complete, fsynced temp file to its final name (failing if
 // the name exists: objects are immutable) and makes the entry durable.
 func (l *Local) commit(h backend.Handle, tmp, final string) error {
-	if err := l.fs.Link(tmp, final); err != nil {
+	err := l.fs.Link(tmp, final)
+	if errors.Is(err, fs.ErrNotExist) && h.Type != backend.PackFile && h.Type != backend.ConfigFile {
+		// A type added after the repository was created (damaged/) has
+		// no directory yet: make it durably, then link.
+		dir := filepath.Dir(final)
+		if merr := l.fs.MkdirAll(dir, 0o700); merr != nil {
+			return fmt.Errorf("save %v: create directory: %w", h, merr)
+		}
+		if serr := l.fs.SyncDir(l.root); serr != nil {
+			return fmt.Errorf("save %v: fsync directory: %w", h, serr)
+		}
+		err = l.fs.Link(tmp, final)
+	}
+	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 		}

@@ -49,6 +49,10 @@ type Panel struct {
 	W, H    uint32
 	Queries []Query
 	Content string // text panels
+	// Calcs, on a time series panel, make its legend a table with these
+	// values per series (rates, durations, sizes); without them the
+	// legend is a list.
+	Calcs []string
 }
 
 // Step is a threshold.
@@ -72,6 +76,10 @@ const repoSel = `cluster=~"$cluster"`
 
 func f(v float64) *float64 { return &v }
 
+// lastMax is the legend table of rates, durations and sizes: the latest
+// value and the peak over the time range.
+var lastMax = []string{"lastNotNull", "max"}
+
 var (
 	ageSteps    = []Step{{0.5, "yellow"}, {1, "red"}}
 	budgetSteps = []Step{{0, "orange"}, {0.25, "yellow"}, {0.5, "green"}}
@@ -94,13 +102,13 @@ func sloOverview() Board {
 				Description: "Age of the newest good snapshot as a share of the policy's RPO. At 100% the RPO is breached (BackupRPOBreached pages).",
 				Queries: []Query{{Expr: `(time() - backupd_last_backup_success_timestamp_seconds{` + sel + `})
 / on (job, instance, policy) backupd_policy_rpo_seconds{` + sel + `}`, Legend: "{{policy}}", Instant: true}}},
-			{Kind: "timeseries", Title: "Backup error budget burn rate", Unit: "none", W: 12, H: 8, Base: "green", Steps: []Step{{0.93, "yellow"}, {2.8, "red"}},
+			{Kind: "timeseries", Title: "Backup error budget burn rate", Calcs: lastMax, Unit: "none", W: 12, H: 8, Base: "green", Steps: []Step{{0.93, "yellow"}, {2.8, "red"}},
 				Description: "How fast backup failures spend the budget: 1 spends it exactly in 28 days. The ticket alert fires above 2.8 over both 1d and 2h, or above 0.93 over both 3d and 6h.",
 				Queries: []Query{
 					{Expr: `slo:sli_error:ratio_rate2h{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 2h"},
 					{Expr: `slo:sli_error:ratio_rate1d{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 1d"},
 				}},
-			{Kind: "timeseries", Title: "Restore time against RTO", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Restore time against RTO", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "90th percentile duration of restore drills next to the policy's RTO. Drills over the RTO count against recoverability.",
 				Queries: []Query{
 					{Expr: `histogram_quantile(0.9, sum by (le, policy) (rate(backupd_restore_duration_seconds_bucket{kind="drill", ` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p90 restore"},
@@ -125,7 +133,7 @@ func operations() Board {
 		UID: "backupd-operations", Title: "backupd / Operations", Tags: []string{"backupd"},
 		Description: "How backups run: durations, throughput, files, deduplication, repository growth, resources, storage operations, scheduling and verification.",
 		Panels: []Panel{
-			{Kind: "timeseries", Title: "Backup duration quantiles", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{3600, "yellow"}},
+			{Kind: "timeseries", Title: "Backup duration quantiles", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{3600, "yellow"}},
 				Description: "50th, 90th and 99th percentile duration of successful backup runs.",
 				Queries: []Query{
 					{Expr: `histogram_quantile(0.5, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p50"},
@@ -135,13 +143,13 @@ func operations() Board {
 			{Kind: "heatmap", Title: "Backup duration distribution", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Successful backup runs by duration bucket over time.",
 				Queries:     []Query{{Expr: `sum by (le) (increase(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval]))`, Legend: "{{le}}"}}},
-			{Kind: "timeseries", Title: "Bytes read and stored", Unit: "Bps", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Bytes read and stored", Calcs: lastMax, Unit: "Bps", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Source bytes read per second and bytes stored per second after deduplication and compression.",
 				Queries: []Query{
 					{Expr: `sum by (policy) (rate(backupd_backup_read_bytes_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} read"},
 					{Expr: `sum by (policy) (rate(backupd_backup_written_bytes_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} stored"},
 				}},
-			{Kind: "timeseries", Title: "Files per second by state", Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Files per second by state", Calcs: lastMax, Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Files backups found new, changed (read again), unchanged (not read) and skipped (sockets, FIFOs, vanished).",
 				Queries:     []Query{{Expr: `sum by (policy, state) (rate(backupd_backup_files_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} {{state}}"}}},
 			{Kind: "stat", Title: "Deduplication and compression", Unit: "none", W: 12, H: 6, Base: "red", Steps: []Step{{1, "yellow"}, {2, "green"}},
@@ -150,22 +158,22 @@ func operations() Board {
 					{Expr: `sum by (policy) (increase(backupd_backup_read_bytes_total{` + sel + `}[1h])) / sum by (policy) (increase(backupd_backup_written_bytes_total{` + sel + `}[1h]))`, Legend: "{{policy}} last hour", Instant: true},
 					{Expr: `backupd_repository_logical_bytes{` + repoSel + `} / backupd_repository_size_bytes{` + repoSel + `}`, Legend: "{{repository}} overall", Instant: true},
 				}},
-			{Kind: "timeseries", Title: "Repository size and free space", Unit: "bytes", W: 12, H: 6, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Repository size and free space", Calcs: lastMax, Unit: "bytes", W: 12, H: 6, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Bytes stored in each repository and free bytes on its file system. RepositoryFillingUp fires when free space runs out within 4 days.",
 				Queries: []Query{
 					{Expr: `backupd_repository_size_bytes{` + repoSel + `}`, Legend: "{{repository}} size"},
 					{Expr: `backupd_repository_free_bytes{` + repoSel + `}`, Legend: "{{repository}} free"},
 				}},
-			{Kind: "timeseries", Title: "CPU per backup run", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "CPU per backup run", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "CPU seconds used by backup runs, per run (increase of CPU seconds ÷ increase of runs).",
 				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_backup_cpu_seconds_total{` + sel + `}[$__rate_interval])) / sum by (policy) (increase(backupd_backup_runs_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}}"}}},
-			{Kind: "timeseries", Title: "Peak RSS of the last backup", Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{256 << 20, "yellow"}},
+			{Kind: "timeseries", Title: "Peak RSS of the last backup", Calcs: lastMax, Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{256 << 20, "yellow"}},
 				Description: "Peak resident memory of the process during each policy's last backup run.",
 				Queries:     []Query{{Expr: `backupd_last_backup_max_rss_bytes{` + sel + `}`, Legend: "{{policy}}"}}},
-			{Kind: "timeseries", Title: "Storage operations", Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Storage operations", Calcs: lastMax, Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Backend operations per second by type and result; errors are operations that failed (not-found is reported apart).",
 				Queries:     []Query{{Expr: `sum by (repository, op, result) (rate(backupd_storage_operations_total{` + repoSel + `}[$__rate_interval]))`, Legend: "{{repository}} {{op}} {{result}}"}}},
-			{Kind: "timeseries", Title: "Storage latency p99", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}, {5, "red"}},
+			{Kind: "timeseries", Title: "Storage latency p99", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}, {5, "red"}},
 				Description: "99th percentile duration of backend operations by type.",
 				Queries:     []Query{{Expr: `histogram_quantile(0.99, sum by (le, repository, op) (rate(backupd_storage_operation_duration_seconds_bucket{` + repoSel + `}[$__rate_interval])))`, Legend: "{{repository}} {{op}}"}}},
 			{Kind: "timeseries", Title: "Scheduler skips and misses", Unit: "short", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}},
@@ -211,7 +219,7 @@ func faults() Board {
 			{Kind: "stat", Title: "Interrupted runs (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "yellow"}},
 				Description: "Backup runs that did not finish because the process was killed or stopped, in the last 7 days.",
 				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_backup_failures_total{reason="interrupted", ` + sel + `}[7d]))`, Legend: "{{policy}}", Instant: true}}},
-			{Kind: "timeseries", Title: "Storage errors", Unit: "ops", W: 24, H: 8, Base: "green", Steps: []Step{{0.01, "red"}},
+			{Kind: "timeseries", Title: "Storage errors", Calcs: lastMax, Unit: "ops", W: 24, H: 8, Base: "green", Steps: []Step{{0.01, "red"}},
 				Description: "Backend operations that failed, per second, by repository and operation.",
 				Queries:     []Query{{Expr: `sum by (repository, op) (rate(backupd_storage_operations_total{result="error", ` + repoSel + `}[$__rate_interval]))`, Legend: "{{repository}} {{op}}"}}},
 		},
@@ -277,7 +285,14 @@ func build(p Panel) (cog.Builder[dashboard.Panel], error) {
 	case "stat":
 		return configure(stat.NewPanelBuilder(), p), nil
 	case "timeseries":
-		return configure(timeseries.NewPanelBuilder(), p), nil
+		legend := common.NewVizLegendOptionsBuilder().ShowLegend(true).Placement(common.LegendPlacementBottom).
+			DisplayMode(common.LegendDisplayModeList).Calcs([]string{})
+		if len(p.Calcs) > 0 {
+			legend.DisplayMode(common.LegendDisplayModeTable).AsTable(true).Calcs(p.Calcs).SortBy("Max").SortDesc(true)
+		}
+		ts := timeseries.NewPanelBuilder().Legend(legend).
+			Tooltip(common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderDescending))
+		return configure(ts, p), nil
 	case "table":
 		tb := table.NewPanelBuilder().Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"lastNotNull"}))
 		return configure(tb, p), nil

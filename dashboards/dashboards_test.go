@@ -164,3 +164,89 @@ func TestPanels(t *testing.T) {
 		}
 	}
 }
+
+// generated is the part of a generated dashboard's JSON the readability
+// tests look at.
+type generated struct {
+	Panels []struct {
+		Type    string `json:"type"`
+		Title   string `json:"title"`
+		Options struct {
+			Legend *struct {
+				DisplayMode string   `json:"displayMode"`
+				ShowLegend  bool     `json:"showLegend"`
+				Calcs       []string `json:"calcs"`
+			} `json:"legend"`
+			Calculate *bool `json:"calculate"`
+		} `json:"options"`
+		FieldConfig struct {
+			Defaults struct {
+				Unit string `json:"unit"`
+			} `json:"defaults"`
+			Overrides []struct {
+				Matcher struct {
+					ID      string `json:"id"`
+					Options any    `json:"options"`
+				} `json:"matcher"`
+				Properties []struct {
+					ID    string `json:"id"`
+					Value any    `json:"value"`
+				} `json:"properties"`
+			} `json:"overrides"`
+		} `json:"fieldConfig"`
+		Targets []struct {
+			Expr   string `json:"expr"`
+			RefID  string `json:"refId"`
+			Format string `json:"format"`
+		} `json:"targets"`
+	} `json:"panels"`
+	Templating struct {
+		List []struct {
+			Type       string `json:"type"`
+			Name       string `json:"name"`
+			Query      any    `json:"query"`
+			Multi      bool   `json:"multi"`
+			IncludeAll bool   `json:"includeAll"`
+			AllValue   string `json:"allValue"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
+// readGenerated reads the committed JSON of every board.
+func readGenerated(t *testing.T) map[string]generated {
+	t.Helper()
+	out := map[string]generated{}
+	for _, b := range dashboards.Boards() {
+		raw, err := os.ReadFile("json/" + b.UID + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g generated
+		if err := json.Unmarshal(raw, &g); err != nil {
+			t.Fatalf("%s: %v", b.UID, err)
+		}
+		out[b.UID] = g
+	}
+	return out
+}
+
+// Every time series panel shows its legend: a table with calcs (last, max)
+// or a list.
+func TestTimeseriesLegendsShown(t *testing.T) {
+	for uid, g := range readGenerated(t) {
+		for _, p := range g.Panels {
+			if p.Type != "timeseries" {
+				continue
+			}
+			l := p.Options.Legend
+			switch {
+			case l == nil || !l.ShowLegend:
+				t.Errorf("%s/%s: legend hidden", uid, p.Title)
+			case l.DisplayMode == "table" && len(l.Calcs) == 0:
+				t.Errorf("%s/%s: table legend without calcs", uid, p.Title)
+			case l.DisplayMode != "table" && l.DisplayMode != "list":
+				t.Errorf("%s/%s: legend display mode %q", uid, p.Title, l.DisplayMode)
+			}
+		}
+	}
+}

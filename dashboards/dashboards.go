@@ -176,18 +176,18 @@ func operations() Board {
 			{Kind: "timeseries", Title: "Storage latency p99", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}, {5, "red"}},
 				Description: "99th percentile duration of backend operations by type.",
 				Queries:     []Query{{Expr: `histogram_quantile(0.99, sum by (le, repository, op) (rate(backupd_storage_operation_duration_seconds_bucket{` + repoSel + `}[$__rate_interval])))`, Legend: "{{repository}} {{op}}"}}},
-			{Kind: "timeseries", Title: "Scheduler skips and misses", Unit: "short", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}},
+			{Kind: "timeseries", Title: "Scheduler skips and misses", Unit: "short", W: 8, H: 8, Base: "green", Steps: []Step{{1, "yellow"}},
 				Description: "Cycles skipped because the previous one still ran (overlap) and cycles missed while the daemon was down, per hour.",
 				Queries: []Query{
 					{Expr: `sum by (policy, reason) (increase(backupd_scheduler_skipped_runs_total{` + sel + `}[1h]))`, Legend: "{{policy}} skipped {{reason}}"},
 					{Expr: `sum by (policy) (increase(backupd_scheduler_missed_runs_total{` + sel + `}[1h]))`, Legend: "{{policy}} missed"},
 				}},
-			{Kind: "timeseries", Title: "Verification coverage and corrupt blobs", Unit: "percentunit", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
-				Description: "Share of the repository read back in the current rotation (100% = every pack verified), and corrupt blobs found in the last day (should stay 0).",
-				Queries: []Query{
-					{Expr: `backupd_verify_coverage_ratio{` + repoSel + `}`, Legend: "{{repository}} coverage"},
-					{Expr: `increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[1d])`, Legend: "{{repository}} corrupt blobs"},
-				}},
+			{Kind: "timeseries", Title: "Verification coverage", Unit: "percentunit", W: 8, H: 8, Base: "green", Steps: []Step{{0, "green"}}, Min: f(0), Max: f(1),
+				Description: "Share of the repository's packs read back in the current verify rotation (100% = every pack verified since the rotation began).",
+				Queries:     []Query{{Expr: `backupd_verify_coverage_ratio{` + repoSel + `}`, Legend: "{{repository}}"}}},
+			{Kind: "timeseries", Title: "Corrupt blobs found (1d)", Unit: "short", W: 8, H: 8, Base: "green", Steps: []Step{{1, "red"}}, Min: f(0),
+				Description: "Blobs that failed authentication or their hash on read-back in the last day. Should stay 0; anything above pages (RepositoryCorruption).",
+				Queries:     []Query{{Expr: `increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[1d])`, Legend: "{{repository}}"}}},
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
@@ -230,6 +231,20 @@ func readGenerated(t *testing.T) map[string]generated {
 	return out
 }
 
+// parseWithVariables parses a panel query with Grafana's interval
+// variables replaced and the label variables ($cluster, $instance,
+// $policy) left in their matchers, so tests can see which selector uses
+// which variable.
+func parseWithVariables(t *testing.T, expr string) parser.Expr {
+	t.Helper()
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(strings.NewReplacer(
+		"$__rate_interval", "1m", "$__interval", "15s", "$__range", "1h").Replace(expr))
+	if err != nil {
+		t.Fatalf("%q does not parse: %v", expr, err)
+	}
+	return e
+}
+
 // Every time series panel shows its legend: a table with calcs (last, max)
 // or a list.
 func TestTimeseriesLegendsShown(t *testing.T) {
@@ -246,6 +261,55 @@ func TestTimeseriesLegendsShown(t *testing.T) {
 				t.Errorf("%s/%s: table legend without calcs", uid, p.Title)
 			case l.DisplayMode != "table" && l.DisplayMode != "list":
 				t.Errorf("%s/%s: legend display mode %q", uid, p.Title, l.DisplayMode)
+			}
+		}
+	}
+}
+
+// counted reports whether a query selects a counter or a histogram's
+// count: a number of things, not a ratio.
+func counted(t *testing.T, expr string) bool {
+	found := false
+	parser.Inspect(parseWithVariables(t, expr), func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			for _, sfx := range []string{"_total", "_count", "_bucket"} {
+				if strings.HasSuffix(vs.Name, sfx) {
+					found = true
+				}
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// No panel shows a count in percentunit: a query of a counter in a
+// percentunit panel needs an override (by its query) giving it another
+// unit.
+func TestNoCountInPercentUnit(t *testing.T) {
+	for uid, g := range readGenerated(t) {
+		for _, p := range g.Panels {
+			if p.FieldConfig.Defaults.Unit != "percentunit" {
+				continue
+			}
+			for _, q := range p.Targets {
+				if !counted(t, q.Expr) {
+					continue
+				}
+				overridden := false
+				for _, o := range p.FieldConfig.Overrides {
+					if o.Matcher.ID != "byFrameRefID" || o.Matcher.Options != q.RefID {
+						continue
+					}
+					for _, prop := range o.Properties {
+						if prop.ID == "unit" && prop.Value != "percentunit" {
+							overridden = true
+						}
+					}
+				}
+				if !overridden {
+					t.Errorf("%s/%s: %s counts things but is shown in percentunit", uid, p.Title, q.Expr)
+				}
 			}
 		}
 	}

@@ -53,6 +53,9 @@ type Panel struct {
 	// values per series (rates, durations, sizes); without them the
 	// legend is a list.
 	Calcs []string
+	// AxisUnit is a heatmap's y axis unit (its buckets' bounds); Unit is
+	// then the unit of its cells.
+	AxisUnit string
 }
 
 // Step is a threshold.
@@ -140,9 +143,9 @@ func operations() Board {
 					{Expr: `histogram_quantile(0.9, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p90"},
 					{Expr: `histogram_quantile(0.99, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p99"},
 				}},
-			{Kind: "heatmap", Title: "Backup duration distribution", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
-				Description: "Successful backup runs by duration bucket over time.",
-				Queries:     []Query{{Expr: `sum by (le) (increase(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval]))`, Legend: "{{le}}"}}},
+			{Kind: "heatmap", Title: "Backup duration distribution", Unit: "ops", AxisUnit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Successful backup runs per second by duration bucket (le, the histogram's upper bounds) over time.",
+				Queries:     []Query{{Expr: `sum by (le) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval]))`, Legend: "{{le}}"}}},
 			{Kind: "timeseries", Title: "Bytes read and stored", Calcs: lastMax, Unit: "Bps", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Source bytes read per second and bytes stored per second after deduplication and compression.",
 				Queries: []Query{
@@ -275,6 +278,11 @@ func configure[B panelBuilder[B]](b B, p Panel) cog.Builder[dashboard.Panel] {
 		} else {
 			t.Range()
 		}
+		if p.Kind == "heatmap" {
+			// Prometheus's cumulative le buckets, made into cells by the
+			// data source (not recalculated by the panel).
+			t.Format(prometheus.PromQueryFormatHeatmap)
+		}
 		b.WithTarget(t)
 	}
 	return b
@@ -297,7 +305,13 @@ func build(p Panel) (cog.Builder[dashboard.Panel], error) {
 		tb := table.NewPanelBuilder().Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"lastNotNull"}))
 		return configure(tb, p), nil
 	case "heatmap":
-		return configure(heatmap.NewPanelBuilder(), p), nil
+		hm := heatmap.NewPanelBuilder().Calculate(false).
+			RowsFrame(heatmap.NewRowsHeatmapOptionsBuilder().Layout(common.HeatmapCellLayoutLe)).
+			YAxis(heatmap.NewYAxisConfigBuilder().Unit(p.AxisUnit)).
+			CellValues(heatmap.NewCellValuesBuilder().Unit(p.Unit)).
+			Tooltip(heatmap.NewHeatmapTooltipBuilder().Mode(common.TooltipDisplayModeSingle).YHistogram(true)).
+			ShowLegend()
+		return configure(hm, p), nil
 	case "text":
 		return text.NewPanelBuilder().Title(p.Title).Description(p.Description).Content(p.Content).Mode(text.TextModeMarkdown).
 			Height(p.H).Span(p.W).Unit(p.Unit).Thresholds(thresholds(p)), nil

@@ -314,3 +314,42 @@ func TestNoCountInPercentUnit(t *testing.T) {
 		}
 	}
 }
+
+// Every heatmap is drawn from Prometheus's le buckets, not recalculated:
+// targets in heatmap format over sum by (le) (rate(…_bucket[…])).
+func TestHeatmapsUseBuckets(t *testing.T) {
+	n := 0
+	for uid, g := range readGenerated(t) {
+		for _, p := range g.Panels {
+			if p.Type != "heatmap" {
+				continue
+			}
+			n++
+			if p.Options.Calculate == nil || *p.Options.Calculate {
+				t.Errorf("%s/%s: heatmap calculates buckets itself", uid, p.Title)
+			}
+			for _, q := range p.Targets {
+				if q.Format != "heatmap" {
+					t.Errorf("%s/%s: target %s has format %q, not heatmap", uid, p.Title, q.RefID, q.Format)
+				}
+				agg, ok := parseWithVariables(t, q.Expr).(*parser.AggregateExpr)
+				if !ok || agg.Op != parser.SUM || agg.Without || len(agg.Grouping) != 1 || agg.Grouping[0] != "le" {
+					t.Errorf("%s/%s: %s is not sum by (le) (…)", uid, p.Title, q.Expr)
+					continue
+				}
+				call, ok := agg.Expr.(*parser.Call)
+				if !ok || call.Func.Name != "rate" {
+					t.Errorf("%s/%s: %s does not sum a rate", uid, p.Title, q.Expr)
+					continue
+				}
+				ms, ok := call.Args[0].(*parser.MatrixSelector)
+				if !ok || !strings.HasSuffix(ms.VectorSelector.(*parser.VectorSelector).Name, "_bucket") {
+					t.Errorf("%s/%s: %s is not a rate of buckets", uid, p.Title, q.Expr)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no heatmap")
+	}
+}

@@ -4,7 +4,8 @@
 // grafana-foundation-sdk: an SLO overview, an operations board and a
 // fault-tolerance board. Every panel has a description, a unit and
 // thresholds; every query is PromQL over metrics the exporter registers or
-// the SLO rules record. Variables: datasource, cluster, policy.
+// the SLO rules record. Variables: datasource, cluster, instance (the
+// daemons; every query selects on it) and policy.
 //
 // Imports: grafana-foundation-sdk and YAML. It must not import engine
 // (backupd/...), collectors/ or exporter/ code (its tests may use
@@ -71,11 +72,12 @@ type Board struct {
 	Panels                  []Panel
 }
 
-// sel is the label selector every query applies.
-const sel = `cluster=~"$cluster", policy=~"$policy"`
+// sel is the label selector every query of a policy's series applies.
+const sel = `cluster=~"$cluster", instance=~"$instance", policy=~"$policy"`
 
-// repoSel selects per-repository series.
-const repoSel = `cluster=~"$cluster"`
+// repoSel selects per-repository series (and the storage ones): those of
+// the chosen daemons.
+const repoSel = `cluster=~"$cluster", instance=~"$instance"`
 
 func f(v float64) *float64 { return &v }
 
@@ -100,33 +102,33 @@ func sloOverview() Board {
 		Panels: []Panel{
 			{Kind: "stat", Title: "Error budget remaining (28d)", Unit: "percentunit", W: 12, H: 6, Base: "red", Steps: budgetSteps,
 				Description: "Share of each SLO's 28-day error budget left, per policy: backup success (99% of runs), RPO freshness (99.9% of the time), recoverability (95% of drills byte-exact within RTO). Below 0 the objective is missed.",
-				Queries:     []Query{{Expr: `slo:error_budget_remaining:ratio{` + sel + `}`, Legend: "{{policy}} {{slo}}", Instant: true}}},
+				Queries:     []Query{{Expr: `slo:error_budget_remaining:ratio{` + sel + `}`, Legend: "{{instance}} {{policy}} {{slo}}", Instant: true}}},
 			{Kind: "stat", Title: "Backup age ÷ RPO", Unit: "percentunit", W: 12, H: 6, Base: "green", Steps: ageSteps, Min: f(0),
 				Description: "Age of the newest good snapshot as a share of the policy's RPO. At 100% the RPO is breached (BackupRPOBreached pages).",
 				Queries: []Query{{Expr: `(time() - backupd_last_backup_success_timestamp_seconds{` + sel + `})
-/ on (job, instance, policy) backupd_policy_rpo_seconds{` + sel + `}`, Legend: "{{policy}}", Instant: true}}},
+/ on (job, instance, policy) backupd_policy_rpo_seconds{` + sel + `}`, Legend: "{{instance}} {{policy}}", Instant: true}}},
 			{Kind: "timeseries", Title: "Backup error budget burn rate", Calcs: lastMax, Unit: "none", W: 12, H: 8, Base: "green", Steps: []Step{{0.93, "yellow"}, {2.8, "red"}},
 				Description: "How fast backup failures spend the budget: 1 spends it exactly in 28 days. The ticket alert fires above 2.8 over both 1d and 2h, or above 0.93 over both 3d and 6h.",
 				Queries: []Query{
-					{Expr: `slo:sli_error:ratio_rate2h{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 2h"},
-					{Expr: `slo:sli_error:ratio_rate1d{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 1d"},
+					{Expr: `slo:sli_error:ratio_rate2h{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{instance}} {{policy}} 2h"},
+					{Expr: `slo:sli_error:ratio_rate1d{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{instance}} {{policy}} 1d"},
 				}},
 			{Kind: "timeseries", Title: "Restore time against RTO", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "90th percentile duration of restore drills next to the policy's RTO. Drills over the RTO count against recoverability.",
 				Queries: []Query{
 					{Expr: `histogram_quantile(0.9, sum by (le, policy) (rate(backupd_restore_duration_seconds_bucket{kind="drill", ` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p90 restore"},
-					{Expr: `backupd_policy_rto_seconds{` + sel + `}`, Legend: "{{policy}} RTO"},
+					{Expr: `max by (policy) (backupd_policy_rto_seconds{` + sel + `})`, Legend: "{{policy}} RTO"},
 				}},
 			{Kind: "table", Title: "Last results", Unit: "s", W: 16, H: 8, Base: "green", Steps: []Step{{86400, "yellow"}, {7 * 86400, "red"}},
 				Description: "Time since the newest good backup, the last successful drill and the last clean verify run, per policy and repository (from now).",
 				Queries: []Query{
-					{Expr: `time() - backupd_last_backup_success_timestamp_seconds{` + sel + `}`, Legend: "backup {{policy}}", Instant: true},
-					{Expr: `time() - backupd_last_restore_drill_success_timestamp_seconds{` + sel + `}`, Legend: "drill {{policy}}", Instant: true},
+					{Expr: `time() - backupd_last_backup_success_timestamp_seconds{` + sel + `}`, Legend: "backup {{instance}} {{policy}}", Instant: true},
+					{Expr: `time() - backupd_last_restore_drill_success_timestamp_seconds{` + sel + `}`, Legend: "drill {{instance}} {{policy}}", Instant: true},
 					{Expr: `time() - backupd_last_verify_success_timestamp_seconds{` + repoSel + `}`, Legend: "verify {{repository}}", Instant: true},
 				}},
 			{Kind: "stat", Title: "Last drill", Unit: "bool_yes_no", W: 8, H: 8, Base: "red", Steps: []Step{{1, "green"}},
 				Description: "Whether the last restore drill of each policy passed: restored, proved byte-exact and within the RTO.",
-				Queries:     []Query{{Expr: `backupd_last_restore_drill_success_timestamp_seconds{` + sel + `} >= bool backupd_last_restore_drill_timestamp_seconds{` + sel + `}`, Legend: "{{policy}}", Instant: true}}},
+				Queries:     []Query{{Expr: `backupd_last_restore_drill_success_timestamp_seconds{` + sel + `} >= bool backupd_last_restore_drill_timestamp_seconds{` + sel + `}`, Legend: "{{instance}} {{policy}}", Instant: true}}},
 		},
 	}
 }
@@ -172,7 +174,7 @@ func operations() Board {
 				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_backup_cpu_seconds_total{` + sel + `}[$__rate_interval])) / sum by (policy) (increase(backupd_backup_runs_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}}"}}},
 			{Kind: "timeseries", Title: "Peak RSS of the last backup", Calcs: lastMax, Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{256 << 20, "yellow"}},
 				Description: "Peak resident memory of the process during each policy's last backup run.",
-				Queries:     []Query{{Expr: `backupd_last_backup_max_rss_bytes{` + sel + `}`, Legend: "{{policy}}"}}},
+				Queries:     []Query{{Expr: `backupd_last_backup_max_rss_bytes{` + sel + `}`, Legend: "{{instance}} {{policy}}"}}},
 			{Kind: "timeseries", Title: "Storage operations", Calcs: lastMax, Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Backend operations per second by type and result; errors are operations that failed (not-found is reported apart).",
 				Queries:     []Query{{Expr: `sum by (repository, op, result) (rate(backupd_storage_operations_total{` + repoSel + `}[$__rate_interval]))`, Legend: "{{repository}} {{op}} {{result}}"}}},
@@ -327,8 +329,11 @@ func Build(b Board) (dashboard.Dashboard, error) {
 		WithVariable(dashboard.NewQueryVariableBuilder("cluster").Label("Cluster").Datasource(dsRef).
 			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_build_info, cluster)`)}).
 			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).AllValue(".*")).
+		WithVariable(dashboard.NewQueryVariableBuilder("instance").Label("Instance").Datasource(dsRef).
+			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_build_info{cluster=~"$cluster"}, instance)`)}).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*")).
 		WithVariable(dashboard.NewQueryVariableBuilder("policy").Label("Policy").Datasource(dsRef).
-			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_policy_rpo_seconds{cluster=~"$cluster"}, policy)`)}).
+			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_policy_rpo_seconds{cluster=~"$cluster", instance=~"$instance"}, policy)`)}).
 			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*"))
 	for _, p := range b.Panels {
 		pb, err := build(p)

@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
@@ -109,7 +111,7 @@ func ruleNames(t *testing.T) map[string]bool {
 
 // Every panel has a description, a unit and thresholds; every query parses
 // as PromQL and names only metrics the exporter serves or the rules record;
-// the variables are datasource, cluster and policy.
+// the variables are datasource, cluster, instance and policy.
 func TestPanels(t *testing.T) {
 	known := collectorstest.MetricNames(t)
 	for n := range ruleNames(t) {
@@ -125,7 +127,7 @@ func TestPanels(t *testing.T) {
 		for _, v := range d.Templating.List {
 			vars = append(vars, v.Name)
 		}
-		if len(vars) != 3 || vars[0] != "datasource" || vars[1] != "cluster" || vars[2] != "policy" {
+		if !slices.Equal(vars, []string{"datasource", "cluster", "instance", "policy"}) {
 			t.Errorf("%s: variables %v", b.UID, vars)
 		}
 		for _, panel := range d.Panels {
@@ -351,5 +353,84 @@ func TestHeatmapsUseBuckets(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no heatmap")
+	}
+}
+
+// constantRules are the recorded series with no daemon behind them (an
+// objective recorded from vector(…)): they carry no cluster or instance
+// label, so no query selects them by one.
+func constantRules(t *testing.T) map[string]bool {
+	t.Helper()
+	groups, errs := rulefmt.ParseFile("../alerts/backupd.rules.yml", false, model.UTF8Validation, parser.NewParser(parser.Options{}), nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	out := map[string]bool{}
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			if r.Record == "" {
+				continue
+			}
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			selects := false
+			parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+				if _, ok := n.(*parser.VectorSelector); ok {
+					selects = true
+				}
+				return nil
+			})
+			if !selects {
+				out[r.Record] = true
+			}
+		}
+	}
+	return out
+}
+
+// The instance variable lists the daemons of the chosen clusters, and every
+// selector of a daemon's series (exported or recorded; the rules keep
+// instance) matches instance=~"$instance" next to cluster=~"$cluster".
+func TestQueriesSelectInstance(t *testing.T) {
+	constant := constantRules(t)
+	for uid, g := range readGenerated(t) {
+		found := false
+		for _, v := range g.Templating.List {
+			if v.Name != "instance" {
+				continue
+			}
+			found = true
+			if v.Type != "query" || v.Query != `label_values(backupd_build_info{cluster=~"$cluster"}, instance)` ||
+				!v.Multi || !v.IncludeAll || v.AllValue != ".*" {
+				t.Errorf("%s: instance variable %+v", uid, v)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no instance variable", uid)
+		}
+		for _, p := range g.Panels {
+			for _, q := range p.Targets {
+				parser.Inspect(parseWithVariables(t, q.Expr), func(n parser.Node, _ []parser.Node) error {
+					vs, ok := n.(*parser.VectorSelector)
+					if !ok || constant[vs.Name] {
+						return nil
+					}
+					for _, want := range []string{"cluster", "instance"} {
+						ok := false
+						for _, m := range vs.LabelMatchers {
+							if m.Name == want && m.Type == labels.MatchRegexp && m.Value == "$"+want {
+								ok = true
+							}
+						}
+						if !ok {
+							t.Errorf("%s/%s: %s does not select %s=~\"$%s\"", uid, p.Title, vs, want, want)
+						}
+					}
+					return nil
+				})
+			}
+		}
 	}
 }

@@ -434,3 +434,35 @@ func TestQueriesSelectInstance(t *testing.T) {
 		}
 	}
 }
+
+// A repository's series are reported by every daemon that writes it, so a
+// query of one is aggregated by repository (not by instance): one line per
+// repository, not one identical line per daemon.
+func TestRepositoryQueriesAggregateByRepository(t *testing.T) {
+	exported := collectorstest.MetricLabels(t)
+	n := 0
+	for uid, g := range readGenerated(t) {
+		for _, p := range g.Panels {
+			for _, q := range p.Targets {
+				parser.Inspect(parseWithVariables(t, q.Expr), func(node parser.Node, path []parser.Node) error {
+					vs, ok := node.(*parser.VectorSelector)
+					if !ok || !exported[vs.Name]["repository"] {
+						return nil
+					}
+					n++
+					for _, anc := range path {
+						agg, ok := anc.(*parser.AggregateExpr)
+						if ok && !agg.Without && slices.Contains(agg.Grouping, "repository") && !slices.Contains(agg.Grouping, "instance") {
+							return nil
+						}
+					}
+					t.Errorf("%s/%s: %s is not aggregated by repository", uid, p.Title, vs)
+					return nil
+				})
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no query of a repository's series")
+	}
+}

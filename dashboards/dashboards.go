@@ -157,13 +157,13 @@ func operations() Board {
 			{Kind: "timeseries", Title: "Files per second by state", Calcs: lastMax, Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Files backups found new, changed (read again), unchanged (not read) and skipped (sockets, FIFOs, vanished).",
 				Queries:     []Query{{Expr: `sum by (policy, state) (rate(backupd_backup_files_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} {{state}}"}}},
-			{Kind: "stat", Title: "Deduplication and compression", Unit: "none", W: 12, H: 6, Base: "red", Steps: []Step{{1, "yellow"}, {2, "green"}},
+			{Kind: "stat", Title: "Deduplication and compression", Unit: "none", W: 12, H: 8, Base: "red", Steps: []Step{{1, "yellow"}, {2, "green"}},
 				Description: "Source bytes per stored byte: of recent backups (read ÷ stored), and of the repository (newest snapshots' source size ÷ repository size, one per repository however many daemons write it). Higher is better.",
 				Queries: []Query{
 					{Expr: `sum by (policy) (increase(backupd_backup_read_bytes_total{` + sel + `}[1h])) / sum by (policy) (increase(backupd_backup_written_bytes_total{` + sel + `}[1h]))`, Legend: "{{policy}} last hour", Instant: true},
 					{Expr: `max by (repository) (backupd_repository_logical_bytes{` + repoSel + `}) / max by (repository) (backupd_repository_size_bytes{` + repoSel + `})`, Legend: "{{repository}} overall", Instant: true},
 				}},
-			{Kind: "timeseries", Title: "Repository size and free space", Calcs: lastMax, Unit: "bytes", W: 12, H: 6, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Repository size and free space", Calcs: lastMax, Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Bytes stored in each repository and free bytes on its file system, one line each per repository (every daemon writing it reports the same). RepositoryFillingUp fires when free space runs out within 4 days.",
 				Queries: []Query{
 					{Expr: `max by (repository) (backupd_repository_size_bytes{` + repoSel + `})`, Legend: "{{repository}} size"},

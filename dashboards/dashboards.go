@@ -4,7 +4,8 @@
 // grafana-foundation-sdk: an SLO overview, an operations board and a
 // fault-tolerance board. Every panel has a description, a unit and
 // thresholds; every query is PromQL over metrics the exporter registers or
-// the SLO rules record. Variables: datasource, cluster, policy.
+// the SLO rules record. Variables: datasource, cluster, instance (the
+// daemons; every query selects on it) and policy.
 //
 // Imports: grafana-foundation-sdk and YAML. It must not import engine
 // (backupd/...), collectors/ or exporter/ code (its tests may use
@@ -49,6 +50,13 @@ type Panel struct {
 	W, H    uint32
 	Queries []Query
 	Content string // text panels
+	// Calcs, on a time series panel, make its legend a table with these
+	// values per series (rates, durations, sizes); without them the
+	// legend is a list.
+	Calcs []string
+	// AxisUnit is a heatmap's y axis unit (its buckets' bounds); Unit is
+	// then the unit of its cells.
+	AxisUnit string
 }
 
 // Step is a threshold.
@@ -64,13 +72,18 @@ type Board struct {
 	Panels                  []Panel
 }
 
-// sel is the label selector every query applies.
-const sel = `cluster=~"$cluster", policy=~"$policy"`
+// sel is the label selector every query of a policy's series applies.
+const sel = `cluster=~"$cluster", instance=~"$instance", policy=~"$policy"`
 
-// repoSel selects per-repository series.
-const repoSel = `cluster=~"$cluster"`
+// repoSel selects per-repository series (and the storage ones): those of
+// the chosen daemons.
+const repoSel = `cluster=~"$cluster", instance=~"$instance"`
 
 func f(v float64) *float64 { return &v }
+
+// lastMax is the legend table of rates, durations and sizes: the latest
+// value and the peak over the time range.
+var lastMax = []string{"lastNotNull", "max"}
 
 var (
 	ageSteps    = []Step{{0.5, "yellow"}, {1, "red"}}
@@ -89,33 +102,33 @@ func sloOverview() Board {
 		Panels: []Panel{
 			{Kind: "stat", Title: "Error budget remaining (28d)", Unit: "percentunit", W: 12, H: 6, Base: "red", Steps: budgetSteps,
 				Description: "Share of each SLO's 28-day error budget left, per policy: backup success (99% of runs), RPO freshness (99.9% of the time), recoverability (95% of drills byte-exact within RTO). Below 0 the objective is missed.",
-				Queries:     []Query{{Expr: `slo:error_budget_remaining:ratio{` + sel + `}`, Legend: "{{policy}} {{slo}}", Instant: true}}},
+				Queries:     []Query{{Expr: `slo:error_budget_remaining:ratio{` + sel + `}`, Legend: "{{instance}} {{policy}} {{slo}}", Instant: true}}},
 			{Kind: "stat", Title: "Backup age ÷ RPO", Unit: "percentunit", W: 12, H: 6, Base: "green", Steps: ageSteps, Min: f(0),
 				Description: "Age of the newest good snapshot as a share of the policy's RPO. At 100% the RPO is breached (BackupRPOBreached pages).",
 				Queries: []Query{{Expr: `(time() - backupd_last_backup_success_timestamp_seconds{` + sel + `})
-/ on (job, instance, policy) backupd_policy_rpo_seconds{` + sel + `}`, Legend: "{{policy}}", Instant: true}}},
-			{Kind: "timeseries", Title: "Backup error budget burn rate", Unit: "none", W: 12, H: 8, Base: "green", Steps: []Step{{0.93, "yellow"}, {2.8, "red"}},
+/ on (job, instance, policy) backupd_policy_rpo_seconds{` + sel + `}`, Legend: "{{instance}} {{policy}}", Instant: true}}},
+			{Kind: "timeseries", Title: "Backup error budget burn rate", Calcs: lastMax, Unit: "none", W: 12, H: 8, Base: "green", Steps: []Step{{0.93, "yellow"}, {2.8, "red"}},
 				Description: "How fast backup failures spend the budget: 1 spends it exactly in 28 days. The ticket alert fires above 2.8 over both 1d and 2h, or above 0.93 over both 3d and 6h.",
 				Queries: []Query{
-					{Expr: `slo:sli_error:ratio_rate2h{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 2h"},
-					{Expr: `slo:sli_error:ratio_rate1d{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{policy}} 1d"},
+					{Expr: `slo:sli_error:ratio_rate2h{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{instance}} {{policy}} 2h"},
+					{Expr: `slo:sli_error:ratio_rate1d{slo="backup-success", ` + sel + `} / on (slo) group_left () (1 - slo:objective:ratio)`, Legend: "{{instance}} {{policy}} 1d"},
 				}},
-			{Kind: "timeseries", Title: "Restore time against RTO", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Restore time against RTO", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "90th percentile duration of restore drills next to the policy's RTO. Drills over the RTO count against recoverability.",
 				Queries: []Query{
 					{Expr: `histogram_quantile(0.9, sum by (le, policy) (rate(backupd_restore_duration_seconds_bucket{kind="drill", ` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p90 restore"},
-					{Expr: `backupd_policy_rto_seconds{` + sel + `}`, Legend: "{{policy}} RTO"},
+					{Expr: `max by (policy) (backupd_policy_rto_seconds{` + sel + `})`, Legend: "{{policy}} RTO"},
 				}},
 			{Kind: "table", Title: "Last results", Unit: "s", W: 16, H: 8, Base: "green", Steps: []Step{{86400, "yellow"}, {7 * 86400, "red"}},
-				Description: "Time since the newest good backup, the last successful drill and the last clean verify run, per policy and repository (from now).",
+				Description: "Time since the newest good backup, the last successful drill and the last clean verify run, per policy and daemon, and per repository (the newest clean verify of any daemon), from now.",
 				Queries: []Query{
-					{Expr: `time() - backupd_last_backup_success_timestamp_seconds{` + sel + `}`, Legend: "backup {{policy}}", Instant: true},
-					{Expr: `time() - backupd_last_restore_drill_success_timestamp_seconds{` + sel + `}`, Legend: "drill {{policy}}", Instant: true},
-					{Expr: `time() - backupd_last_verify_success_timestamp_seconds{` + repoSel + `}`, Legend: "verify {{repository}}", Instant: true},
+					{Expr: `time() - backupd_last_backup_success_timestamp_seconds{` + sel + `}`, Legend: "backup {{instance}} {{policy}}", Instant: true},
+					{Expr: `time() - backupd_last_restore_drill_success_timestamp_seconds{` + sel + `}`, Legend: "drill {{instance}} {{policy}}", Instant: true},
+					{Expr: `time() - max by (repository) (backupd_last_verify_success_timestamp_seconds{` + repoSel + `})`, Legend: "verify {{repository}}", Instant: true},
 				}},
 			{Kind: "stat", Title: "Last drill", Unit: "bool_yes_no", W: 8, H: 8, Base: "red", Steps: []Step{{1, "green"}},
 				Description: "Whether the last restore drill of each policy passed: restored, proved byte-exact and within the RTO.",
-				Queries:     []Query{{Expr: `backupd_last_restore_drill_success_timestamp_seconds{` + sel + `} >= bool backupd_last_restore_drill_timestamp_seconds{` + sel + `}`, Legend: "{{policy}}", Instant: true}}},
+				Queries:     []Query{{Expr: `backupd_last_restore_drill_success_timestamp_seconds{` + sel + `} >= bool backupd_last_restore_drill_timestamp_seconds{` + sel + `}`, Legend: "{{instance}} {{policy}}", Instant: true}}},
 		},
 	}
 }
@@ -125,61 +138,61 @@ func operations() Board {
 		UID: "backupd-operations", Title: "backupd / Operations", Tags: []string{"backupd"},
 		Description: "How backups run: durations, throughput, files, deduplication, repository growth, resources, storage operations, scheduling and verification.",
 		Panels: []Panel{
-			{Kind: "timeseries", Title: "Backup duration quantiles", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{3600, "yellow"}},
+			{Kind: "timeseries", Title: "Backup duration quantiles", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{3600, "yellow"}},
 				Description: "50th, 90th and 99th percentile duration of successful backup runs.",
 				Queries: []Query{
 					{Expr: `histogram_quantile(0.5, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p50"},
 					{Expr: `histogram_quantile(0.9, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p90"},
 					{Expr: `histogram_quantile(0.99, sum by (le, policy) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "{{policy}} p99"},
 				}},
-			{Kind: "heatmap", Title: "Backup duration distribution", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
-				Description: "Successful backup runs by duration bucket over time.",
-				Queries:     []Query{{Expr: `sum by (le) (increase(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval]))`, Legend: "{{le}}"}}},
-			{Kind: "timeseries", Title: "Bytes read and stored", Unit: "Bps", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "heatmap", Title: "Backup duration distribution", Unit: "ops", AxisUnit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Successful backup runs per second by duration bucket (le, the histogram's upper bounds) over time.",
+				Queries:     []Query{{Expr: `sum by (le) (rate(backupd_backup_duration_seconds_bucket{` + sel + `}[$__rate_interval]))`, Legend: "{{le}}"}}},
+			{Kind: "timeseries", Title: "Bytes read and stored", Calcs: lastMax, Unit: "Bps", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Source bytes read per second and bytes stored per second after deduplication and compression.",
 				Queries: []Query{
 					{Expr: `sum by (policy) (rate(backupd_backup_read_bytes_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} read"},
 					{Expr: `sum by (policy) (rate(backupd_backup_written_bytes_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} stored"},
 				}},
-			{Kind: "timeseries", Title: "Files per second by state", Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "Files per second by state", Calcs: lastMax, Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Files backups found new, changed (read again), unchanged (not read) and skipped (sockets, FIFOs, vanished).",
 				Queries:     []Query{{Expr: `sum by (policy, state) (rate(backupd_backup_files_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}} {{state}}"}}},
-			{Kind: "stat", Title: "Deduplication and compression", Unit: "none", W: 12, H: 6, Base: "red", Steps: []Step{{1, "yellow"}, {2, "green"}},
-				Description: "Source bytes per stored byte: of recent backups (read ÷ stored), and of the repository (newest snapshots' source size ÷ repository size). Higher is better.",
+			{Kind: "stat", Title: "Deduplication and compression", Unit: "none", W: 12, H: 8, Base: "red", Steps: []Step{{1, "yellow"}, {2, "green"}},
+				Description: "Source bytes per stored byte: of recent backups (read ÷ stored), and of the repository (newest snapshots' source size ÷ repository size, one per repository however many daemons write it). Higher is better.",
 				Queries: []Query{
 					{Expr: `sum by (policy) (increase(backupd_backup_read_bytes_total{` + sel + `}[1h])) / sum by (policy) (increase(backupd_backup_written_bytes_total{` + sel + `}[1h]))`, Legend: "{{policy}} last hour", Instant: true},
-					{Expr: `backupd_repository_logical_bytes{` + repoSel + `} / backupd_repository_size_bytes{` + repoSel + `}`, Legend: "{{repository}} overall", Instant: true},
+					{Expr: `max by (repository) (backupd_repository_logical_bytes{` + repoSel + `}) / max by (repository) (backupd_repository_size_bytes{` + repoSel + `})`, Legend: "{{repository}} overall", Instant: true},
 				}},
-			{Kind: "timeseries", Title: "Repository size and free space", Unit: "bytes", W: 12, H: 6, Base: "green", Steps: []Step{{0, "green"}},
-				Description: "Bytes stored in each repository and free bytes on its file system. RepositoryFillingUp fires when free space runs out within 4 days.",
+			{Kind: "timeseries", Title: "Repository size and free space", Calcs: lastMax, Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "Bytes stored in each repository and free bytes on its file system, one line each per repository (every daemon writing it reports the same). RepositoryFillingUp fires when free space runs out within 4 days.",
 				Queries: []Query{
-					{Expr: `backupd_repository_size_bytes{` + repoSel + `}`, Legend: "{{repository}} size"},
-					{Expr: `backupd_repository_free_bytes{` + repoSel + `}`, Legend: "{{repository}} free"},
+					{Expr: `max by (repository) (backupd_repository_size_bytes{` + repoSel + `})`, Legend: "{{repository}} size"},
+					{Expr: `max by (repository) (backupd_repository_free_bytes{` + repoSel + `})`, Legend: "{{repository}} free"},
 				}},
-			{Kind: "timeseries", Title: "CPU per backup run", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+			{Kind: "timeseries", Title: "CPU per backup run", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "CPU seconds used by backup runs, per run (increase of CPU seconds ÷ increase of runs).",
 				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_backup_cpu_seconds_total{` + sel + `}[$__rate_interval])) / sum by (policy) (increase(backupd_backup_runs_total{` + sel + `}[$__rate_interval]))`, Legend: "{{policy}}"}}},
-			{Kind: "timeseries", Title: "Peak RSS of the last backup", Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{256 << 20, "yellow"}},
+			{Kind: "timeseries", Title: "Peak RSS of the last backup", Calcs: lastMax, Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{256 << 20, "yellow"}},
 				Description: "Peak resident memory of the process during each policy's last backup run.",
-				Queries:     []Query{{Expr: `backupd_last_backup_max_rss_bytes{` + sel + `}`, Legend: "{{policy}}"}}},
-			{Kind: "timeseries", Title: "Storage operations", Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
+				Queries:     []Query{{Expr: `backupd_last_backup_max_rss_bytes{` + sel + `}`, Legend: "{{instance}} {{policy}}"}}},
+			{Kind: "timeseries", Title: "Storage operations", Calcs: lastMax, Unit: "ops", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
 				Description: "Backend operations per second by type and result; errors are operations that failed (not-found is reported apart).",
 				Queries:     []Query{{Expr: `sum by (repository, op, result) (rate(backupd_storage_operations_total{` + repoSel + `}[$__rate_interval]))`, Legend: "{{repository}} {{op}} {{result}}"}}},
-			{Kind: "timeseries", Title: "Storage latency p99", Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}, {5, "red"}},
+			{Kind: "timeseries", Title: "Storage latency p99", Calcs: lastMax, Unit: "s", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}, {5, "red"}},
 				Description: "99th percentile duration of backend operations by type.",
 				Queries:     []Query{{Expr: `histogram_quantile(0.99, sum by (le, repository, op) (rate(backupd_storage_operation_duration_seconds_bucket{` + repoSel + `}[$__rate_interval])))`, Legend: "{{repository}} {{op}}"}}},
-			{Kind: "timeseries", Title: "Scheduler skips and misses", Unit: "short", W: 12, H: 8, Base: "green", Steps: []Step{{1, "yellow"}},
+			{Kind: "timeseries", Title: "Scheduler skips and misses", Unit: "short", W: 8, H: 8, Base: "green", Steps: []Step{{1, "yellow"}},
 				Description: "Cycles skipped because the previous one still ran (overlap) and cycles missed while the daemon was down, per hour.",
 				Queries: []Query{
 					{Expr: `sum by (policy, reason) (increase(backupd_scheduler_skipped_runs_total{` + sel + `}[1h]))`, Legend: "{{policy}} skipped {{reason}}"},
 					{Expr: `sum by (policy) (increase(backupd_scheduler_missed_runs_total{` + sel + `}[1h]))`, Legend: "{{policy}} missed"},
 				}},
-			{Kind: "timeseries", Title: "Verification coverage and corrupt blobs", Unit: "percentunit", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
-				Description: "Share of the repository read back in the current rotation (100% = every pack verified), and corrupt blobs found in the last day (should stay 0).",
-				Queries: []Query{
-					{Expr: `backupd_verify_coverage_ratio{` + repoSel + `}`, Legend: "{{repository}} coverage"},
-					{Expr: `increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[1d])`, Legend: "{{repository}} corrupt blobs"},
-				}},
+			{Kind: "timeseries", Title: "Verification coverage", Unit: "percentunit", W: 8, H: 8, Base: "green", Steps: []Step{{0, "green"}}, Min: f(0), Max: f(1),
+				Description: "Share of the repository's packs read back in the current verify rotation (100% = every pack verified since the rotation began); of the daemons that verify a repository, the one furthest along.",
+				Queries:     []Query{{Expr: `max by (repository) (backupd_verify_coverage_ratio{` + repoSel + `})`, Legend: "{{repository}}"}}},
+			{Kind: "timeseries", Title: "Corrupt blobs found (1d)", Unit: "short", W: 8, H: 8, Base: "green", Steps: []Step{{1, "red"}}, Min: f(0),
+				Description: "Blobs that failed authentication or their hash on read-back in the last day, by all daemons that verify the repository. Should stay 0; anything above pages (RepositoryCorruption).",
+				Queries:     []Query{{Expr: `sum by (repository) (increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[1d]))`, Legend: "{{repository}}"}}},
 		},
 	}
 }
@@ -211,7 +224,7 @@ func faults() Board {
 			{Kind: "stat", Title: "Interrupted runs (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "yellow"}},
 				Description: "Backup runs that did not finish because the process was killed or stopped, in the last 7 days.",
 				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_backup_failures_total{reason="interrupted", ` + sel + `}[7d]))`, Legend: "{{policy}}", Instant: true}}},
-			{Kind: "timeseries", Title: "Storage errors", Unit: "ops", W: 24, H: 8, Base: "green", Steps: []Step{{0.01, "red"}},
+			{Kind: "timeseries", Title: "Storage errors", Calcs: lastMax, Unit: "ops", W: 24, H: 8, Base: "green", Steps: []Step{{0.01, "red"}},
 				Description: "Backend operations that failed, per second, by repository and operation.",
 				Queries:     []Query{{Expr: `sum by (repository, op) (rate(backupd_storage_operations_total{result="error", ` + repoSel + `}[$__rate_interval]))`, Legend: "{{repository}} {{op}}"}}},
 		},
@@ -267,6 +280,11 @@ func configure[B panelBuilder[B]](b B, p Panel) cog.Builder[dashboard.Panel] {
 		} else {
 			t.Range()
 		}
+		if p.Kind == "heatmap" {
+			// Prometheus's cumulative le buckets, made into cells by the
+			// data source (not recalculated by the panel).
+			t.Format(prometheus.PromQueryFormatHeatmap)
+		}
 		b.WithTarget(t)
 	}
 	return b
@@ -277,12 +295,25 @@ func build(p Panel) (cog.Builder[dashboard.Panel], error) {
 	case "stat":
 		return configure(stat.NewPanelBuilder(), p), nil
 	case "timeseries":
-		return configure(timeseries.NewPanelBuilder(), p), nil
+		legend := common.NewVizLegendOptionsBuilder().ShowLegend(true).Placement(common.LegendPlacementBottom).
+			DisplayMode(common.LegendDisplayModeList).Calcs([]string{})
+		if len(p.Calcs) > 0 {
+			legend.DisplayMode(common.LegendDisplayModeTable).AsTable(true).Calcs(p.Calcs).SortBy("Max").SortDesc(true)
+		}
+		ts := timeseries.NewPanelBuilder().Legend(legend).
+			Tooltip(common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderDescending))
+		return configure(ts, p), nil
 	case "table":
 		tb := table.NewPanelBuilder().Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"lastNotNull"}))
 		return configure(tb, p), nil
 	case "heatmap":
-		return configure(heatmap.NewPanelBuilder(), p), nil
+		hm := heatmap.NewPanelBuilder().Calculate(false).
+			RowsFrame(heatmap.NewRowsHeatmapOptionsBuilder().Layout(common.HeatmapCellLayoutLe)).
+			YAxis(heatmap.NewYAxisConfigBuilder().Unit(p.AxisUnit)).
+			CellValues(heatmap.NewCellValuesBuilder().Unit(p.Unit)).
+			Tooltip(heatmap.NewHeatmapTooltipBuilder().Mode(common.TooltipDisplayModeSingle).YHistogram(true)).
+			ShowLegend()
+		return configure(hm, p), nil
 	case "text":
 		return text.NewPanelBuilder().Title(p.Title).Description(p.Description).Content(p.Content).Mode(text.TextModeMarkdown).
 			Height(p.H).Span(p.W).Unit(p.Unit).Thresholds(thresholds(p)), nil
@@ -298,8 +329,11 @@ func Build(b Board) (dashboard.Dashboard, error) {
 		WithVariable(dashboard.NewQueryVariableBuilder("cluster").Label("Cluster").Datasource(dsRef).
 			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_build_info, cluster)`)}).
 			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).AllValue(".*")).
+		WithVariable(dashboard.NewQueryVariableBuilder("instance").Label("Instance").Datasource(dsRef).
+			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_build_info{cluster=~"$cluster"}, instance)`)}).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*")).
 		WithVariable(dashboard.NewQueryVariableBuilder("policy").Label("Policy").Datasource(dsRef).
-			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_policy_rpo_seconds{cluster=~"$cluster"}, policy)`)}).
+			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_policy_rpo_seconds{cluster=~"$cluster", instance=~"$instance"}, policy)`)}).
 			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*"))
 	for _, p := range b.Panels {
 		pb, err := build(p)

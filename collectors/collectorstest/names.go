@@ -29,6 +29,19 @@ policies:
 // config (histogram _bucket/_sum/_count included), plus "up".
 func MetricNames(t testing.TB) map[string]bool {
 	t.Helper()
+	known := map[string]bool{"up": true}
+	for name := range MetricLabels(t) {
+		known[name] = true
+	}
+	return known
+}
+
+// MetricLabels returns the label names of every series name the exporter
+// serves for a one-policy config (histogram _bucket/_sum/_count included;
+// le is not listed), without the target labels Prometheus adds (job,
+// instance).
+func MetricLabels(t testing.TB) map[string]map[string]bool {
+	t.Helper()
 	// The version the build info shows is left as it is.
 	reg, runs, storage, err := collectors.NewRegistry(promversion.Version)
 	if err != nil {
@@ -45,14 +58,19 @@ func MetricNames(t testing.TB) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	known := map[string]bool{"up": true}
+	out := map[string]map[string]bool{}
 	for _, f := range fams {
-		known[f.GetName()] = true
-		for _, sfx := range []string{"_bucket", "_count", "_sum"} {
-			known[f.GetName()+sfx] = true
+		labels := map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		for _, sfx := range []string{"", "_bucket", "_count", "_sum"} {
+			out[f.GetName()+sfx] = labels
 		}
 	}
-	return known
+	return out
 }
 
 // feed tells runs what a daemon running the one policy would: the

@@ -429,11 +429,13 @@ func walk(ctx context.Context, repo *repository.Repo, id repository.ID, dir stri
 	}
 	tree, err := snapshot.LoadTree(ctx, repo, id)
 	if err != nil {
-		if errors.Is(err, repository.ErrCorrupt) || errors.Is(err, repository.ErrFormat) || errors.Is(err, backend.ErrNotFound) {
-			fn(dir, nil, err)
-			return nil
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		return err
+		// Whatever made the tree unreadable, it is reported with the
+		// directory it holds, and the check goes on.
+		fn(dir, nil, err)
+		return nil
 	}
 	for i := range tree.Nodes {
 		n := &tree.Nodes[i]

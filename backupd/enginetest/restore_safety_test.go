@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshbackup/backupd/backupd/checker"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/restorer"
 	"github.com/meshbackup/backupd/backupd/snapshot"
@@ -151,5 +152,66 @@ func TestRestoreCostLinearInDepth(t *testing.T) {
 	t.Logf("allocations: depth 300 %d, depth 1200 %d, ratio %.1f (linear 4, quadratic 16)", allocs[300], allocs[1200], ratio)
 	if ratio > 8 {
 		t.Fatalf("restore cost grows faster than the depth: %.1fx the allocations for 4x the depth", ratio)
+	}
+}
+
+// A tree indexed as a data blob (a lying index entry): check --read-data
+// reports it, with the directory it holds, and goes on to the rest; a
+// restore fails that directory only (scenario 29).
+func TestTreeIndexedAsDataIsReported(t *testing.T) {
+	e := newTreeEnv(t, "links, empties, modes")
+	must(t, os.MkdirAll(filepath.Join(e.src, "sub"), 0o755))
+	must(t, os.WriteFile(filepath.Join(e.src, "sub", "f"), []byte("below the mislabelled tree"), 0o644))
+	sn, _ := e.mustBackup()
+	r := e.open()
+	must(t, r.LoadIndex(t.Context()))
+	root, err := snapshot.LoadTree(t.Context(), r, sn.Tree)
+	must(t, err)
+	var sub repository.ID
+	for _, n := range root.Nodes {
+		if n.Name == "sub" {
+			sub = *n.Subtree
+		}
+	}
+	// One index file that supersedes every other, with sub/'s tree typed
+	// as data.
+	files, err := r.ReadIndexFiles(t.Context())
+	must(t, err)
+	forged := &repository.IndexFile{}
+	for _, f := range files {
+		must(t, f.Err)
+		forged.Supersedes = append(forged.Supersedes, f.ID)
+		for _, p := range f.File.Packs {
+			for i := range p.Blobs {
+				if p.Blobs[i].ID == sub {
+					p.Blobs[i].Type = repository.DataBlob
+				}
+			}
+			forged.Packs = append(forged.Packs, p)
+		}
+	}
+	_, err = r.SaveIndexFile(t.Context(), forged)
+	must(t, err)
+
+	rep := e.check(checker.Options{ReadData: true, NoRecord: true})
+	if rep.OK() || rep.Snapshots != 1 {
+		t.Fatalf("check of a tree indexed as data: ok %v, %d snapshots checked", rep.OK(), rep.Snapshots)
+	}
+	named := false
+	for _, p := range rep.Problems {
+		if strings.Contains(p.Message, sub.Str()) || p.Object == "/sub" {
+			named = true
+		}
+	}
+	if !named {
+		t.Fatalf("no problem names the tree %s or /sub: %+v", sub.Str(), rep.Problems)
+	}
+	target := filepath.Join(t.TempDir(), "restore")
+	res, _, err := e.restore(sn, target)
+	if err != nil {
+		t.Fatalf("restore stopped: %v", err)
+	}
+	if len(res.Failed) != 1 || res.Failed[0].Path != "sub" || !res.Corrupt() {
+		t.Fatalf("restore failures %v, want only sub, as corruption", res.Failed)
 	}
 }

@@ -18,7 +18,8 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 		return nil, fmt.Errorf("load %s blob %s: not in index", t, id.Str())
 	}
 	if loc.Type != t {
-		return nil, fmt.Errorf("load blob %s: indexed as %s, wanted %s", id.Str(), loc.Type, t)
+		// The index entry lies: damage of the index, not a usage error.
+		return nil, &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("indexed as a %s blob, wanted a %s blob", loc.Type, t)}
 	}
 	if t == TreeBlob {
 		// Trees are small and read in bursts (a backup walks the parent

@@ -126,6 +126,8 @@ func TestRestoreCostLinearInDepth(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(p, "leaf"), []byte("at the bottom"), 0o644))
 		// Read-only directories on the way down: their modes are set last.
 		must(t, os.Chmod(filepath.Join(e.src, "d"), 0o555))
+		src := e.src
+		t.Cleanup(func() { _ = os.Chmod(filepath.Join(src, "d"), 0o755) }) // before t.TempDir's removal, also as nobody
 		sn, _ := e.mustBackup()
 		r := e.open()
 		must(t, r.LoadIndex(t.Context()))

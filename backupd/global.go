@@ -31,6 +31,9 @@ type environment struct {
 	PasswordFile string // BACKUPD_PASSWORD_FILE
 	Fault        string // BACKUPD_FAULT: fault points to arm (tests)
 	GoMemLimit   bool   // GOMEMLIMIT is set: leave the memory limit alone
+	// CgroupMemory is the memory limit of the process's cgroup (a
+	// container's), 0 when there is none or it cannot be read.
+	CgroupMemory uint64
 }
 
 // streams are the process's standard streams. in may be nil (no terminal).
@@ -189,18 +192,32 @@ func (g *globalOptions) repoOptions(log *slog.Logger) (repository.Options, error
 
 // Memory budget (README "Memory"): the data pipeline's buffers fit in
 // memoryBase whatever the data size; the index needs about indexBytesPerBlob
-// per blob. The limit is soft (the Go runtime's GC target), so going over it
-// costs CPU, never a failure. GOMEMLIMIT overrides it.
+// per blob. In a container whose cgroup limit is smaller, cgroupShare of
+// that limit is used instead, leaving room for memory the Go runtime does
+// not count (the binary, stacks, the kernel's page tables). The limit is
+// soft (the Go runtime's GC target), so going over it costs CPU, never a
+// failure. GOMEMLIMIT overrides it.
 const (
 	memoryBase        = 48 << 20
 	indexBytesPerBlob = 256
+	cgroupShare       = 0.9
 )
+
+// memoryLimit is the soft memory limit for an index of blobs blobs under a
+// cgroup limit of cgroup bytes (0: none).
+func memoryLimit(blobs int, cgroup uint64) int64 {
+	limit := int64(memoryBase) + int64(blobs)*indexBytesPerBlob
+	if cgroup > 0 {
+		limit = min(limit, int64(float64(cgroup)*cgroupShare))
+	}
+	return limit
+}
 
 func (g *globalOptions) applyMemoryLimit(blobs int) {
 	if g.env.GoMemLimit {
 		return
 	}
-	debug.SetMemoryLimit(memoryBase + int64(blobs)*indexBytesPerBlob)
+	debug.SetMemoryLimit(memoryLimit(blobs, g.env.CgroupMemory))
 }
 
 // requireRepo returns the usage error for a missing --repo.

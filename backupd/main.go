@@ -24,6 +24,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
@@ -61,6 +63,9 @@ func main() {
 		PasswordFile: os.Getenv("BACKUPD_PASSWORD_FILE"),
 		Fault:        os.Getenv("BACKUPD_FAULT"),
 		GoMemLimit:   os.Getenv("GOMEMLIMIT") != "",
+	}
+	if limit, err := memlimit.FromCgroup(); err == nil {
+		env.CgroupMemory = limit
 	}
 	os.Exit(run(ctx, os.Args[1:], env, streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}))
 }

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"runtime/debug"
+	"testing"
+)
+
+// The soft memory limit is the budget, or 90% of the container's cgroup
+// limit when that is smaller; GOMEMLIMIT leaves it alone.
+func TestMemoryLimitFollowsCgroup(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		blobs  int
+		cgroup uint64
+		want   int64
+	}{
+		{"no cgroup limit", 0, 0, 48 << 20},
+		{"index grows the budget", 1 << 20, 0, 48<<20 + 256<<20},
+		{"a small container", 1 << 20, 64 << 20, int64(float64(64<<20) * 0.9)},
+		{"a large container", 1000, 4 << 30, 48<<20 + 1000*256},
+	} {
+		if got := memoryLimit(tc.blobs, tc.cgroup); got != tc.want {
+			t.Errorf("%s: memoryLimit(%d, %d) = %d, want %d", tc.name, tc.blobs, tc.cgroup, got, tc.want)
+		}
+	}
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	g := &globalOptions{env: environment{CgroupMemory: 40 << 20}}
+	g.applyMemoryLimit(1 << 20)
+	if got := debug.SetMemoryLimit(-1); got != int64(float64(40<<20)*0.9) {
+		t.Fatalf("limit under a 40 MiB cgroup: %d", got)
+	}
+	g.env.GoMemLimit = true
+	debug.SetMemoryLimit(123 << 20)
+	g.applyMemoryLimit(0)
+	if got := debug.SetMemoryLimit(-1); got != 123<<20 {
+		t.Fatalf("GOMEMLIMIT set, yet the limit changed to %d", got)
+	}
+}

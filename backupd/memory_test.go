@@ -8,6 +8,7 @@ import (
 // The soft memory limit is the budget, or 90% of the container's cgroup
 // limit when that is smaller; GOMEMLIMIT leaves it alone.
 func TestMemoryLimitFollowsCgroup(t *testing.T) {
+	share := func(n uint64) int64 { return int64(float64(n) * 0.9) }
 	for _, tc := range []struct {
 		name   string
 		blobs  int
@@ -16,7 +17,7 @@ func TestMemoryLimitFollowsCgroup(t *testing.T) {
 	}{
 		{"no cgroup limit", 0, 0, 48 << 20},
 		{"index grows the budget", 1 << 20, 0, 48<<20 + 256<<20},
-		{"a small container", 1 << 20, 64 << 20, int64(float64(64<<20) * 0.9)},
+		{"a small container", 1 << 20, 64 << 20, share(64 << 20)},
 		{"a large container", 1000, 4 << 30, 48<<20 + 1000*256},
 	} {
 		if got := memoryLimit(tc.blobs, tc.cgroup); got != tc.want {
@@ -27,7 +28,7 @@ func TestMemoryLimitFollowsCgroup(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	g := &globalOptions{env: environment{CgroupMemory: 40 << 20}}
 	g.applyMemoryLimit(1 << 20)
-	if got := debug.SetMemoryLimit(-1); got != int64(float64(40<<20)*0.9) {
+	if got := debug.SetMemoryLimit(-1); got != share(40 << 20) {
 		t.Fatalf("limit under a 40 MiB cgroup: %d", got)
 	}
 	g.env.GoMemLimit = true

@@ -28,7 +28,7 @@ func TestMemoryLimitFollowsCgroup(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	g := &globalOptions{env: environment{CgroupMemory: 40 << 20}}
 	g.applyMemoryLimit(1 << 20)
-	if got := debug.SetMemoryLimit(-1); got != share(40 << 20) {
+	if got := debug.SetMemoryLimit(-1); got != share(40<<20) {
 		t.Fatalf("limit under a 40 MiB cgroup: %d", got)
 	}
 	g.env.GoMemLimit = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +20,10 @@ type backupOptions struct {
 	FullWalkEvery    int
 	AllowEmptySource bool
 	MaxShrink        float64
+	Host             string
+	Tags             []string
+	Exclude          []string
+	OneFileSystem    bool
 }
 
 // backupSummary is the --json output of backup.
@@ -71,6 +76,10 @@ as when the previous snapshot was made is taken from it whole; every
 	f.IntVar(&opts.FullReadEvery, "full-read-every", 10, "re-read append-only files whole at least every Nth backup")
 	f.IntVar(&opts.FullWalkEvery, "full-walk-every", 10, "walk every directory, even unchanged ones, every Nth backup")
 	f.BoolVar(&opts.AllowEmptySource, "allow-empty-source", false, "accept an empty source whose previous snapshot was not empty")
+	f.StringVar(&opts.Host, "host", "", "the host name the snapshot carries (its parent, retention group and overlap check go by it); default: this machine's")
+	f.StringSliceVar(&opts.Tags, "tag", nil, "a tag for the snapshot (repeat, or separate with commas)")
+	f.StringArrayVar(&opts.Exclude, "exclude", nil, "a gitignore-style pattern of paths below PATH not to back up, e.g. '*.tmp', '/cache/', '**/lost+found' (repeat)")
+	f.BoolVar(&opts.OneFileSystem, "one-file-system", false, "store directories on another file system (mount points) as empty directories")
 	f.Float64Var(&opts.MaxShrink, "max-shrink", 0.9, "refuse a backup that lost more than this share of both the files and the bytes of the previous snapshot (1: never)")
 	return c
 }
@@ -92,6 +101,14 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if opts.MaxShrink <= 0 || opts.MaxShrink > 1 {
 		return usageErr("--max-shrink %g: want a share 0 < x <= 1", opts.MaxShrink)
 	}
+	if err := checkHostAndTags(opts.Host, opts.Tags); err != nil {
+		return err
+	}
+	for _, p := range opts.Exclude {
+		if strings.TrimSpace(p) == "" {
+			return usageErr("--exclude %q: want a gitignore-style pattern", p)
+		}
+	}
 	// The scan needs no key: it runs on the other core while the key is
 	// derived (not while a password is typed: the snapshot is dated when
 	// the scan starts).
@@ -101,14 +118,17 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 			scan.Stop()
 		}
 	}()
-	r, log, err := g.openWith(ctx, func() { scan = archiver.StartScan(ctx, args[0], nil) })
+	r, log, err := g.openWith(ctx, func() {
+		scan = archiver.StartScan(ctx, args[0], archiver.ScanOptions{Exclude: opts.Exclude, OneFileSystem: opts.OneFileSystem})
+	})
 	if err != nil {
 		return err
 	}
 	warnSourceHoldsRepo(log, args[0], g.repo)
 	a, err := archiver.New(r, archiver.Options{Policy: opts.Policy, AppendOnly: opts.AppendOnly,
 		FullReadEvery: opts.FullReadEvery, FullWalkEvery: opts.FullWalkEvery,
-		Logger: log, Program: "backupd " + version, AllowEmptySource: opts.AllowEmptySource, MaxShrink: opts.MaxShrink})
+		Logger: log, Program: "backupd " + version, AllowEmptySource: opts.AllowEmptySource, MaxShrink: opts.MaxShrink,
+		Hostname: opts.Host, Tags: opts.Tags, Exclude: opts.Exclude, OneFileSystem: opts.OneFileSystem})
 	if err != nil {
 		return usageErr("%v", err)
 	}

@@ -13,7 +13,7 @@ import (
 
 // forgetOptions are forget's flags.
 type forgetOptions struct {
-	Policy string
+	Filter snapshotFilter
 	Keep   snapshot.KeepPolicy
 	Prune  bool
 	DryRun bool
@@ -34,7 +34,7 @@ is freed by prune (--prune runs it afterwards).`,
 		},
 	}
 	f := c.Flags()
-	f.StringVarP(&opts.Policy, "policy", "p", "", "only snapshots of this policy")
+	opts.Filter.flags(f, "only snapshots")
 	f.IntVar(&opts.Keep.Last, "keep-last", 0, "keep the N newest snapshots")
 	f.IntVar(&opts.Keep.Hourly, "keep-hourly", 0, "keep the newest snapshot of each of the last N hours")
 	f.IntVar(&opts.Keep.Daily, "keep-daily", 0, "keep the newest snapshot of each of the last N days")
@@ -67,15 +67,16 @@ func runForget(ctx context.Context, opts forgetOptions, g *globalOptions, _ []st
 	if err := nonNegative("grace", opts.Grace); err != nil {
 		return err
 	}
+	if err := checkHostAndTags(opts.Filter.Host, opts.Filter.Tags); err != nil {
+		return err
+	}
 	r, log, lock, err := g.openExclusive(ctx, "forget")
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
 	ropt := prune.RetentionOptions{Keep: k, DryRun: opts.DryRun, Prune: opts.Prune, PruneOptions: prune.Options{Grace: opts.Grace}}
-	if opts.Policy != "" {
-		ropt.Select = func(s *snapshot.Snapshot) bool { return s.Policy == opts.Policy }
-	}
+	ropt.Select = opts.Filter.match
 	res, err := prune.Forget(lock.Context(), r, ropt)
 	if res != nil {
 		for id, err := range res.Unreadable {

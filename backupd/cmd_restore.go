@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 
 // restoreOptions are restore's flags.
 type restoreOptions struct {
-	Policy string
+	Filter snapshotFilter
 	Target string
 	Delete bool
 }
@@ -44,7 +45,7 @@ anything else keeps its own.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVarP(&opts.Policy, "policy", "p", "", "with 'latest': the newest snapshot of this policy")
+	opts.Filter.flags(f, "with 'latest': the newest snapshot")
 	f.StringVarP(&opts.Target, "target", "t", "", "directory to restore into (required)")
 	f.BoolVar(&opts.Delete, "delete", false, "remove files in the target that the snapshot does not hold")
 	return c
@@ -78,7 +79,7 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err != nil {
 		return err
 	}
-	sn, err := snapshot.Find(snaps, bad, args[0], opts.Policy)
+	sn, err := snapshot.Find(slices.DeleteFunc(snaps, func(s *snapshot.Snapshot) bool { return !opts.Filter.match(s) }), bad, args[0], opts.Filter.Policy)
 	if err != nil {
 		return err
 	}

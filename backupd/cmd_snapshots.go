@@ -16,7 +16,7 @@ import (
 
 // snapshotsOptions are snapshots' flags.
 type snapshotsOptions struct {
-	Policy string
+	Filter snapshotFilter
 }
 
 // snapshotJSON is one snapshot in the --json output of snapshots.
@@ -28,6 +28,7 @@ type snapshotJSON struct {
 	Policy   string          `json:"policy"`
 	Source   string          `json:"source"`
 	Hostname string          `json:"hostname"`
+	Tags     []string        `json:"tags,omitempty"`
 	Parent   string          `json:"parent,omitempty"`
 	Totals   snapshot.Totals `json:"totals"`
 	Suspect  string          `json:"suspect,omitempty"`
@@ -38,7 +39,7 @@ type snapshotJSON struct {
 
 func toJSON(s *snapshot.Snapshot) snapshotJSON {
 	j := snapshotJSON{ID: s.ID.String(), Short: s.ID.Str(), Seq: s.Seq, Time: s.Time, Policy: s.Policy,
-		Source: s.Source, Hostname: s.Hostname, Totals: s.Totals, Suspect: s.Suspect}
+		Source: s.Source, Hostname: s.Hostname, Tags: s.Tags, Totals: s.Totals, Suspect: s.Suspect}
 	if s.Parent != nil {
 		j.Parent = s.Parent.String()
 	}
@@ -55,7 +56,7 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 			return runSnapshots(cmd.Context(), opts, g, args)
 		},
 	}
-	c.Flags().StringVarP(&opts.Policy, "policy", "p", "", "only this policy")
+	opts.Filter.flags(c.Flags(), "only snapshots")
 	return c
 }
 
@@ -71,7 +72,7 @@ func runSnapshots(ctx context.Context, opts snapshotsOptions, g *globalOptions, 
 	}
 	out := []snapshotJSON{}
 	for _, s := range snaps {
-		if opts.Policy == "" || s.Policy == opts.Policy {
+		if opts.Filter.match(s) {
 			out = append(out, toJSON(s))
 		}
 	}
@@ -99,14 +100,18 @@ func runSnapshots(ctx context.Context, opts snapshotsOptions, g *globalOptions, 
 
 func printSnapshotTable(g *globalOptions, out []snapshotJSON) error {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSEQ\tTIME\tPOLICY\tHOST\tSOURCE\tFILES\tSIZE")
+	fmt.Fprintln(tw, "ID\tSEQ\tTIME\tPOLICY\tHOST\tTAGS\tSOURCE\tFILES\tSIZE")
 	for _, s := range out {
 		if s.Damaged {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tdamaged: %s\t-\t-\n", s.Short, escape(s.Error))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tdamaged: %s\t-\t-\n", s.Short, escape(s.Error))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Short, s.Seq, s.Time.Local().Format("2006-01-02 15:04:05"),
-			escape(s.Policy), escape(s.Hostname), escape(s.Source), s.Totals.Files, units.Bytes(s.Totals.BytesTotal))
+		tags := strings.Join(s.Tags, ",")
+		if tags == "" {
+			tags = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Short, s.Seq, s.Time.Local().Format("2006-01-02 15:04:05"),
+			escape(s.Policy), escape(s.Hostname), escape(tags), escape(s.Source), s.Totals.Files, units.Bytes(s.Totals.BytesTotal))
 	}
 	return tw.Flush()
 }

@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,11 +19,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/meshbackup/backupd/backupd/backend/local"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/snapshot"
 )
 
 // environment is what backupd reads from its environment, read once by main.
@@ -367,4 +371,49 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// hostRE and tagRE are what --host and --tag accept (the config's rules).
+var (
+	hostRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$`)
+	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+)
+
+// checkHostAndTags refuses a --host or --tag a snapshot cannot carry.
+func checkHostAndTags(host string, tags []string) error {
+	if host != "" && !hostRE.MatchString(host) {
+		return usageErr("--host %s: want letters, digits, '_', '.', '-' (max 253)", escape(host))
+	}
+	for _, t := range tags {
+		if !tagRE.MatchString(t) {
+			return usageErr("--tag %s: want letters, digits, '_', '.', '-' (max 63)", escape(t))
+		}
+	}
+	return nil
+}
+
+// snapshotFilter selects snapshots by --policy, --host and --tag (every tag
+// given must be on the snapshot); empty fields select all.
+type snapshotFilter struct {
+	Policy string
+	Host   string
+	Tags   []string
+}
+
+func (f snapshotFilter) match(s *snapshot.Snapshot) bool {
+	if f.Policy != "" && s.Policy != f.Policy || f.Host != "" && s.Hostname != f.Host {
+		return false
+	}
+	for _, t := range f.Tags {
+		if !slices.Contains(s.Tags, t) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *snapshotFilter) flags(fs *pflag.FlagSet, what string) {
+	fs.StringVarP(&f.Policy, "policy", "p", "", what+" of this policy")
+	fs.StringVar(&f.Host, "host", "", what+" of this host")
+	fs.StringSliceVar(&f.Tags, "tag", nil, what+" with this tag (repeat: all of them)")
 }

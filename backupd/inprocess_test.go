@@ -50,7 +50,7 @@ func (c *cli) forget(opts forgetOptions) string { c.t.Helper(); return call(c, r
 func (c *cli) snapshots(policy string) []snapshotJSON {
 	c.t.Helper()
 	var snaps []snapshotJSON
-	if err := json.Unmarshal([]byte(call(c, runSnapshots, snapshotsOptions{Policy: policy}, true)), &snaps); err != nil {
+	if err := json.Unmarshal([]byte(call(c, runSnapshots, snapshotsOptions{Filter: snapshotFilter{Policy: policy}}, true)), &snaps); err != nil {
 		c.t.Fatal(err)
 	}
 	return snaps

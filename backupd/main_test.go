@@ -152,7 +152,7 @@ func TestCommandLineRoundTrip(t *testing.T) {
 	c.assertRestoreEquals("latest", want2)
 	// diff -r is clean too (sockets are skipped by design).
 	target := filepath.Join(t.TempDir(), "r")
-	c.restore(restoreOptions{Policy: "mesh", Target: target}, "latest")
+	c.restore(restoreOptions{Filter: snapshotFilter{Policy: "mesh"}, Target: target}, "latest")
 	// The target takes the source directory's own mode and mtime too.
 	if fi, err := os.Stat(target); err != nil || fi.Mode() != rootAt2.Mode() || !fi.ModTime().Equal(rootAt2.ModTime()) {
 		t.Fatalf("restored root: %v %v, source %v %v (%v)", fi.Mode(), fi.ModTime(), rootAt2.Mode(), rootAt2.ModTime(), err)

@@ -84,6 +84,11 @@ type Options struct {
 	// point holds a placeholder file looks like this, and retention would
 	// then forget the real data. 1 turns the check off.
 	MaxShrink float64
+	// Tags are stored with the snapshot.
+	Tags []string
+	// Exclude and OneFileSystem are the ScanOptions of the same names.
+	Exclude       []string
+	OneFileSystem bool
 }
 
 func (o *Options) applyDefaults() {
@@ -173,7 +178,7 @@ func New(repo *repository.Repo, opt Options) (*Archiver, error) {
 // a shared lock; an overlapping backup of the same policy and source on this
 // host fails with ErrOverlap.
 func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapshot, error) {
-	scan := prescan(ctx, source, a.opt.Now, scanAhead)
+	scan := prescan(ctx, source, a.scanOptions(), scanAhead)
 	defer scan.Stop()
 	return a.backupScan(ctx, scan)
 }
@@ -185,11 +190,16 @@ func (a *Archiver) Backup(ctx context.Context, source string) (*snapshot.Snapsho
 type Scan struct{ s *sourceScan }
 
 // StartScan starts scanning the directory source for a backup made with
-// BackupScan. The snapshot's time is when the scan starts (now, or
-// time.Now if now is nil). The caller must call Stop if it does not hand
-// the scan to BackupScan.
-func StartScan(ctx context.Context, source string, now func() time.Time) *Scan {
-	return &Scan{s: prescan(ctx, source, now, scanAhead)}
+// BackupScan, by an archiver whose Options give the same Exclude and
+// OneFileSystem as opt. The snapshot's time is when the scan starts. The
+// caller must call Stop if it does not hand the scan to BackupScan.
+func StartScan(ctx context.Context, source string, opt ScanOptions) *Scan {
+	return &Scan{s: prescan(ctx, source, opt, scanAhead)}
+}
+
+// scanOptions are the scan options of the archiver's options.
+func (a *Archiver) scanOptions() ScanOptions {
+	return ScanOptions{Now: a.opt.Now, Exclude: a.opt.Exclude, OneFileSystem: a.opt.OneFileSystem}
 }
 
 // Stop stops the scan and waits for it. It may be called more than once.
@@ -333,7 +343,7 @@ func (a *Archiver) newSnapshot(scan *sourceScan, snaps []*snapshot.Snapshot, par
 	start, ri := scan.started, scan.rootInfo
 	sn := &snapshot.Snapshot{
 		Seq: snapshot.NextSeq(snaps, a.opt.Policy), Time: start, Policy: a.opt.Policy, Source: scan.root,
-		Hostname: a.opt.Hostname, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
+		Hostname: a.opt.Hostname, Tags: a.opt.Tags, Tree: treeID, Program: a.opt.Program, Totals: a.totals(),
 		Root: &snapshot.RootMeta{Dev: scan.rootDev, Mode: ri.mode, UID: ri.uid, GID: ri.gid, MtimeNS: ri.mtimeNS},
 	}
 	sn.Totals.DurationSec = a.opt.Now().Sub(start).Seconds()

@@ -199,5 +199,5 @@ func entryFromStat(name string, st *unix.Stat_t) entryInfo {
 	}
 	return entryInfo{name: name, mode: mode, uid: st.Uid, gid: st.Gid, size: st.Size,
 		mtimeNS: st.Mtim.Sec*1e9 + st.Mtim.Nsec, ctimeNS: st.Ctim.Sec*1e9 + st.Ctim.Nsec, inode: st.Ino,
-		isRegularDir: mode.IsDir()}
+		dev: st.Dev, isRegularDir: mode.IsDir()}
 }

@@ -1,10 +1,13 @@
 package archiver
 
 import (
+	"strings"
+
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"io/fs"
 	"path/filepath"
 	"sync"
@@ -32,6 +35,7 @@ type entryInfo struct {
 	mtimeNS      int64
 	ctimeNS      int64
 	inode        uint64
+	dev          uint64 // the device the entry is on
 	target       string // symlinks
 	err          error  // lstat or readlink failed
 	isRegularDir bool
@@ -40,7 +44,7 @@ type entryInfo struct {
 func newEntryInfo(name string, fi fs.FileInfo) entryInfo {
 	st := statT(fi)
 	return entryInfo{name: name, mode: fi.Mode(), uid: st.Uid, gid: st.Gid, size: fi.Size(),
-		mtimeNS: fi.ModTime().UnixNano(), ctimeNS: st.Ctim.Sec*1e9 + st.Ctim.Nsec, inode: st.Ino,
+		mtimeNS: fi.ModTime().UnixNano(), ctimeNS: st.Ctim.Sec*1e9 + st.Ctim.Nsec, inode: st.Ino, dev: st.Dev,
 		isRegularDir: fi.IsDir()}
 }
 
@@ -162,6 +166,7 @@ type sourceScan struct {
 	scratch    []byte         // scanner goroutine only
 	dirents    []byte         // scanner goroutine only: getdents records
 	handles    handleSet      // the directories still open
+	filter     scanFilter
 
 	errOnce error
 }
@@ -176,7 +181,8 @@ const dirWeight = 31
 // time.Now); it is read before the first stat. Errors (a missing or
 // unreadable source) surface when the scan is used. The caller must Stop
 // the scan.
-func prescan(ctx context.Context, source string, now func() time.Time, ahead int64) *sourceScan {
+func prescan(ctx context.Context, source string, opt ScanOptions, ahead int64) *sourceScan {
+	now := opt.Now
 	if now == nil {
 		now = time.Now
 	}
@@ -190,6 +196,7 @@ func prescan(ctx context.Context, source string, now func() time.Time, ahead int
 		return s
 	}
 	s.root = abs
+	s.filter = newScanFilter(opt)
 	// The source itself may be a symlink to the volume (it is followed);
 	// symlinks inside it are stored as symlinks.
 	d, err := openRoot(abs)
@@ -240,10 +247,14 @@ func (s *sourceScan) Stop() {
 // relative to it); the listing takes one of its own, for the file workers.
 func (s *sourceScan) scanDir(ctx context.Context, path string, d *dirHandle, openErr error) *subtreeSum {
 	var l *listing
-	if openErr != nil {
+	switch {
+	case openErr != nil:
 		l = &listing{path: path, err: openErr, sumDone: make(chan struct{})}
-	} else {
+	case d == nil: // a mount point left out by OneFileSystem: empty
+		l = &listing{path: path, sumDone: make(chan struct{})}
+	default:
 		l = listDir(ctx, d.fd, path, s.dirents)
+		l.entries = s.filter.keep(s.relative(path), l.entries)
 		l.dir = d.acquire()
 	}
 	if w := s.weight(l); !s.budget.TryAcquire(w) {
@@ -264,9 +275,12 @@ func (s *sourceScan) scanDir(ctx context.Context, path string, d *dirHandle, ope
 		if e := &l.entries[i]; e.err == nil && e.isRegularDir {
 			cp := filepath.Join(path, e.name)
 			var ch *dirHandle
-			cd, err := openSubdir(d.fd, cp, e)
-			if err == nil {
-				ch = s.handles.add(cd)
+			var err error
+			if !s.filter.oneFileSystem || e.dev == s.rootDev {
+				var cd dirFD
+				if cd, err = openSubdir(d.fd, cp, e); err == nil {
+					ch = s.handles.add(cd)
+				}
 			}
 			sub := s.scanDir(ctx, cp, ch, err)
 			ch.release()
@@ -354,4 +368,63 @@ func (s *sourceScan) waitSum(ctx context.Context, l *listing, stop <-chan struct
 		return nil, ctx.Err()
 	}
 	return l.sum.Load(), nil
+}
+
+// ScanOptions choose what a scan lists.
+type ScanOptions struct {
+	// Now is the clock whose reading becomes the snapshot's time: time.Now
+	// if nil. It is read before the first stat.
+	Now func() time.Time
+	// Exclude lists gitignore-style patterns (git's syntax: "*.tmp",
+	// "/cache/", "**/tmp", "!keep.tmp") of paths relative to the source
+	// that are left out, with everything below them.
+	Exclude []string
+	// OneFileSystem leaves out what lies on another file system than the
+	// source: a mount point is stored as an empty directory.
+	OneFileSystem bool
+}
+
+// scanFilter decides which listed entries a backup keeps.
+type scanFilter struct {
+	exclude       gitignore.Matcher // nil: keep everything
+	oneFileSystem bool
+}
+
+func newScanFilter(opt ScanOptions) scanFilter {
+	f := scanFilter{oneFileSystem: opt.OneFileSystem}
+	if len(opt.Exclude) > 0 {
+		ps := make([]gitignore.Pattern, 0, len(opt.Exclude))
+		for _, p := range opt.Exclude {
+			ps = append(ps, gitignore.ParsePattern(p, nil))
+		}
+		f.exclude = gitignore.NewMatcher(ps)
+	}
+	return f
+}
+
+// keep returns the entries of the directory at rel (its path below the
+// source, as components) that no exclude pattern matches, in place.
+func (f scanFilter) keep(rel []string, entries []entryInfo) []entryInfo {
+	if f.exclude == nil {
+		return entries
+	}
+	kept := entries[:0]
+	path := append(rel[:len(rel):len(rel)], "")
+	for _, e := range entries {
+		path[len(path)-1] = e.name
+		if !f.exclude.Match(path, e.err == nil && e.isRegularDir) {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// relative returns path, the source or a directory below it, as the
+// components of its path below the source.
+func (s *sourceScan) relative(path string) []string {
+	rel := strings.TrimPrefix(strings.TrimPrefix(path, s.root), string(filepath.Separator))
+	if rel == "" {
+		return nil
+	}
+	return strings.Split(rel, string(filepath.Separator))
 }

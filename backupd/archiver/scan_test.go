@@ -46,7 +46,7 @@ func TestScanOrderAndBudget(t *testing.T) {
 	want := []string{"a", "a/x", "a/x/deep", "b", "c"} // after the root
 	for _, ahead := range []int64{1, 3, 100, scanAhead} {
 		t.Run(fmt.Sprint(ahead), func(t *testing.T) {
-			s := prescan(t.Context(), root, nil, ahead)
+			s := prescan(t.Context(), root, ScanOptions{}, ahead)
 			defer s.Stop()
 			rl, err := s.rootListing(t.Context())
 			if err != nil {
@@ -90,7 +90,7 @@ func TestScanOrderAndBudget(t *testing.T) {
 // Stop ends a scanner that waits for budget; a missing source is an error
 // when the scan is used.
 func TestScanStopAndErrors(t *testing.T) {
-	s := prescan(t.Context(), mkTree(t, 3), nil, 1)
+	s := prescan(t.Context(), mkTree(t, 3), ScanOptions{}, 1)
 	time.Sleep(10 * time.Millisecond)
 	done := make(chan struct{})
 	go func() { s.Stop(); close(done) }()
@@ -99,14 +99,14 @@ func TestScanStopAndErrors(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Stop did not end a blocked scan")
 	}
-	missing := prescan(t.Context(), filepath.Join(t.TempDir(), "absent"), nil, scanAhead)
+	missing := prescan(t.Context(), filepath.Join(t.TempDir(), "absent"), ScanOptions{}, scanAhead)
 	defer missing.Stop()
 	if _, err := missing.rootListing(t.Context()); err == nil {
 		t.Fatal("missing source accepted")
 	}
 	file := filepath.Join(t.TempDir(), "file")
 	_ = os.WriteFile(file, nil, 0o644)
-	notDir := prescan(t.Context(), file, nil, scanAhead)
+	notDir := prescan(t.Context(), file, ScanOptions{}, scanAhead)
 	defer notDir.Stop()
 	if _, err := notDir.rootListing(t.Context()); err == nil {
 		t.Fatal("a file accepted as the source")
@@ -121,7 +121,7 @@ func backupWith(t *testing.T, r *repository.Repo, root string, ahead int64) (*sn
 	if err != nil {
 		t.Fatal(err)
 	}
-	scan := prescan(t.Context(), root, nil, ahead)
+	scan := prescan(t.Context(), root, ScanOptions{}, ahead)
 	defer scan.Stop()
 	sn, err := a.backupScan(t.Context(), scan)
 	if err != nil {
@@ -289,7 +289,7 @@ func TestOpenSubdirRefusesReplacements(t *testing.T) {
 func TestStartScanBeforeRepository(t *testing.T) {
 	root := mkTree(t, 4)
 	base := runtime.NumGoroutine()
-	unused := StartScan(t.Context(), root, nil)
+	unused := StartScan(t.Context(), root, ScanOptions{})
 	unused.Stop()
 	unused.Stop()
 	for i := 0; runtime.NumGoroutine() > base; i++ {
@@ -300,7 +300,7 @@ func TestStartScanBeforeRepository(t *testing.T) {
 	}
 
 	started := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
-	scan := StartScan(t.Context(), root, func() time.Time { return started })
+	scan := StartScan(t.Context(), root, ScanOptions{Now: func() time.Time { return started }})
 	r, _ := repotest.NewMem(t)
 	a, err := New(r, Options{Policy: "p", Now: func() time.Time { return started.Add(time.Hour) }})
 	if err != nil {

@@ -44,6 +44,11 @@ type Repository struct {
 	// PasswordFile or PasswordEnv gives the password; exactly one is set.
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
+	// Host is the host name this daemon's snapshots and runs of the
+	// repository carry (parent snapshots, retention groups and the closing
+	// of interrupted runs go by it), instead of the machine's: set it in a
+	// pod, whose host name changes with every rollout.
+	Host string `yaml:"host"`
 }
 
 // Password reads the repository password. The error never contains it.
@@ -132,6 +137,30 @@ type Policy struct {
 	// its bytes (0 in the file means the default, 0.9; 1 turns it off).
 	AllowEmptySource bool    `yaml:"allow_empty_source"`
 	MaxShrink        float64 `yaml:"max_shrink"`
+	// Host overrides the repository's host for this policy.
+	Host string `yaml:"host"`
+	// Tags are stored with every snapshot of the policy.
+	Tags []string `yaml:"tags"`
+	// Exclude lists gitignore-style patterns of paths, relative to the
+	// source, that are not backed up.
+	Exclude []string `yaml:"exclude"`
+	// OneFileSystem stores directories on another file system than the
+	// source (mount points) as empty directories.
+	OneFileSystem bool `yaml:"one_file_system"`
+}
+
+// HostFor returns the host name the daemon uses for policy p, on a machine
+// named hostname: the policy's host, else its repository's, else hostname.
+func (c *Config) HostFor(p Policy, hostname string) string {
+	if p.Host != "" {
+		return p.Host
+	}
+	for _, r := range c.Repositories {
+		if r.Name == p.Repository && r.Host != "" {
+			return r.Host
+		}
+	}
+	return hostname
 }
 
 // Scheduler holds daemon-wide scheduling settings.
@@ -258,6 +287,7 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 			"path":          p.str(&v.Path),
 			"password_file": p.str(&v.PasswordFile),
 			"password_env":  p.str(&v.PasswordEnv),
+			"host":          p.str(&v.Host),
 		})
 	case *Policy:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
@@ -275,6 +305,10 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 			"full_walk_every":    p.atLeast(&v.FullWalkEvery, 1),
 			"allow_empty_source": p.boolean(&v.AllowEmptySource),
 			"max_shrink":         p.fraction(&v.MaxShrink, "0.9 refuses a backup that lost nine in ten of its files and bytes"),
+			"host":               p.str(&v.Host),
+			"tags":               p.strings(&v.Tags),
+			"exclude":            p.strings(&v.Exclude),
+			"one_file_system":    p.boolean(&v.OneFileSystem),
 		})
 	case *Retention:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){

@@ -40,7 +40,7 @@ func TestBadConfigs(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: allow_empty_source, append_only, drill, full_read_every, full_walk_every, max_shrink, name, repository, retention, rpo, rto, schedule, source, verify)"},
+		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: allow_empty_source, append_only, drill, exclude, full_read_every, full_walk_every, host, max_shrink, name, one_file_system, repository, retention, rpo, rto, schedule, source, tags, verify)"},
 		{"bad duration", "rpo: 5m", "rpo: five minutes", `good.yaml:11: policies[0].rpo: expected a positive duration such as 90s, 15m or 24h, got "five minutes"`},
 		{"negative duration", "rto: 2m", "rto: -2m", `good.yaml:12: policies[0].rto: expected a positive duration`},
 		{"bad cron", `schedule: "@every 1m"`, `schedule: "61 * * * *"`, "good.yaml:10: policies[0].schedule: expected a cron schedule"},

@@ -3,10 +3,16 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 )
+
+// hostRE is what a configured host name may be: a DNS name or a pod-ish
+// identity, nothing that could not be a metric or log value.
+var hostRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$`)
 
 // validate checks what decoding cannot (required keys, references between
 // sections, names and objectives that fit together), makes paths absolute
@@ -82,6 +88,11 @@ func (p *parser) validateRepository(root *yaml.Node, i int, r *Repository, repos
 		p.fail(n, k, "exactly one of password_file and password_env is required")
 		return false
 	}
+	if r.Host != "" && !hostRE.MatchString(r.Host) {
+		n, k := at("host")
+		p.fail(n, k, "expected a host name of letters, digits, '_', '.', '-' (max 253), got %q", r.Host)
+		return false
+	}
 	r.Path, r.PasswordFile = abs(r.Path), abs(r.PasswordFile)
 	return true
 }
@@ -126,6 +137,20 @@ func (p *parser) validatePolicy(root *yaml.Node, i int, pol *Policy, repos, name
 	}
 	for j, pat := range pol.AppendOnly {
 		if _, err := filepath.Match(pat, "x"); !c.check(err == nil, []any{"append_only", j}, "bad pattern %q: %v", pat, err) {
+			return false
+		}
+	}
+	if !c.check(pol.Host == "" || hostRE.MatchString(pol.Host), []any{"host"},
+		"expected a host name of letters, digits, '_', '.', '-' (max 253), got %q", pol.Host) {
+		return false
+	}
+	for j, tag := range pol.Tags {
+		if !c.check(nameRE.MatchString(tag), []any{"tags", j}, "expected a tag of letters, digits, '_', '.', '-' (max 63), got %q", tag) {
+			return false
+		}
+	}
+	for j, pat := range pol.Exclude {
+		if !c.check(strings.TrimSpace(pat) != "" && !strings.ContainsAny(pat, "\x00\n"), []any{"exclude", j}, "expected a gitignore-style pattern, got %q", pat) {
 			return false
 		}
 	}

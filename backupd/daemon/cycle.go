@@ -41,7 +41,10 @@ func classify(ctx context.Context, err error) string {
 func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, body func(*results.Record) error) results.Record {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	rec.RunID, rec.Repository, rec.Hostname, rec.Start = newRunID(), h.cfg.Name, d.opt.Hostname, d.opt.Now()
+	rec.RunID, rec.Repository, rec.Start = newRunID(), h.cfg.Name, d.opt.Now()
+	if rec.Hostname == "" {
+		rec.Hostname = d.opt.Hostname
+	}
 	log := d.log.With("policy", rec.Policy, "kind", rec.Kind, "run", rec.RunID)
 	if err := h.store.Started(ctx, rec); err != nil {
 		log.Warn("could not record the run's start", "err", err)
@@ -93,12 +96,14 @@ func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, bod
 }
 
 func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy, trigger string) results.Record {
-	rec := d.run(ctx, h, results.Record{Kind: results.Backup, Policy: p.Name, Trigger: trigger}, func(rec *results.Record) error {
+	host := cfg.HostFor(p, d.opt.Hostname)
+	rec := d.run(ctx, h, results.Record{Kind: results.Backup, Policy: p.Name, Trigger: trigger, Hostname: host}, func(rec *results.Record) error {
 		repo, err := h.repo.Fresh()
 		if err != nil {
 			return err
 		}
-		a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: d.opt.Hostname, AppendOnly: p.AppendOnly,
+		a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: host, Tags: p.Tags,
+			Exclude: p.Exclude, OneFileSystem: p.OneFileSystem, AppendOnly: p.AppendOnly,
 			FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
 			AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink,
 			Logger: d.opt.Logger, Now: d.opt.Now, Program: "backupd daemon"})
@@ -158,7 +163,7 @@ func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandl
 	res, err := prune.Forget(lock.Context(), repo, prune.RetentionOptions{
 		Keep: keep,
 		Select: func(s *snapshot.Snapshot) bool {
-			return s.Policy == p.Name && s.Hostname == d.opt.Hostname && s.Source == p.Source
+			return s.Policy == p.Name && s.Hostname == cfg.HostFor(p, d.opt.Hostname) && s.Source == p.Source
 		},
 		Prune:        true,
 		PruneOptions: prune.Options{Grace: cfg.Scheduler.PruneGrace, Now: d.opt.Now},
@@ -173,7 +178,7 @@ func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandl
 }
 
 // runVerify reads back the next part of the repository's rotation.
-func (d *Daemon) runVerify(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
+func (d *Daemon) runVerify(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) results.Record {
 	parts := int(math.Ceil(1 / p.Verify.ReadShare))
 	part := 0
 	for _, r := range h.store.Records() {
@@ -181,7 +186,7 @@ func (d *Daemon) runVerify(ctx context.Context, h *repoHandle, p config.Policy) 
 			part = (r.Rotation + 1) % parts
 		}
 	}
-	return d.run(ctx, h, results.Record{Kind: results.Verify, Policy: p.Name, Trigger: "scheduled"}, func(rec *results.Record) error {
+	return d.run(ctx, h, results.Record{Kind: results.Verify, Policy: p.Name, Trigger: "scheduled", Hostname: cfg.HostFor(p, d.opt.Hostname)}, func(rec *results.Record) error {
 		repo, err := h.repo.Fresh()
 		if err != nil {
 			return err
@@ -213,9 +218,9 @@ func (d *Daemon) runVerify(ctx context.Context, h *repoHandle, p config.Policy) 
 // a mismatch there may be an edit made while they grew, and their next
 // full read, within full_read_every backups, compares them and counts a
 // mismatch as a silent change itself (storing the content as found).
-func (d *Daemon) runScrub(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
-	return d.run(ctx, h, results.Record{Kind: results.Scrub, Policy: p.Name, Trigger: "scheduled"}, func(rec *results.Record) error {
-		repo, sn, err := latest(ctx, h, p, d.opt.Hostname)
+func (d *Daemon) runScrub(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) results.Record {
+	return d.run(ctx, h, results.Record{Kind: results.Scrub, Policy: p.Name, Trigger: "scheduled", Hostname: cfg.HostFor(p, d.opt.Hostname)}, func(rec *results.Record) error {
+		repo, sn, err := latest(ctx, h, p, cfg.HostFor(p, d.opt.Hostname))
 		if err != nil || sn == nil {
 			return err
 		}
@@ -292,8 +297,8 @@ func scrubFile(ctx context.Context, repo *repository.Repo, root *os.Root, rel st
 // runDrill restores the newest snapshot into scratch space, proves every
 // file against its recorded hash by reading it back from disk, and measures
 // the restore against the RTO.
-func (d *Daemon) runDrill(ctx context.Context, h *repoHandle, p config.Policy) results.Record {
-	return d.run(ctx, h, results.Record{Kind: results.Drill, Policy: p.Name, Trigger: "drill", RTOSeconds: p.RTO.Seconds()}, func(rec *results.Record) error {
+func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) results.Record {
+	return d.run(ctx, h, results.Record{Kind: results.Drill, Policy: p.Name, Trigger: "drill", RTOSeconds: p.RTO.Seconds(), Hostname: cfg.HostFor(p, d.opt.Hostname)}, func(rec *results.Record) error {
 		repo, sn, err := latest(ctx, h, p, "")
 		if err != nil {
 			return err

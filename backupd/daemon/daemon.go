@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,7 +159,7 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("repository %q: %w", rc.Name, err)
 		}
-		store, err := results.Load(ctx, repo, d.opt.Hostname, d.opt.Now())
+		store, err := results.Load(ctx, repo, hostsOf(cfg, rc.Name, d.opt.Hostname), d.opt.Now())
 		if err != nil {
 			return fmt.Errorf("repository %q: %w", rc.Name, err)
 		}
@@ -338,14 +339,14 @@ func (d *Daemon) cycle(ctx context.Context, cfg *config.Config, p config.Policy)
 		return
 	}
 	if d.due(h, p, results.Verify, p.Verify.Schedule) {
-		d.runVerify(ctx, h, p)
-		d.runScrub(ctx, h, p)
+		d.runVerify(ctx, cfg, h, p)
+		d.runScrub(ctx, cfg, h, p)
 	}
 	if ctx.Err() != nil {
 		return
 	}
 	if d.due(h, p, results.Drill, p.Drill.Schedule) {
-		d.runDrill(ctx, h, p)
+		d.runDrill(ctx, cfg, h, p)
 	}
 }
 
@@ -452,4 +453,18 @@ func (d *Daemon) refreshRepoState(ctx context.Context, name string) {
 	}
 	d.mu.Unlock()
 	st.FreeBytes = freeBytes(h.cfg.Path)
+}
+
+// hostsOf returns the host names the daemon's runs on repository repo carry
+// (docs/DESIGN.md §3.6): a run that one of them started and never finished
+// was this daemon's, or an earlier instance's under the same configured
+// host (a pod rescheduled), and is closed as interrupted.
+func hostsOf(cfg *config.Config, repo, hostname string) []string {
+	hosts := []string{hostname}
+	for _, p := range cfg.Policies {
+		if h := cfg.HostFor(p, hostname); p.Repository == repo && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }

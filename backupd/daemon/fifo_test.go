@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshbackup/backupd/backupd/backend"
-	"github.com/meshbackup/backupd/backupd/backend/local"
 	"github.com/meshbackup/backupd/backupd/config"
-	"github.com/meshbackup/backupd/backupd/repotest"
 	"github.com/meshbackup/backupd/backupd/restorer"
 	"github.com/meshbackup/backupd/backupd/results"
 )
@@ -22,48 +18,11 @@ import (
 // a timing assertion.
 const guard = 30 * time.Second
 
-type nopObserver struct{}
-
-func (nopObserver) Configured(*config.Config)  {}
-func (nopObserver) Restored([]results.Record)  {}
-func (nopObserver) RunStarted(results.Record)  {}
-func (nopObserver) RunFinished(results.Record) {}
-func (nopObserver) Skipped(string, string)     {}
-func (nopObserver) Missed(string, int)         {}
-func (nopObserver) RepositoryState(RepoState)  {}
-
 // newTestDaemon opens a daemon on a fresh local repository with one policy
 // "mesh" backing up src; the schedules are never started.
 func newTestDaemon(t *testing.T, src string) (*Daemon, *config.Config, *repoHandle) {
 	t.Helper()
-	_, dir := repotest.NewLocal(t)
-	t.Setenv("BACKUPD_TEST_PASSWORD", string(repotest.Password))
-	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `repositories:
-  - name: local
-    path: %s
-    password_env: BACKUPD_TEST_PASSWORD
-policies:
-  - name: mesh
-    source: %s
-    repository: local
-    schedule: "@every 1h"
-    rpo: 2h
-    rto: 1m
-    retention: {keep_last: 5}
-    drill: {schedule: "@every 1h", scratch_dir: %s}
-    verify: {schedule: "@every 1h", read_share: 1}
-`, dir, src, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{Observer: nopObserver{}, Hostname: "testhost", RepoOptions: repotest.Options(),
-		OpenBackend: func(rc config.Repository) (backend.Backend, error) { return local.Open(rc.Path, local.Options{}) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.open(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	d, cfg := testDaemon{source: src, keepLast: 5}.open(t)
 	return d, cfg, d.handle("local")
 }
 
@@ -148,7 +107,7 @@ func TestScrubNeverWaitsOnAFIFO(t *testing.T) {
 	}
 	unblock := plantFIFO(t, fifo)
 	var rec results.Record
-	within(t, "the scrub", unblock, func() { rec = d.runScrub(t.Context(), h, p) })
+	within(t, "the scrub", unblock, func() { rec = d.runScrub(t.Context(), cfg, h, p) })
 	if rec.Outcome != results.Success || rec.FilesVerified != 2 || rec.SilentChanges != 0 {
 		t.Fatalf("scrub: %+v; want success, the 2 regular files scrubbed", rec)
 	}

@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshbackup/backupd/backupd/backend"
-	"github.com/meshbackup/backupd/backupd/backend/local"
 	"github.com/meshbackup/backupd/backupd/config"
-	"github.com/meshbackup/backupd/backupd/repotest"
 	"github.com/meshbackup/backupd/backupd/results"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
@@ -20,40 +17,7 @@ import (
 // test points at the "volume") into a local repository, keep_last 1.
 func guardDaemon(t *testing.T, source string) (*Daemon, *config.Config) {
 	t.Helper()
-	_, repoDir := repotest.NewLocal(t)
-	t.Setenv("BACKUPD_TEST_PASSWORD", string(repotest.Password))
-	cfgText := `repositories:
-  - name: local
-    path: ` + repoDir + `
-    password_env: BACKUPD_TEST_PASSWORD
-policies:
-  - name: mesh
-    source: ` + source + `
-    repository: local
-    schedule: "@every 1h"
-    rpo: 2h
-    rto: 1h
-    retention:
-      keep_last: 1
-    drill:
-      schedule: "@every 1h"
-    verify:
-      schedule: "@every 1h"
-`
-	cfg, err := config.Parse(filepath.Join(t.TempDir(), "backupd.yaml"), []byte(cfgText))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg, Options{Observer: nopObserver{}, Hostname: "node-1",
-		RepoOptions: repotest.Options(),
-		OpenBackend: func(rc config.Repository) (backend.Backend, error) { return local.Open(rc.Path, local.Options{}) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.open(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	return d, cfg
+	return testDaemon{source: source, keepLast: 1, hostname: "node-1"}.open(t)
 }
 
 func (d *Daemon) backupNow(t *testing.T, cfg *config.Config) results.Record {

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -148,11 +149,12 @@ type Store struct {
 	Unreadable int
 }
 
-// Load reads every record of the repository. Runs of this host that never
-// finished are closed with a failure record; other hosts' running records
-// are theirs to close. An unreadable record is skipped and counted in
+// Load reads every record of the repository. Runs started under one of
+// hostnames (the host names this daemon's runs carry: the machine's, and
+// any configured host) that never finished are closed with a failure
+// record; other hosts' running records are theirs to close. An unreadable record is skipped and counted in
 // Unreadable: one damaged record must not stop the daemon.
-func Load(ctx context.Context, repo Saver, hostname string, now time.Time) (*Store, error) {
+func Load(ctx context.Context, repo Saver, hostnames []string, now time.Time) (*Store, error) {
 	s := &Store{repo: repo, objects: map[string][]repository.ID{}}
 	var names []string
 	if err := repo.Backend().List(ctx, fileType, func(fi backend.FileInfo) error {
@@ -199,7 +201,7 @@ func Load(ctx context.Context, repo Saver, hostname string, now time.Time) (*Sto
 		switch {
 		case final != nil:
 			s.records = append(s.records, *final)
-		case start != nil && start.Hostname == hostname:
+		case start != nil && slices.Contains(hostnames, start.Hostname):
 			r := *start
 			r.Outcome, r.Reason, r.End = Failure, ReasonInterrupted, now
 			r.Error = "the run did not finish (the process was killed or the host went down)"

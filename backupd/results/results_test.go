@@ -16,7 +16,7 @@ var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 func TestRecordsSurviveReloadAndInterruptedRunsAreClosed(t *testing.T) {
 	repo, be := repotest.NewMem(t)
 	ctx := t.Context()
-	s, err := results.Load(ctx, repo, "h", t0)
+	s, err := results.Load(ctx, repo, []string{"h"}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestRecordsSurviveReloadAndInterruptedRunsAreClosed(t *testing.T) {
 	if err := s.Finished(ctx, results.Record{RunID: "c", Kind: results.Backup}); err == nil {
 		t.Fatal("a record without an outcome was accepted")
 	}
-	s2, err := results.Load(ctx, repo, "h", t0.Add(2*time.Hour))
+	s2, err := results.Load(ctx, repo, []string{"h"}, t0.Add(2*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestRecordsSurviveReloadAndInterruptedRunsAreClosed(t *testing.T) {
 		t.Fatalf("%d interrupted runs reported (want 1), %d unreadable (want 1)", n, s2.Unreadable)
 	}
 	// Loading again does not count the interrupted run twice.
-	s3, _ := results.Load(ctx, repo, "h", t0.Add(3*time.Hour))
+	s3, _ := results.Load(ctx, repo, []string{"h"}, t0.Add(3*time.Hour))
 	if n := len(s3.Interrupted()); n != 0 || len(s3.Records()) != 2 {
 		t.Fatalf("second reload: %d interrupted, %d records", n, len(s3.Records()))
 	}
@@ -63,7 +63,7 @@ func TestRecordsSurviveReloadAndInterruptedRunsAreClosed(t *testing.T) {
 func TestCompactKeepsTheNewest(t *testing.T) {
 	repo, _ := repotest.NewMem(t)
 	ctx := t.Context()
-	s, _ := results.Load(ctx, repo, "h", t0)
+	s, _ := results.Load(ctx, repo, []string{"h"}, t0)
 	for i := range 10 {
 		r := results.Record{RunID: string(rune('a' + i)), Kind: results.Drill, Policy: "p", Start: t0.Add(time.Duration(i) * time.Minute),
 			End: t0.Add(time.Duration(i)*time.Minute + time.Second), Outcome: results.Success}
@@ -73,7 +73,7 @@ func TestCompactKeepsTheNewest(t *testing.T) {
 	if err := s.Compact(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	s2, _ := results.Load(ctx, repo, "h", t0.Add(time.Hour))
+	s2, _ := results.Load(ctx, repo, []string{"h"}, t0.Add(time.Hour))
 	recs := s2.Records()
 	if len(recs) != 3 || recs[2].RunID != "j" || len(s2.Interrupted()) != 0 {
 		t.Fatalf("after compaction: %+v", recs)

@@ -98,15 +98,17 @@ type Totals struct {
 
 // Snapshot is a manifest, written after everything it refers to.
 type Snapshot struct {
-	Version  int            `json:"version"`
-	Seq      uint64         `json:"seq"`
-	Time     time.Time      `json:"time"`
-	Policy   string         `json:"policy"`
-	Source   string         `json:"source"`
-	Hostname string         `json:"hostname"`
-	Parent   *repository.ID `json:"parent,omitempty"`
-	Tree     repository.ID  `json:"tree"`
-	Totals   Totals         `json:"totals"`
+	Version  int       `json:"version"`
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Policy   string    `json:"policy"`
+	Source   string    `json:"source"`
+	Hostname string    `json:"hostname"`
+	// Tags are labels the backup was given (--tag, a policy's tags).
+	Tags   []string       `json:"tags,omitempty"`
+	Parent *repository.ID `json:"parent,omitempty"`
+	Tree   repository.ID  `json:"tree"`
+	Totals Totals         `json:"totals"`
 	// DigestRuns counts consecutive backups of the policy that reused
 	// unchanged subtrees by their digest instead of checking every file
 	// against the index; at the archiver's limit a backup walks everything.

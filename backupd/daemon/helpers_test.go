@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/config"
+	"github.com/meshbackup/backupd/backupd/repotest"
+	"github.com/meshbackup/backupd/backupd/results"
+)
+
+// nopObserver takes the daemon's events and drops them.
+type nopObserver struct{}
+
+func (nopObserver) Configured(*config.Config)  {}
+func (nopObserver) Restored([]results.Record)  {}
+func (nopObserver) RunStarted(results.Record)  {}
+func (nopObserver) RunFinished(results.Record) {}
+func (nopObserver) Skipped(string, string)     {}
+func (nopObserver) Missed(string, int)         {}
+func (nopObserver) RepositoryState(RepoState)  {}
+
+// testDaemon describes a daemon for a test: one policy "mesh" backing up
+// source into the local repository repoDir (a new one if empty), as the
+// machine hostname ("testhost" if empty); policyYAML is added to the
+// policy (indented by four spaces, e.g. "    host: mesh-node\n").
+type testDaemon struct {
+	source, repoDir, hostname string
+	keepLast                  int
+	policyYAML                string
+}
+
+// open opens the daemon; its schedules are never started.
+func (td testDaemon) open(t *testing.T) (*Daemon, *config.Config) {
+	t.Helper()
+	if td.repoDir == "" {
+		_, td.repoDir = repotest.NewLocal(t)
+	}
+	if td.hostname == "" {
+		td.hostname = "testhost"
+	}
+	t.Setenv("BACKUPD_TEST_PASSWORD", string(repotest.Password))
+	cfg, err := config.Parse(filepath.Join(t.TempDir(), "backupd.yaml"), fmt.Appendf(nil, `repositories:
+  - name: local
+    path: %s
+    password_env: BACKUPD_TEST_PASSWORD
+policies:
+  - name: mesh
+    source: %s
+    repository: local
+    schedule: "@every 1h"
+    rpo: 2h
+    rto: 1h
+    retention: {keep_last: %d}
+    drill: {schedule: "@every 1h", scratch_dir: %s}
+    verify: {schedule: "@every 1h", read_share: 1}
+%s`, td.repoDir, td.source, td.keepLast, t.TempDir(), td.policyYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, Options{Observer: nopObserver{}, Hostname: td.hostname, RepoOptions: repotest.Options(),
+		OpenBackend: func(rc config.Repository) (backend.Backend, error) { return local.Open(rc.Path, local.Options{}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.open(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return d, cfg
+}

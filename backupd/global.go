@@ -111,7 +111,7 @@ and verifies every blob by reading it back.
 	unknownSubcommand(root)
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
 		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g),
-		newRepairCommand(g), newUnlockCommand(g))
+		newRepairCommand(g), newUnlockCommand(g), newKeyCommand(g))
 	return root
 }
 
@@ -145,29 +145,45 @@ func (g *globalOptions) progress() bool {
 // BACKUPD_PASSWORD, else asked on the terminal (twice when confirm).
 func (g *globalOptions) password(confirm bool) ([]byte, error) {
 	if g.passwordFile != "" {
-		b, err := os.ReadFile(g.passwordFile)
-		if err != nil {
-			return nil, fmt.Errorf("read password file: %w", err)
-		}
-		b = bytes.TrimRight(b, "\r\n")
-		if len(b) == 0 {
-			return nil, fmt.Errorf("password file %s is empty", g.passwordFile)
-		}
-		return b, nil
+		return readPasswordFile(g.passwordFile)
 	}
 	if g.env.Password != "" {
 		return []byte(g.env.Password), nil
 	}
-	if g.stdin == nil || !term.IsTerminal(int(g.stdin.Fd())) {
+	if !g.stdinIsTerminal() {
 		return nil, usageErr("no password: set BACKUPD_PASSWORD or BACKUPD_PASSWORD_FILE, or pass --password-file")
 	}
+	return g.askPassword("repository password: ", confirm)
+}
+
+// readPasswordFile reads a password from a file (without its line end).
+// Errors name the file, never its content.
+func readPasswordFile(name string) ([]byte, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("read password file: %w", err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("password file %s is empty", name)
+	}
+	return b, nil
+}
+
+func (g *globalOptions) stdinIsTerminal() bool {
+	return g.stdin != nil && term.IsTerminal(int(g.stdin.Fd()))
+}
+
+// askPassword reads a password on the terminal, without echo (twice when
+// confirm).
+func (g *globalOptions) askPassword(prompt string, confirm bool) ([]byte, error) {
 	read := func(prompt string) ([]byte, error) {
 		fmt.Fprint(g.stderr, prompt)
 		p, err := term.ReadPassword(int(g.stdin.Fd()))
 		fmt.Fprintln(g.stderr)
 		return p, err
 	}
-	p, err := read("repository password: ")
+	p, err := read(prompt)
 	if err != nil {
 		return nil, err
 	}

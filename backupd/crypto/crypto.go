@@ -12,6 +12,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,6 +95,17 @@ func (k *Key) Config() []byte { return k.config }
 
 // SetConfig sets the config that Wrap seals with the key.
 func (k *Key) SetConfig(c []byte) { k.config = append([]byte(nil), c...) }
+
+// SameMaster reports whether k and o are the same master key (encryption
+// key, id key and chunker seed), in constant time for the keys.
+func (k *Key) SameMaster(o *Key) bool {
+	if k == nil || o == nil {
+		return false
+	}
+	enc := subtle.ConstantTimeCompare(k.encKey[:], o.encKey[:])
+	id := subtle.ConstantTimeCompare(k.idKey[:], o.idKey[:])
+	return enc&id == 1 && k.Chunker == o.Chunker
+}
 
 // NewRandomKey makes a fresh master key.
 func NewRandomKey() (*Key, error) {
@@ -205,13 +217,16 @@ func (p KDFParams) check() error {
 	return nil
 }
 
-// KeyFile is the stored form of a wrapped master key.
+// KeyFile is the stored form of a wrapped master key. Hostname, Username
+// and Created say who added it, and when; they are plaintext and not
+// authenticated (shown by 'backupd key list', never trusted).
 type KeyFile struct {
 	KDF      string    `json:"kdf"`
 	Params   KDFParams `json:"params"`
 	Salt     []byte    `json:"salt"`
 	Data     []byte    `json:"data"`
 	Hostname string    `json:"hostname,omitempty"`
+	Username string    `json:"username,omitempty"`
 	Created  string    `json:"created,omitempty"`
 }
 

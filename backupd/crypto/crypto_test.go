@@ -119,3 +119,24 @@ func TestKeyFileKDF(t *testing.T) {
 		})
 	}
 }
+
+// A second key file for the same master key (key add) unwraps to the same
+// master key; another repository's key is not the same.
+func TestKeySameMaster(t *testing.T) {
+	k, _ := crypto.NewRandomKey()
+	other, _ := crypto.NewRandomKey()
+	kf, err := crypto.Wrap(k, []byte("another password"), fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := crypto.Unwrap(kf, []byte("another password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.SameMaster(k2) || !k2.SameMaster(k) {
+		t.Fatal("a rewrapped key is not the same master key")
+	}
+	if k.SameMaster(other) || k.SameMaster(nil) {
+		t.Fatal("different keys are the same master key")
+	}
+}

@@ -16,17 +16,25 @@ import (
 	"syscall"
 )
 
-// The fault points of the engine (docs/DESIGN.md §8 scenarios 1 and 2).
+// The fault points of the engine (docs/DESIGN.md §8 scenarios 1 and 2, and
+// the key changes' scenario).
 const (
 	AfterChunk         = "after-chunk"
 	AfterPackPut       = "after-pack-put"
 	AfterIndexWrite    = "after-index-write"
 	AfterSnapshotWrite = "after-snapshot-write"
 	RestoreMidFile     = "restore-mid-file"
+	// AfterKeyWrite: a new key file is stored (key add, key passwd).
+	AfterKeyWrite = "after-key-write"
+	// BeforeKeyRemove and AfterKeyRemove: around the removal of a key
+	// file (key remove, key passwd).
+	BeforeKeyRemove = "before-key-remove"
+	AfterKeyRemove  = "after-key-remove"
 )
 
 // Names lists every fault point.
-var Names = []string{AfterChunk, AfterPackPut, AfterIndexWrite, AfterSnapshotWrite, RestoreMidFile}
+var Names = []string{AfterChunk, AfterPackPut, AfterIndexWrite, AfterSnapshotWrite, RestoreMidFile,
+	AfterKeyWrite, BeforeKeyRemove, AfterKeyRemove}
 
 // Set is an armed fault point.
 type Set struct {

@@ -42,13 +42,14 @@ func Init(ctx context.Context, be backend.Backend, password []byte, opt Options)
 	if err != nil {
 		return nil, err
 	}
-	kf.Hostname = opt.Hostname
+	kf.Hostname, kf.Username = opt.Hostname, currentUsername()
 	kf.Created = created
 	kb, err := json.Marshal(kf)
 	if err != nil {
 		return nil, err
 	}
-	if err := be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: Hash(kb).String()}, bytes.NewReader(kb)); err != nil {
+	keyName := Hash(kb).String()
+	if err := be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: keyName}, bytes.NewReader(kb)); err != nil {
 		return nil, fmt.Errorf("init: save key: %w", err)
 	}
 	cb, err := json.MarshalIndent(cfg, "", "  ")
@@ -60,7 +61,17 @@ func Init(ctx context.Context, be backend.Backend, password []byte, opt Options)
 	if err := be.Save(ctx, backend.Handle{Type: backend.ConfigFile}, bytes.NewReader(cb)); err != nil {
 		return nil, fmt.Errorf("init: save config: %w", err)
 	}
-	return newRepo(be, key, cfg, opt)
+	return newRepoWithKey(be, key, keyName, cfg, opt)
+}
+
+// newRepoWithKey is newRepo, recording the key file the password opened.
+func newRepoWithKey(be backend.Backend, key *crypto.Key, keyName string, cfg Config, opt Options) (*Repo, error) {
+	r, err := newRepo(be, key, cfg, opt)
+	if err != nil {
+		return nil, err
+	}
+	r.keyName = keyName
+	return r, nil
 }
 
 // Open opens an existing repository with password. It loads no index: call
@@ -82,10 +93,10 @@ func Open(ctx context.Context, be backend.Backend, password []byte, opt Options)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", be.Location(), err)
 	}
-	if err := authenticateConfig(ctx, be, key, keyName, cfg, password, opt); err != nil {
+	if keyName, err = authenticateConfig(ctx, be, key, keyName, cfg, password, opt); err != nil {
 		return nil, fmt.Errorf("open %s: %w", be.Location(), err)
 	}
-	return newRepo(be, key, cfg, opt)
+	return newRepoWithKey(be, key, keyName, cfg, opt)
 }
 
 // ErrConfigMismatch means the config file differs from the copy sealed in
@@ -97,38 +108,43 @@ var ErrConfigMismatch = errors.New("repository config does not match the copy se
 // upgraded: a new key file sealing the config, with the same password and
 // parameters, is written, then the old one removed (new before old: a kill
 // leaves one or both, each opening the repository). An upgrade that fails
-// (a read-only repository) is logged and retried at the next open.
-func authenticateConfig(ctx context.Context, be backend.Backend, key *crypto.Key, keyName string, cfg Config, password []byte, opt Options) error {
+// (a read-only repository) is logged and retried at the next open. It
+// returns the name of the key file that opens the repository now (the
+// upgraded one, or keyName).
+func authenticateConfig(ctx context.Context, be backend.Backend, key *crypto.Key, keyName string, cfg Config, password []byte, opt Options) (string, error) {
 	cb, err := json.Marshal(cfg)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if sealed := key.Config(); sealed != nil {
 		var want Config
 		if err := json.Unmarshal(sealed, &want); err != nil {
-			return fmt.Errorf("key file keys/%s: sealed config: %w", keyName, err)
+			return "", fmt.Errorf("key file keys/%s: sealed config: %w", keyName, err)
 		}
 		if want != cfg {
-			return fmt.Errorf("%w: config says id %s, version %d, created %s; key file keys/%s sealed id %s, version %d, created %s",
+			return "", fmt.Errorf("%w: config says id %s, version %d, created %s; key file keys/%s sealed id %s, version %d, created %s",
 				ErrConfigMismatch, cfg.ID, cfg.Version, cfg.Created, keyName, want.ID, want.Version, want.Created)
 		}
-		return nil
+		return keyName, nil
 	}
 	kb, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: keyName})
 	if err != nil {
-		return fmt.Errorf("key file keys/%s: %w", keyName, err)
+		return "", fmt.Errorf("key file keys/%s: %w", keyName, err)
 	}
 	old, err := crypto.DecodeKeyFile(kb)
 	if err != nil {
-		return &KeyFileError{Name: keyName, Err: err}
+		return "", &KeyFileError{Name: keyName, Err: err}
 	}
 	key.SetConfig(cb)
+	current := keyName
 	nkf, err := crypto.Wrap(key, password, old.Params)
 	if err == nil {
-		nkf.Hostname, nkf.Created = old.Hostname, old.Created
+		nkf.Hostname, nkf.Username, nkf.Created = old.Hostname, old.Username, old.Created
 		var nb []byte
 		if nb, err = json.Marshal(nkf); err == nil {
-			if err = be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: Hash(nb).String()}, bytes.NewReader(nb)); err == nil {
+			newName := Hash(nb).String()
+			if err = be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: newName}, bytes.NewReader(nb)); err == nil {
+				current = newName
 				err = be.Remove(ctx, backend.Handle{Type: backend.KeyFile, Name: keyName})
 			}
 		}
@@ -136,7 +152,7 @@ func authenticateConfig(ctx context.Context, be backend.Backend, key *crypto.Key
 	if err != nil {
 		opt.Logger.Warn("could not seal the config into the key file (retried at the next open)", "key", keyName, "err", err)
 	}
-	return nil
+	return current, nil
 }
 
 // searchKey tries password on every key file and returns the master key of

@@ -40,6 +40,9 @@ type Repo struct {
 	// packWG tracks packs being finalized outside mu.
 	packWG  sync.WaitGroup
 	packErr error
+	// keyName is the key file the password opened (keys.go).
+	keyMu   sync.Mutex
+	keyName string
 }
 
 func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Repo, error) {
@@ -69,7 +72,12 @@ func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Rep
 // index and no open packs. A long-running process uses one per operation:
 // an index kept across a prune would name deleted packs.
 func (r *Repo) Fresh() (*Repo, error) {
-	return newRepo(r.be, r.key, r.cfg, r.opt)
+	nr, err := newRepo(r.be, r.key, r.cfg, r.opt)
+	if err != nil {
+		return nil, err
+	}
+	nr.keyName = r.KeyName()
+	return nr, nil
 }
 
 // Backend returns the backend.

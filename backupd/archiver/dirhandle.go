@@ -9,7 +9,7 @@ import (
 // opens its subdirectories relative to it), its listing (until the walker
 // has queued the directory's files) and each file job of the directory
 // (the worker opens the file relative to it: docs/DESIGN.md §8 scenario
-// 28). It is closed when the last of them releases it, or by
+// 37). It is closed when the last of them releases it, or by
 // sourceScan.Stop, whichever comes first.
 //
 // Descriptors held at once: the scanner's chain of open ancestors and the

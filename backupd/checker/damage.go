@@ -14,7 +14,7 @@ import (
 // alike: backups then store the damaged blobs again from the source
 // instead of deduplicating against the lost copies. Damage already
 // recorded is reported by every later check, with or without read-back,
-// until backups or repairs have cured it (docs/DESIGN.md §8).
+// until backups or repairs have cured it (docs/DESIGN.md §3.7; §8 scenarios 22 and 23).
 
 // Suggested repairs, in the order the runbook gives them.
 const (

@@ -85,7 +85,7 @@ type Key struct {
 	// file whose bytes equal an encoded tree never shares its id.
 	treeHash *blake3.Hasher
 	// config is the repository config sealed with the key in its key file
-	// (nil for key files written before 2026-12-15).
+	// (nil for key files written before 2026-12-02).
 	config []byte
 }
 

@@ -436,10 +436,14 @@ func (d *Daemon) refreshRepoState(ctx context.Context, name string) {
 		return
 	}
 	st.Up = true
+	// Invariant: a suspect snapshot (a volume not mounted, backed up on
+	// another device) never makes a policy look fresh: the RPO counts from
+	// the newest one that is not. A partial one counts (BackupIncomplete
+	// reports what it lacks).
 	latest := map[string]*snapshot.Snapshot{}
 	for _, s := range snaps {
 		st.Snapshots[s.Policy]++
-		if l := latest[s.Policy]; l == nil || s.Seq > l.Seq {
+		if l := latest[s.Policy]; s.Suspect == "" && (l == nil || s.Seq > l.Seq) {
 			latest[s.Policy] = s
 		}
 	}

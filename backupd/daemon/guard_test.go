@@ -132,6 +132,11 @@ func TestDaemonRetentionKeepsLastHealthySnapshot(t *testing.T) {
 	if len(got) != 2 || got[0].ID != healthy[0].ID || got[1].Suspect == "" || !strings.Contains(got[1].Suspect, "device") {
 		t.Fatalf("after a backup on another device: %d snapshots %+v; want the last healthy one kept and a suspect one", len(got), got)
 	}
+	// The suspect snapshot does not make the policy look fresh: the RPO
+	// counts from the healthy one.
+	if last := d.lastSuccess("mesh"); !last.Equal(healthy[0].Time) {
+		t.Fatalf("last good backup %v after a suspect one, want the healthy snapshot's %v", last, healthy[0].Time)
+	}
 }
 
 // Scenario 35 in the daemon: a backup that could not read a file is

@@ -5,7 +5,7 @@
 // relative to the directory handle its scan listed them from (OpenAt), so
 // no symlink swapped in for a directory is followed and path length is no
 // limit; the daemon's scrub and drill open files beneath an os.Root
-// (OpenInRoot). docs/DESIGN.md §8 scenarios 28 and 29.
+// (OpenInRoot). docs/DESIGN.md §8 scenarios 37 and 38.
 //
 // O_NONBLOCK stays set on the returned file: it changes nothing for
 // reading a regular file.

@@ -45,7 +45,7 @@ func FuzzDecodeIndexFile(f *testing.F) {
 	f.Add((&repository.IndexFile{Supersedes: []repository.ID{repository.Hash(nil)}}).Encode())
 	f.Add([]byte{1, 0, 0, 0, 0, 255, 255, 255, 0})
 	crafted := seedBlobs()[:1]
-	crafted[0].Length = 0xFFFFFFF0 // issue 15: a 4 GB allocation on restore
+	crafted[0].Length = 0xFFFFFFF0 // a crafted length once made restore allocate 4 GB
 	f.Add((&repository.IndexFile{Packs: []repository.IndexPack{{ID: repository.Hash([]byte("p")), Blobs: crafted}}}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		idx, err := repository.DecodeIndexFile(b)

@@ -104,7 +104,7 @@ func Open(ctx context.Context, be backend.Backend, password []byte, opt Options)
 var ErrConfigMismatch = errors.New("repository config does not match the copy sealed in the key file")
 
 // authenticateConfig compares the plaintext config with the copy sealed in
-// the key file. A key file from before configs were sealed (2026-12-15) is
+// the key file. A key file from before configs were sealed (2026-12-02) is
 // upgraded: a new key file sealing the config, with the same password and
 // parameters, is written, then the old one removed (new before old: a kill
 // leaves one or both, each opening the repository). An upgrade that fails

@@ -55,7 +55,7 @@ func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Rep
 		return nil, err
 	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxMemory(64<<20))
+		zstd.WithDecoderMaxMemory(MaxTreeSize)) // the largest blob a writer may store
 	if err != nil {
 		return nil, err
 	}

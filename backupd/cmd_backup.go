@@ -80,7 +80,7 @@ as when the previous snapshot was made is taken from it whole; every
 	f.StringSliceVar(&opts.Tags, "tag", nil, "a tag for the snapshot (repeat, or separate with commas)")
 	f.StringArrayVar(&opts.Exclude, "exclude", nil, "a gitignore-style pattern of paths below PATH not to back up, e.g. '*.tmp', '/cache/', '**/lost+found' (repeat)")
 	f.BoolVar(&opts.OneFileSystem, "one-file-system", false, "store directories on another file system (mount points) as empty directories")
-	f.Float64Var(&opts.MaxShrink, "max-shrink", 0.9, "refuse a backup that lost more than this share of both the files and the bytes of the previous snapshot (1: never)")
+	f.Float64Var(&opts.MaxShrink, "max-shrink", 0.9, "refuse a backup that lost more than this share of both the files and the bytes of the newest healthy snapshot (1: never)")
 	return c
 }
 

@@ -178,22 +178,11 @@ func (g *globalOptions) newPassword(file string) (func() ([]byte, error), error)
 
 // runKeyAdd adds a key file for a new password under the exclusive lock.
 func runKeyAdd(ctx context.Context, opts keyAddOptions, g *globalOptions, _ []string) error {
-	if err := g.requireRepo(); err != nil {
-		return err
-	}
-	newPW, err := g.newPassword(opts.NewPasswordFile)
-	if err != nil {
-		return err
-	}
-	r, _, lock, err := g.openExclusive(ctx, "key add")
+	r, lock, pw, err := g.openWithNewPassword(ctx, "key add", opts.NewPasswordFile)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	pw, err := newPW()
-	if err != nil {
-		return err
-	}
 	name, err := r.AddKey(lock.Context(), pw)
 	if err != nil {
 		return err
@@ -284,22 +273,11 @@ kept. Takes the exclusive lock.`,
 
 // runKeyPasswd replaces the current key file under the exclusive lock.
 func runKeyPasswd(ctx context.Context, opts keyPasswdOptions, g *globalOptions, _ []string) error {
-	if err := g.requireRepo(); err != nil {
-		return err
-	}
-	newPW, err := g.newPassword(opts.NewPasswordFile)
-	if err != nil {
-		return err
-	}
-	r, _, lock, err := g.openExclusive(ctx, "key passwd")
+	r, lock, pw, err := g.openWithNewPassword(ctx, "key passwd", opts.NewPasswordFile)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	pw, err := newPW()
-	if err != nil {
-		return err
-	}
 	old := r.KeyName()
 	name, err := r.ChangePassword(lock.Context(), pw)
 	if err != nil {
@@ -310,4 +288,28 @@ func runKeyPasswd(ctx context.Context, opts keyPasswdOptions, g *globalOptions, 
 	}
 	fmt.Fprintf(g.stdout, "changed the password: added key %s, removed key %s\n", shortKey(name), shortKey(old))
 	return nil
+}
+
+// openWithNewPassword opens the repository under the exclusive lock for
+// command and returns the new password (from file, or asked on the terminal
+// once the current one has been). A missing file is found before anything
+// is opened. The caller unlocks.
+func (g *globalOptions) openWithNewPassword(ctx context.Context, command, file string) (*repository.Repo, *repository.Lock, []byte, error) {
+	if err := g.requireRepo(); err != nil {
+		return nil, nil, nil, err
+	}
+	newPW, err := g.newPassword(file)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r, _, lock, err := g.openExclusive(ctx, command)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pw, err := newPW()
+	if err != nil {
+		lock.Unlock()
+		return nil, nil, nil, err
+	}
+	return r, lock, pw, nil
 }

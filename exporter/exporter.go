@@ -60,8 +60,16 @@ type Server struct {
 	src     Source
 }
 
+// Registry is what the exporter serves metrics from: a prometheus.Registry,
+// or collectors.Registry, whose Gather adds the cached run metrics. The
+// handler's own metrics (promhttp_metric_handler_*) are registered with it.
+type Registry interface {
+	prometheus.Gatherer
+	prometheus.Registerer
+}
+
 // New builds the handlers; reg holds every metric to serve.
-func New(reg *prometheus.Registry, src Source, opt Options) *Server {
+func New(reg Registry, src Source, opt Options) *Server {
 	if opt.ListenAddress == "" {
 		opt.ListenAddress = "127.0.0.1:9847"
 	}

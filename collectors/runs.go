@@ -32,6 +32,11 @@ type Runs struct {
 	policies map[string]config.Policy // configured, by name
 	repos    map[string]bool
 
+	// reported holds, per running backup (by run id), the counts its
+	// RunProgress calls have already added; RunFinished adds the rest.
+	progressMu sync.Mutex
+	reported   map[string]results.Record
+
 	cache seriesCache
 	all   []cachedVec // every vector, for Register and deletion
 
@@ -98,15 +103,15 @@ func (m *Runs) histogram(name, help string, labels ...string) histogramVec {
 
 // NewRuns returns the run metrics; register them with Register.
 func NewRuns() *Runs {
-	m := &Runs{policies: map[string]config.Policy{}, repos: map[string]bool{}}
+	m := &Runs{policies: map[string]config.Policy{}, repos: map[string]bool{}, reported: map[string]results.Record{}}
 	m.backupRuns = m.counter("backup_runs_total", "Backup runs completed, successful or not.", "policy", "kind")
 	m.backupFailures = m.counter("backup_failures_total", "Backup runs that failed, by reason.", "policy", "kind", "reason")
 	m.consecutive = m.gauge("backup_consecutive_failures", "Backup runs that failed in a row (0 after a success).", "policy")
-	m.backupDuration = m.histogram("backup_duration_seconds", "Duration of successful backup runs.", "policy")
+	m.backupDuration = m.histogram("backup_duration_seconds", "Duration of completed backup runs (partial ones included). Failed runs are left out: how long a run took to fail says nothing of how long a backup takes and would skew the quantiles; backup_failures_total counts them by reason.", "policy")
 	m.inProgress = m.gauge("backup_in_progress", "1 while a backup of the policy runs.", "policy")
-	m.readBytes = m.counter("backup_read_bytes_total", "Source bytes read by backups.", "policy")
-	m.writtenBytes = m.counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression.", "policy")
-	m.files = m.counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped, unreadable).", "policy", "state")
+	m.readBytes = m.counter("backup_read_bytes_total", "Source bytes read by backups, counted while they run (at most once a second).", "policy")
+	m.writtenBytes = m.counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression, counted while they run (at most once a second).", "policy")
+	m.files = m.counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped, unreadable), counted while they run (at most once a second; unreadable at the end).", "policy", "state")
 	m.partial = m.counter("backup_partial_total", "Backup runs that saved their snapshot without some files they could not read (counted in backup_runs_total, not as failures).", "policy")
 	m.unreadable = m.gauge("last_backup_unreadable_files", "Files the last completed backup could not read: its snapshot lacks them.", "policy")
 	m.cpu = m.counter("backup_cpu_seconds_total", "CPU seconds used by backup runs.", "policy")
@@ -121,7 +126,7 @@ func NewRuns() *Runs {
 	m.skipped = m.counter("scheduler_skipped_runs_total", "Scheduled runs skipped, by reason (overlap: the previous cycle still ran).", "policy", "reason")
 	m.restoreRuns = m.counter("restore_runs_total", "Restores completed (drills and manual), successful or not.", "policy", "kind")
 	m.restoreFailures = m.counter("restore_failures_total", "Restores that failed, by reason.", "policy", "kind", "reason")
-	m.restoreDuration = m.histogram("restore_duration_seconds", "Duration of successful restores.", "policy", "kind")
+	m.restoreDuration = m.histogram("restore_duration_seconds", "Duration of restores that succeeded or only missed the RTO. Other failed restores are left out (their duration is when they failed); restore_failures_total counts them by reason.", "policy", "kind")
 	m.withinRTO = m.counter("restore_drills_within_rto_total", "Drills that succeeded, proved every file byte-exact and finished within the RTO.", "policy")
 	m.mismatched = m.counter("restore_drill_mismatched_files_total", "Files whose restored content differed from the recorded hash.", "policy")
 	m.lastDrill = m.gauge("last_restore_drill_success_timestamp_seconds", "End time of the last successful restore drill.", "policy")
@@ -281,6 +286,36 @@ func (m *Runs) RunStarted(r results.Record) {
 	}
 }
 
+// RunProgress adds what a running backup read, wrote and counted since
+// its last report, so rates show live throughput.
+func (m *Runs) RunProgress(r results.Record) {
+	if r.Kind != results.Backup {
+		return
+	}
+	m.progressMu.Lock()
+	defer m.progressMu.Unlock()
+	m.addBackupCounts(r, m.reported[r.RunID])
+	m.reported[r.RunID] = r
+}
+
+// addBackupCounts adds the counts of r beyond those of before, already
+// added by progress reports of the same run.
+func (m *Runs) addBackupCounts(r, before results.Record) {
+	delta := func(now, was uint64) float64 {
+		if now < was {
+			return 0
+		}
+		return float64(now - was)
+	}
+	m.readBytes.add(delta(r.BytesRead, before.BytesRead), r.Policy)
+	m.writtenBytes.add(delta(r.BytesWritten, before.BytesWritten), r.Policy)
+	m.files.add(delta(r.FilesNew, before.FilesNew), r.Policy, "new")
+	m.files.add(delta(r.FilesChanged, before.FilesChanged), r.Policy, "changed")
+	m.files.add(delta(r.FilesUnchanged, before.FilesUnchanged), r.Policy, "unchanged")
+	m.files.add(delta(r.FilesSkipped, before.FilesSkipped), r.Policy, "skipped")
+	m.files.add(delta(r.FilesUnreadable, before.FilesUnreadable), r.Policy, "unreadable")
+}
+
 func exemplar(r results.Record) prometheus.Labels { return prometheus.Labels{"run_id": r.RunID} }
 
 // RunFinished counts a finished run.
@@ -314,13 +349,11 @@ func (m *Runs) RunFinished(r results.Record) {
 			m.backupDuration.observe(r.Duration().Seconds(), r, r.Policy)
 			m.maxRSS.set(float64(r.MaxRSS), r.Policy)
 		}
-		m.readBytes.add(float64(r.BytesRead), r.Policy)
-		m.writtenBytes.add(float64(r.BytesWritten), r.Policy)
-		m.files.add(float64(r.FilesNew), r.Policy, "new")
-		m.files.add(float64(r.FilesChanged), r.Policy, "changed")
-		m.files.add(float64(r.FilesUnchanged), r.Policy, "unchanged")
-		m.files.add(float64(r.FilesSkipped), r.Policy, "skipped")
-		m.files.add(float64(r.FilesUnreadable), r.Policy, "unreadable")
+		// Only what progress reports have not added yet.
+		m.progressMu.Lock()
+		m.addBackupCounts(r, m.reported[r.RunID])
+		delete(m.reported, r.RunID)
+		m.progressMu.Unlock()
 		m.cpu.add(r.CPUSeconds, r.Policy)
 		m.ioRead.add(float64(r.ReadIOBytes), r.Policy)
 		m.ioWritten.add(float64(r.WriteIOBytes), r.Policy)

@@ -365,3 +365,44 @@ func TestRegistryGathersRunsAndTheRest(t *testing.T) {
 		t.Error("a second backupd_backup_runs_total was registered")
 	}
 }
+
+// Progress reports of a running backup move its byte and file counters
+// before it ends; RunFinished adds only the remainder, so the totals are
+// those of the same run reported only when it ended.
+func TestProgressMovesCountersAndKeepsTotals(t *testing.T) {
+	live, once := NewRuns(), NewRuns()
+	live.Configured(testConfig("mesh"))
+	once.Configured(testConfig("mesh"))
+	final := rec(results.Backup, results.Partial, "", 0, time.Minute)
+	final.FilesUnreadable = 2
+	value := func(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+	live.RunStarted(final)
+	for i, p := range []struct{ read, written, files uint64 }{{300, 0, 1}, {700, 100, 3}} {
+		progress := final
+		progress.End, progress.Outcome, progress.FilesUnreadable = time.Time{}, "", 0
+		progress.BytesRead, progress.BytesWritten, progress.FilesNew, progress.FilesChanged, progress.FilesUnchanged, progress.FilesSkipped = p.read, p.written, p.files, 0, 0, 0
+		live.RunProgress(progress)
+		for name, c := range map[string]struct{ got, want float64 }{
+			"read bytes":    {value(live.readBytes.WithLabelValues("mesh")), float64(p.read)},
+			"written bytes": {value(live.writtenBytes.WithLabelValues("mesh")), float64(p.written)},
+			"new files":     {value(live.files.WithLabelValues("mesh", "new")), float64(p.files)},
+			"runs":          {value(live.backupRuns.WithLabelValues("mesh", "scheduled")), 0},
+		} {
+			if c.got != c.want {
+				t.Errorf("after progress report %d, %s = %v, want %v", i+1, name, c.got, c.want)
+			}
+		}
+	}
+	live.RunFinished(final)
+	once.RunStarted(final)
+	once.RunFinished(final)
+	if got, want := expose(t, live), expose(t, once); !bytes.Equal(got, want) {
+		t.Fatalf("totals after progress reports differ from those of the run reported at its end:\n%s\nwant:\n%s", got, want)
+	}
+	if v := value(live.readBytes.WithLabelValues("mesh")); v != float64(final.BytesRead) {
+		t.Fatalf("read bytes %v, want %d", v, final.BytesRead)
+	}
+	if len(live.reported) != 0 {
+		t.Fatalf("progress of finished runs kept: %v", live.reported)
+	}
+}

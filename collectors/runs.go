@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
@@ -23,25 +24,44 @@ var (
 )
 
 // Runs holds the run, scheduler, restore, verify and repository metrics.
+// It is a prometheus.Gatherer serving them from its cache of encoded
+// series (cache.go); Register also registers the vectors themselves with a
+// registry, which then gathers them the slow way.
 type Runs struct {
 	mu       sync.Mutex
 	policies map[string]config.Policy // configured, by name
 	repos    map[string]bool
 
-	backupRuns, backupFailures, readBytes, writtenBytes, files, cpu *prometheus.CounterVec
-	ioRead, ioWritten                                               *prometheus.CounterVec
-	consecutive, inProgress, maxRSS, lastSuccess, lastAttempt       *prometheus.GaugeVec
-	backupDuration                                                  *prometheus.HistogramVec
-	rpo, rto                                                        *prometheus.GaugeVec
-	missed, skipped                                                 *prometheus.CounterVec
-	restoreRuns, restoreFailures, withinRTO, mismatched             *prometheus.CounterVec
-	restoreDuration                                                 *prometheus.HistogramVec
-	lastDrill, lastDrillAttempt, drillInterval                      *prometheus.GaugeVec
-	verifyRuns, verifyFailures, blobsChecked, blobsCorrupt          *prometheus.CounterVec
-	coverage, lastVerify                                            *prometheus.GaugeVec
-	repoUp, repoSize, repoLogical, repoFree, repoSnapshots          *prometheus.GaugeVec
-	silent, partial                                                 *prometheus.CounterVec
-	unreadable                                                      *prometheus.GaugeVec
+	// reported holds, per running backup (by run id), the counts its
+	// RunProgress calls have already added; RunFinished adds the rest.
+	progressMu sync.Mutex
+	reported   map[string]results.Record
+
+	cache seriesCache
+	all   []cachedVec // every vector, for Register and deletion
+
+	backupRuns, backupFailures, readBytes, writtenBytes, files, cpu counterVec
+	ioRead, ioWritten                                               counterVec
+	consecutive, inProgress, maxRSS, lastSuccess, lastAttempt       gaugeVec
+	backupDuration                                                  histogramVec
+	rpo, rto                                                        gaugeVec
+	missed, skipped                                                 counterVec
+	restoreRuns, restoreFailures, withinRTO, mismatched             counterVec
+	restoreDuration                                                 histogramVec
+	lastDrill, lastDrillAttempt, drillInterval                      gaugeVec
+	verifyRuns, verifyFailures, blobsChecked, blobsCorrupt          counterVec
+	coverage, lastVerify                                            gaugeVec
+	repoUp, repoSize, repoLogical, repoFree, repoSnapshots          gaugeVec
+	silent, partial                                                 counterVec
+	unreadable                                                      gaugeVec
+}
+
+type cachedVec struct {
+	c interface {
+		prometheus.Collector
+		deleter
+	}
+	f *cachedFamily
 }
 
 var _ daemon.Observer = (*Runs)(nil)
@@ -63,51 +83,68 @@ func histogram(name, help string, labels ...string) *prometheus.HistogramVec {
 		NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 100, NativeHistogramMinResetDuration: time.Hour}, labels)
 }
 
+func (m *Runs) counter(name, help string, labels ...string) counterVec {
+	v := counterVec{counter(name, help, labels...), m.cache.family(name, help, dto.MetricType_COUNTER, labels), &m.cache}
+	m.all = append(m.all, cachedVec{v, v.f})
+	return v
+}
+
+func (m *Runs) gauge(name, help string, labels ...string) gaugeVec {
+	v := gaugeVec{gauge(name, help, labels...), m.cache.family(name, help, dto.MetricType_GAUGE, labels), &m.cache}
+	m.all = append(m.all, cachedVec{v, v.f})
+	return v
+}
+
+func (m *Runs) histogram(name, help string, labels ...string) histogramVec {
+	v := histogramVec{histogram(name, help, labels...), m.cache.family(name, help, dto.MetricType_HISTOGRAM, labels), &m.cache}
+	m.all = append(m.all, cachedVec{v, v.f})
+	return v
+}
+
 // NewRuns returns the run metrics; register them with Register.
 func NewRuns() *Runs {
-	return &Runs{
-		policies: map[string]config.Policy{}, repos: map[string]bool{},
-		backupRuns:       counter("backup_runs_total", "Backup runs completed, successful or not.", "policy", "kind"),
-		backupFailures:   counter("backup_failures_total", "Backup runs that failed, by reason.", "policy", "kind", "reason"),
-		consecutive:      gauge("backup_consecutive_failures", "Backup runs that failed in a row (0 after a success).", "policy"),
-		backupDuration:   histogram("backup_duration_seconds", "Duration of successful backup runs.", "policy"),
-		inProgress:       gauge("backup_in_progress", "1 while a backup of the policy runs.", "policy"),
-		readBytes:        counter("backup_read_bytes_total", "Source bytes read by backups.", "policy"),
-		writtenBytes:     counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression.", "policy"),
-		files:            counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped, unreadable).", "policy", "state"),
-		partial:          counter("backup_partial_total", "Backup runs that saved their snapshot without some files they could not read (counted in backup_runs_total, not as failures).", "policy"),
-		unreadable:       gauge("last_backup_unreadable_files", "Files the last completed backup could not read: its snapshot lacks them.", "policy"),
-		cpu:              counter("backup_cpu_seconds_total", "CPU seconds used by backup runs.", "policy"),
-		ioRead:           counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy"),
-		ioWritten:        counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy"),
-		maxRSS:           gauge("last_backup_max_rss_bytes", "Peak resident memory of the process during the last backup run.", "policy"),
-		lastSuccess:      gauge("last_backup_success_timestamp_seconds", "Time of the newest good snapshot, read from the repository.", "policy"),
-		lastAttempt:      gauge("last_backup_attempt_timestamp_seconds", "Start time of the last backup run.", "policy"),
-		rpo:              gauge("policy_rpo_seconds", "Recovery point objective of the policy.", "policy"),
-		rto:              gauge("policy_rto_seconds", "Recovery time objective of the policy.", "policy"),
-		missed:           counter("scheduler_missed_runs_total", "Scheduled runs missed while the daemon was down.", "policy"),
-		skipped:          counter("scheduler_skipped_runs_total", "Scheduled runs skipped, by reason (overlap: the previous cycle still ran).", "policy", "reason"),
-		restoreRuns:      counter("restore_runs_total", "Restores completed (drills and manual), successful or not.", "policy", "kind"),
-		restoreFailures:  counter("restore_failures_total", "Restores that failed, by reason.", "policy", "kind", "reason"),
-		restoreDuration:  histogram("restore_duration_seconds", "Duration of successful restores.", "policy", "kind"),
-		withinRTO:        counter("restore_drills_within_rto_total", "Drills that succeeded, proved every file byte-exact and finished within the RTO.", "policy"),
-		mismatched:       counter("restore_drill_mismatched_files_total", "Files whose restored content differed from the recorded hash.", "policy"),
-		lastDrill:        gauge("last_restore_drill_success_timestamp_seconds", "End time of the last successful restore drill.", "policy"),
-		lastDrillAttempt: gauge("last_restore_drill_timestamp_seconds", "End time of the last restore drill, successful or not.", "policy"),
-		drillInterval:    gauge("policy_drill_interval_seconds", "Time between restore drills by the policy's drill schedule.", "policy"),
-		verifyRuns:       counter("verify_runs_total", "Verify (read-back) runs completed.", "repository"),
-		verifyFailures:   counter("verify_failures_total", "Verify runs that failed or found damage.", "repository"),
-		blobsChecked:     counter("verify_blobs_checked_total", "Blobs read back, decrypted and re-hashed.", "repository"),
-		blobsCorrupt:     counter("verify_blobs_corrupt_total", "Blobs found corrupt by read-back.", "repository"),
-		coverage:         gauge("verify_coverage_ratio", "Share of the repository's packs read back in the current rotation.", "repository"),
-		lastVerify:       gauge("last_verify_success_timestamp_seconds", "End time of the last verify run that found no damage.", "repository"),
-		repoUp:           gauge("repository_up", "1 if the repository could be read at the last refresh.", "repository"),
-		repoSize:         gauge("repository_size_bytes", "Bytes stored in the repository.", "repository"),
-		repoLogical:      gauge("repository_logical_bytes", "Bytes of source data in the newest snapshot of each policy, summed.", "repository"),
-		repoFree:         gauge("repository_free_bytes", "Free bytes on the repository's file system.", "repository"),
-		repoSnapshots:    gauge("repository_snapshots", "Snapshots in the repository.", "repository", "policy"),
-		silent:           counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub, or by a backup's periodic full read of an append-only file).", "policy"),
-	}
+	m := &Runs{policies: map[string]config.Policy{}, repos: map[string]bool{}, reported: map[string]results.Record{}}
+	m.backupRuns = m.counter("backup_runs_total", "Backup runs completed, successful or not.", "policy", "kind")
+	m.backupFailures = m.counter("backup_failures_total", "Backup runs that failed, by reason.", "policy", "kind", "reason")
+	m.consecutive = m.gauge("backup_consecutive_failures", "Backup runs that failed in a row (0 after a success).", "policy")
+	m.backupDuration = m.histogram("backup_duration_seconds", "Duration of completed backup runs (partial ones included). Failed runs are left out: how long a run took to fail says nothing of how long a backup takes and would skew the quantiles; backup_failures_total counts them by reason.", "policy")
+	m.inProgress = m.gauge("backup_in_progress", "1 while a backup of the policy runs.", "policy")
+	m.readBytes = m.counter("backup_read_bytes_total", "Source bytes read by backups, counted while they run (at most once a second).", "policy")
+	m.writtenBytes = m.counter("backup_written_bytes_total", "Bytes stored by backups after deduplication and compression, counted while they run (at most once a second).", "policy")
+	m.files = m.counter("backup_files_total", "Files seen by backups, by state (new, changed, unchanged, skipped, unreadable), counted while they run (at most once a second; unreadable at the end).", "policy", "state")
+	m.partial = m.counter("backup_partial_total", "Backup runs that saved their snapshot without some files they could not read (counted in backup_runs_total, not as failures).", "policy")
+	m.unreadable = m.gauge("last_backup_unreadable_files", "Files the last completed backup could not read: its snapshot lacks them.", "policy")
+	m.cpu = m.counter("backup_cpu_seconds_total", "CPU seconds used by backup runs.", "policy")
+	m.ioRead = m.counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy")
+	m.ioWritten = m.counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy")
+	m.maxRSS = m.gauge("last_backup_max_rss_bytes", "Peak resident memory of the process during the last backup run.", "policy")
+	m.lastSuccess = m.gauge("last_backup_success_timestamp_seconds", "Time of the newest good snapshot, read from the repository.", "policy")
+	m.lastAttempt = m.gauge("last_backup_attempt_timestamp_seconds", "Start time of the last backup run.", "policy")
+	m.rpo = m.gauge("policy_rpo_seconds", "Recovery point objective of the policy.", "policy")
+	m.rto = m.gauge("policy_rto_seconds", "Recovery time objective of the policy.", "policy")
+	m.missed = m.counter("scheduler_missed_runs_total", "Scheduled runs missed while the daemon was down.", "policy")
+	m.skipped = m.counter("scheduler_skipped_runs_total", "Scheduled runs skipped, by reason (overlap: the previous cycle still ran).", "policy", "reason")
+	m.restoreRuns = m.counter("restore_runs_total", "Restores completed (drills and manual), successful or not.", "policy", "kind")
+	m.restoreFailures = m.counter("restore_failures_total", "Restores that failed, by reason.", "policy", "kind", "reason")
+	m.restoreDuration = m.histogram("restore_duration_seconds", "Duration of restores that succeeded or only missed the RTO. Other failed restores are left out (their duration is when they failed); restore_failures_total counts them by reason.", "policy", "kind")
+	m.withinRTO = m.counter("restore_drills_within_rto_total", "Drills that succeeded, proved every file byte-exact and finished within the RTO.", "policy")
+	m.mismatched = m.counter("restore_drill_mismatched_files_total", "Files whose restored content differed from the recorded hash.", "policy")
+	m.lastDrill = m.gauge("last_restore_drill_success_timestamp_seconds", "End time of the last successful restore drill.", "policy")
+	m.lastDrillAttempt = m.gauge("last_restore_drill_timestamp_seconds", "End time of the last restore drill, successful or not.", "policy")
+	m.drillInterval = m.gauge("policy_drill_interval_seconds", "Time between restore drills by the policy's drill schedule.", "policy")
+	m.verifyRuns = m.counter("verify_runs_total", "Verify (read-back) runs completed.", "repository")
+	m.verifyFailures = m.counter("verify_failures_total", "Verify runs that failed or found damage.", "repository")
+	m.blobsChecked = m.counter("verify_blobs_checked_total", "Blobs read back, decrypted and re-hashed.", "repository")
+	m.blobsCorrupt = m.counter("verify_blobs_corrupt_total", "Blobs found corrupt by read-back.", "repository")
+	m.coverage = m.gauge("verify_coverage_ratio", "Share of the repository's packs read back in the current rotation.", "repository")
+	m.lastVerify = m.gauge("last_verify_success_timestamp_seconds", "End time of the last verify run that found no damage.", "repository")
+	m.repoUp = m.gauge("repository_up", "1 if the repository could be read at the last refresh.", "repository")
+	m.repoSize = m.gauge("repository_size_bytes", "Bytes stored in the repository.", "repository")
+	m.repoLogical = m.gauge("repository_logical_bytes", "Bytes of source data in the newest snapshot of each policy, summed.", "repository")
+	m.repoFree = m.gauge("repository_free_bytes", "Free bytes on the repository's file system.", "repository")
+	m.repoSnapshots = m.gauge("repository_snapshots", "Snapshots in the repository.", "repository", "policy")
+	m.silent = m.counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub, or by a backup's periodic full read of an append-only file).", "policy")
+	return m
 }
 
 func (m *Runs) collectors() []prometheus.Collector {
@@ -128,6 +165,21 @@ func (m *Runs) Register(reg prometheus.Registerer) error {
 	return nil
 }
 
+// Gather returns the metrics from the cache of encoded series: what a
+// registry with the vectors registered would gather, at the cost of a slice
+// copy per family.
+func (m *Runs) Gather() ([]*dto.MetricFamily, error) { return m.cache.gather(), nil }
+
+// deletePolicy deletes every series of the policy.
+func (m *Runs) deletePolicy(name string) {
+	m.cache.mu.Lock()
+	defer m.cache.mu.Unlock()
+	for _, v := range m.all {
+		v.c.DeletePartialMatch(prometheus.Labels{"policy": name})
+		v.f.deleteMatching("policy", name)
+	}
+}
+
 // Configured pre-creates the series of every policy and repository and
 // deletes those of policies no longer configured.
 func (m *Runs) Configured(cfg *config.Config) {
@@ -139,76 +191,55 @@ func (m *Runs) Configured(cfg *config.Config) {
 	}
 	for name := range m.policies {
 		if _, ok := now[name]; !ok {
-			for _, c := range m.collectors() {
-				if v, ok := c.(interface {
-					DeletePartialMatch(prometheus.Labels) int
-				}); ok {
-					v.DeletePartialMatch(prometheus.Labels{"policy": name})
-				}
-			}
+			m.deletePolicy(name)
 		}
 	}
 	m.policies = now
 	for _, p := range cfg.Policies {
 		n := p.Name
 		for _, k := range backupKinds {
-			m.backupRuns.WithLabelValues(n, k)
+			m.backupRuns.touch(n, k)
 			for _, r := range results.Reasons {
-				m.backupFailures.WithLabelValues(n, k, r)
+				m.backupFailures.touch(n, k, r)
 			}
 		}
 		for _, k := range restoreKinds {
-			m.restoreRuns.WithLabelValues(n, k)
+			m.restoreRuns.touch(n, k)
 			for _, r := range results.Reasons {
-				m.restoreFailures.WithLabelValues(n, k, r)
+				m.restoreFailures.touch(n, k, r)
 			}
 		}
 		for _, s := range fileStates {
-			m.files.WithLabelValues(n, s)
+			m.files.touch(n, s)
 		}
 		for _, r := range skipReasons {
-			m.skipped.WithLabelValues(n, r)
+			m.skipped.touch(n, r)
 		}
-		m.backupDuration.WithLabelValues(n)
-		m.restoreDuration.WithLabelValues(n, "drill")
-		m.consecutive.WithLabelValues(n)
-		m.inProgress.WithLabelValues(n)
-		m.readBytes.WithLabelValues(n)
-		m.writtenBytes.WithLabelValues(n)
-		m.cpu.WithLabelValues(n)
-		m.ioRead.WithLabelValues(n)
-		m.ioWritten.WithLabelValues(n)
-		m.maxRSS.WithLabelValues(n)
-		m.missed.WithLabelValues(n)
-		m.withinRTO.WithLabelValues(n)
-		m.mismatched.WithLabelValues(n)
-		m.silent.WithLabelValues(n)
-		m.partial.WithLabelValues(n)
-		m.unreadable.WithLabelValues(n)
+		m.backupDuration.touch(n)
+		m.restoreDuration.touch(n, "drill")
+		for _, c := range []counterVec{m.readBytes, m.writtenBytes, m.cpu, m.ioRead, m.ioWritten, m.missed, m.withinRTO, m.mismatched, m.silent, m.partial} {
+			c.touch(n)
+		}
 		// Timestamps start at 0 ("never"): a policy without a good backup
 		// is out of its RPO, which is what the rules should say.
-		m.lastSuccess.WithLabelValues(n)
-		m.lastAttempt.WithLabelValues(n)
-		m.lastDrill.WithLabelValues(n)
-		m.lastDrillAttempt.WithLabelValues(n)
-		m.rpo.WithLabelValues(n).Set(p.RPO.Seconds())
-		m.rto.WithLabelValues(n).Set(p.RTO.Seconds())
-		if p.Drill.Schedule.Schedule != nil {
-			m.drillInterval.WithLabelValues(n).Set(p.Drill.Schedule.Interval(time.Now()).Seconds())
+		for _, g := range []gaugeVec{m.consecutive, m.inProgress, m.maxRSS, m.unreadable, m.lastSuccess, m.lastAttempt, m.lastDrill, m.lastDrillAttempt} {
+			g.touch(n)
 		}
-		m.repoSnapshots.WithLabelValues(p.Repository, n)
+		m.rpo.set(p.RPO.Seconds(), n)
+		m.rto.set(p.RTO.Seconds(), n)
+		if p.Drill.Schedule.Schedule != nil {
+			m.drillInterval.set(p.Drill.Schedule.Interval(time.Now()).Seconds(), n)
+		}
+		m.repoSnapshots.touch(p.Repository, n)
 	}
 	for _, r := range cfg.Repositories {
 		m.repos[r.Name] = true
-		for _, c := range []*prometheus.CounterVec{m.verifyRuns, m.verifyFailures, m.blobsChecked, m.blobsCorrupt} {
-			c.WithLabelValues(r.Name)
+		for _, c := range []counterVec{m.verifyRuns, m.verifyFailures, m.blobsChecked, m.blobsCorrupt} {
+			c.touch(r.Name)
 		}
-		m.coverage.WithLabelValues(r.Name)
-		m.repoUp.WithLabelValues(r.Name)
-		m.lastVerify.WithLabelValues(r.Name)
-		m.repoSize.WithLabelValues(r.Name)
-		m.repoLogical.WithLabelValues(r.Name)
-		m.repoFree.WithLabelValues(r.Name)
+		for _, g := range []gaugeVec{m.coverage, m.repoUp, m.lastVerify, m.repoSize, m.repoLogical, m.repoFree} {
+			g.touch(r.Name)
+		}
 	}
 }
 
@@ -225,24 +256,24 @@ func (m *Runs) Restored(recs []results.Record) {
 func (m *Runs) setLast(r results.Record, streak map[string]int) {
 	switch r.Kind {
 	case results.Backup:
-		m.lastAttempt.WithLabelValues(r.Policy).Set(ts(r.Start))
+		m.lastAttempt.set(ts(r.Start), r.Policy)
 		if r.Completed() {
 			streak[r.Policy] = 0
-			m.maxRSS.WithLabelValues(r.Policy).Set(float64(r.MaxRSS))
-			m.unreadable.WithLabelValues(r.Policy).Set(float64(r.FilesUnreadable))
+			m.maxRSS.set(float64(r.MaxRSS), r.Policy)
+			m.unreadable.set(float64(r.FilesUnreadable), r.Policy)
 		} else {
 			streak[r.Policy]++
 		}
-		m.consecutive.WithLabelValues(r.Policy).Set(float64(streak[r.Policy]))
+		m.consecutive.set(float64(streak[r.Policy]), r.Policy)
 	case results.Drill:
-		m.lastDrillAttempt.WithLabelValues(r.Policy).Set(ts(r.End))
+		m.lastDrillAttempt.set(ts(r.End), r.Policy)
 		if r.Outcome == results.Success {
-			m.lastDrill.WithLabelValues(r.Policy).Set(ts(r.End))
+			m.lastDrill.set(ts(r.End), r.Policy)
 		}
 	case results.Verify:
 		if r.Outcome == results.Success {
-			m.lastVerify.WithLabelValues(r.Repository).Set(ts(r.End))
-			m.coverage.WithLabelValues(r.Repository).Set(r.Coverage)
+			m.lastVerify.set(ts(r.End), r.Repository)
+			m.coverage.set(r.Coverage, r.Repository)
 		}
 	}
 }
@@ -250,28 +281,42 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 // RunStarted marks a backup in progress.
 func (m *Runs) RunStarted(r results.Record) {
 	if r.Kind == results.Backup {
-		m.inProgress.WithLabelValues(r.Policy).Set(1)
-		m.lastAttempt.WithLabelValues(r.Policy).Set(ts(r.Start))
+		m.inProgress.set(1, r.Policy)
+		m.lastAttempt.set(ts(r.Start), r.Policy)
 	}
+}
+
+// RunProgress adds what a running backup read, wrote and counted since
+// its last report, so rates show live throughput.
+func (m *Runs) RunProgress(r results.Record) {
+	if r.Kind != results.Backup {
+		return
+	}
+	m.progressMu.Lock()
+	defer m.progressMu.Unlock()
+	m.addBackupCounts(r, m.reported[r.RunID])
+	m.reported[r.RunID] = r
+}
+
+// addBackupCounts adds the counts of r beyond those of before, already
+// added by progress reports of the same run.
+func (m *Runs) addBackupCounts(r, before results.Record) {
+	delta := func(now, was uint64) float64 {
+		if now < was {
+			return 0
+		}
+		return float64(now - was)
+	}
+	m.readBytes.add(delta(r.BytesRead, before.BytesRead), r.Policy)
+	m.writtenBytes.add(delta(r.BytesWritten, before.BytesWritten), r.Policy)
+	m.files.add(delta(r.FilesNew, before.FilesNew), r.Policy, "new")
+	m.files.add(delta(r.FilesChanged, before.FilesChanged), r.Policy, "changed")
+	m.files.add(delta(r.FilesUnchanged, before.FilesUnchanged), r.Policy, "unchanged")
+	m.files.add(delta(r.FilesSkipped, before.FilesSkipped), r.Policy, "skipped")
+	m.files.add(delta(r.FilesUnreadable, before.FilesUnreadable), r.Policy, "unreadable")
 }
 
 func exemplar(r results.Record) prometheus.Labels { return prometheus.Labels{"run_id": r.RunID} }
-
-func addWithExemplar(c prometheus.Counter, v float64, r results.Record) {
-	if ea, ok := c.(prometheus.ExemplarAdder); ok {
-		ea.AddWithExemplar(v, exemplar(r))
-		return
-	}
-	c.Add(v)
-}
-
-func observe(o prometheus.Observer, v float64, r results.Record) {
-	if eo, ok := o.(prometheus.ExemplarObserver); ok {
-		eo.ObserveWithExemplar(v, exemplar(r))
-		return
-	}
-	o.Observe(v)
-}
 
 // RunFinished counts a finished run.
 func (m *Runs) RunFinished(r results.Record) {
@@ -286,70 +331,68 @@ func (m *Runs) RunFinished(r results.Record) {
 		if kind != "manual" {
 			kind = "scheduled"
 		}
-		m.inProgress.WithLabelValues(r.Policy).Set(0)
-		addWithExemplar(m.backupRuns.WithLabelValues(r.Policy, kind), 1, r)
-		m.silent.WithLabelValues(r.Policy).Add(float64(r.SilentChanges))
+		m.inProgress.set(0, r.Policy)
+		m.backupRuns.addEx(1, r, r.Policy, kind)
+		m.silent.add(float64(r.SilentChanges), r.Policy)
 		failed = !r.Completed()
 		if r.Completed() {
-			m.unreadable.WithLabelValues(r.Policy).Set(float64(r.FilesUnreadable))
+			m.unreadable.set(float64(r.FilesUnreadable), r.Policy)
 		}
 		if r.Outcome == results.Partial {
-			addWithExemplar(m.partial.WithLabelValues(r.Policy), 1, r)
+			m.partial.addEx(1, r, r.Policy)
 		}
 		if failed {
-			addWithExemplar(m.backupFailures.WithLabelValues(r.Policy, kind, reason), 1, r)
-			m.consecutive.WithLabelValues(r.Policy).Inc()
+			m.backupFailures.addEx(1, r, r.Policy, kind, reason)
+			m.consecutive.inc(r.Policy)
 		} else {
-			m.consecutive.WithLabelValues(r.Policy).Set(0)
-			observe(m.backupDuration.WithLabelValues(r.Policy), r.Duration().Seconds(), r)
-			m.maxRSS.WithLabelValues(r.Policy).Set(float64(r.MaxRSS))
+			m.consecutive.set(0, r.Policy)
+			m.backupDuration.observe(r.Duration().Seconds(), r, r.Policy)
+			m.maxRSS.set(float64(r.MaxRSS), r.Policy)
 		}
-		m.readBytes.WithLabelValues(r.Policy).Add(float64(r.BytesRead))
-		m.writtenBytes.WithLabelValues(r.Policy).Add(float64(r.BytesWritten))
-		m.files.WithLabelValues(r.Policy, "new").Add(float64(r.FilesNew))
-		m.files.WithLabelValues(r.Policy, "changed").Add(float64(r.FilesChanged))
-		m.files.WithLabelValues(r.Policy, "unchanged").Add(float64(r.FilesUnchanged))
-		m.files.WithLabelValues(r.Policy, "skipped").Add(float64(r.FilesSkipped))
-		m.files.WithLabelValues(r.Policy, "unreadable").Add(float64(r.FilesUnreadable))
-		m.cpu.WithLabelValues(r.Policy).Add(r.CPUSeconds)
-		m.ioRead.WithLabelValues(r.Policy).Add(float64(r.ReadIOBytes))
-		m.ioWritten.WithLabelValues(r.Policy).Add(float64(r.WriteIOBytes))
+		// Only what progress reports have not added yet.
+		m.progressMu.Lock()
+		m.addBackupCounts(r, m.reported[r.RunID])
+		delete(m.reported, r.RunID)
+		m.progressMu.Unlock()
+		m.cpu.add(r.CPUSeconds, r.Policy)
+		m.ioRead.add(float64(r.ReadIOBytes), r.Policy)
+		m.ioWritten.add(float64(r.WriteIOBytes), r.Policy)
 	case results.Drill:
-		addWithExemplar(m.restoreRuns.WithLabelValues(r.Policy, "drill"), 1, r)
-		m.mismatched.WithLabelValues(r.Policy).Add(float64(r.MismatchedFiles))
+		m.restoreRuns.addEx(1, r, r.Policy, "drill")
+		m.mismatched.add(float64(r.MismatchedFiles), r.Policy)
 		if failed {
-			addWithExemplar(m.restoreFailures.WithLabelValues(r.Policy, "drill", reason), 1, r)
+			m.restoreFailures.addEx(1, r, r.Policy, "drill", reason)
 		}
 		if r.Outcome == results.Success || reason == results.ReasonRTO {
-			observe(m.restoreDuration.WithLabelValues(r.Policy, "drill"), r.Duration().Seconds(), r)
+			m.restoreDuration.observe(r.Duration().Seconds(), r, r.Policy, "drill")
 		}
 		if r.WithinRTO {
-			addWithExemplar(m.withinRTO.WithLabelValues(r.Policy), 1, r)
+			m.withinRTO.addEx(1, r, r.Policy)
 		}
-		m.lastDrillAttempt.WithLabelValues(r.Policy).Set(ts(r.End))
+		m.lastDrillAttempt.set(ts(r.End), r.Policy)
 		if r.Outcome == results.Success {
-			m.lastDrill.WithLabelValues(r.Policy).Set(ts(r.End))
+			m.lastDrill.set(ts(r.End), r.Policy)
 		}
 	case results.Verify:
-		addWithExemplar(m.verifyRuns.WithLabelValues(r.Repository), 1, r)
-		m.blobsChecked.WithLabelValues(r.Repository).Add(float64(r.BlobsChecked))
-		m.blobsCorrupt.WithLabelValues(r.Repository).Add(float64(r.BlobsCorrupt))
+		m.verifyRuns.addEx(1, r, r.Repository)
+		m.blobsChecked.add(float64(r.BlobsChecked), r.Repository)
+		m.blobsCorrupt.add(float64(r.BlobsCorrupt), r.Repository)
 		if failed {
-			addWithExemplar(m.verifyFailures.WithLabelValues(r.Repository), 1, r)
+			m.verifyFailures.addEx(1, r, r.Repository)
 		} else {
-			m.lastVerify.WithLabelValues(r.Repository).Set(ts(r.End))
-			m.coverage.WithLabelValues(r.Repository).Set(r.Coverage)
+			m.lastVerify.set(ts(r.End), r.Repository)
+			m.coverage.set(r.Coverage, r.Repository)
 		}
 	case results.Scrub:
-		m.silent.WithLabelValues(r.Policy).Add(float64(r.SilentChanges))
+		m.silent.add(float64(r.SilentChanges), r.Policy)
 	}
 }
 
 // Skipped counts a skipped run.
-func (m *Runs) Skipped(policy, reason string) { m.skipped.WithLabelValues(policy, reason).Inc() }
+func (m *Runs) Skipped(policy, reason string) { m.skipped.add(1, policy, reason) }
 
 // Missed counts runs missed while the daemon was down.
-func (m *Runs) Missed(policy string, n int) { m.missed.WithLabelValues(policy).Add(float64(n)) }
+func (m *Runs) Missed(policy string, n int) { m.missed.add(float64(n), policy) }
 
 // RepositoryState publishes the cached repository state.
 func (m *Runs) RepositoryState(s daemon.RepoState) {
@@ -357,23 +400,23 @@ func (m *Runs) RepositoryState(s daemon.RepoState) {
 	if s.Up {
 		up = 1
 	}
-	m.repoUp.WithLabelValues(s.Name).Set(up)
+	m.repoUp.set(up, s.Name)
 	if !s.Up {
 		return
 	}
-	m.repoSize.WithLabelValues(s.Name).Set(float64(s.SizeBytes))
-	m.repoLogical.WithLabelValues(s.Name).Set(float64(s.LogicalBytes))
-	m.repoFree.WithLabelValues(s.Name).Set(float64(s.FreeBytes))
+	m.repoSize.set(float64(s.SizeBytes), s.Name)
+	m.repoLogical.set(float64(s.LogicalBytes), s.Name)
+	m.repoFree.set(float64(s.FreeBytes), s.Name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for pol, n := range s.Snapshots {
 		if _, ok := m.policies[pol]; ok || len(m.policies) == 0 {
-			m.repoSnapshots.WithLabelValues(s.Name, pol).Set(float64(n))
+			m.repoSnapshots.set(float64(n), s.Name, pol)
 		}
 	}
 	for pol, t := range s.LastBackupSuccess {
 		if _, ok := m.policies[pol]; ok || len(m.policies) == 0 {
-			m.lastSuccess.WithLabelValues(pol).Set(ts(t))
+			m.lastSuccess.set(ts(t), pol)
 		}
 	}
 }

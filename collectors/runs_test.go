@@ -3,14 +3,17 @@ package collectors
 import (
 	"bytes"
 	"flag"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
@@ -92,8 +95,13 @@ func TestRunsExposition(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := expose(t, reg)
-	if want := golden(t, "runs.prom", string(got)); want != string(got) {
+	want := golden(t, "runs.prom", string(got))
+	if want != string(got) {
 		t.Fatalf("exposition differs from testdata/runs.prom (rerun with -update if intended):\n%s", string(got))
+	}
+	// What the exporter serves, from the cache, is the same.
+	if cached := expose(t, r); string(cached) != want {
+		t.Fatalf("cached exposition differs from testdata/runs.prom:\n%s", cached)
 	}
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil || len(problems) > 0 {
@@ -155,10 +163,15 @@ func TestStorageLint(t *testing.T) {
 	}
 }
 
-// Scrape cost does not grow with the number of snapshots or records; with
-// 1,000 policies it is a plain gather of pre-computed series.
-func BenchmarkScrape1000Policies(b *testing.B) {
-	r := NewRuns()
+// scrapeSetup returns the registry the exporter serves (NewRegistry's)
+// after 1,000 policies have each finished a backup, with 10,000 snapshots
+// apiece.
+func scrapeSetup(b *testing.B) prometheus.Gatherer {
+	b.Helper()
+	reg, r, _, err := NewRegistry("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
 	var names []string
 	for i := range 1000 {
 		names = append(names, "policy-"+time.Duration(i).String())
@@ -173,12 +186,35 @@ func BenchmarkScrape1000Policies(b *testing.B) {
 		snaps[p] = 10000
 	}
 	r.RepositoryState(daemon.RepoState{Name: "local", Up: true, Snapshots: snaps})
-	reg := prometheus.NewRegistry()
-	_ = r.Register(reg)
+	return reg
+}
+
+// Scrape cost does not grow with the number of snapshots or records; with
+// 1,000 policies it is a plain gather of pre-computed series.
+func BenchmarkScrape1000Policies(b *testing.B) {
+	reg := scrapeSetup(b)
+	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := reg.Gather(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The whole /metrics request as Prometheus makes it: gather and encode in
+// OpenMetrics, uncompressed.
+func BenchmarkScrapeHTTP1000Policies(b *testing.B) {
+	h := promhttp.HandlerFor(scrapeSetup(b), promhttp.HandlerOpts{EnableOpenMetrics: true})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
 		}
 	}
 }
@@ -224,5 +260,149 @@ func TestPartialBackupIsCountedNotFailed(t *testing.T) {
 	r2.Restored([]results.Record{failed, partial})
 	if v := value(r2.unreadable.WithLabelValues("mesh")); v != 4 {
 		t.Errorf("restored: unreadable files = %v, want 4", v)
+	}
+}
+
+// The cache serves exactly what the vectors hold, exemplars, native
+// histograms and created timestamps included, through additions, failures,
+// a policy removed and one added, in every exposition format.
+func TestCacheMatchesRegistry(t *testing.T) {
+	r := NewRuns()
+	reg := prometheus.NewPedanticRegistry()
+	if err := r.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	r.Configured(testConfig("mesh", "gone"))
+	compare := func(step string) {
+		t.Helper()
+		want, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := r.Gather()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d families cached, %d gathered", step, len(got), len(want))
+		}
+		for i := range want {
+			if !proto.Equal(got[i], want[i]) {
+				t.Fatalf("%s: family %s differs:\ncached:   %v\ngathered: %v", step, want[i].GetName(), got[i], want[i])
+			}
+		}
+		for _, f := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeOpenMetrics), expfmt.NewFormat(expfmt.TypeProtoDelim)} {
+			var a, b bytes.Buffer
+			ea, eb := expfmt.NewEncoder(&a, f), expfmt.NewEncoder(&b, f)
+			for i := range want {
+				if err := ea.Encode(got[i]); err != nil {
+					t.Fatal(err)
+				}
+				if err := eb.Encode(want[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Fatalf("%s: %s exposition differs", step, f)
+			}
+		}
+	}
+	compare("configured")
+	for i, x := range []results.Record{
+		rec(results.Backup, results.Success, "", 0, 90*time.Second),
+		rec(results.Backup, results.Failure, results.ReasonRepository, time.Hour, 10*time.Second),
+		rec(results.Drill, results.Failure, results.ReasonRTO, 3*time.Hour, 20*time.Minute),
+		rec(results.Verify, results.Success, "", 2*time.Hour, 30*time.Second),
+	} {
+		x.Policy = []string{"mesh", "gone"}[i%2]
+		r.RunStarted(x)
+		r.RunFinished(x)
+	}
+	r.RepositoryState(daemon.RepoState{Name: "local", Up: true, Snapshots: map[string]int{"mesh": 3, "gone": 1}})
+	compare("after runs")
+	r.Configured(testConfig("mesh", "new"))
+	compare("after a reload")
+	var text bytes.Buffer
+	for _, f := range must(r.Gather()) {
+		_, _ = expfmt.MetricFamilyToText(&text, f)
+	}
+	if strings.Contains(text.String(), `"gone"`) || !strings.Contains(text.String(), `policy="new"`) {
+		t.Fatalf("removed policy served or new one missing:\n%s", text.String())
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// NewRegistry's Gather serves the run metrics with the rest, sorted by
+// name, once each.
+func TestRegistryGathersRunsAndTheRest(t *testing.T) {
+	reg, runs, storage, err := NewRegistry("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs.Configured(testConfig("mesh"))
+	_ = storage.Wrap("local", nil)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, f := range fams {
+		if i > 0 && fams[i-1].GetName() >= f.GetName() {
+			t.Fatalf("families out of order: %s before %s", fams[i-1].GetName(), f.GetName())
+		}
+		seen[f.GetName()] = true
+	}
+	for _, name := range []string{"backupd_backup_runs_total", "backupd_storage_operations_total", "backupd_build_info", "go_goroutines", "process_start_time_seconds"} {
+		if !seen[name] {
+			t.Errorf("%s not gathered", name)
+		}
+	}
+	// A collector registered later cannot take a run metric's name.
+	if err := reg.Register(prometheus.NewCounter(prometheus.CounterOpts{Name: "backupd_backup_runs_total", Help: "x"})); err == nil {
+		t.Error("a second backupd_backup_runs_total was registered")
+	}
+}
+
+// Progress reports of a running backup move its byte and file counters
+// before it ends; RunFinished adds only the remainder, so the totals are
+// those of the same run reported only when it ended.
+func TestProgressMovesCountersAndKeepsTotals(t *testing.T) {
+	live, once := NewRuns(), NewRuns()
+	live.Configured(testConfig("mesh"))
+	once.Configured(testConfig("mesh"))
+	final := rec(results.Backup, results.Partial, "", 0, time.Minute)
+	final.FilesUnreadable = 2
+	value := func(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+	live.RunStarted(final)
+	for i, p := range []struct{ read, written, files uint64 }{{300, 0, 1}, {700, 100, 3}} {
+		progress := final
+		progress.End, progress.Outcome, progress.FilesUnreadable = time.Time{}, "", 0
+		progress.BytesRead, progress.BytesWritten, progress.FilesNew, progress.FilesChanged, progress.FilesUnchanged, progress.FilesSkipped = p.read, p.written, p.files, 0, 0, 0
+		live.RunProgress(progress)
+		for name, c := range map[string]struct{ got, want float64 }{
+			"read bytes":    {value(live.readBytes.WithLabelValues("mesh")), float64(p.read)},
+			"written bytes": {value(live.writtenBytes.WithLabelValues("mesh")), float64(p.written)},
+			"new files":     {value(live.files.WithLabelValues("mesh", "new")), float64(p.files)},
+			"runs":          {value(live.backupRuns.WithLabelValues("mesh", "scheduled")), 0},
+		} {
+			if c.got != c.want {
+				t.Errorf("after progress report %d, %s = %v, want %v", i+1, name, c.got, c.want)
+			}
+		}
+	}
+	live.RunFinished(final)
+	once.RunStarted(final)
+	once.RunFinished(final)
+	if got, want := expose(t, live), expose(t, once); !bytes.Equal(got, want) {
+		t.Fatalf("totals after progress reports differ from those of the run reported at its end:\n%s\nwant:\n%s", got, want)
+	}
+	if v := value(live.readBytes.WithLabelValues("mesh")); v != float64(final.BytesRead) {
+		t.Fatalf("read bytes %v, want %d", v, final.BytesRead)
+	}
+	if len(live.reported) != 0 {
+		t.Fatalf("progress of finished runs kept: %v", live.reported)
 	}
 }

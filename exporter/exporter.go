@@ -60,8 +60,16 @@ type Server struct {
 	src     Source
 }
 
+// Registry is what the exporter serves metrics from: a prometheus.Registry,
+// or collectors.Registry, whose Gather adds the cached run metrics. The
+// handler's own metrics (promhttp_metric_handler_*) are registered with it.
+type Registry interface {
+	prometheus.Gatherer
+	prometheus.Registerer
+}
+
 // New builds the handlers; reg holds every metric to serve.
-func New(reg *prometheus.Registry, src Source, opt Options) *Server {
+func New(reg Registry, src Source, opt Options) *Server {
 	if opt.ListenAddress == "" {
 		opt.ListenAddress = "127.0.0.1:9847"
 	}
@@ -157,10 +165,15 @@ func statusTable(st []daemon.Status, now time.Time) string {
 		return fmt.Sprintf(`<td class="%s">%s</td>`, html.EscapeString(string(r.Outcome)), html.EscapeString(txt))
 	}
 	for _, p := range st {
+		backup := cell(p.LastBackups)
+		if r := p.Running; r != nil && r.Kind == results.Backup {
+			backup = fmt.Sprintf(`<td class="running">%s</td>`, html.EscapeString(fmt.Sprintf("running, started %s: %d files, %.1f MiB read, %.1f MiB stored so far",
+				ago(r.Start, now), r.Files, float64(r.BytesRead)/(1<<20), float64(r.BytesWritten)/(1<<20))))
+		}
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td>%s%s%s<td>%s</td></tr>",
 			html.EscapeString(p.Policy), html.EscapeString(p.Repository), html.EscapeString(ago(p.LastSnapshot, now)),
 			html.EscapeString((time.Duration(p.RPOSeconds) * time.Second).String()),
-			cell(p.LastBackups), cell(p.LastDrills), cell(p.LastVerifies), html.EscapeString(ago(p.NextBackup, now)))
+			backup, cell(p.LastDrills), cell(p.LastVerifies), html.EscapeString(ago(p.NextBackup, now)))
 	}
 	b.WriteString("</table>")
 	return b.String()

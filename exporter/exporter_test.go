@@ -244,3 +244,25 @@ func TestProbeAddressServesProbesWithoutAuth(t *testing.T) {
 		}
 	}
 }
+
+type runningSource struct{}
+
+func (runningSource) Ready() bool { return true }
+func (runningSource) Status() []daemon.Status {
+	return []daemon.Status{{Policy: "mesh", Repository: "local",
+		Running: &daemon.Running{RunID: "r1", Kind: results.Backup, Start: time.Now().Add(-time.Minute), Files: 42, FilesNew: 42, BytesRead: 3 << 20}}}
+}
+
+// The status API and the landing page show a running backup's progress.
+func TestStatusShowsRunningBackup(t *testing.T) {
+	h := New(prometheus.NewRegistry(), runningSource{}, Options{}).Handler()
+	body := get(t, h, "/api/v1/status", "").Body.String()
+	for _, want := range []string{`"running": {`, `"run_id": "r1"`, `"files": 42`, `"bytes_read": 3145728`, `"start": "`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("status lacks %s:\n%s", want, body)
+		}
+	}
+	if page := get(t, h, "/", "").Body.String(); !strings.Contains(page, "running, started 1m0s ago: 42 files, 3.0 MiB read") {
+		t.Errorf("landing page lacks the running backup:\n%s", page)
+	}
+}

@@ -134,6 +134,14 @@ type Stats struct {
 	// edit in place made while the file grew, or bit rot. The content is
 	// stored as found; the earlier version stays in older snapshots.
 	SilentChanges atomic.Uint64
+	// Rewritten counts files whose content changed from a point the
+	// previous backup had taken unread (or had read under another name
+	// with this inode), their metadata changed too: ordinary rewrites,
+	// logged at DEBUG and summed up at INFO once per backup.
+	Rewritten atomic.Uint64
+	// Replaced counts files replaced (renamed over) between the scan and
+	// their reading; they are read as found.
+	Replaced atomic.Uint64
 }
 
 // ErrEmptySource refuses a backup of an empty source whose previous snapshot
@@ -276,7 +284,21 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 	}
 	// The adopted packs are indexed now (Flush); their hints are done.
 	a.repo.RemoveOrphanHints(ctx, hints)
+	a.logRewrites()
 	return sn, nil
+}
+
+// logRewrites sums up, at INFO, the ordinary changes of the backup that
+// are logged one by one at DEBUG: files rewritten where the previous
+// backup had not read them, and files replaced since the scan.
+func (a *Archiver) logRewrites() {
+	rw, rp := a.Stats.Rewritten.Load(), a.Stats.Replaced.Load()
+	if rw == 0 && rp == 0 {
+		return
+	}
+	a.log.Info("files rewritten or replaced while the source changed, read again (details at debug level)",
+		"files_rewritten", rw, "files_replaced_since_scan", rp,
+		"files_changed", a.Stats.FilesChanged.Load(), "files_new", a.Stats.FilesNew.Load())
 }
 
 // lockedContext returns ctx, cancelled also when the lock is lost, with the

@@ -42,12 +42,21 @@ func (w *worker) keptContent(ctx context.Context, f *os.File, job *fileJob, node
 	if !full && len(prefix) > 0 {
 		node.TailRuns = pn.TailRuns + 1
 	}
-	if edited {
-		w.a.log.Warn("file changed in place where the previous backup did not read it; stored again from there",
-			"path", job.path, "offset", off, "metadata_unchanged", job.verify)
-		if job.verify {
-			w.a.Stats.SilentChanges.Add(1)
-		}
+	switch {
+	case edited && job.verify:
+		// Content changed behind unchanged metadata: bit rot, or an edit
+		// that put the metadata back. An operator should know.
+		w.a.log.Warn("file changed in place where the previous backup did not read it, its metadata unchanged; stored again from there",
+			"path", job.path, "offset", off, "metadata_unchanged", true)
+		w.a.Stats.SilentChanges.Add(1)
+	case edited:
+		// The metadata changed too: an ordinary rewrite (a config dump
+		// rewritten whose new inode is one the previous backup knew under
+		// another name, or a log edited as it grew). Counted, summed up
+		// once per backup at INFO.
+		w.a.log.Debug("file rewritten where the previous backup did not read it; stored again from there",
+			"path", job.path, "offset", off)
+		w.a.Stats.Rewritten.Add(1)
 	}
 	return prefix, off, true
 }

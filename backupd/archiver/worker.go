@@ -57,6 +57,7 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 		// Replaced (renamed over: a config dump rewritten) since the scan,
 		// within the directory the scan listed: read as found.
 		w.a.log.Debug("file replaced since the scan; read as found", "path", job.path)
+		w.a.Stats.Replaced.Add(1)
 	}
 	info := entryFromStat(job.name, st)
 	node := baseNode(&info)

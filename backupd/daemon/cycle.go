@@ -50,6 +50,14 @@ func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, bod
 		log.Warn("could not record the run's start", "err", err)
 	}
 	d.opt.Observer.RunStarted(rec)
+	d.mu.Lock()
+	d.running[rec.Policy] = &Running{RunID: rec.RunID, Kind: rec.Kind, Start: rec.Start}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.running, rec.Policy)
+		d.mu.Unlock()
+	}()
 	m := startMeter(ctx)
 	err := body(&rec)
 	u := m.finish(context.WithoutCancel(ctx))
@@ -110,7 +118,9 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 		if err != nil {
 			return err
 		}
+		stop := d.reportProgress(*rec, &a.Stats)
 		sn, err := a.Backup(ctx, p.Source)
+		stop()
 		st := &a.Stats
 		rec.FilesNew, rec.FilesChanged, rec.FilesUnchanged, rec.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
 		rec.BytesRead, rec.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
@@ -140,6 +150,44 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 	}
 	d.refreshRepoState(context.WithoutCancel(ctx), h.cfg.Name)
 	return rec
+}
+
+// reportProgress samples the counts of the running backup base every
+// ProgressInterval into Status and Observer.RunProgress, until the
+// returned stop, which waits for the last report: none comes after it.
+// Only the counts the final record always carries are reported (not the
+// unreadable files, which a failed run does not count), so RunFinished's
+// are never smaller.
+func (d *Daemon) reportProgress(base results.Record, st *archiver.Stats) (stop func()) {
+	ticks, stopTicker := d.ticker(d.opt.ProgressInterval)
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticks:
+			}
+			r := base
+			r.FilesNew, r.FilesChanged, r.FilesUnchanged, r.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
+			r.BytesRead, r.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
+			d.mu.Lock()
+			if run := d.running[r.Policy]; run != nil && run.RunID == r.RunID {
+				run.FilesNew, run.FilesChanged, run.FilesUnchanged, run.FilesSkipped = r.FilesNew, r.FilesChanged, r.FilesUnchanged, r.FilesSkipped
+				run.Files = r.FilesNew + r.FilesChanged + r.FilesUnchanged + r.FilesSkipped
+				run.BytesRead, run.BytesWritten = r.BytesRead, r.BytesWritten
+				run.Updated = d.opt.Now()
+			}
+			d.mu.Unlock()
+			d.opt.Observer.RunProgress(r)
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+		stopTicker()
+	}
 }
 
 // retention forgets the policy's old snapshots of this host and source, and

@@ -45,6 +45,13 @@ type Observer interface {
 	// "last" gauges without counting the runs again.
 	Restored(recs []results.Record)
 	RunStarted(r results.Record)
+	// RunProgress reports a running backup: r is its record so far, with
+	// the files counted (new, changed, unchanged, skipped) and the bytes
+	// read and written, cumulative since the run started. It comes at
+	// most once per Options.ProgressInterval, never after RunFinished of
+	// the run; RunFinished carries the final counts, which are never
+	// smaller.
+	RunProgress(r results.Record)
 	RunFinished(r results.Record)
 	Skipped(policy, reason string)
 	Missed(policy string, n int)
@@ -77,6 +84,9 @@ type Options struct {
 	RepoOptions repository.Options
 	// ResultsKept is how many records of each policy and kind are kept.
 	ResultsKept int
+	// ProgressInterval is how often a running backup's counts are sampled
+	// for Observer.RunProgress and Status: 1s.
+	ProgressInterval time.Duration
 }
 
 // Daemon is the scheduler and cycle runner.
@@ -92,8 +102,36 @@ type Daemon struct {
 	// lastSnap is the newest snapshot time per policy, from the repository.
 	lastSnap map[string]time.Time
 	ready    atomic.Bool
+	// running is the run in progress of each policy, for Status.
+	running map[string]*Running
 
 	runMu sync.Mutex // one run at a time
+
+	// ticker makes the progress ticker of a backup (tests replace it).
+	ticker func(time.Duration) (<-chan time.Time, func())
+}
+
+// Running is a run in progress, as Status shows it; a backup's counts are
+// those of its last progress sample.
+type Running struct {
+	RunID          string       `json:"run_id"`
+	Kind           results.Kind `json:"kind"`
+	Start          time.Time    `json:"start"`
+	Files          uint64       `json:"files"` // new, changed, unchanged and skipped so far
+	FilesNew       uint64       `json:"files_new"`
+	FilesChanged   uint64       `json:"files_changed"`
+	FilesUnchanged uint64       `json:"files_unchanged"`
+	FilesSkipped   uint64       `json:"files_skipped"`
+	BytesRead      uint64       `json:"bytes_read"`
+	BytesWritten   uint64       `json:"bytes_written"`
+	// Updated is when the counts were sampled (zero before the first
+	// sample).
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+func newTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
 }
 
 type repoHandle struct {
@@ -122,9 +160,12 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	if opt.ResultsKept == 0 {
 		opt.ResultsKept = 200
 	}
+	if opt.ProgressInterval <= 0 {
+		opt.ProgressInterval = time.Second
+	}
 	return &Daemon{opt: opt, log: opt.Logger.With("component", "daemon"), cfg: cfg,
 		repos: map[string]*repoHandle{}, next: map[string]time.Time{}, active: map[string]*sync.Mutex{},
-		lastSnap: map[string]time.Time{}}, nil
+		lastSnap: map[string]time.Time{}, running: map[string]*Running{}, ticker: newTicker}, nil
 }
 
 // Ready reports whether every repository is open and its state loaded.
@@ -364,13 +405,15 @@ func (d *Daemon) due(h *repoHandle, p config.Policy, kind results.Kind, s config
 
 // Status is the per-policy view served at /api/v1/status.
 type Status struct {
-	Policy       string           `json:"policy"`
-	Repository   string           `json:"repository"`
-	Source       string           `json:"source"`
-	RPOSeconds   float64          `json:"rpo_seconds"`
-	RTOSeconds   float64          `json:"rto_seconds"`
-	NextBackup   time.Time        `json:"next_backup"`
-	LastSnapshot time.Time        `json:"last_successful_backup,omitzero"`
+	Policy       string    `json:"policy"`
+	Repository   string    `json:"repository"`
+	Source       string    `json:"source"`
+	RPOSeconds   float64   `json:"rpo_seconds"`
+	RTOSeconds   float64   `json:"rto_seconds"`
+	NextBackup   time.Time `json:"next_backup"`
+	LastSnapshot time.Time `json:"last_successful_backup,omitzero"`
+	// Running is the policy's run in progress, if any.
+	Running      *Running         `json:"running,omitempty"`
 	LastBackups  []results.Record `json:"last_backups"`
 	LastVerifies []results.Record `json:"last_verifies"`
 	LastDrills   []results.Record `json:"last_drills"`
@@ -388,6 +431,10 @@ func (d *Daemon) Status() []Status {
 		d.mu.Lock()
 		st.NextBackup = d.next[p.Name]
 		st.LastSnapshot = d.lastSnap[p.Name]
+		if r := d.running[p.Name]; r != nil {
+			c := *r
+			st.Running = &c
+		}
 		d.mu.Unlock()
 		if h := d.handle(p.Repository); h != nil {
 			recs := h.store.Records()

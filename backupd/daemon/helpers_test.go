@@ -18,6 +18,7 @@ type nopObserver struct{}
 func (nopObserver) Configured(*config.Config)  {}
 func (nopObserver) Restored([]results.Record)  {}
 func (nopObserver) RunStarted(results.Record)  {}
+func (nopObserver) RunProgress(results.Record) {}
 func (nopObserver) RunFinished(results.Record) {}
 func (nopObserver) Skipped(string, string)     {}
 func (nopObserver) Missed(string, int)         {}

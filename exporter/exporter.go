@@ -205,16 +205,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // authentication, until ctx ends.
 func (s *Server) ServeProbes(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: s.probes, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
+	return serveUntil(ctx, srv, func() error { return srv.Serve(l) })
 }
 
 func (s *Server) serveMain(ctx context.Context) error {
@@ -222,11 +213,27 @@ func (s *Server) serveMain(ctx context.Context) error {
 	addrs := []string{s.opt.ListenAddress}
 	systemd := false
 	flags := &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &s.opt.WebConfigFile}
+	if err := serveUntil(ctx, srv, func() error { return web.ListenAndServe(srv, flags, s.opt.Logger) }); err != nil {
+		return fmt.Errorf("web server on %s: %w", s.opt.ListenAddress, err)
+	}
+	return nil
+}
+
+// ServeListener serves on an existing listener (tests: 127.0.0.1:0).
+func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	flags := &web.FlagConfig{WebConfigFile: &s.opt.WebConfigFile}
+	return serveUntil(ctx, srv, func() error { return web.Serve(l, srv, flags, s.opt.Logger) })
+}
+
+// serveUntil runs serve (which serves srv) until it fails or ctx ends, then
+// shuts srv down within 5 seconds and waits for serve to return.
+func serveUntil(ctx context.Context, srv *http.Server, serve func() error) error {
 	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(srv, flags, s.opt.Logger) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("web server on %s: %w", s.opt.ListenAddress, err)
+		return err
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -237,21 +244,5 @@ func (s *Server) serveMain(ctx context.Context) error {
 			return err
 		}
 		return nil
-	}
-}
-
-// ServeListener serves on an existing listener (tests: 127.0.0.1:0).
-func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
-	flags := &web.FlagConfig{WebConfigFile: &s.opt.WebConfigFile}
-	errc := make(chan error, 1)
-	go func() { errc <- web.Serve(l, srv, flags, s.opt.Logger) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
 	}
 }

@@ -4,7 +4,11 @@
 // objective comes from a metric (backupd_policy_rpo_seconds,
 // backupd_policy_rto_seconds, backupd_policy_drill_interval_seconds), so the
 // rules hard-code no per-policy threshold, and they avoid `le` selectors so
-// they hold on Prometheus 2.x and 3.x.
+// they hold on Prometheus 2.x and 3.x. Aggregations and one-to-one matches
+// keep the cluster label next to job, instance and policy, so the recorded
+// series of several clusters (seen through Thanos or federation with an
+// external cluster label) stay apart; where series carry no cluster label it
+// is simply absent.
 //
 // Rare events: backups run a few times an hour, so a short window is often
 // 0/0. Ratios of 0/0 are NaN and compare false: a quiet window never alerts,
@@ -74,9 +78,9 @@ var SLOs = []SLO{
 		Name: "backup-success", Objective: 0.99,
 		Description: "99% of backup runs succeed",
 		ErrorRatio: func(w string) string {
-			return fmt.Sprintf(`sum by (job, instance, policy) (increase(backupd_backup_failures_total[%s]))
+			return fmt.Sprintf(`sum by (cluster, job, instance, policy) (increase(backupd_backup_failures_total[%s]))
 /
-sum by (job, instance, policy) (increase(backupd_backup_runs_total[%s]))`, w, w)
+sum by (cluster, job, instance, policy) (increase(backupd_backup_runs_total[%s]))`, w, w)
 		},
 		// At these rates the 28-day budget is spent in 10 days (28d/2.8)
 		// or in 30 (28d/0.93).
@@ -94,9 +98,9 @@ sum by (job, instance, policy) (increase(backupd_backup_runs_total[%s]))`, w, w)
 		Description: "95% of restore drills succeed, byte-exact, within the RTO",
 		ErrorRatio: func(w string) string {
 			return fmt.Sprintf(`1 - (
-  sum by (job, instance, policy) (increase(backupd_restore_drills_within_rto_total[%s]))
+  sum by (cluster, job, instance, policy) (increase(backupd_restore_drills_within_rto_total[%s]))
 /
-  sum by (job, instance, policy) (increase(backupd_restore_runs_total{kind="drill"}[%s]))
+  sum by (cluster, job, instance, policy) (increase(backupd_restore_runs_total{kind="drill"}[%s]))
 )`, w, w)
 		},
 	},

@@ -21,7 +21,7 @@ func recordingGroup() Group {
 	rec.Rules = append(rec.Rules, Rule{
 		Record: "backupd:rpo_compliant:bool",
 		Expr: oneLine(`(time() - backupd_last_backup_success_timestamp_seconds)
-<= bool on (job, instance, policy) backupd_policy_rpo_seconds`),
+<= bool on (cluster, job, instance, policy) backupd_policy_rpo_seconds`),
 	})
 	for _, s := range SLOs {
 		rec.Rules = append(rec.Rules, sloRecordingRules(s)...)
@@ -87,7 +87,7 @@ func backupRPOBreached(o Options) Rule {
 		Alert:       "BackupRPOBreached",
 		Expr:        `backupd:rpo_compliant:bool == 0`,
 		Labels:      page(),
-		Annotations: o.annotations("BackupRPOBreached", "Newest good backup of {{ $labels.policy }} is older than its RPO", `The newest good snapshot of policy {{ $labels.policy }} on {{ $labels.instance }} is {{ with printf "time() - backupd_last_backup_success_timestamp_seconds{policy='%s',instance='%s'}" $labels.policy $labels.instance | query }}{{ . | first | value | humanizeDuration }}{{ end }} old, over the RPO of {{ with printf "backupd_policy_rpo_seconds{policy='%s',instance='%s'}" $labels.policy $labels.instance | query }}{{ . | first | value | humanizeDuration }}{{ end }}. Data written since then would be lost.`),
+		Annotations: o.annotations("BackupRPOBreached", "Newest good backup of {{ $labels.policy }} is older than its RPO", `The newest good snapshot of policy {{ $labels.policy }} on {{ $labels.instance }} is {{ with printf "time() - backupd_last_backup_success_timestamp_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }} old, over the RPO of {{ with printf "backupd_policy_rpo_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }}. Data written since then would be lost.`),
 	}
 }
 
@@ -141,7 +141,7 @@ func restoreDrillFailing(o Options) Rule {
 		Alert:       "RestoreDrillFailing",
 		Expr:        `backupd_last_restore_drill_timestamp_seconds > backupd_last_restore_drill_success_timestamp_seconds`,
 		Labels:      page(),
-		Annotations: o.annotations("RestoreDrillFailing", "The last restore drill of {{ $labels.policy }} failed", `The last restore drill of policy {{ $labels.policy }} on {{ $labels.instance }} did not restore byte-exact within the RTO of {{ with printf "backupd_policy_rto_seconds{policy='%s',instance='%s'}" $labels.policy $labels.instance | query }}{{ . | first | value | humanizeDuration }}{{ end }}. The newest backup may not be restorable in time.`),
+		Annotations: o.annotations("RestoreDrillFailing", "The last restore drill of {{ $labels.policy }} failed", `The last restore drill of policy {{ $labels.policy }} on {{ $labels.instance }} did not restore byte-exact within the RTO of {{ with printf "backupd_policy_rto_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }}. The newest backup may not be restorable in time.`),
 	}
 }
 
@@ -151,13 +151,13 @@ func restoreDrillStale(o Options) Rule {
 		// A policy that never had a good drill (gauge 0) only counts
 		// once the daemon has been up for three drill intervals.
 		Expr: oneLine(`(time() - backupd_last_restore_drill_success_timestamp_seconds)
-  > on (job, instance, policy) (3 * backupd_policy_drill_interval_seconds)
-and on (job, instance, policy)
+  > on (cluster, job, instance, policy) (3 * backupd_policy_drill_interval_seconds)
+and on (cluster, job, instance, policy)
 (
   backupd_last_restore_drill_success_timestamp_seconds > 0
-  or on (job, instance, policy)
+  or on (cluster, job, instance, policy)
   (3 * backupd_policy_drill_interval_seconds
-    < on (job, instance) group_left () (time() - process_start_time_seconds{job="` + o.Job + `"}))
+    < on (cluster, job, instance) group_left () (time() - process_start_time_seconds{job="` + o.Job + `"}))
 )`),
 		Labels:      ticket(),
 		Annotations: o.annotations("RestoreDrillStale", "No successful restore drill of {{ $labels.policy }} for three drill intervals", `Policy {{ $labels.policy }} on {{ $labels.instance }} has had no successful drill for {{ $value | humanizeDuration }}: recoverability is unproven.`),
@@ -177,7 +177,7 @@ func verifyCoverageStale(o Options) Rule {
 	return Rule{
 		Alert: "VerifyCoverageStale",
 		Expr: oneLine(`(time() - backupd_last_verify_success_timestamp_seconds) > 7 * 86400
-and on (job, instance) (time() - process_start_time_seconds{job="` + o.Job + `"}) > 7 * 86400`),
+and on (cluster, job, instance) (time() - process_start_time_seconds{job="` + o.Job + `"}) > 7 * 86400`),
 		Labels:      ticket(),
 		Annotations: o.annotations("VerifyCoverageStale", "Repository {{ $labels.repository }} has not been read back for 7 days", `No verify run of repository {{ $labels.repository }} on {{ $labels.instance }} succeeded for {{ $value | humanizeDuration }}: bit rot would go unnoticed.`),
 	}
@@ -190,6 +190,6 @@ func repositoryFillingUp(o Options) Rule {
 and backupd_repository_free_bytes / (backupd_repository_free_bytes + backupd_repository_size_bytes) < 0.2`),
 		For:         "1h",
 		Labels:      ticket(),
-		Annotations: o.annotations("RepositoryFillingUp", "Repository {{ $labels.repository }} fills up within 4 days", `At the growth of the last 6 hours, the file system of repository {{ $labels.repository }} on {{ $labels.instance }} is full within 4 days; {{ with printf "backupd_repository_free_bytes{repository='%s',instance='%s'}" $labels.repository $labels.instance | query }}{{ . | first | value | humanize1024 }}B{{ end }} are free.`),
+		Annotations: o.annotations("RepositoryFillingUp", "Repository {{ $labels.repository }} fills up within 4 days", `At the growth of the last 6 hours, the file system of repository {{ $labels.repository }} on {{ $labels.instance }} is full within 4 days; {{ with printf "backupd_repository_free_bytes{cluster='%s',instance='%s',repository='%s'}" $labels.cluster $labels.instance $labels.repository | query }}{{ . | first | value | humanize1024 }}B{{ end }} are free.`),
 	}
 }

@@ -68,8 +68,9 @@ func TestSpecBurnWindowsAreRecorded(t *testing.T) {
 func promqlParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 
 // The rule file is valid for Prometheus's own loader, every expression
-// parses, every alert carries severity, summary, description and a runbook
-// anchor that exists, and no expression selects on `le`.
+// parses, every alert is named Backupd… and carries severity, summary,
+// description and a runbook anchor that exists, and no expression selects
+// on `le`.
 func TestRulesValidate(t *testing.T) {
 	groups, errs := rulefmt.ParseFile(rulesPath, false, model.UTF8Validation, promqlParser(), nil)
 	if len(errs) > 0 {
@@ -100,6 +101,11 @@ func TestRulesValidate(t *testing.T) {
 				continue
 			}
 			n++
+			// Mixins name their alerts after the component, so a
+			// kube-prometheus Alertmanager config can route on it.
+			if !strings.HasPrefix(r.Alert, "Backupd") {
+				t.Errorf("%s: alert name lacks the Backupd prefix", r.Alert)
+			}
 			if !slices.Contains([]string{"page", "ticket"}, r.Labels["severity"]) {
 				t.Errorf("%s: severity %q", r.Alert, r.Labels["severity"])
 			}

@@ -106,13 +106,19 @@ func TestRulesValidate(t *testing.T) {
 			if !strings.HasPrefix(r.Alert, "Backupd") {
 				t.Errorf("%s: alert name lacks the Backupd prefix", r.Alert)
 			}
-			if !slices.Contains([]string{"page", "ticket"}, r.Labels["severity"]) {
+			// The severities kube-prometheus routes on (critical pages,
+			// warning is a ticket); page and ticket would reach no receiver.
+			if !slices.Contains([]string{"critical", "warning"}, r.Labels["severity"]) {
 				t.Errorf("%s: severity %q", r.Alert, r.Labels["severity"])
 			}
 			for _, a := range []string{"summary", "description", "runbook_url"} {
 				if r.Annotations[a] == "" {
 					t.Errorf("%s: no %s", r.Alert, a)
 				}
+			}
+			// The runbook says what the severity means (page or ticket).
+			if sec, ok := runbookSection(runbook, r.Alert); ok && !strings.Contains(sec, "**Severity:** `"+r.Labels["severity"]+"`") {
+				t.Errorf("%s: runbook section does not give severity %s", r.Alert, r.Labels["severity"])
 			}
 			anchor := "#" + strings.ToLower(r.Alert)
 			if !strings.HasSuffix(r.Annotations["runbook_url"], anchor) || !bytes.Contains(runbook, []byte("## "+r.Alert+"\n")) {
@@ -123,6 +129,17 @@ func TestRulesValidate(t *testing.T) {
 	if n < 9 {
 		t.Fatalf("only %d alerts", n)
 	}
+}
+
+// runbookSection is the text of the runbook section of an alert, up to the
+// next heading.
+func runbookSection(runbook []byte, alert string) (string, bool) {
+	_, sec, ok := strings.Cut(string(runbook), "\n## "+alert+"\n")
+	if !ok {
+		return "", false
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	return sec, true
 }
 
 // Every metric a rule names is one the exporter registers (read from a live

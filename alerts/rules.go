@@ -69,8 +69,17 @@ func (o Options) annotations(alert, summary, desc string) map[string]string {
 	return map[string]string{"summary": summary, "description": desc, "runbook_url": o.runbook(alert)}
 }
 
-func page() map[string]string   { return map[string]string{"severity": "page"} }
-func ticket() map[string]string { return map[string]string{"severity": "ticket"} }
+// Severities are those of kube-prometheus and the mixins, which its
+// Alertmanager routes on: an alert that pages (wake someone now) is
+// critical, one that makes a ticket (the next working day) is warning.
+// info is not used.
+const (
+	severityPage   = "critical"
+	severityTicket = "warning"
+)
+
+func page() map[string]string   { return map[string]string{"severity": severityPage} }
+func ticket() map[string]string { return map[string]string{"severity": severityTicket} }
 
 func backupdDown(o Options) Rule {
 	return Rule{

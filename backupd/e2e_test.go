@@ -309,9 +309,9 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	a := await(from, "BackupdBackupFailing", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh", "job": "backupd"})
+	checkLabels(a, map[string]string{"severity": "critical", "policy": "mesh", "job": "backupd"})
 	a = await(from, "BackupdRPOBreached", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh"})
+	checkLabels(a, map[string]string{"severity": "critical", "policy": "mesh"})
 	if err := os.Rename(c.repo+".off", c.repo); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	a = await(from, "BackupdRestoreDrillFailing", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh"})
+	checkLabels(a, map[string]string{"severity": "critical", "policy": "mesh"})
 	if err := os.WriteFile(cfgPath, []byte(e2eConfig(c.repo, src, "30s")), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	a = await(from, "BackupdRepositoryCorruption", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "repository": "local"})
+	checkLabels(a, map[string]string{"severity": "critical", "repository": "local"})
 	time.Sleep(5 * time.Second)
 	if _, ok := hook.seen(from, "BackupdRepositoryCorruption", "resolved"); ok {
 		t.Fatal("BackupdRepositoryCorruption resolved while the repository is still damaged")

@@ -68,9 +68,9 @@ func TestSpecBurnWindowsAreRecorded(t *testing.T) {
 func promqlParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 
 // The rule file is valid for Prometheus's own loader, every expression
-// parses, every alert is named Backupd… and carries severity, summary,
-// description and a runbook anchor that exists, and no expression selects
-// on `le`.
+// parses, every alert is named Backupd… and carries severity, a static
+// summary, description and a runbook anchor that exists, and no expression
+// selects on `le`.
 func TestRulesValidate(t *testing.T) {
 	groups, errs := rulefmt.ParseFile(rulesPath, false, model.UTF8Validation, promqlParser(), nil)
 	if len(errs) > 0 {
@@ -115,6 +115,12 @@ func TestRulesValidate(t *testing.T) {
 				if r.Annotations[a] == "" {
 					t.Errorf("%s: no %s", r.Alert, a)
 				}
+			}
+			// A summary is static: the same text for every instance,
+			// policy and value (those go in description), so
+			// notifications group and read alike.
+			if strings.Contains(r.Annotations["summary"], "{{") {
+				t.Errorf("%s: summary %q is a template; put values in description", r.Alert, r.Annotations["summary"])
 			}
 			// The runbook says what the severity means (page or ticket).
 			if sec, ok := runbookSection(runbook, r.Alert); ok && !strings.Contains(sec, "**Severity:** `"+r.Labels["severity"]+"`") {

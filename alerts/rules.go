@@ -65,6 +65,9 @@ func alertGroup(o Options) (Group, error) {
 	}}, nil
 }
 
+// annotations are an alert's: summary is static text (one line that
+// groups and dedupes well in notifications); the values (policy,
+// repository, instance, ages, counts) go in description.
 func (o Options) annotations(alert, summary, desc string) map[string]string {
 	return map[string]string{"summary": summary, "description": desc, "runbook_url": o.runbook(alert)}
 }
@@ -96,7 +99,7 @@ func backupRPOBreached(o Options) Rule {
 		Alert:       "BackupdRPOBreached",
 		Expr:        `backupd:rpo_compliant:bool == 0`,
 		Labels:      page(),
-		Annotations: o.annotations("BackupdRPOBreached", "Newest good backup of {{ $labels.policy }} is older than its RPO", `The newest good snapshot of policy {{ $labels.policy }} on {{ $labels.instance }} is {{ with printf "time() - backupd_last_backup_success_timestamp_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }} old, over the RPO of {{ with printf "backupd_policy_rpo_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }}. Data written since then would be lost.`),
+		Annotations: o.annotations("BackupdRPOBreached", "The newest good backup of a policy is older than its RPO", `The newest good snapshot of policy {{ $labels.policy }} on {{ $labels.instance }} is {{ with printf "time() - backupd_last_backup_success_timestamp_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }} old, over the RPO of {{ with printf "backupd_policy_rpo_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }}. Data written since then would be lost.`),
 	}
 }
 
@@ -105,7 +108,7 @@ func backupFailing(o Options) Rule {
 		Alert:       "BackupdBackupFailing",
 		Expr:        `backupd_backup_consecutive_failures >= 3`,
 		Labels:      page(),
-		Annotations: o.annotations("BackupdBackupFailing", "Backups of {{ $labels.policy }} failed {{ $value }} times in a row", `The last {{ $value }} backup runs of policy {{ $labels.policy }} on {{ $labels.instance }} failed. See backupd_backup_failures_total by reason and the daemon's log.`),
+		Annotations: o.annotations("BackupdBackupFailing", "Backups of a policy failed three or more times in a row", `The last {{ $value }} backup runs of policy {{ $labels.policy }} on {{ $labels.instance }} failed. See backupd_backup_failures_total by reason and the daemon's log.`),
 	}
 }
 
@@ -116,7 +119,7 @@ func backupIncomplete(o Options) Rule {
 		Alert:       "BackupdBackupIncomplete",
 		Expr:        `backupd_last_backup_unreadable_files > 0`,
 		Labels:      ticket(),
-		Annotations: o.annotations("BackupdBackupIncomplete", "The last backup of {{ $labels.policy }} is missing files it could not read", `The last backup of policy {{ $labels.policy }} on {{ $labels.instance }} saved its snapshot without {{ $value }} files it could not read (permissions, I/O errors). Those files are only in older snapshots; retention keeps them until a complete backup. See the daemon's log for the paths.`),
+		Annotations: o.annotations("BackupdBackupIncomplete", "The last backup of a policy is missing files it could not read", `The last backup of policy {{ $labels.policy }} on {{ $labels.instance }} saved its snapshot without {{ $value }} files it could not read (permissions, I/O errors). Those files are only in older snapshots; retention keeps them until a complete backup. See the daemon's log for the paths.`),
 	}
 }
 
@@ -127,7 +130,7 @@ func backupErrorBudgetBurn(o Options, s SLO) Rule {
 		Alert:  "BackupdBackupErrorBudgetBurn",
 		Expr:   burnExpr(s),
 		Labels: ticket(),
-		Annotations: o.annotations("BackupdBackupErrorBudgetBurn", "Backups of {{ $labels.policy }} burn their error budget",
+		Annotations: o.annotations("BackupdBackupErrorBudgetBurn", "Backups of a policy burn their error budget too fast",
 			`Policy {{ $labels.policy }} on {{ $labels.instance }}: {{ $value | humanizePercentage }} of backup runs failed over the alert's window; at this rate the 28-day budget of `+s.budgetPercent()+` failures runs out early.`),
 	}
 }
@@ -150,7 +153,7 @@ func restoreDrillFailing(o Options) Rule {
 		Alert:       "BackupdRestoreDrillFailing",
 		Expr:        `backupd_last_restore_drill_timestamp_seconds > backupd_last_restore_drill_success_timestamp_seconds`,
 		Labels:      page(),
-		Annotations: o.annotations("BackupdRestoreDrillFailing", "The last restore drill of {{ $labels.policy }} failed", `The last restore drill of policy {{ $labels.policy }} on {{ $labels.instance }} did not restore byte-exact within the RTO of {{ with printf "backupd_policy_rto_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }}. The newest backup may not be restorable in time.`),
+		Annotations: o.annotations("BackupdRestoreDrillFailing", "The last restore drill of a policy failed", `The last restore drill of policy {{ $labels.policy }} on {{ $labels.instance }} did not restore byte-exact within the RTO of {{ with printf "backupd_policy_rto_seconds{cluster='%s',instance='%s',policy='%s'}" $labels.cluster $labels.instance $labels.policy | query }}{{ . | first | value | humanizeDuration }}{{ end }}. The newest backup may not be restorable in time.`),
 	}
 }
 
@@ -169,7 +172,7 @@ and on (cluster, job, instance, policy)
     < on (cluster, job, instance) group_left () (time() - process_start_time_seconds{job="` + o.Job + `"}))
 )`),
 		Labels:      ticket(),
-		Annotations: o.annotations("BackupdRestoreDrillStale", "No successful restore drill of {{ $labels.policy }} for three drill intervals", `Policy {{ $labels.policy }} on {{ $labels.instance }} has had no successful drill for {{ $value | humanizeDuration }}: recoverability is unproven.`),
+		Annotations: o.annotations("BackupdRestoreDrillStale", "No successful restore drill of a policy for three drill intervals", `Policy {{ $labels.policy }} on {{ $labels.instance }} has had no successful drill for {{ $value | humanizeDuration }}: recoverability is unproven.`),
 	}
 }
 
@@ -178,7 +181,7 @@ func repositoryCorruption(o Options) Rule {
 		Alert:       "BackupdRepositoryCorruption",
 		Expr:        `increase(backupd_verify_blobs_corrupt_total[1d]) > 0`,
 		Labels:      page(),
-		Annotations: o.annotations("BackupdRepositoryCorruption", "Corrupt data found in repository {{ $labels.repository }}", `Read-back found {{ $value | humanize }} corrupt blobs in repository {{ $labels.repository }} on {{ $labels.instance }} in the last day. Snapshots referring to them cannot be fully restored.`),
+		Annotations: o.annotations("BackupdRepositoryCorruption", "Corrupt data found in a repository", `Read-back found {{ $value | humanize }} corrupt blobs in repository {{ $labels.repository }} on {{ $labels.instance }} in the last day. Snapshots referring to them cannot be fully restored.`),
 	}
 }
 
@@ -188,7 +191,7 @@ func verifyCoverageStale(o Options) Rule {
 		Expr: oneLine(`(time() - backupd_last_verify_success_timestamp_seconds) > 7 * 86400
 and on (cluster, job, instance) (time() - process_start_time_seconds{job="` + o.Job + `"}) > 7 * 86400`),
 		Labels:      ticket(),
-		Annotations: o.annotations("BackupdVerifyCoverageStale", "Repository {{ $labels.repository }} has not been read back for 7 days", `No verify run of repository {{ $labels.repository }} on {{ $labels.instance }} succeeded for {{ $value | humanizeDuration }}: bit rot would go unnoticed.`),
+		Annotations: o.annotations("BackupdVerifyCoverageStale", "A repository has not been read back for 7 days", `No verify run of repository {{ $labels.repository }} on {{ $labels.instance }} succeeded for {{ $value | humanizeDuration }}: bit rot would go unnoticed.`),
 	}
 }
 
@@ -199,6 +202,6 @@ func repositoryFillingUp(o Options) Rule {
 and backupd_repository_free_bytes / (backupd_repository_free_bytes + backupd_repository_size_bytes) < 0.2`),
 		For:         "1h",
 		Labels:      ticket(),
-		Annotations: o.annotations("BackupdRepositoryFillingUp", "Repository {{ $labels.repository }} fills up within 4 days", `At the growth of the last 6 hours, the file system of repository {{ $labels.repository }} on {{ $labels.instance }} is full within 4 days; {{ with printf "backupd_repository_free_bytes{cluster='%s',instance='%s',repository='%s'}" $labels.cluster $labels.instance $labels.repository | query }}{{ . | first | value | humanize1024 }}B{{ end }} are free.`),
+		Annotations: o.annotations("BackupdRepositoryFillingUp", "A repository fills up within 4 days", `At the growth of the last 6 hours, the file system of repository {{ $labels.repository }} on {{ $labels.instance }} is full within 4 days; {{ with printf "backupd_repository_free_bytes{cluster='%s',instance='%s',repository='%s'}" $labels.cluster $labels.instance $labels.repository | query }}{{ . | first | value | humanize1024 }}B{{ end }} are free.`),
 	}
 }

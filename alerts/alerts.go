@@ -123,19 +123,49 @@ type Group struct {
 	Rules    []Rule `yaml:"rules"`
 }
 
-// Options parameterize the generated rules.
+// Options parameterize the generated rules (alerts/cmd/genrules takes them
+// as flags).
 type Options struct {
-	// Job is the scrape job of backupd, for BackupdDown.
+	// Job is the scrape job of backupd: BackupdDown, BackupdRestoreDrillStale
+	// and BackupdVerifyCoverageStale select up and process_start_time_seconds
+	// by it (the other rules select backupd's own metrics, whatever job
+	// scrapes them).
 	Job string
 	// RunbookBase prefixes runbook anchors.
 	RunbookBase string
+	// Namespace is the PrometheusRule's metadata.namespace; empty leaves it
+	// out, so kubectl apply -n decides. It must be one the Prometheus's
+	// ruleNamespaceSelector selects.
+	Namespace string
+	// Labels are the PrometheusRule's metadata labels, which the
+	// Prometheus's ruleSelector must match: kube-prometheus selects
+	// prometheus=k8s and role=alert-rules, kube-prometheus-stack its
+	// release label (release=<Helm release>).
+	Labels map[string]string
 }
 
 // DefaultOptions are those of the committed rule files.
 var DefaultOptions = Options{
 	Job:         "backupd",
 	RunbookBase: "https://github.com/meshbackup/backupd/blob/main/alerts/runbooks.md",
+	Labels:      map[string]string{"app.kubernetes.io/name": "backupd", "prometheus": "k8s", "role": "alert-rules"},
 }
+
+// check refuses options no rule can be made of.
+func (o Options) check() error {
+	if o.Job == "" {
+		return fmt.Errorf("alerts: no job")
+	}
+	for k := range o.Labels {
+		if k == "" {
+			return fmt.Errorf("alerts: a PrometheusRule label without a name")
+		}
+	}
+	return nil
+}
+
+// jobSelector is the label matcher of backupd's scrape job.
+func (o Options) jobSelector() string { return "job=" + strconv.Quote(o.Job) }
 
 func (o Options) runbook(alert string) string {
 	return o.RunbookBase + "#" + strings.ToLower(alert)

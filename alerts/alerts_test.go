@@ -2,9 +2,11 @@ package alerts_test
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +196,80 @@ func TestPromtoolUnitTests(t *testing.T) {
 	out, err = exec.Command(promtool, "check", "rules", rulesPath).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+// Another job, namespace and labels change exactly their places: the job
+// selector of the three rules that select on it (up and
+// process_start_time_seconds), and the PrometheusRule's metadata; nothing
+// else of either file.
+func TestOptionsChangeOnlyTheirPlaces(t *testing.T) {
+	o := alerts.DefaultOptions
+	o.Job, o.Namespace = "backupd-prod", "monitoring"
+	o.Labels = maps.Clone(o.Labels)
+	o.Labels["release"] = "kube-prometheus-stack"
+
+	def, err := alerts.Groups(alerts.DefaultOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := alerts.Groups(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	for i, g := range got {
+		for j, r := range g.Rules {
+			d := def[i].Rules[j]
+			if reflect.DeepEqual(r, d) {
+				continue
+			}
+			changed = append(changed, r.Alert+r.Record)
+			r.Expr = strings.ReplaceAll(r.Expr, `job="backupd-prod"`, `job="backupd"`)
+			if !reflect.DeepEqual(r, d) {
+				t.Errorf("%s: changed beyond its job selector:\n%+v\n%+v", r.Alert+r.Record, r, d)
+			}
+		}
+	}
+	if want := []string{"BackupdDown", "BackupdRestoreDrillStale", "BackupdVerifyCoverageStale"}; !slices.Equal(changed, want) {
+		t.Errorf("the job changed %v, want %v", changed, want)
+	}
+
+	// The files: the rule file differs only in job selectors, the
+	// PrometheusRule also in its namespace and the added label, line by line.
+	for _, tc := range []struct {
+		name  string
+		gen   func(alerts.Options) ([]byte, error)
+		extra []string
+	}{
+		{"rule file", alerts.RuleFile, nil},
+		{"PrometheusRule", alerts.PrometheusRule, []string{"  namespace: monitoring", "    release: kube-prometheus-stack"}},
+	} {
+		d, err := tc.gen(alerts.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := tc.gen(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		found := map[string]bool{}
+		for _, l := range strings.Split(string(g), "\n") {
+			if slices.Contains(tc.extra, l) {
+				found[l] = true
+				continue
+			}
+			lines = append(lines, strings.ReplaceAll(l, `job="backupd-prod"`, `job="backupd"`))
+		}
+		if strings.Join(lines, "\n") != string(d) {
+			t.Errorf("%s: changed beyond the job, namespace and labels:\n%s", tc.name, g)
+		}
+		if len(found) != len(tc.extra) {
+			t.Errorf("%s: lacks some of %q:\n%s", tc.name, tc.extra, g)
+		}
+		if n, m := strings.Count(string(g), `job="backupd-prod"`), strings.Count(string(d), `job="backupd"`); n != m || n == 0 {
+			t.Errorf("%s: %d job selectors of the new job, %d of the default", tc.name, n, m)
+		}
 	}
 }

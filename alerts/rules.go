@@ -7,6 +7,9 @@ import (
 
 // Groups generates the rule groups.
 func Groups(o Options) ([]Group, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	al, err := alertGroup(o)
 	if err != nil {
 		return nil, err
@@ -87,7 +90,7 @@ func ticket() map[string]string { return map[string]string{"severity": severityT
 func backupdDown(o Options) Rule {
 	return Rule{
 		Alert:       "BackupdDown",
-		Expr:        fmt.Sprintf(`up{job="%s"} == 0 or absent(up{job="%s"})`, o.Job, o.Job),
+		Expr:        fmt.Sprintf(`up{%s} == 0 or absent(up{%s})`, o.jobSelector(), o.jobSelector()),
 		For:         "5m",
 		Labels:      page(),
 		Annotations: o.annotations("BackupdDown", "backupd is down or not scraped", `backupd target {{ $labels.instance }} of job {{ $labels.job }} has been unreachable for 5 minutes (or no target exists): no backups, drills or verification are being reported.`),
@@ -169,7 +172,7 @@ and on (cluster, job, instance, policy)
   backupd_last_restore_drill_success_timestamp_seconds > 0
   or on (cluster, job, instance, policy)
   (3 * backupd_policy_drill_interval_seconds
-    < on (cluster, job, instance) group_left () (time() - process_start_time_seconds{job="` + o.Job + `"}))
+    < on (cluster, job, instance) group_left () (time() - process_start_time_seconds{` + o.jobSelector() + `}))
 )`),
 		Labels:      ticket(),
 		Annotations: o.annotations("BackupdRestoreDrillStale", "No successful restore drill of a policy for three drill intervals", `Policy {{ $labels.policy }} on {{ $labels.instance }} has had no successful drill for {{ $value | humanizeDuration }}: recoverability is unproven.`),
@@ -189,7 +192,7 @@ func verifyCoverageStale(o Options) Rule {
 	return Rule{
 		Alert: "BackupdVerifyCoverageStale",
 		Expr: oneLine(`(time() - backupd_last_verify_success_timestamp_seconds) > 7 * 86400
-and on (cluster, job, instance) (time() - process_start_time_seconds{job="` + o.Job + `"}) > 7 * 86400`),
+and on (cluster, job, instance) (time() - process_start_time_seconds{` + o.jobSelector() + `}) > 7 * 86400`),
 		Labels:      ticket(),
 		Annotations: o.annotations("BackupdVerifyCoverageStale", "A repository has not been read back for 7 days", `No verify run of repository {{ $labels.repository }} on {{ $labels.instance }} succeeded for {{ $value | humanizeDuration }}: bit rot would go unnoticed.`),
 	}

@@ -4,7 +4,11 @@
 // objective comes from a metric (backupd_policy_rpo_seconds,
 // backupd_policy_rto_seconds, backupd_policy_drill_interval_seconds), so the
 // rules hard-code no per-policy threshold, and they avoid `le` selectors so
-// they hold on Prometheus 2.x and 3.x.
+// they hold on Prometheus 2.x and 3.x. Aggregations and one-to-one matches
+// keep the cluster label next to job, instance and policy, so the recorded
+// series of several clusters (seen through Thanos or federation with an
+// external cluster label) stay apart; where series carry no cluster label it
+// is simply absent.
 //
 // Rare events: backups run a few times an hour, so a short window is often
 // 0/0. Ratios of 0/0 are NaN and compare false: a quiet window never alerts,
@@ -74,9 +78,9 @@ var SLOs = []SLO{
 		Name: "backup-success", Objective: 0.99,
 		Description: "99% of backup runs succeed",
 		ErrorRatio: func(w string) string {
-			return fmt.Sprintf(`sum by (job, instance, policy) (increase(backupd_backup_failures_total[%s]))
+			return fmt.Sprintf(`sum by (cluster, job, instance, policy) (increase(backupd_backup_failures_total[%s]))
 /
-sum by (job, instance, policy) (increase(backupd_backup_runs_total[%s]))`, w, w)
+sum by (cluster, job, instance, policy) (increase(backupd_backup_runs_total[%s]))`, w, w)
 		},
 		// At these rates the 28-day budget is spent in 10 days (28d/2.8)
 		// or in 30 (28d/0.93).
@@ -94,9 +98,9 @@ sum by (job, instance, policy) (increase(backupd_backup_runs_total[%s]))`, w, w)
 		Description: "95% of restore drills succeed, byte-exact, within the RTO",
 		ErrorRatio: func(w string) string {
 			return fmt.Sprintf(`1 - (
-  sum by (job, instance, policy) (increase(backupd_restore_drills_within_rto_total[%s]))
+  sum by (cluster, job, instance, policy) (increase(backupd_restore_drills_within_rto_total[%s]))
 /
-  sum by (job, instance, policy) (increase(backupd_restore_runs_total{kind="drill"}[%s]))
+  sum by (cluster, job, instance, policy) (increase(backupd_restore_runs_total{kind="drill"}[%s]))
 )`, w, w)
 		},
 	},
@@ -119,19 +123,49 @@ type Group struct {
 	Rules    []Rule `yaml:"rules"`
 }
 
-// Options parameterize the generated rules.
+// Options parameterize the generated rules (alerts/cmd/genrules takes them
+// as flags).
 type Options struct {
-	// Job is the scrape job of backupd, for BackupdDown.
+	// Job is the scrape job of backupd: BackupdDown, BackupdRestoreDrillStale
+	// and BackupdVerifyCoverageStale select up and process_start_time_seconds
+	// by it (the other rules select backupd's own metrics, whatever job
+	// scrapes them).
 	Job string
 	// RunbookBase prefixes runbook anchors.
 	RunbookBase string
+	// Namespace is the PrometheusRule's metadata.namespace; empty leaves it
+	// out, so kubectl apply -n decides. It must be one the Prometheus's
+	// ruleNamespaceSelector selects.
+	Namespace string
+	// Labels are the PrometheusRule's metadata labels, which the
+	// Prometheus's ruleSelector must match: kube-prometheus selects
+	// prometheus=k8s and role=alert-rules, kube-prometheus-stack its
+	// release label (release=<Helm release>).
+	Labels map[string]string
 }
 
 // DefaultOptions are those of the committed rule files.
 var DefaultOptions = Options{
 	Job:         "backupd",
 	RunbookBase: "https://github.com/meshbackup/backupd/blob/main/alerts/runbooks.md",
+	Labels:      map[string]string{"app.kubernetes.io/name": "backupd", "prometheus": "k8s", "role": "alert-rules"},
 }
+
+// check refuses options no rule can be made of.
+func (o Options) check() error {
+	if o.Job == "" {
+		return fmt.Errorf("alerts: no job")
+	}
+	for k := range o.Labels {
+		if k == "" {
+			return fmt.Errorf("alerts: a PrometheusRule label without a name")
+		}
+	}
+	return nil
+}
+
+// jobSelector is the label matcher of backupd's scrape job.
+func (o Options) jobSelector() string { return "job=" + strconv.Quote(o.Job) }
 
 func (o Options) runbook(alert string) string {
 	return o.RunbookBase + "#" + strings.ToLower(alert)

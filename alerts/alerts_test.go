@@ -2,9 +2,11 @@ package alerts_test
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -68,8 +70,9 @@ func TestSpecBurnWindowsAreRecorded(t *testing.T) {
 func promqlParser() parser.Parser { return parser.NewParser(parser.Options{}) }
 
 // The rule file is valid for Prometheus's own loader, every expression
-// parses, every alert carries severity, summary, description and a runbook
-// anchor that exists, and no expression selects on `le`.
+// parses, every alert is named Backupd… and carries severity, a static
+// summary, description and a runbook anchor that exists, and no expression
+// selects on `le`.
 func TestRulesValidate(t *testing.T) {
 	groups, errs := rulefmt.ParseFile(rulesPath, false, model.UTF8Validation, promqlParser(), nil)
 	if len(errs) > 0 {
@@ -100,13 +103,30 @@ func TestRulesValidate(t *testing.T) {
 				continue
 			}
 			n++
-			if !slices.Contains([]string{"page", "ticket"}, r.Labels["severity"]) {
+			// Mixins name their alerts after the component, so a
+			// kube-prometheus Alertmanager config can route on it.
+			if !strings.HasPrefix(r.Alert, "Backupd") {
+				t.Errorf("%s: alert name lacks the Backupd prefix", r.Alert)
+			}
+			// The severities kube-prometheus routes on (critical pages,
+			// warning is a ticket); page and ticket would reach no receiver.
+			if !slices.Contains([]string{"critical", "warning"}, r.Labels["severity"]) {
 				t.Errorf("%s: severity %q", r.Alert, r.Labels["severity"])
 			}
 			for _, a := range []string{"summary", "description", "runbook_url"} {
 				if r.Annotations[a] == "" {
 					t.Errorf("%s: no %s", r.Alert, a)
 				}
+			}
+			// A summary is static: the same text for every instance,
+			// policy and value (those go in description), so
+			// notifications group and read alike.
+			if strings.Contains(r.Annotations["summary"], "{{") {
+				t.Errorf("%s: summary %q is a template; put values in description", r.Alert, r.Annotations["summary"])
+			}
+			// The runbook says what the severity means (page or ticket).
+			if sec, ok := runbookSection(runbook, r.Alert); ok && !strings.Contains(sec, "**Severity:** `"+r.Labels["severity"]+"`") {
+				t.Errorf("%s: runbook section does not give severity %s", r.Alert, r.Labels["severity"])
 			}
 			anchor := "#" + strings.ToLower(r.Alert)
 			if !strings.HasSuffix(r.Annotations["runbook_url"], anchor) || !bytes.Contains(runbook, []byte("## "+r.Alert+"\n")) {
@@ -117,6 +137,17 @@ func TestRulesValidate(t *testing.T) {
 	if n < 9 {
 		t.Fatalf("only %d alerts", n)
 	}
+}
+
+// runbookSection is the text of the runbook section of an alert, up to the
+// next heading.
+func runbookSection(runbook []byte, alert string) (string, bool) {
+	_, sec, ok := strings.Cut(string(runbook), "\n## "+alert+"\n")
+	if !ok {
+		return "", false
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	return sec, true
 }
 
 // Every metric a rule names is one the exporter registers (read from a live
@@ -165,5 +196,80 @@ func TestPromtoolUnitTests(t *testing.T) {
 	out, err = exec.Command(promtool, "check", "rules", rulesPath).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+// Another job, namespace and labels change exactly their places: the job
+// selector of the three rules that select on it (up and
+// process_start_time_seconds), and the PrometheusRule's metadata; nothing
+// else of either file.
+func TestOptionsChangeOnlyTheirPlaces(t *testing.T) {
+	o := alerts.DefaultOptions
+	o.Job, o.Namespace = "backupd-prod", "monitoring"
+	o.Labels = maps.Clone(o.Labels)
+	o.Labels["release"] = "kube-prometheus-stack"
+
+	def, err := alerts.Groups(alerts.DefaultOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := alerts.Groups(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	for i, g := range got {
+		for j, r := range g.Rules {
+			d := def[i].Rules[j]
+			if reflect.DeepEqual(r, d) {
+				continue
+			}
+			changed = append(changed, r.Alert+r.Record)
+			r.Expr = strings.ReplaceAll(r.Expr, `job="backupd-prod"`, `job="backupd"`)
+			if !reflect.DeepEqual(r, d) {
+				t.Errorf("%s: changed beyond its job selector:\n%+v\n%+v", r.Alert+r.Record, r, d)
+			}
+		}
+	}
+	if want := []string{"BackupdDown", "BackupdRestoreDrillStale", "BackupdVerifyCoverageStale"}; !slices.Equal(changed, want) {
+		t.Errorf("the job changed %v, want %v", changed, want)
+	}
+
+	// The files: the rule file differs only in job selectors, the
+	// PrometheusRule also in its namespace and the added label, line by line.
+	for _, tc := range []struct {
+		name  string
+		gen   func(alerts.Options) ([]byte, error)
+		extra []string
+	}{
+		{"rule file", alerts.RuleFile, nil},
+		{"PrometheusRule", alerts.PrometheusRule, []string{"  namespace: monitoring", "    release: kube-prometheus-stack"}},
+	} {
+		d, err := tc.gen(alerts.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := tc.gen(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		found := map[string]bool{}
+		for _, l := range strings.Split(string(g), "\n") {
+			if slices.Contains(tc.extra, l) {
+				found[l] = true
+				continue
+			}
+			lines = append(lines, strings.ReplaceAll(l, `job="backupd-prod"`, `job="backupd"`))
+		}
+		if strings.Join(lines, "\n") != string(d) {
+			t.Errorf("%s: changed beyond the job, namespace and labels:\n%s", tc.name, g)
+		}
+		if len(found) != len(tc.extra) {
+			t.Errorf("%s: lacks some of %q:\n%s", tc.name, tc.extra, g)
+		}
+		if n, m := strings.Count(string(g), `job="backupd-prod"`), strings.Count(string(d), `job="backupd"`); n != m || n == 0 {
+			t.Errorf("%s: %d job selectors of the new job, %d of the default", tc.name, n, m)
+		}
 	}
 }

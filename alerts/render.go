@@ -38,8 +38,9 @@ type prometheusRule struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
 	Metadata   struct {
-		Name   string            `yaml:"name"`
-		Labels map[string]string `yaml:"labels"`
+		Name      string            `yaml:"name"`
+		Namespace string            `yaml:"namespace,omitempty"`
+		Labels    map[string]string `yaml:"labels,omitempty"`
 	} `yaml:"metadata"`
 	Spec struct {
 		Groups []Group `yaml:"groups"`
@@ -47,12 +48,12 @@ type prometheusRule struct {
 }
 
 // PrometheusRule renders the same groups as a prometheus-operator
-// PrometheusRule object.
+// PrometheusRule object, in o.Namespace with o.Labels.
 func PrometheusRule(o Options) ([]byte, error) {
 	var pr prometheusRule
 	pr.APIVersion, pr.Kind = "monitoring.coreos.com/v1", "PrometheusRule"
 	pr.Metadata.Name = "backupd-slo"
-	pr.Metadata.Labels = map[string]string{"app.kubernetes.io/name": "backupd", "prometheus": "k8s", "role": "alert-rules"}
+	pr.Metadata.Namespace, pr.Metadata.Labels = o.Namespace, o.Labels
 	groups, err := Groups(o)
 	if err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ func newRepairCommand(g *globalOptions) *cobra.Command {
 		Use:   "repair (index|snapshots)",
 		Short: "Repair a damaged repository: rebuild the index, rewrite snapshots that lost data",
 		Long: `Repair what check found damaged, under the exclusive lock. The steps that
-cure lost or damaged data (alerts/runbooks.md, RepositoryCorruption):
+cure lost or damaged data (alerts/runbooks.md, BackupdRepositoryCorruption):
 
   backupd check --read-data     find the damage and record it (damaged/)
   backupd repair index          rebuild the index from the packs that are intact

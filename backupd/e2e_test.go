@@ -244,8 +244,8 @@ scrape_configs:
 
 	// The healthy system sends nothing that pages.
 	time.Sleep(5 * time.Second)
-	if _, ok := hook.seen(0, "BackupFailing", "firing"); ok {
-		t.Fatalf("BackupFailing while healthy\n%s", logs())
+	if _, ok := hook.seen(0, "BackupdBackupFailing", "firing"); ok {
+		t.Fatalf("BackupdBackupFailing while healthy\n%s", logs())
 	}
 
 	// Every dashboard panel's query returns data from this Prometheus
@@ -302,36 +302,36 @@ scrape_configs:
 		time.Sleep(time.Second)
 	}
 
-	// 1. The repository refuses writes: BackupFailing, then
-	// BackupRPOBreached. Both resolve once it accepts writes again.
+	// 1. The repository refuses writes: BackupdBackupFailing, then
+	// BackupdRPOBreached. Both resolve once it accepts writes again.
 	from := hook.count()
 	if err := os.Rename(c.repo, c.repo+".off"); err != nil {
 		t.Fatal(err)
 	}
-	a := await(from, "BackupFailing", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh", "job": "backupd"})
-	a = await(from, "BackupRPOBreached", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh"})
+	a := await(from, "BackupdBackupFailing", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "critical", "policy": "mesh", "job": "backupd"})
+	a = await(from, "BackupdRPOBreached", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "critical", "policy": "mesh"})
 	if err := os.Rename(c.repo+".off", c.repo); err != nil {
 		t.Fatal(err)
 	}
-	await(from, "BackupFailing", "resolved", 90*time.Second)
-	await(from, "BackupRPOBreached", "resolved", 90*time.Second)
+	await(from, "BackupdBackupFailing", "resolved", 90*time.Second)
+	await(from, "BackupdRPOBreached", "resolved", 90*time.Second)
 
-	// 2. A drill that cannot meet its RTO: RestoreDrillFailing, resolved
+	// 2. A drill that cannot meet its RTO: BackupdRestoreDrillFailing, resolved
 	// by the next drill within the RTO.
 	from = hook.count()
 	if err := os.WriteFile(cfgPath, []byte(e2eConfig(c.repo, src, "1ms")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a = await(from, "RestoreDrillFailing", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "policy": "mesh"})
+	a = await(from, "BackupdRestoreDrillFailing", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "critical", "policy": "mesh"})
 	if err := os.WriteFile(cfgPath, []byte(e2eConfig(c.repo, src, "30s")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	await(from, "RestoreDrillFailing", "resolved", 90*time.Second)
+	await(from, "BackupdRestoreDrillFailing", "resolved", 90*time.Second)
 
-	// 3. Bit flips in a pack: RepositoryCorruption after the next verify
+	// 3. Bit flips in a pack: BackupdRepositoryCorruption after the next verify
 	// run. It does not resolve: the data stays damaged.
 	from = hook.count()
 	packs, _ := filepath.Glob(filepath.Join(c.repo, "data", "*", "*"))
@@ -348,11 +348,11 @@ scrape_configs:
 	if err := os.WriteFile(packs[0], b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a = await(from, "RepositoryCorruption", "firing", 90*time.Second)
-	checkLabels(a, map[string]string{"severity": "page", "repository": "local"})
+	a = await(from, "BackupdRepositoryCorruption", "firing", 90*time.Second)
+	checkLabels(a, map[string]string{"severity": "critical", "repository": "local"})
 	time.Sleep(5 * time.Second)
-	if _, ok := hook.seen(from, "RepositoryCorruption", "resolved"); ok {
-		t.Fatal("RepositoryCorruption resolved while the repository is still damaged")
+	if _, ok := hook.seen(from, "BackupdRepositoryCorruption", "resolved"); ok {
+		t.Fatal("BackupdRepositoryCorruption resolved while the repository is still damaged")
 	}
 	_ = d.cmd.Process.Signal(os.Interrupt)
 }

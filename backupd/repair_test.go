@@ -102,7 +102,7 @@ func TestRepairDamagedPackIsStoredAgain(t *testing.T) {
 	c.assertRestoreEquals(snaps[0].ID, want)
 }
 
-// The RepositoryCorruption runbook (alerts/runbooks.md), step by step, as
+// The BackupdRepositoryCorruption runbook (alerts/runbooks.md), step by step, as
 // an operator runs it: a pack is lost, and the source changed meanwhile, so
 // some lost data is gone for good.
 func TestRepairRunbookEndToEnd(t *testing.T) {

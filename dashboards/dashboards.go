@@ -104,7 +104,7 @@ func sloOverview() Board {
 				Description: "Share of each SLO's 28-day error budget left, per policy: backup success (99% of runs), RPO freshness (99.9% of the time), recoverability (95% of drills byte-exact within RTO). Below 0 the objective is missed.",
 				Queries:     []Query{{Expr: `slo:error_budget_remaining:ratio{` + sel + `}`, Legend: "{{instance}} {{policy}} {{slo}}", Instant: true}}},
 			{Kind: "stat", Title: "Backup age ÷ RPO", Unit: "percentunit", W: 12, H: 6, Base: "green", Steps: ageSteps, Min: f(0),
-				Description: "Age of the newest good snapshot as a share of the policy's RPO. At 100% the RPO is breached (BackupRPOBreached pages).",
+				Description: "Age of the newest good snapshot as a share of the policy's RPO. At 100% the RPO is breached (BackupdRPOBreached pages).",
 				Queries: []Query{{Expr: `(time() - backupd_last_backup_success_timestamp_seconds{` + sel + `})
 / on (job, instance, policy) backupd_policy_rpo_seconds{` + sel + `}`, Legend: "{{instance}} {{policy}}", Instant: true}}},
 			{Kind: "timeseries", Title: "Backup error budget burn rate", Calcs: lastMax, Unit: "none", W: 12, H: 8, Base: "green", Steps: []Step{{0.93, "yellow"}, {2.8, "red"}},
@@ -164,7 +164,7 @@ func operations() Board {
 					{Expr: `max by (repository) (backupd_repository_logical_bytes{` + repoSel + `}) / max by (repository) (backupd_repository_size_bytes{` + repoSel + `})`, Legend: "{{repository}} overall", Instant: true},
 				}},
 			{Kind: "timeseries", Title: "Repository size and free space", Calcs: lastMax, Unit: "bytes", W: 12, H: 8, Base: "green", Steps: []Step{{0, "green"}},
-				Description: "Bytes stored in each repository and free bytes on its file system, one line each per repository (every daemon writing it reports the same). RepositoryFillingUp fires when free space runs out within 4 days.",
+				Description: "Bytes stored in each repository and free bytes on its file system, one line each per repository (every daemon writing it reports the same). BackupdRepositoryFillingUp fires when free space runs out within 4 days.",
 				Queries: []Query{
 					{Expr: `max by (repository) (backupd_repository_size_bytes{` + repoSel + `})`, Legend: "{{repository}} size"},
 					{Expr: `max by (repository) (backupd_repository_free_bytes{` + repoSel + `})`, Legend: "{{repository}} free"},
@@ -191,7 +191,7 @@ func operations() Board {
 				Description: "Share of the repository's packs read back in the current verify rotation (100% = every pack verified since the rotation began); of the daemons that verify a repository, the one furthest along.",
 				Queries:     []Query{{Expr: `max by (repository) (backupd_verify_coverage_ratio{` + repoSel + `})`, Legend: "{{repository}}"}}},
 			{Kind: "timeseries", Title: "Corrupt blobs found (1d)", Unit: "short", W: 8, H: 8, Base: "green", Steps: []Step{{1, "red"}}, Min: f(0),
-				Description: "Blobs that failed authentication or their hash on read-back in the last day, by all daemons that verify the repository. Should stay 0; anything above pages (RepositoryCorruption).",
+				Description: "Blobs that failed authentication or their hash on read-back in the last day, by all daemons that verify the repository. Should stay 0; anything above pages (BackupdRepositoryCorruption).",
 				Queries:     []Query{{Expr: `sum by (repository) (increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[1d]))`, Legend: "{{repository}}"}}},
 		},
 	}
@@ -213,7 +213,7 @@ func faults() Board {
 				Description: "Failed restore drills per hour by reason: rto (too slow), mismatch (not byte-exact), corruption, repository.",
 				Queries:     []Query{{Expr: `sum by (policy, reason) (increase(backupd_restore_failures_total{kind="drill", ` + sel + `}[1h]))`, Legend: "{{policy}} {{reason}}"}}},
 			{Kind: "stat", Title: "Corrupt blobs found (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "red"}},
-				Description: "Blobs that failed authentication or their hash on read-back in the last 7 days. Anything above 0 pages (RepositoryCorruption).",
+				Description: "Blobs that failed authentication or their hash on read-back in the last 7 days. Anything above 0 pages (BackupdRepositoryCorruption).",
 				Queries:     []Query{{Expr: `sum by (repository) (increase(backupd_verify_blobs_corrupt_total{` + repoSel + `}[7d]))`, Legend: "{{repository}}", Instant: true}}},
 			{Kind: "stat", Title: "Drill mismatched files (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "red"}},
 				Description: "Files whose restored content differed from the hash recorded at backup time, in the last 7 days.",

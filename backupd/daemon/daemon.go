@@ -485,7 +485,7 @@ func (d *Daemon) refreshRepoState(ctx context.Context, name string) {
 	st.Up = true
 	// Invariant: a suspect snapshot (a volume not mounted, backed up on
 	// another device) never makes a policy look fresh: the RPO counts from
-	// the newest one that is not. A partial one counts (BackupIncomplete
+	// the newest one that is not. A partial one counts (BackupdBackupIncomplete
 	// reports what it lacks).
 	latest := map[string]*snapshot.Snapshot{}
 	for _, s := range snaps {

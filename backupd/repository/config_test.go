@@ -57,17 +57,7 @@ func TestEditedConfigRefused(t *testing.T) {
 // file is upgraded on open: an edit made after that is refused.
 func TestOldKeyFileIsUpgraded(t *testing.T) {
 	ctx := t.Context()
-	be := mem.New()
-	key, _ := crypto.NewRandomKey()
-	kf, err := crypto.Wrap(key, repotest.Password, repotest.FastKDF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := json.Marshal(kf)
-	oldName := repository.Hash(kb).String()
-	_ = be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: oldName}, bytes.NewReader(kb))
-	cb, _ := json.Marshal(repository.Config{Version: repository.FormatVersion, ID: repository.Hash([]byte("id")).String(), Created: "2026-11-01T00:00:00Z"})
-	_ = be.Save(ctx, backend.Handle{Type: backend.ConfigFile}, bytes.NewReader(cb))
+	be, oldName := oldStyleRepository(t)
 
 	if _, err := repository.Open(ctx, be, repotest.Password, repotest.Options()); err != nil {
 		t.Fatalf("old repository: %v", err)
@@ -84,4 +74,23 @@ func TestOldKeyFileIsUpgraded(t *testing.T) {
 	if _, err := repository.Open(ctx, be, repotest.Password, repotest.Options()); !errors.Is(err, repository.ErrConfigMismatch) {
 		t.Fatalf("edited config after upgrade: %v", err)
 	}
+}
+
+// oldStyleRepository is a repository as writers before 2026-12-02 left it:
+// a key file without a sealed copy of the config. It returns the backend
+// and the key file's name.
+func oldStyleRepository(t *testing.T) (*mem.Mem, string) {
+	t.Helper()
+	be := mem.New()
+	key, _ := crypto.NewRandomKey()
+	kf, err := crypto.Wrap(key, repotest.Password, repotest.FastKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := json.Marshal(kf)
+	oldName := repository.Hash(kb).String()
+	_ = be.Save(t.Context(), backend.Handle{Type: backend.KeyFile, Name: oldName}, bytes.NewReader(kb))
+	cb, _ := json.Marshal(repository.Config{Version: repository.FormatVersion, ID: repository.Hash([]byte("id")).String(), Created: "2026-11-01T00:00:00Z"})
+	_ = be.Save(t.Context(), backend.Handle{Type: backend.ConfigFile}, bytes.NewReader(cb))
+	return be, oldName
 }

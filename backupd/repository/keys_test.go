@@ -2,12 +2,10 @@ package repository_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"testing"
 
 	"github.com/meshbackup/backupd/backupd/backend"
-	"github.com/meshbackup/backupd/backupd/backend/mem"
 	"github.com/meshbackup/backupd/backupd/crypto"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
@@ -223,17 +221,7 @@ func TestChangePasswordInterruptedAtEachKeyFaultPoint(t *testing.T) {
 // the Repo names the upgraded key file as the one in use.
 func TestUpgradedKeyFileIsTheCurrentKey(t *testing.T) {
 	ctx := t.Context()
-	be := mem.New()
-	key, _ := crypto.NewRandomKey()
-	kf, err := crypto.Wrap(key, repotest.Password, repotest.FastKDF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := json.Marshal(kf)
-	oldName := repository.Hash(kb).String()
-	_ = be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: oldName}, bytes.NewReader(kb))
-	cb, _ := json.Marshal(repository.Config{Version: repository.FormatVersion, ID: repository.Hash([]byte("id")).String(), Created: "2026-11-01T00:00:00Z"})
-	_ = be.Save(ctx, backend.Handle{Type: backend.ConfigFile}, bytes.NewReader(cb))
+	be, oldName := oldStyleRepository(t)
 
 	r, err := openWith(t, be, string(repotest.Password), repotest.Options())
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshbackup/backupd/backupd/backend/local"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
 
@@ -49,14 +48,7 @@ func TestDaemonSIGTERMWithFIFOPlanted(t *testing.T) {
 			f.Close()
 		}
 	})
-	be, err := local.Open(c.repo, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := repository.Open(t.Context(), be, []byte("correct horse"), repository.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := c.openRepo(false)
 	lock, err := repo.Lock(t.Context(), repository.LockOptions{Command: "backup", Policy: "mesh", Source: src})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/meshbackup/backupd/backupd/archiver"
+	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/repository"
 )
 
 // In-process calls of the commands' runX functions, without cobra or a
@@ -89,4 +91,24 @@ func TestBackupFlagDefaults(t *testing.T) {
 			t.Errorf("--%s default %s, the in-process calls use %s", name, got, v)
 		}
 	}
+}
+
+// openRepo opens c's repository in this process, as a command would, with
+// its index loaded when withIndex.
+func (c *cli) openRepo(withIndex bool) *repository.Repo {
+	c.t.Helper()
+	be, err := local.Open(c.repo, local.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r, err := repository.Open(c.t.Context(), be, []byte("correct horse"), repository.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if withIndex {
+		if err := r.LoadIndex(c.t.Context()); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return r
 }

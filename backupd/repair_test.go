@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshbackup/backupd/backupd/backend/local"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/bench/workload"
 )
@@ -68,7 +67,7 @@ func TestRepairDamagedPackIsStoredAgain(t *testing.T) {
 	c.init()
 	c.backup(src)
 	// Damage the biggest data blob.
-	pack, blob := biggestBlob(t, c.repo)
+	pack, blob := biggestBlob(c)
 	flipByte(t, filepath.Join(c.repo, "data", pack.String()[:2], pack.String()), func(int) int { return int(blob.Offset + blob.Length/2) })
 
 	out, err := callErr(c, runCheck, checkOptions{ReadData: true}, false)
@@ -304,17 +303,7 @@ func TestCraftedIndexEntryRestoreIsCorrupt(t *testing.T) {
 	src := genVolume(t, workload.Options{Proxies: 1, ConsulServers: 1, Scale: 0.02, Seed: 2})
 	c.init()
 	c.backup(src)
-	be, err := local.Open(c.repo, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repository.Open(t.Context(), be, []byte("correct horse"), repository.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.LoadIndex(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	r := c.openRepo(true)
 	var pack repository.ID
 	var blob repository.PackBlob
 	for p, blobs := range r.Index().Packs() {
@@ -330,7 +319,7 @@ func TestCraftedIndexEntryRestoreIsCorrupt(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	start := time.Now()
 	g, _, _ := c.globals(false)
-	err = runRestore(t.Context(), restoreOptions{Target: filepath.Join(t.TempDir(), "r")}, g, []string{"latest"})
+	err := runRestore(t.Context(), restoreOptions{Target: filepath.Join(t.TempDir(), "r")}, g, []string{"latest"})
 	runtime.ReadMemStats(&after)
 	if exitCode(err) != exitCorrupt || !strings.Contains(err.Error(), "index/") || !strings.Contains(err.Error(), "repair index") {
 		t.Fatalf("restore: exit %d: %v", exitCode(err), err)
@@ -380,19 +369,9 @@ func TestUnlockCommand(t *testing.T) {
 }
 
 // biggestBlob returns the biggest data blob of the repository and its pack.
-func biggestBlob(t *testing.T, repo string) (repository.ID, repository.PackBlob) {
-	t.Helper()
-	be, err := local.Open(repo, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repository.Open(t.Context(), be, []byte("correct horse"), repository.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.LoadIndex(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+func biggestBlob(c *cli) (repository.ID, repository.PackBlob) {
+	c.t.Helper()
+	r := c.openRepo(true)
 	var pack repository.ID
 	var best repository.PackBlob
 	for p, blobs := range r.Index().Packs() {

@@ -12,7 +12,6 @@ import (
 	"github.com/meshbackup/backupd/backupd/checker"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/restorer"
-	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/bench/workload"
 )
 
@@ -57,16 +56,10 @@ func TestRestoreOfMissingSubtreeRestoresTheRest(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(e.src, "new", "g"), []byte("written after"), 0o644))
 	second, _ := e.mustBackup()
 
+	oldNode, _ := e.node(second, "old")
+	oldTree := *oldNode.Subtree
 	r := e.open()
 	must(t, r.LoadIndex(t.Context()))
-	root, err := snapshot.LoadTree(t.Context(), r, second.Tree)
-	must(t, err)
-	var oldTree repository.ID
-	for _, n := range root.Nodes {
-		if n.Name == "old" {
-			oldTree = *n.Subtree
-		}
-	}
 	oldLoc, ok := r.Index().Lookup(oldTree)
 	rootLoc, _ := r.Index().Lookup(second.Tree)
 	if !ok || oldLoc.Pack == rootLoc.Pack {
@@ -165,16 +158,10 @@ func TestTreeIndexedAsDataIsReported(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(e.src, "sub"), 0o755))
 	must(t, os.WriteFile(filepath.Join(e.src, "sub", "f"), []byte("below the mislabelled tree"), 0o644))
 	sn, _ := e.mustBackup()
+	subNode, _ := e.node(sn, "sub")
+	sub := *subNode.Subtree
 	r := e.open()
 	must(t, r.LoadIndex(t.Context()))
-	root, err := snapshot.LoadTree(t.Context(), r, sn.Tree)
-	must(t, err)
-	var sub repository.ID
-	for _, n := range root.Nodes {
-		if n.Name == "sub" {
-			sub = *n.Subtree
-		}
-	}
 	// One index file that supersedes every other, with sub/'s tree typed
 	// as data.
 	files, err := r.ReadIndexFiles(t.Context())

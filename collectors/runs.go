@@ -148,11 +148,11 @@ func NewRuns() *Runs {
 }
 
 func (m *Runs) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.backupRuns, m.backupFailures, m.consecutive, m.backupDuration, m.inProgress, m.readBytes,
-		m.writtenBytes, m.files, m.cpu, m.ioRead, m.ioWritten, m.maxRSS, m.lastSuccess, m.lastAttempt, m.rpo, m.rto, m.missed, m.skipped,
-		m.restoreRuns, m.restoreFailures, m.restoreDuration, m.withinRTO, m.mismatched, m.lastDrill, m.lastDrillAttempt, m.drillInterval, m.verifyRuns,
-		m.verifyFailures, m.blobsChecked, m.blobsCorrupt, m.coverage, m.lastVerify, m.repoUp, m.repoSize, m.repoLogical,
-		m.repoFree, m.repoSnapshots, m.silent, m.partial, m.unreadable}
+	out := make([]prometheus.Collector, 0, len(m.all))
+	for _, v := range m.all {
+		out = append(out, v.c)
+	}
+	return out
 }
 
 // Register adds the metrics to reg.

@@ -122,8 +122,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 		sn, err := a.Backup(ctx, p.Source)
 		stop()
 		st := &a.Stats
-		rec.FilesNew, rec.FilesChanged, rec.FilesUnchanged, rec.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
-		rec.BytesRead, rec.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
+		countsOf(rec, st)
 		rec.SilentChanges = st.SilentChanges.Load()
 		if err != nil {
 			if errors.Is(err, archiver.ErrEmptySource) || errors.Is(err, archiver.ErrSourceShrank) {
@@ -170,8 +169,7 @@ func (d *Daemon) reportProgress(base results.Record, st *archiver.Stats) (stop f
 			case <-ticks:
 			}
 			r := base
-			r.FilesNew, r.FilesChanged, r.FilesUnchanged, r.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
-			r.BytesRead, r.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
+			countsOf(&r, st)
 			d.mu.Lock()
 			if run := d.running[r.Policy]; run != nil && run.RunID == r.RunID {
 				run.FilesNew, run.FilesChanged, run.FilesUnchanged, run.FilesSkipped = r.FilesNew, r.FilesChanged, r.FilesUnchanged, r.FilesSkipped
@@ -188,6 +186,12 @@ func (d *Daemon) reportProgress(base results.Record, st *archiver.Stats) (stop f
 		<-exited
 		stopTicker()
 	}
+}
+
+// countsOf copies a backup's file and byte counts so far into r.
+func countsOf(r *results.Record, st *archiver.Stats) {
+	r.FilesNew, r.FilesChanged, r.FilesUnchanged, r.FilesSkipped = st.FilesNew.Load(), st.FilesChanged.Load(), st.FilesUnchanged.Load(), st.FilesSkipped.Load()
+	r.BytesRead, r.BytesWritten = st.BytesRead.Load(), st.BytesWritten.Load()
 }
 
 // retention forgets the policy's old snapshots of this host and source, and
@@ -208,10 +212,11 @@ func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandl
 		return
 	}
 	defer lock.Unlock()
+	host := cfg.HostFor(p, d.opt.Hostname)
 	res, err := prune.Forget(lock.Context(), repo, prune.RetentionOptions{
 		Keep: keep,
 		Select: func(s *snapshot.Snapshot) bool {
-			return s.Policy == p.Name && s.Hostname == cfg.HostFor(p, d.opt.Hostname) && s.Source == p.Source
+			return s.Policy == p.Name && s.Hostname == host && s.Source == p.Source
 		},
 		Prune:        true,
 		PruneOptions: prune.Options{Grace: cfg.Scheduler.PruneGrace, Now: d.opt.Now},

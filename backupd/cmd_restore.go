@@ -59,8 +59,8 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if opts.Target == "" {
 		return usageErr("--target is required")
 	}
-	if err := checkRef(args[0]); err != nil {
-		return err
+	if err := snapshot.CheckRef(args[0]); err != nil {
+		return usageErr("%v", err) // before anything is opened
 	}
 	if err := g.requireRepo(); err != nil {
 		return err
@@ -119,18 +119,6 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 			code = exitCorrupt
 		}
 		return &exitError{code: code, err: fmt.Errorf("%d files not restored:\n  %s", len(failed), strings.Join(failed, "\n  "))}
-	}
-	return nil
-}
-
-// checkRef refuses, before anything is opened, a snapshot reference that
-// can name no snapshot: "latest" or at least 4 hex characters of an id.
-func checkRef(ref string) error {
-	if ref == "latest" {
-		return nil
-	}
-	if len(ref) < 4 || strings.Trim(strings.ToLower(ref), "0123456789abcdef") != "" {
-		return usageErr("snapshot %s: give 'latest' or at least 4 hex characters of a snapshot id", escape(ref))
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
@@ -306,6 +306,17 @@ func (g *globalOptions) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// countProgress returns, on a terminal, a progress callback drawing format
+// (with done and total) over the status line, and a function that clears
+// the line; elsewhere a nil callback (no progress) and a no-op.
+func (g *globalOptions) countProgress(format string) (progress func(done, total int), clearLine func()) {
+	if !g.progress() {
+		return nil, func() {}
+	}
+	return func(done, total int) { fmt.Fprintf(g.stderr, "\r\033[K"+format, done, total) },
+		func() { fmt.Fprint(g.stderr, "\r\033[K") }
+}
+
 // showProgress redraws a status line on a terminal every half second.
 func (g *globalOptions) showProgress(status func() string) (stop func()) {
 	if !g.progress() {
@@ -389,19 +400,14 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// hostRE and tagRE are what --host and --tag accept (the config's rules).
-var (
-	hostRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$`)
-	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-)
-
-// checkHostAndTags refuses a --host or --tag a snapshot cannot carry.
+// checkHostAndTags refuses a --host or --tag a snapshot cannot carry (the
+// config's rules).
 func checkHostAndTags(host string, tags []string) error {
-	if host != "" && !hostRE.MatchString(host) {
+	if host != "" && !config.ValidHost(host) {
 		return usageErr("--host %s: want letters, digits, '_', '.', '-' (max 253)", escape(host))
 	}
 	for _, t := range tags {
-		if !tagRE.MatchString(t) {
+		if !config.ValidTag(t) {
 			return usageErr("--tag %s: want letters, digits, '_', '.', '-' (max 63)", escape(t))
 		}
 	}

@@ -14,6 +14,13 @@ import (
 // identity, nothing that could not be a metric or log value.
 var hostRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$`)
 
+// ValidHost reports whether s may be a snapshot's host name, in the config
+// or on the command line.
+func ValidHost(s string) bool { return hostRE.MatchString(s) }
+
+// ValidTag reports whether s may be a snapshot's tag (a name).
+func ValidTag(s string) bool { return nameRE.MatchString(s) }
+
 // validate checks what decoding cannot (required keys, references between
 // sections, names and objectives that fit together), makes paths absolute
 // relative to dir and fills defaults. It stops at the first mistake.

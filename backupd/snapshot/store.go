@@ -151,8 +151,8 @@ func Find(snaps []*Snapshot, bad map[repository.ID]error, ref, policy string) (*
 		}
 		return s, nil
 	}
-	if len(ref) < 4 {
-		return nil, fmt.Errorf("snapshot id %q: give 'latest' or at least 4 hex characters", ref)
+	if err := CheckRef(ref); err != nil {
+		return nil, err
 	}
 	prefix := strings.ToLower(ref)
 	if id, err := firstBad(bad, prefix); err != nil {
@@ -174,6 +174,15 @@ func Find(snaps []*Snapshot, bad map[repository.ID]error, ref, policy string) (*
 		return nil, fmt.Errorf("no snapshot with id %q", ref)
 	}
 	return found, nil
+}
+
+// CheckRef refuses a reference that can name no snapshot: it must be
+// "latest" or at least 4 hex characters of an id.
+func CheckRef(ref string) error {
+	if ref != "latest" && (len(ref) < 4 || strings.Trim(strings.ToLower(ref), "0123456789abcdef") != "") {
+		return fmt.Errorf("snapshot %q: give 'latest' or at least 4 hex characters of a snapshot id", ref)
+	}
+	return nil
 }
 
 // firstBad returns the unreadable snapshot with the smallest id that starts

@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/meshbackup/backupd/backupd/faultpoint"
+	"github.com/meshbackup/backupd/backupd/regfile"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
@@ -96,15 +96,16 @@ func (r *Restorer) restoreFile(ctx context.Context, t fileTask, buf []byte) ([]b
 // re-hashed from disk matches.
 func (r *Restorer) alreadyRestored(ctx context.Context, t fileTask, buf *[]byte) (bool, error) {
 	dir := t.dir.Root
-	fi, err := dir.Lstat(t.name)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(t.node.Size) || fi.ModTime().UnixNano() != t.node.MtimeNS {
-		return false, nil
-	}
-	f, err := dir.OpenFile(t.name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// Opened before it is looked at (regular, no symlink, never waiting
+	// on a FIFO put in its place), so what is checked is what is read.
+	f, fi, err := regfile.OpenInRoot(dir, t.name)
 	if err != nil {
 		return false, nil
 	}
 	defer f.Close()
+	if fi.Size() != int64(t.node.Size) || fi.ModTime().UnixNano() != t.node.MtimeNS {
+		return false, nil
+	}
 	ok, err := snapshot.VerifyFile(ctx, r.repo, f, t.node, buf)
 	if err != nil || !ok {
 		return false, nil

@@ -15,7 +15,7 @@
 // them; rerun the restore); files in the target that the snapshot does not
 // hold are left alone unless Options.Delete is set.
 //
-// Imports: backend (for its sentinels), repository, snapshot and faultpoint. Like all of the engine it
+// Imports: backend (for its sentinels), regfile, repository, snapshot and faultpoint. Like all of the engine it
 // never imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package restorer
 

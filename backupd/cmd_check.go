@@ -66,13 +66,10 @@ func runCheck(ctx context.Context, opts checkOptions, g *globalOptions, _ []stri
 		return err
 	}
 	opt.Logger = log
-	if g.progress() {
-		opt.Progress = func(done, total int) { fmt.Fprintf(g.stderr, "\r\033[Kread %d of %d packs", done, total) }
-	}
+	var clearLine func()
+	opt.Progress, clearLine = g.countProgress("read %d of %d packs")
 	rep, err := checker.Check(ctx, r, opt)
-	if opt.Progress != nil {
-		fmt.Fprint(g.stderr, "\r\033[K")
-	}
+	clearLine()
 	if err != nil {
 		return err
 	}

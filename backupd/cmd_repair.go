@@ -56,23 +56,16 @@ a kill at any point leaves a usable repository; rerun to finish.`,
 
 // runRepairIndex rebuilds the index under the exclusive lock.
 func runRepairIndex(ctx context.Context, opts repairIndexOptions, g *globalOptions, _ []string) error {
-	r, _, err := g.open(ctx)
-	if err != nil {
-		return err
-	}
-	lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "repair index"})
+	r, _, lock, err := g.openExclusive(ctx, "repair index")
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
 	ropt := repository.RebuildOptions{ReadData: opts.ReadData}
-	if g.progress() {
-		ropt.Progress = func(done, total int) { fmt.Fprintf(g.stderr, "\r\033[Kpack %d of %d", done, total) }
-	}
+	var clearLine func()
+	ropt.Progress, clearLine = g.countProgress("pack %d of %d")
 	res, err := r.RebuildIndex(lock.Context(), ropt)
-	if ropt.Progress != nil {
-		fmt.Fprint(g.stderr, "\r\033[K")
-	}
+	clearLine()
 	if err != nil {
 		return err
 	}
@@ -132,11 +125,7 @@ affected source, which stores again what the source still holds.`,
 // runRepairSnapshots rewrites snapshots that refer to lost data, under the
 // exclusive lock.
 func runRepairSnapshots(ctx context.Context, opts repairSnapshotsOptions, g *globalOptions, _ []string) error {
-	r, _, err := g.open(ctx)
-	if err != nil {
-		return err
-	}
-	lock, err := r.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "repair snapshots"})
+	r, _, lock, err := g.openExclusive(ctx, "repair snapshots")
 	if err != nil {
 		return err
 	}

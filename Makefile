@@ -1,7 +1,9 @@
 # backupd — see README.md. Tools the targets need are installed by
-# scripts/install-tools.sh into .cache/bin when missing.
+# scripts/install-tools.sh into $(TOOLS) (outside the clone) when missing.
 SHELL := /bin/bash
-export PATH := $(CURDIR)/.cache/bin:$(PATH)
+TOOLS ?= $(or $(BACKUPD_TOOLS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/backupd/bin)
+export BACKUPD_TOOLS := $(TOOLS)
+export PATH := $(TOOLS):$(PATH)
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)

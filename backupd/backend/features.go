@@ -1,5 +1,10 @@
 package backend
 
+import (
+	"context"
+	"time"
+)
+
 // TempDirer is implemented by a backend that offers a scratch directory on
 // its own storage: files written there become objects without a copy across
 // devices (the local backend hard-links them). The repository builds its
@@ -39,4 +44,23 @@ func As[T any](be Backend) (T, bool) {
 	}
 	var zero T
 	return zero, false
+}
+
+// ServerClock is implemented by a backend shared by several hosts whose
+// store keeps a clock of its own (an object store's Date header). Locks
+// written to such a backend are dated by that clock, so the hosts' own
+// clocks may disagree by more than a lock lease without a live lock looking
+// stale (docs/DESIGN.md, locks).
+type ServerClock interface {
+	// ServerTime returns the store's current time, as close as one request
+	// can tell it.
+	ServerTime(ctx context.Context) (time.Time, error)
+}
+
+// SpaceReporter is implemented by a backend that can tell how much space is
+// left where it stores objects (a filesystem). An object store has no such
+// figure: it does not implement SpaceReporter, and no free space is
+// reported rather than an invented one.
+type SpaceReporter interface {
+	FreeBytes() (uint64, error)
 }

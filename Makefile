@@ -29,7 +29,7 @@ demo: build
 
 # Every test, including crash/fault scenarios and the fuzz seed corpora.
 test:
-	./scripts/install-tools.sh prometheus alertmanager
+	./scripts/install-tools.sh prometheus alertmanager minio
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	GO=$(GO) ./scripts/test-unprivileged.sh
@@ -48,7 +48,7 @@ dashboards:
 # The end-to-end SLO test alone: backupd, Prometheus with the rules,
 # Alertmanager and a webhook receiver, with faults injected (also in make test).
 e2e:
-	./scripts/install-tools.sh prometheus alertmanager
+	./scripts/install-tools.sh prometheus alertmanager minio
 	$(GO) test -count=1 -run 'TestE2E' -v ./backupd
 
 test-short:

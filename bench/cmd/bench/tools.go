@@ -54,8 +54,8 @@ func (b *toolBase) cmd(args ...string) invocation {
 }
 
 // findTool returns the binary of tool name: backupd from backupdBin, the
-// others from PATH or the module's .cache/bin (where install-tools.sh builds
-// kopia). It returns "" if the tool is not installed.
+// others from PATH or the tool cache where install-tools.sh builds them
+// (toolCache). It returns "" if the tool is not installed.
 func findTool(name, backupdBin string) string {
 	if name == "backupd" {
 		if isExecutable(backupdBin) {
@@ -69,10 +69,23 @@ func findTool(name, backupdBin string) string {
 		}
 		return p
 	}
-	if p := filepath.Join(moduleRoot(), ".cache", "bin", name); isExecutable(p) {
+	if p := filepath.Join(toolCache(), name); isExecutable(p) {
 		return p
 	}
 	return ""
+}
+
+// toolCache is the directory scripts/install-tools.sh builds tools into:
+// $BACKUPD_TOOLS, else $XDG_CACHE_HOME/backupd/bin, else
+// ~/.cache/backupd/bin.
+func toolCache() string {
+	if d := os.Getenv("BACKUPD_TOOLS"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "backupd", "bin")
+	}
+	return filepath.Join(moduleRoot(), ".cache", "bin")
 }
 
 func isExecutable(p string) bool {

@@ -48,7 +48,7 @@ dashboards:
 # The end-to-end SLO test alone: backupd, Prometheus with the rules,
 # Alertmanager and a webhook receiver, with faults injected (also in make test).
 e2e:
-	./scripts/install-tools.sh prometheus alertmanager minio
+	./scripts/install-tools.sh prometheus alertmanager
 	$(GO) test -count=1 -run 'TestE2E' -v ./backupd
 
 test-short:

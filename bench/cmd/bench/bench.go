@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
-	"github.com/meshbackup/backupd/internal/units"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshbackup/backupd/bench/workload"
+	"github.com/meshbackup/backupd/internal/units"
 )
 
 // Results is everything one bench run measured; it is written as JSON.
@@ -30,6 +31,16 @@ type Results struct {
 	Change      ChangeInfo    `json:"change"`
 	Tools       []*ToolResult `json:"tools"`
 	Ratios      []Ratio       `json:"ratios,omitempty"`
+	// S3 describes the object store of an S3-mode run (-s3); nil in
+	// local mode. Skipped lists the tools left out and why.
+	S3      *S3Info   `json:"s3,omitempty"`
+	Skipped []Skipped `json:"skipped,omitempty"`
+}
+
+// Skipped is a tool the run left out.
+type Skipped struct {
+	Tool   string `json:"tool"`
+	Reason string `json:"reason"`
 }
 
 // Environment describes the machine the bench ran on.
@@ -73,12 +84,17 @@ type ToolResult struct {
 	// whose wall times are NoChangeWalls in the order they ran.
 	NoChange      *Measurement `json:"no_change_backup,omitempty"`
 	NoChangeWalls []float64    `json:"no_change_walls_seconds,omitempty"`
+	// NoChangeTraffic is the S3 traffic of each no-change backup, in
+	// order (S3 mode).
+	NoChangeTraffic []*Traffic `json:"no_change_s3_traffic,omitempty"`
 	// SmallChange is the median of the small-change backups, each made
 	// from the same state (SmallChangeWalls in the order they ran).
 	SmallChange      *Measurement `json:"small_change_backup,omitempty"`
 	SmallChangeWalls []float64    `json:"small_change_walls_seconds,omitempty"`
-	Change           *Measurement `json:"change_backup,omitempty"`
-	Restore          *Measurement `json:"restore,omitempty"`
+	// SmallChangeTraffic is the S3 traffic of each small-change backup.
+	SmallChangeTraffic []*Traffic   `json:"small_change_s3_traffic,omitempty"`
+	Change             *Measurement `json:"change_backup,omitempty"`
+	Restore            *Measurement `json:"restore,omitempty"`
 	// RestoreVerified is true when the restored tree's manifest equals the
 	// source's (sockets aside: no tool restores them).
 	RestoreVerified    bool     `json:"restore_verified"`
@@ -108,6 +124,7 @@ func (t *ToolResult) runs() []*Measurement {
 type tool struct {
 	d   driver
 	res *ToolResult
+	s3  *s3Run // nil in local mode
 }
 
 // live reports whether the tool may go on to its next phase: every earlier
@@ -123,7 +140,15 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 		return nil, err
 	}
 	res := &Results{Date: time.Now().UTC(), Environment: environment()}
+	if cfg.s3 {
+		if order, res.Skipped = skipForS3(order); len(order) == 0 {
+			return nil, errors.New("-s3: no tool with an S3 backend selected (backupd, restic, kopia)")
+		}
+	}
 	log.printf("tools: %s", strings.Join(order, ", "))
+	for _, sk := range res.Skipped {
+		log.printf("skipping %s: %s", sk.Tool, sk.Reason)
+	}
 	opt := workload.Options{Proxies: cfg.proxies, ConsulServers: cfg.consul, Scale: cfg.scale, Seed: cfg.seed}
 	if err := os.MkdirAll(cfg.work, 0o755); err != nil {
 		return nil, fmt.Errorf("create work directory: %w", err)
@@ -158,7 +183,15 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 	ws := res.Workload.TreeStats
 	log.printf("source: %d files (%s), %d dirs, %d symlinks, %d sockets", ws.Files, units.Bytes(ws.Bytes), ws.Dirs, ws.Symlinks, ws.Sockets)
 
-	tools, err := setupTools(ctx, order, bins, runDir, log)
+	var store *s3Run
+	if cfg.s3 {
+		if store, err = startS3(ctx, filepath.Join(runDir, "minio"), order, log); err != nil {
+			return nil, err
+		}
+		defer store.close(log)
+		res.S3 = store.info()
+	}
+	tools, err := setupTools(ctx, order, bins, runDir, store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +222,7 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 	}
 	for _, t := range tools {
 		t.res.NoChange, t.res.NoChangeWalls = median(noChange[t.res])
+		t.res.NoChangeTraffic = trafficOf(noChange[t.res])
 	}
 
 	m1, small, err := mutateSmall(ctx, src, opt, cfg, m0, log)
@@ -214,7 +248,12 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 		return nil, err
 	}
 	for _, t := range tools {
-		if t.res.RepoBytes, err = dirSize(t.d.repoDir()); err != nil {
+		if t.s3 != nil {
+			t.res.RepoBytes, err = bucketSize(ctx, t.s3.client, t.d.bucket())
+		} else {
+			t.res.RepoBytes, err = dirSize(t.d.repoDir())
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -233,14 +272,14 @@ func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
 		}
 		res.Tools = append(res.Tools, t.res)
 	}
-	res.Ratios = computeRatios(res.Tools)
+	res.Ratios = computeRatios(res.Tools, cfg.s3)
 	return res, nil
 }
 
 // setupTools creates the drivers of the tools in order, each with its home
 // under runDir, and records their versions. bin/backupd is rebuilt by
 // whoever works on the tree, so backupd runs from a private copy made here.
-func setupTools(ctx context.Context, order []string, bins map[string]string, runDir string, log *logger) ([]*tool, error) {
+func setupTools(ctx context.Context, order []string, bins map[string]string, runDir string, store *s3Run, log *logger) ([]*tool, error) {
 	if b, ok := bins["backupd"]; ok {
 		cp := filepath.Join(runDir, "bin", "backupd")
 		if err := os.MkdirAll(filepath.Dir(cp), 0o755); err != nil {
@@ -253,11 +292,15 @@ func setupTools(ctx context.Context, order []string, bins map[string]string, run
 	}
 	var tools []*tool
 	for _, name := range order {
-		d, err := newDriver(name, bins[name], filepath.Join(runDir, name))
+		var target *s3Target
+		if store != nil {
+			target = store.target(name)
+		}
+		d, err := newDriver(name, bins[name], filepath.Join(runDir, name), target)
 		if err != nil {
 			return nil, err
 		}
-		t := &tool{d: d, res: &ToolResult{Name: d.name(), Binary: d.binary()}}
+		t := &tool{d: d, res: &ToolResult{Name: d.name(), Binary: d.binary()}, s3: store}
 		out, err := query(ctx, d.versionCmd())
 		if err != nil {
 			return nil, fmt.Errorf("%s version: %w", name, err)
@@ -319,15 +362,26 @@ func restore(ctx context.Context, log *logger, t *tool, src, target string, seq 
 // outcome. Failures are recorded in t's errors; the error result is for a
 // cancelled run only.
 func step(ctx context.Context, log *logger, t *tool, label string, inv invocation) (*Measurement, error) {
+	var before Traffic
+	if t.s3 != nil {
+		before = t.s3.proxy.snapshot()
+	}
 	m, _, err := measure(ctx, inv)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", t.res.Name, label, err)
+		return nil, fmt.Errorf("%s %s: %w", t.res.Name, label, err) // the binary and ctx.Err() only
 	}
+	if t.s3 != nil {
+		m.S3 = t.s3.proxy.snapshot().sub(before)
+	}
+	m.redact(t.d.secrets())
 	syscall.Sync()
 	switch {
 	case m.Error != "":
 		t.res.Errors = append(t.res.Errors, label+": "+m.Error)
 		log.printf("%-8s %-20s FAILED after %.2fs: %s", t.res.Name, label, m.WallSec, m.Error)
+	case m.S3 != nil:
+		log.printf("%-8s %-20s %8.2fs wall %8.2fs CPU %8s RSS %6d requests %8s sent %8s received", t.res.Name, label,
+			m.WallSec, m.CPUSec, fmtKiB(m.MaxRSSKiB), m.S3.Requests, units.Bytes(m.S3.SentBytes), units.Bytes(m.S3.ReceivedBytes))
 	default:
 		log.printf("%-8s %-20s %8.2fs wall %8.2fs CPU %8s RSS", t.res.Name, label, m.WallSec, m.CPUSec, fmtKiB(m.MaxRSSKiB))
 		if m.Warning != "" {
@@ -344,12 +398,21 @@ func step(ctx context.Context, log *logger, t *tool, label string, inv invocatio
 // counts; the last run's state is kept.
 func smallChangePhase(ctx context.Context, log *logger, tools []*tool, n int, pct float64, cmd func(*tool) invocation) error {
 	saved := func(t *tool) string { return t.d.homeDir() + ".before-small-change" }
+	buckets := map[*tool]*bucketSave{}
 	if n > 1 {
 		for _, t := range tools {
 			if err := cpA(ctx, t.d.homeDir(), saved(t)); err != nil {
 				return err
 			}
 			defer os.RemoveAll(saved(t))
+			if t.s3 != nil {
+				bs, err := saveBucket(ctx, t.s3.client, t.d.bucket(), t.d.bucket()+"-saved")
+				if err != nil {
+					return err
+				}
+				buckets[t] = bs
+				defer bs.remove(context.WithoutCancel(ctx)) //nolint:errcheck // throw-away
+			}
 		}
 		// Not billed to the first tool's first run: its fsyncs would
 		// wait for the copies' writeback.
@@ -365,6 +428,11 @@ func smallChangePhase(ctx context.Context, log *logger, tools []*tool, n int, pc
 				if err := cpA(ctx, saved(t), t.d.homeDir()); err != nil {
 					return err
 				}
+				if bs := buckets[t]; bs != nil {
+					if err := bs.restore(ctx); err != nil {
+						return err
+					}
+				}
 			}
 			syscall.Sync()
 		}
@@ -378,8 +446,20 @@ func smallChangePhase(ctx context.Context, log *logger, tools []*tool, n int, pc
 	}
 	for _, t := range tools {
 		t.res.SmallChange, t.res.SmallChangeWalls = median(runs[t.res])
+		t.res.SmallChangeTraffic = trafficOf(runs[t.res])
 	}
 	return nil
+}
+
+// trafficOf returns the S3 traffic of each run, nil in local mode.
+func trafficOf(ms []*Measurement) []*Traffic {
+	var out []*Traffic
+	for _, m := range ms {
+		if m.S3 != nil {
+			out = append(out, m.S3)
+		}
+	}
+	return out
 }
 
 // cpA copies the tree src to dst with `cp -a`: times, modes and owners

@@ -84,7 +84,7 @@ func TestComputeRatios(t *testing.T) {
 	bad.RestoreVerified = false // does not count for restore or RSS
 	bad.FirstBackup.Error = "exit status 2"
 	bad.Errors = []string{"first backup: exit status 2"}
-	rs := computeRatios([]*ToolResult{bd, fast, bad})
+	rs := computeRatios([]*ToolResult{bd, fast, bad}, false)
 	want := map[string]string{
 		"first backup wall":     "PASS", // 7/10
 		"no-change backup wall": "FAIL", // 1/1

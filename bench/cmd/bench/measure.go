@@ -25,6 +25,24 @@ type Measurement struct {
 	Warning   string          `json:"warning,omitempty"`
 	Error     string          `json:"error,omitempty"`
 	Summary   json.RawMessage `json:"summary,omitempty"` // last stdout line, when it is JSON
+	// S3 is the run's traffic through the counting proxy (S3 mode).
+	S3 *Traffic `json:"s3_traffic,omitempty"`
+}
+
+// redact removes secrets from everything of m that is printed or saved.
+func (m *Measurement) redact(secrets []string) {
+	if len(secrets) == 0 {
+		return
+	}
+	for i, a := range m.Command {
+		m.Command[i] = redact(a, secrets)
+	}
+	m.Error, m.Warning = redact(m.Error, secrets), redact(m.Warning, secrets)
+	if m.Summary != nil {
+		if s := redact(string(m.Summary), secrets); s != string(m.Summary) {
+			m.Summary = nil // no longer sure to be valid JSON
+		}
+	}
 }
 
 // OK reports whether the run succeeded.

@@ -3,21 +3,24 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/meshbackup/backupd/internal/units"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/meshbackup/backupd/internal/units"
 )
 
 // Ratio is backupd's value of one measure divided by the best peer's.
 type Ratio struct {
 	Measure   string   `json:"measure"`
-	Unit      string   `json:"unit"` // "s" or "KiB"
+	Unit      string   `json:"unit"` // "s", "KiB" or "requests"
 	Backupd   *float64 `json:"backupd,omitempty"`
 	Peer      string   `json:"best_peer,omitempty"`
 	PeerValue *float64 `json:"best_peer_value,omitempty"`
 	Ratio     *float64 `json:"ratio,omitempty"`
 	Target    float64  `json:"target,omitempty"` // ratio must be at most this; 0: shown, not judged
+	Strict    bool     `json:"strict,omitempty"` // ratio must be below Target
 	Result    string   `json:"result"`           // PASS, FAIL, info (no target), or n/a when no peer completed the measure
 	Note      string   `json:"note,omitempty"`
 }
@@ -28,6 +31,7 @@ type ratioSpec struct {
 	measure string
 	unit    string
 	target  float64
+	strict  bool // the ratio must be below target, not at most
 	value   func(*ToolResult) (float64, bool)
 }
 
@@ -53,22 +57,48 @@ const (
 	minuteChangeMeasure = "minute change backup wall"
 )
 
-func ratioSpecs() []ratioSpec {
-	return []ratioSpec{
-		{"first backup wall", "s", 0.8, wallOf(func(t *ToolResult) *Measurement { return t.FirstBackup })},
-		{"no-change backup wall", "s", 0.25, wallOf(func(t *ToolResult) *Measurement { return t.NoChange })},
-		{smallChangeMeasure, "s", 0.25, wallOf(func(t *ToolResult) *Measurement { return t.SmallChange })},
-		{minuteChangeMeasure, "s", 0, wallOf(func(t *ToolResult) *Measurement { return t.Change })},
-		{"full restore wall", "s", 0.8, func(t *ToolResult) (float64, bool) { return t.Restore.wall(), t.restoreOK() }},
+// noChangeRequestsMeasure is the S3 mode's request count comparison.
+const noChangeRequestsMeasure = "no-change backup requests"
+
+func ratioSpecs(s3 bool) []ratioSpec {
+	specs := []ratioSpec{
+		{"first backup wall", "s", 0.8, false, wallOf(func(t *ToolResult) *Measurement { return t.FirstBackup })},
+		{"no-change backup wall", "s", 0.25, false, wallOf(func(t *ToolResult) *Measurement { return t.NoChange })},
+		{smallChangeMeasure, "s", 0.25, false, wallOf(func(t *ToolResult) *Measurement { return t.SmallChange })},
+		{minuteChangeMeasure, "s", 0, false, wallOf(func(t *ToolResult) *Measurement { return t.Change })},
+		{"full restore wall", "s", 0.8, false, func(t *ToolResult) (float64, bool) { return t.Restore.wall(), t.restoreOK() }},
 		// Peak RSS over the measured runs; only a tool that completed
 		// them all has a comparable peak.
-		{"peak RSS", "KiB", 1.0, func(t *ToolResult) (float64, bool) { return float64(t.PeakRSSKiB), t.restoreOK() }},
+		{"peak RSS", "KiB", 1.0, false, func(t *ToolResult) (float64, bool) { return float64(t.PeakRSSKiB), t.restoreOK() }},
 	}
+	if s3 {
+		// Fewer requests than any peer: ratio < 1.
+		specs = append(specs, ratioSpec{noChangeRequestsMeasure, "requests", 1.0, true, func(t *ToolResult) (float64, bool) {
+			n, ok := medianRequests(t.NoChangeTraffic)
+			return float64(n), ok && t.NoChange.OK()
+		}})
+	}
+	return specs
 }
 
-// computeRatios compares backupd with the best peer on each measure; nil if
-// backupd was not run.
-func computeRatios(tools []*ToolResult) []Ratio {
+// medianRequests returns the median (the lower middle) request count of
+// runs, false if there are none.
+func medianRequests(runs []*Traffic) (int64, bool) {
+	if len(runs) == 0 {
+		return 0, false
+	}
+	ns := make([]int64, len(runs))
+	for i, r := range runs {
+		ns[i] = r.Requests
+	}
+	slices.Sort(ns)
+	return ns[(len(ns)-1)/2], true
+}
+
+// computeRatios compares backupd with the best peer on each measure (and
+// on the request count of the no-change backup with s3); nil if backupd was
+// not run.
+func computeRatios(tools []*ToolResult, s3 bool) []Ratio {
 	var bd *ToolResult
 	for _, t := range tools {
 		if t.Name == "backupd" {
@@ -79,8 +109,8 @@ func computeRatios(tools []*ToolResult) []Ratio {
 		return nil
 	}
 	var out []Ratio
-	for _, s := range ratioSpecs() {
-		r := Ratio{Measure: s.measure, Unit: s.unit, Target: s.target}
+	for _, s := range ratioSpecs(s3) {
+		r := Ratio{Measure: s.measure, Unit: s.unit, Target: s.target, Strict: s.strict}
 		for _, t := range tools {
 			if t == bd {
 				continue
@@ -104,7 +134,7 @@ func computeRatios(tools []*ToolResult) []Ratio {
 			switch {
 			case s.target == 0:
 				r.Result = "info"
-			case ratio <= s.target:
+			case s.strict && ratio < s.target, !s.strict && ratio <= s.target:
 				r.Result = "PASS"
 			default:
 				r.Result = "FAIL"
@@ -140,6 +170,13 @@ func renderMarkdown(res *Results) string {
 	w, sc, c, e := res.Workload, res.SmallChange, res.Change, res.Environment
 	fmt.Fprintf(&b, "Measured %s on %d CPUs (%s), %.1f GiB RAM, %s, %s.\n\n",
 		res.Date.Format("2006-01-02 15:04 MST"), e.CPUs, e.CPUModel, float64(e.MemTotalMiB)/1024, e.Kernel, e.GoVersion)
+	if res.S3 != nil {
+		fmt.Fprintf(&b, "**S3 mode**: every repository is a bucket (one per tool) of a local MinIO (%s) started by the bench, reached through the bench's counting proxy on 127.0.0.1; repo size is the sum of the bucket's object sizes.", res.S3.Server)
+		for _, sk := range res.Skipped {
+			fmt.Fprintf(&b, " %s skipped: %s.", sk.Tool, sk.Reason)
+		}
+		b.WriteString("\n\n")
+	}
 	fmt.Fprintf(&b, "Source: %d proxies, %d Consul servers, scale %g, seed %d: %d files (%s), %d dirs, %d symlinks, %d sockets.  \n",
 		w.Options.Proxies, w.Options.ConsulServers, w.Options.Scale, w.Options.Seed, w.Files, units.Bytes(w.Bytes), w.Dirs, w.Symlinks, w.Sockets)
 	fmt.Fprintf(&b, "Small change: %d `workload.MutateSome` step(s), %d of %d proxies active, Consul idle (target %g%%): %s in new 4 KiB blocks = **%.2f%%** of %s (%s); files: %d new, %d changed (%s), %d removed.  \n",
@@ -171,6 +208,9 @@ func renderMarkdown(res *Results) string {
 			secCell(t.FirstBackup), cpuCell(t.FirstBackup), rssCell(t.FirstBackup),
 			secCell(t.NoChange), secCell(t.SmallChange), secCell(t.Change),
 			restoreWall, cpuCell(t.Restore), rssCell(t.Restore), repo)
+	}
+	if res.S3 != nil {
+		b.WriteString(renderTraffic(res))
 	}
 	var errs []string
 	for _, t := range res.Tools {
@@ -215,7 +255,10 @@ func renderMarkdown(res *Results) string {
 			measure = fmt.Sprintf("%s (%s of bytes changed)", measure, pct(c.Percent))
 		}
 		target := "–"
-		if r.Target > 0 {
+		switch {
+		case r.Strict:
+			target = fmt.Sprintf("< %.2f× (fewer than any peer)", r.Target)
+		case r.Target > 0:
 			target = fmt.Sprintf("≤ %.2f×", r.Target)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", measure, bd, peer, ratio, target, result)
@@ -256,10 +299,56 @@ func rssCell(m *Measurement) string {
 }
 
 func fmtValue(v float64, unit string) string {
-	if unit == "KiB" {
+	switch unit {
+	case "KiB":
 		return fmtKiB(int64(v))
+	case "requests":
+		return fmt.Sprintf("%.0f", v)
 	}
 	return fmtSeconds(v)
+}
+
+// renderTraffic returns the S3 traffic table: per tool and operation, the
+// requests by method and the body bytes sent and received.
+func renderTraffic(res *Results) string {
+	var b strings.Builder
+	b.WriteString("\nS3 traffic through the counting proxy, per run (no-change and small-change: the median run by wall time, with the range of request counts over all runs); sent and received are the request and response bodies, from the tool's side:\n\n")
+	b.WriteString("| tool | operation | requests | by method | sent | received |\n")
+	b.WriteString("|---|---|---:|---|---:|---:|\n")
+	for _, t := range res.Tools {
+		ops := []struct {
+			name string
+			m    *Measurement
+			all  []*Traffic
+		}{
+			{"init", t.Init, nil},
+			{"first backup", t.FirstBackup, nil},
+			{"no-change backup", t.NoChange, t.NoChangeTraffic},
+			{"small change backup", t.SmallChange, t.SmallChangeTraffic},
+			{"minute change backup", t.Change, nil},
+			{"full restore", t.Restore, nil},
+		}
+		for _, op := range ops {
+			if op.m == nil || op.m.S3 == nil {
+				continue
+			}
+			tr := op.m.S3
+			reqs := fmt.Sprintf("%d", tr.Requests)
+			if len(op.all) > 1 {
+				lo, hi := op.all[0].Requests, op.all[0].Requests
+				for _, a := range op.all {
+					lo, hi = min(lo, a.Requests), max(hi, a.Requests)
+				}
+				reqs += fmt.Sprintf(" (%d–%d)", lo, hi)
+			}
+			name := op.name
+			if !op.m.OK() {
+				name += " (failed)"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", t.Name, name, reqs, tr.methods(), units.Bytes(tr.SentBytes), units.Bytes(tr.ReceivedBytes))
+		}
+	}
+	return b.String()
 }
 
 func fmtSeconds(s float64) string {

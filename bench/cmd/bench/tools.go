@@ -35,19 +35,38 @@ type driver interface {
 	// restoredRoot is where the tree backed up from src ends up under the
 	// restore target.
 	restoredRoot(target, src string) string
+	// bucket is the repository's bucket in S3 mode, "" in local mode.
+	bucket() string
+	// secrets are the strings that must not appear in any output.
+	secrets() []string
 }
 
 // toolBase holds what every driver has.
 type toolBase struct {
 	bin  string
 	home string
-	repo string
+	repo string // the directory, or in S3 mode the tool's name of the repository
 	env  []string
+	s3   *s3Target // nil in local mode
 }
 
 func (b *toolBase) binary() string  { return b.bin }
 func (b *toolBase) repoDir() string { return b.repo }
 func (b *toolBase) homeDir() string { return b.home }
+
+func (b *toolBase) bucket() string {
+	if b.s3 == nil {
+		return ""
+	}
+	return b.s3.bucket
+}
+
+func (b *toolBase) secrets() []string {
+	if b.s3 == nil {
+		return nil
+	}
+	return b.s3.creds.secrets()
+}
 
 func (b *toolBase) cmd(args ...string) invocation {
 	return invocation{bin: b.bin, args: args, env: b.env}
@@ -130,25 +149,53 @@ func selectTools(want []string, backupdBin string) (map[string]string, []string,
 	return bins, order, nil
 }
 
+// backupdS3Flags are the flags backupd gets after its command in S3 mode,
+// besides --repo s3://BUCKET (the endpoint, region and keys are in its
+// environment, see s3Env).
+func backupdS3Flags() []string { return []string{"--s3-path-style=true"} }
+
+// s3Env is the environment of a tool using the bucket of t through the
+// counting proxy: the AWS SDK's variables, which restic and kopia read too.
+func s3Env(t *s3Target) []string {
+	return []string{
+		"AWS_ENDPOINT_URL=http://" + t.endpoint,
+		"AWS_REGION=" + s3Region,
+		"AWS_ACCESS_KEY_ID=" + t.creds.accessKey,
+		"AWS_SECRET_ACCESS_KEY=" + t.creds.secretKey,
+	}
+}
+
 // newDriver creates the driver of tool name working in home, creating the
-// directories it needs.
-func newDriver(name, bin, home string) (driver, error) {
-	b := toolBase{bin: bin, home: home, repo: filepath.Join(home, "repo")}
+// directories it needs. With s3 set the repository is in s3's bucket.
+func newDriver(name, bin, home string, s3 *s3Target) (driver, error) {
+	b := toolBase{bin: bin, home: home, repo: filepath.Join(home, "repo"), s3: s3}
 	dirs := []string{home}
 	env := baseEnv()
 	// Keep every tool's caches and configuration inside its home.
 	env = append(env, "XDG_CACHE_HOME="+filepath.Join(home, "xdg-cache"), "XDG_CONFIG_HOME="+filepath.Join(home, "xdg-config"))
+	if s3 != nil {
+		env = append(env, s3Env(s3)...)
+	}
 	var d driver
 	switch name {
 	case "backupd":
+		if s3 != nil {
+			b.repo = "s3://" + s3.bucket
+		}
 		b.env = append(env, "BACKUPD_PASSWORD="+benchPassword)
 		d = &backupdDriver{b}
 	case "restic":
 		cache := filepath.Join(home, "cache")
 		dirs = append(dirs, cache)
+		if s3 != nil {
+			b.repo = "s3:http://" + s3.endpoint + "/" + s3.bucket
+		}
 		b.env = append(env, "RESTIC_PASSWORD="+benchPassword, "RESTIC_REPOSITORY="+b.repo, "RESTIC_CACHE_DIR="+cache)
 		d = &resticDriver{b}
 	case "borg":
+		if s3 != nil {
+			return nil, errors.New("borg has no S3 backend")
+		}
 		base := filepath.Join(home, "base")
 		dirs = append(dirs, base)
 		b.env = append(env, "BORG_PASSPHRASE="+benchPassword, "BORG_BASE_DIR="+base,
@@ -172,13 +219,14 @@ func newDriver(name, bin, home string) (driver, error) {
 }
 
 // baseEnv is the bench's environment without any tool's own settings, so a
-// stray RESTIC_REPOSITORY or BORG_REPO cannot redirect a run.
+// stray RESTIC_REPOSITORY, BORG_REPO or AWS_PROFILE cannot redirect a run.
 func baseEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "BACKUPD_") || strings.HasPrefix(k, "RESTIC_") ||
 			strings.HasPrefix(k, "BORG_") || strings.HasPrefix(k, "KOPIA_") ||
+			strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "MINIO_") ||
 			k == "XDG_CACHE_HOME" || k == "XDG_CONFIG_HOME" {
 			continue
 		}
@@ -197,12 +245,21 @@ type backupdDriver struct{ toolBase }
 
 func (d *backupdDriver) name() string           { return "backupd" }
 func (d *backupdDriver) versionCmd() invocation { return d.cmd("--version") }
-func (d *backupdDriver) initCmd() invocation    { return d.cmd("init", "--repo", d.repo) }
+func (d *backupdDriver) initCmd() invocation    { return d.repoCmd("init") }
 func (d *backupdDriver) backupCmd(src string, _ int) invocation {
-	return d.cmd("backup", "--repo", d.repo, "--policy", "bench", "--json", src)
+	return d.repoCmd("backup", "--policy", "bench", "--json", src)
 }
 func (d *backupdDriver) restoreCmd(_, target string, _ int) invocation {
-	return d.cmd("restore", "--repo", d.repo, "--target", target, "--json", "latest")
+	return d.repoCmd("restore", "--target", target, "--json", "latest")
+}
+
+// repoCmd is backupd's command with --repo (and the S3 flags) after it.
+func (d *backupdDriver) repoCmd(command string, args ...string) invocation {
+	all := []string{command, "--repo", d.repo}
+	if d.s3 != nil {
+		all = append(all, backupdS3Flags()...)
+	}
+	return d.cmd(append(all, args...)...)
 }
 func (d *backupdDriver) restoredRoot(target, _ string) string { return target }
 
@@ -243,6 +300,13 @@ type kopiaDriver struct{ toolBase }
 func (d *kopiaDriver) name() string           { return "kopia" }
 func (d *kopiaDriver) versionCmd() invocation { return d.cmd("--version") }
 func (d *kopiaDriver) initCmd() invocation {
+	if d.s3 != nil {
+		// The keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+		// (kopia's defaults for --access-key and --secret-access-key), so
+		// they are not on the command line.
+		return d.cmd("repository", "create", "s3", "--bucket", d.s3.bucket, "--endpoint", d.s3.endpoint,
+			"--disable-tls", "--region", s3Region)
+	}
 	return d.cmd("repository", "create", "filesystem", "--path", d.repo)
 }
 func (d *kopiaDriver) backupCmd(src string, _ int) invocation {

@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 
-.PHONY: all build run demo alerts dashboards e2e test test-short lint fuzz bench clean
+.PHONY: all build run demo alerts dashboards e2e test test-short lint fuzz bench bench-s3 clean
 
 all: build
 
@@ -72,6 +72,12 @@ fuzz:
 bench: build
 	./scripts/install-tools.sh restic borg $(if $(BENCH_KOPIA),kopia)
 	$(GO) run ./bench/cmd/bench $(BENCH_FLAGS)
+
+# The same against S3: backupd, restic and kopia, each in a bucket of a MinIO
+# the bench starts, every request counted (borg has no S3 backend).
+bench-s3: build
+	./scripts/install-tools.sh restic kopia minio
+	$(GO) run ./bench/cmd/bench -s3 $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin var

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"debug/buildinfo"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -102,7 +103,7 @@ func startMinio(ctx context.Context, bin, dir string, creds s3Creds) (*minioServ
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start minio: %w", err)
 	}
-	s := &minioServer{cmd: cmd, addr: addr, creds: creds, version: lastLines(string(out), 1), bin: bin, done: make(chan error, 1)}
+	s := &minioServer{cmd: cmd, addr: addr, creds: creds, version: minioVersion(bin, string(out)), bin: bin, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait() }()
 	if err := s.waitReady(ctx, 2*time.Minute); err != nil {
 		s.stop()
@@ -405,4 +406,25 @@ func (r *s3Run) close(log *logger) {
 	}
 	r.minio.stop()
 	log.printf("MinIO stopped")
+}
+
+// minioVersion is the first line of minio --version (out) and, for a build
+// from a module pseudo-version (whose line says DEVELOPMENT), the module
+// version the binary was built from.
+func minioVersion(bin, out string) string {
+	v := firstLine(out)
+	if bi, err := buildinfo.ReadFile(bin); err == nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v += ", module " + bi.Main.Version
+	}
+	return v
+}
+
+// firstLine returns the first non-empty line of s ("minio version RELEASE...").
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
 }

@@ -135,14 +135,22 @@ func (t *tool) live() bool { return len(t.res.Errors) == 0 }
 const maxRestoreDiff = 20
 
 func runBench(ctx context.Context, cfg *config, log *logger) (*Results, error) {
-	bins, order, err := selectTools(cfg.tools, cfg.backupd)
+	want := cfg.tools
+	var skipped []Skipped
+	if cfg.s3 && want != nil {
+		// A tool without an S3 backend need not be installed to be skipped.
+		if want, skipped = skipForS3(want); len(want) == 0 {
+			return nil, errors.New("-s3: no tool with an S3 backend selected (backupd, restic, kopia)")
+		}
+	}
+	bins, order, err := selectTools(want, cfg.backupd)
 	if err != nil {
 		return nil, err
 	}
-	res := &Results{Date: time.Now().UTC(), Environment: environment()}
+	res := &Results{Date: time.Now().UTC(), Environment: environment(), Skipped: skipped}
 	if cfg.s3 {
 		if order, res.Skipped = skipForS3(order); len(order) == 0 {
-			return nil, errors.New("-s3: no tool with an S3 backend selected (backupd, restic, kopia)")
+			return nil, errors.New("-s3: no tool with an S3 backend found (backupd, restic, kopia)")
 		}
 	}
 	log.printf("tools: %s", strings.Join(order, ", "))
@@ -394,8 +402,9 @@ func step(ctx context.Context, log *logger, t *tool, label string, inv invocatio
 // smallChangePhase runs the small-change backup of every tool n times,
 // the tools taking turns, each time from the state after the no-change
 // backups: every tool's home (repository, caches, configuration) is copied
-// with `cp -a` first and put back before each further run. The median
-// counts; the last run's state is kept.
+// with `cp -a` first and put back before each further run, and in S3 mode
+// its bucket too (saveBucket, bucketSave.restore). The median counts; the
+// last run's state is kept.
 func smallChangePhase(ctx context.Context, log *logger, tools []*tool, n int, pct float64, cmd func(*tool) invocation) error {
 	saved := func(t *tool) string { return t.d.homeDir() + ".before-small-change" }
 	buckets := map[*tool]*bucketSave{}

@@ -13,6 +13,7 @@
 package checker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -555,7 +556,10 @@ func readPack(ctx context.Context, repo *repository.Repo, pid repository.ID) pac
 	if err != nil {
 		// The pack's bytes changed; use the index to find its blobs and
 		// tell which ones are damaged.
+		// Sorted by offset: the index's order is a map's, and the
+		// problems must come out the same in every run.
 		blobs = repo.Index().Packs()[pid]
+		slices.SortFunc(blobs, func(a, b repository.PackBlob) int { return cmp.Compare(a.Offset, b.Offset) })
 		if len(blobs) == 0 {
 			res.problems = append(res.problems, Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
 			return res

@@ -48,6 +48,11 @@ type Repo struct {
 	cancelUpload map[uint64]context.CancelFunc
 	uploadSeq    uint64
 	packErr      error
+	// clockOffset is the store's clock minus the host's, measured by
+	// lockNow when the backend implements backend.ServerClock.
+	clockMu       sync.Mutex
+	clockOffset   time.Duration
+	clockMeasured bool
 	// keyName is the key file the password opened (keys.go).
 	keyMu   sync.Mutex
 	keyName string

@@ -307,7 +307,10 @@ func (r *Repo) writeLock(ctx context.Context, info LockInfo) (string, error) {
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
 	name := hex.EncodeToString(rnd[:])
-	if err := r.be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: name}, bytes.NewReader(b)); err != nil {
+	// The name is random: ErrExists can only be a retrying backend's
+	// earlier attempt of this Save that stored it (backend/retry), and the
+	// object is ours.
+	if err := r.be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: name}, bytes.NewReader(b)); err != nil && !errors.Is(err, backend.ErrExists) {
 		return "", fmt.Errorf("write lock: %w", err)
 	}
 	return name, nil

@@ -191,3 +191,58 @@ func TestVerifiedLoadsAreRefetched(t *testing.T) {
 		}
 	})
 }
+
+// ambiguousSave stores the first save of each type in types, then
+// reports a transient failure, as a store whose answer was lost.
+type ambiguousSave struct {
+	backend.Backend
+	types map[backend.FileType]bool
+	mu    sync.Mutex
+	done  map[backend.FileType]bool
+}
+
+func (a *ambiguousSave) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker) error {
+	a.mu.Lock()
+	first := a.types[h.Type] && !a.done[h.Type]
+	a.done[h.Type] = true
+	a.mu.Unlock()
+	if err := a.Backend.Save(ctx, h, rd); err != nil || !first {
+		return err
+	}
+	return backend.Transient(errors.New("connection reset after the upload"))
+}
+
+// Through the retry layer, a save whose answer was lost after the store
+// kept it is retried, finds its name taken by its own bytes, and succeeds:
+// for locks and orphan hints (random names) as for packs, index files and
+// snapshots (named by their content).
+func TestAmbiguousSavesSucceedThroughRetries(t *testing.T) {
+	ctx := t.Context()
+	_, m := repotest.NewMem(t)
+	amb := &ambiguousSave{Backend: m, done: map[backend.FileType]bool{}, types: map[backend.FileType]bool{
+		backend.LockFile: true, backend.MarkerFile: true, backend.PackFile: true, backend.IndexFile: true, backend.SnapshotFile: true}}
+	noSleep := func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	r := repotest.Reopen(t, retry.New(amb, retry.Options{Sleep: noSleep}), repository.Options{LockRefresh: time.Hour})
+	l, err := r.Lock(ctx, repository.LockOptions{Command: "backup"})
+	if err != nil {
+		t.Fatalf("lock: %v", err)
+	}
+	defer func() { _ = l.Unlock() }()
+	if err := r.MarkOrphans(ctx); err != nil {
+		t.Fatalf("mark orphans: %v", err)
+	}
+	data := []byte(strings.Repeat("x", 1000))
+	if _, _, err := r.SaveBlob(ctx, repository.DataBlob, r.BlobID(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	if _, err := r.SaveUnpacked(ctx, backend.SnapshotFile, []byte("{}")); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	locks, err := r.ListLocks(ctx)
+	if err != nil || len(locks) != 1 {
+		t.Fatalf("%d lock objects (%v), want 1", len(locks), err)
+	}
+}

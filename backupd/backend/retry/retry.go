@@ -31,9 +31,13 @@
 // content (packs, index files, snapshots and other unpacked objects: the
 // name is the hash of the content) is then already stored with the right
 // content, and the repository treats ErrExists of those as success
-// (repository finishPack, saveUnpacked). A caller saving under a name not
+// (repository finishPack, saveSealed), as it does for key files (named by
+// their content too) and for locks and orphan hints (random names: only its
+// own attempt can have taken one). Any other caller saving under a name not
 // derived from the content must be ready to see ErrExists for an object its
-// own earlier attempt stored.
+// own earlier attempt stored; init's config is such a name, and an init
+// whose config upload was answered ambiguously fails and must be checked by
+// hand.
 //
 // List restarts a failed listing from the beginning. Names the caller's fn
 // was already given in this List call are skipped on the restart, so fn

@@ -27,7 +27,7 @@ func NewStorage() *Storage {
 			Buckets:                     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 			NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 100, NativeHistogramMinResetDuration: time.Hour},
 			[]string{"repository", "op"}),
-		retries: counter("storage_retries_total", "Backend operations retried (object storage; the local backend does not retry).", "repository", "op"),
+		retries: counter("storage_retries_total", "Backend operations retried by the retry layer (object storage; the local backend does not retry).", "repository", "op"),
 	}
 }
 
@@ -53,6 +53,23 @@ func (s *Storage) Wrap(repository string, be backend.Backend) backend.Backend {
 		s.retries.WithLabelValues(repository, op)
 	}
 	return &measured{Backend: be, s: s, repo: repository}
+}
+
+// RetryHook returns a function that counts one retry of the repository's
+// backend into storage_retries_total{repository,op}; it is meant for the
+// OnRetry option of package backend/retry. Only the operation becomes a
+// label: the attempt number and the error (which may name a URL) are
+// dropped. Safe for concurrent use. Whether storage_operations_total counts
+// attempts or whole retried operations depends on the order of the
+// wrappers: put Wrap outside the retry layer to count what the engine asked
+// for, inside it to count every request.
+func (s *Storage) RetryHook(repository string) func(op string, attempt int, err error) {
+	for _, op := range storageOps {
+		s.retries.WithLabelValues(repository, op)
+	}
+	return func(op string, _ int, _ error) {
+		s.retries.WithLabelValues(repository, op).Inc()
+	}
 }
 
 type measured struct {

@@ -10,7 +10,9 @@
 //   - Objects are immutable: Save never replaces an existing object, it
 //     reports ErrExists instead.
 //   - Not-found is reported as an error matching ErrNotFound.
-//   - Backends do not retry; retrying is a wrapper's job.
+//   - Backends do not retry; retrying is a wrapper's job: package
+//     backend/retry retries what a backend marks Transient (errors.go) and
+//     re-fetches a Load whose bytes failed verification (ErrIntegrity).
 //
 // # Optional features
 //

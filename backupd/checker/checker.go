@@ -13,6 +13,7 @@
 package checker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,9 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/repository"
@@ -34,8 +38,17 @@ type Options struct {
 	SubsetN  int
 	SubsetT  int
 	Logger   *slog.Logger
-	// Progress, if set, is called after each pack read back.
+	// Progress, if set, is called after each pack read back, with done
+	// counting up by one per call. Calls are serialised but come from the
+	// reading goroutines.
 	Progress func(done, total int)
+	// Reads bounds the packs read at once, for the trailers and for the
+	// read-back: 8 by default, so that an object store's latency per
+	// request (tens of milliseconds) is overlapped rather than summed.
+	// The read-back holds up to Reads whole packs in memory (8 × the
+	// 16 MiB default pack size is 128 MiB); a trailer read holds a few
+	// KiB. The report does not depend on it.
+	Reads int
 	// NoRecord leaves damage found unrecorded. By default a check that
 	// finds damaged or missing data records it in the repository (see
 	// recordDamage), so that backups store it again.
@@ -159,6 +172,9 @@ func check(ctx context.Context, repo *repository.Repo, opt Options) (*Report, er
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opt.Reads <= 0 {
+		opt.Reads = 8
+	}
 	if err := validSubset(opt); err != nil {
 		return nil, err
 	}
@@ -251,7 +267,8 @@ func (c *run) listPacks(ctx context.Context) error {
 }
 
 // checkPacks finds indexed packs that are missing, and reads every pack's
-// trailer to compare it with the index.
+// trailer to compare it with the index, up to Options.Reads at once. The
+// findings are merged in pack order, as a sequential check would find them.
 func (c *run) checkPacks(ctx context.Context) error {
 	for _, pid := range repository.SortedIDs(c.indexed) {
 		if _, ok := c.sizes[pid]; !ok {
@@ -259,29 +276,75 @@ func (c *run) checkPacks(ctx context.Context) error {
 			c.badPack[pid] = true
 		}
 	}
-	for _, pid := range repository.SortedIDs(c.sizes) {
-		if err := ctx.Err(); err != nil {
-			return err
+	pids := repository.SortedIDs(c.sizes)
+	results := make([]trailerResult, len(pids))
+	if err := forEach(ctx, c.opt.Reads, len(pids), func(ctx context.Context, i int) {
+		results[i] = c.checkTrailer(ctx, pids[i])
+	}); err != nil {
+		return err
+	}
+	for i, res := range results {
+		if res.bad {
+			c.badPack[pids[i]] = true
 		}
-		c.checkTrailer(ctx, pid)
+		if res.unindexed {
+			c.rep.UnindexedPacks++
+			c.rep.Warnings = append(c.rep.Warnings, res.warning)
+		}
+		for _, p := range res.problems {
+			c.rep.add(p)
+		}
 	}
 	return nil
 }
 
+// forEach calls fn for 0 <= i < n on up to limit goroutines, and returns
+// ctx's error if it ended before every call was made.
+func forEach(ctx context.Context, limit, n int, fn func(ctx context.Context, i int)) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for i := range n {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			fn(gctx, i)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// trailerResult is what checkTrailer found about one pack.
+type trailerResult struct {
+	problems  []Problem
+	bad       bool // the trailer is unreadable
+	unindexed bool // no index names the pack
+	warning   string
+}
+
 // checkTrailer reads the trailer of pack pid and compares it with the
-// pack's index entries; a pack no index names is a warning.
-func (c *run) checkTrailer(ctx context.Context, pid repository.ID) {
+// pack's index entries; a pack no index names is a warning. It runs on a
+// reading goroutine and only reads the run's state.
+func (c *run) checkTrailer(ctx context.Context, pid repository.ID) trailerResult {
+	var res trailerResult
 	trailer, err := c.repo.ReadPackTrailer(ctx, pid, c.sizes[pid])
 	if err != nil {
-		c.rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
-		c.badPack[pid] = true
-		return
+		res.problems = append(res.problems, Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
+		res.bad = true
+		return res
 	}
 	want, ok := c.indexed[pid]
 	if !ok {
-		c.rep.UnindexedPacks++
-		c.rep.Warnings = append(c.rep.Warnings, unindexedWarning(pid, c.badIndex, c.rep.damage))
-		return
+		res.unindexed = true
+		res.warning = unindexedWarning(pid, c.badIndex, c.rep.damage)
+		return res
 	}
 	inTrailer := map[repository.ID]repository.PackBlob{}
 	for _, b := range trailer {
@@ -291,14 +354,17 @@ func (c *run) checkTrailer(ctx context.Context, pid repository.ID) {
 		bid := b.ID
 		t, ok := inTrailer[bid]
 		if !ok || t.Offset != b.Offset || t.Length != b.Length || t.Type != b.Type || t.RawLen != b.RawLen || t.Flags != b.Flags {
-			c.rep.add(Problem{Kind: "index-mismatch", Object: "data/" + pid.String(), Pack: pid.String(),
+			res.problems = append(res.problems, Problem{Kind: "index-mismatch", Object: "data/" + pid.String(), Pack: pid.String(),
 				Message: fmt.Sprintf("index entry of blob %s disagrees with the trailer of pack %s", bid.Str(), pid.Str()),
 				id:      bid, isBlob: true})
 		}
 	}
+	return res
 }
 
-// readBack reads back the packs the options select (all, or a subset).
+// readBack reads back the packs the options select (all, or a subset), up
+// to Options.Reads at once. The findings are merged in pack order, as a
+// sequential check would find them.
 func (c *run) readBack(ctx context.Context) error {
 	if !c.opt.ReadData && c.opt.SubsetT <= 0 {
 		return nil
@@ -309,14 +375,26 @@ func (c *run) readBack(ctx context.Context) error {
 			sel = append(sel, pid)
 		}
 	}
-	for i, pid := range sel {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		readPack(ctx, c.repo, pid, c.rep)
-		c.rep.PacksRead++
+	results := make([]packResult, len(sel))
+	var mu sync.Mutex
+	done := 0
+	if err := forEach(ctx, c.opt.Reads, len(sel), func(ctx context.Context, i int) {
+		results[i] = readPack(ctx, c.repo, sel[i])
 		if c.opt.Progress != nil {
-			c.opt.Progress(i+1, len(sel))
+			mu.Lock()
+			defer mu.Unlock()
+			done++
+			c.opt.Progress(done, len(sel))
+		}
+	}); err != nil {
+		return err
+	}
+	for _, res := range results {
+		c.rep.PacksRead++
+		c.rep.BlobsChecked += res.blobsChecked
+		c.rep.CorruptBlobs += res.corruptBlobs
+		for _, p := range res.problems {
+			c.rep.add(p)
 		}
 	}
 	return nil
@@ -452,32 +530,44 @@ func walk(ctx context.Context, repo *repository.Repo, id repository.ID, dir stri
 	return nil
 }
 
-// readPack reads a whole pack back and verifies every blob in it.
-func readPack(ctx context.Context, repo *repository.Repo, pid repository.ID, rep *Report) {
-	data, err := backend.LoadAll(ctx, repo.Backend(), backend.Handle{Type: backend.PackFile, Name: pid.String()})
+// packResult is what readPack found in one pack.
+type packResult struct {
+	problems     []Problem
+	blobsChecked int
+	corruptBlobs int
+}
+
+// readPack reads a whole pack back and verifies every blob in it. The pack
+// is checked against its name inside the Load (repository.LoadPack), so a
+// retrying backend fetches it again when the bytes that arrived were bad;
+// a pack damaged at rest is then examined blob by blob.
+func readPack(ctx context.Context, repo *repository.Repo, pid repository.ID) packResult {
+	var res packResult
+	data, hashOK, err := repo.LoadPack(ctx, pid)
 	if err != nil {
-		rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: fmt.Sprintf("read pack %s: %v", pid.Str(), err)})
-		return
+		res.problems = append(res.problems, Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
+		return res
 	}
-	hashOK := repository.Hash(data) == pid
 	blobs, err := repo.DecodePack(pid, data)
 	if err != nil && hashOK {
-		rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
-		return
+		res.problems = append(res.problems, Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
+		return res
 	}
 	if err != nil {
 		// The pack's bytes changed; use the index to find its blobs and
 		// tell which ones are damaged.
+		// Sorted by offset: the index's order is a map's, and the
+		// problems must come out the same in every run.
 		blobs = repo.Index().Packs()[pid]
+		slices.SortFunc(blobs, func(a, b repository.PackBlob) int { return cmp.Compare(a.Offset, b.Offset) })
 		if len(blobs) == 0 {
-			rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
-			return
+			res.problems = append(res.problems, Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(), Message: err.Error()})
+			return res
 		}
 	}
-	corrupt := 0
 	var buf []byte
 	for _, b := range blobs {
-		rep.BlobsChecked++
+		res.blobsChecked++
 		end := int64(b.Offset) + int64(b.Length)
 		var berr error
 		if end > int64(len(data)) {
@@ -486,14 +576,14 @@ func readPack(ctx context.Context, repo *repository.Repo, pid repository.ID, rep
 			buf, berr = repo.OpenBlob(b.Type, b.ID, pid, b.Flags, b.RawLen, data[b.Offset:end], buf)
 		}
 		if berr != nil {
-			corrupt++
-			rep.CorruptBlobs++
-			rep.add(Problem{Kind: "corrupt-blob", Object: "blob/" + b.ID.String(), Pack: pid.String(),
+			res.corruptBlobs++
+			res.problems = append(res.problems, Problem{Kind: "corrupt-blob", Object: "blob/" + b.ID.String(), Pack: pid.String(),
 				Message: fmt.Sprintf("%s blob %s in pack %s: %v", b.Type, b.ID.Str(), pid.Str(), berr), id: b.ID, isBlob: true})
 		}
 	}
-	if !hashOK && corrupt == 0 {
-		rep.add(Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(),
+	if !hashOK && res.corruptBlobs == 0 {
+		res.problems = append(res.problems, Problem{Kind: "corrupt-pack", Object: "data/" + pid.String(),
 			Message: fmt.Sprintf("pack %s: content does not match its name (damage outside the blobs, e.g. in the trailer)", pid.Str())})
 	}
+	return res
 }

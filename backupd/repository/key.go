@@ -49,7 +49,9 @@ func Init(ctx context.Context, be backend.Backend, password []byte, opt Options)
 		return nil, err
 	}
 	keyName := Hash(kb).String()
-	if err := be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: keyName}, bytes.NewReader(kb)); err != nil {
+	// Named by its content (a fresh master key and salt): ErrExists is a
+	// retrying backend's earlier attempt that stored these bytes.
+	if err := be.Save(ctx, backend.Handle{Type: backend.KeyFile, Name: keyName}, bytes.NewReader(kb)); err != nil && !errors.Is(err, backend.ErrExists) {
 		return nil, fmt.Errorf("init: save key: %w", err)
 	}
 	cb, err := json.MarshalIndent(cfg, "", "  ")

@@ -171,7 +171,10 @@ func (r *Repo) AddKey(ctx context.Context, password []byte) (string, error) {
 	}
 	name := Hash(kb).String()
 	h := backend.Handle{Type: backend.KeyFile, Name: name}
-	if err := r.be.Save(ctx, h, bytes.NewReader(kb)); err != nil {
+	// Named by its content, which holds a fresh salt: ErrExists is a
+	// retrying backend's earlier attempt that stored these bytes, and the
+	// read-back below proves them.
+	if err := r.be.Save(ctx, h, bytes.NewReader(kb)); err != nil && !errors.Is(err, backend.ErrExists) {
 		return "", fmt.Errorf("add key: save keys/%s: %w", name, err)
 	}
 	r.opt.Faults.Hit(faultpoint.AfterKeyWrite)

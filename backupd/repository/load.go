@@ -48,13 +48,34 @@ func (r *Repo) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]b
 	sealed := getBuf(int(loc.Length))[:loc.Length]
 	defer putBuf(sealed)
 	h := backend.Handle{Type: backend.PackFile, Name: loc.Pack.String()}
-	if err := backend.ReadAt(ctx, r.be, h, sealed, int64(loc.Offset)); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
+	var plain []byte
+	// Invariant: the blob is verified inside the Load's fn, so that a
+	// retrying backend fetches it again when the bytes that arrived are
+	// bad (a *CorruptError matches backend.ErrIntegrity), and no bad bytes
+	// leave the fn. fn is idempotent: each call overwrites sealed and
+	// opens into buf[:0].
+	err := r.be.Load(ctx, h, len(sealed), int64(loc.Offset), func(rd io.Reader) error {
+		if _, err := io.ReadFull(rd, sealed); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("pack is truncated: %w", io.ErrUnexpectedEOF)}
+			}
+			return err
+		}
+		var err error
+		plain, err = r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, sealed, buf)
+		return err
+	})
+	if err != nil {
+		var ce *CorruptError
+		switch {
+		case errors.As(err, &ce):
+			return nil, err
+		case errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, &CorruptError{What: "blob", ID: id, Pack: loc.Pack, Err: fmt.Errorf("pack is truncated: %w", err)}
 		}
 		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Str(), loc.Pack.Str(), err)
 	}
-	return r.OpenBlob(t, id, loc.Pack, loc.Flags, loc.RawLen, sealed, buf)
+	return plain, nil
 }
 
 // treePackCacheBytes bounds the tree-pack cache.
@@ -78,8 +99,26 @@ func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, int64, error) {
 	if fi.Size > treePackCacheBytes/2 {
 		return nil, fi.Size, nil
 	}
-	b, err = backend.LoadAll(ctx, r.be, h)
+	// The pack is checked against its name inside the Load's fn, so that a
+	// retrying backend fetches it again when the bytes that arrived are
+	// bad. A pack damaged at rest is not cached: each of its blobs is then
+	// read and verified alone, and only the damaged ones fail.
+	err = r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+		data, err := io.ReadAll(rd)
+		if err != nil {
+			return err
+		}
+		if Hash(data) != pack {
+			return &CorruptError{What: "pack", ID: pack, Err: errors.New("content does not match its name")}
+		}
+		b = data
+		return nil
+	})
 	if err != nil {
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			return nil, fi.Size, nil
+		}
 		return nil, 0, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
 	}
 	r.treeMu.Lock()

@@ -20,6 +20,27 @@ import (
 // writes a fresh lock object every LockRefresh and removes the old one; a
 // lock whose Time is older than StaleAfter, or whose holder on this host is
 // gone, is stale and is removed by whoever finds it.
+//
+// # Whose clock
+//
+// Time and Acquired are dated, and others' locks judged, by the lock
+// clock (Repo.lockNow):
+//
+//   - When the backend implements backend.ServerClock (an object store
+//     shared by hosts), the lock clock is the host's clock corrected by
+//     its offset to the store's, measured with one ServerTime request when
+//     a lock is taken, at each refresh, and before locks are listed for
+//     judging when this Repo holds none. Host clocks then may disagree by
+//     any amount: every host dates by the store's clock, give or take half
+//     a round trip and the store clock's resolution (a second for an HTTP
+//     Date). If the store's time cannot be read, taking the lock fails
+//     rather than judging by a skewed host clock; a refresh keeps the last
+//     offset.
+//   - Otherwise (a local disk, usually one host) the host's clock is the
+//     lock clock, and the hosts sharing a repository must agree: a holder
+//     whose clock runs up to StaleAfter−LockRefresh (4 minutes by default)
+//     behind another's, or up to MaxClockSkew (5 minutes) ahead, is still
+//     honoured; beyond that its live lock looks stale to the other host.
 type LockInfo struct {
 	Exclusive bool      `json:"exclusive"`
 	Hostname  string    `json:"hostname"`
@@ -119,8 +140,9 @@ func (r *Repo) listLocks(ctx context.Context) ([]storedLock, error) {
 // host has died, or it is dated further in the future than the clock skew
 // allowed between hosts (MaxClockSkew): such a lock would otherwise never
 // go stale (docs/DESIGN.md §3.4).
-func (r *Repo) stale(li LockInfo) bool {
-	now := r.opt.Now()
+//
+// now is the lock clock's time (lockNow).
+func (r *Repo) stale(li LockInfo, now time.Time) bool {
 	if now.Sub(li.Time) > r.opt.StaleAfter {
 		return true
 	}
@@ -135,6 +157,39 @@ func (r *Repo) stale(li LockInfo) bool {
 	return false
 }
 
+// lockNow returns the lock clock's time (see LockInfo): the host's clock,
+// corrected by its offset to the store's when the backend implements
+// backend.ServerClock. With measure, or when no offset was measured yet,
+// it asks the store first.
+func (r *Repo) lockNow(ctx context.Context, measure bool) (time.Time, error) {
+	sc, ok := backend.As[backend.ServerClock](r.be)
+	if !ok {
+		return r.opt.Now(), nil
+	}
+	r.clockMu.Lock()
+	offset, have := r.clockOffset, r.clockMeasured
+	r.clockMu.Unlock()
+	if measure || !have {
+		before := r.opt.Now()
+		st, err := sc.ServerTime(ctx)
+		after := r.opt.Now()
+		if err != nil {
+			if !have {
+				return time.Time{}, fmt.Errorf("read the store's clock to date locks: %w", err)
+			}
+			r.log.Warn("cannot read the store's clock; dating locks by the last offset", "offset", offset, "err", err)
+		} else {
+			// The store read its clock somewhere in the round trip:
+			// assume the middle.
+			offset = st.Sub(before.Add(after.Sub(before) / 2))
+			r.clockMu.Lock()
+			r.clockOffset, r.clockMeasured = offset, true
+			r.clockMu.Unlock()
+		}
+	}
+	return r.opt.Now().Add(offset), nil
+}
+
 // conflict returns the first live lock that blocks a request, removing the
 // stale ones it meets.
 func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*storedLock, error) {
@@ -142,11 +197,15 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*st
 	if err != nil {
 		return nil, err
 	}
+	now, err := r.lockNow(ctx, false)
+	if err != nil {
+		return nil, err
+	}
 	for _, l := range locks {
 		if l.info.Owner == want.Owner {
 			continue
 		}
-		if r.stale(l.info) {
+		if r.stale(l.info, now) {
 			r.log.Info("removing stale lock", "lock", l.name, "hostname", l.info.Hostname, "pid", l.info.PID,
 				"since", l.info.Time.UTC().Format(time.RFC3339))
 			if err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: l.name}); err != nil {
@@ -173,9 +232,13 @@ func (r *Repo) Locks(ctx context.Context) ([]LockInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	now, err := r.lockNow(ctx, false)
+	if err != nil {
+		return nil, err
+	}
 	var out []LockInfo
 	for _, l := range locks {
-		if !r.stale(l.info) {
+		if !r.stale(l.info, now) {
 			out = append(out, l.info)
 		}
 	}
@@ -200,7 +263,10 @@ type LockOptions struct {
 func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	var owner [8]byte
 	_, _ = rand.Read(owner[:])
-	now := r.opt.Now()
+	now, err := r.lockNow(ctx, true)
+	if err != nil {
+		return nil, err
+	}
 	info := LockInfo{Exclusive: opt.Exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: now, Acquired: now,
 		Command: opt.Command, Policy: opt.Policy, Source: opt.Source, Owner: hex.EncodeToString(owner[:])}
 	recovered := 0
@@ -241,7 +307,10 @@ func (r *Repo) writeLock(ctx context.Context, info LockInfo) (string, error) {
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
 	name := hex.EncodeToString(rnd[:])
-	if err := r.be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: name}, bytes.NewReader(b)); err != nil {
+	// The name is random: ErrExists can only be a retrying backend's
+	// earlier attempt of this Save that stored it (backend/retry), and the
+	// object is ours.
+	if err := r.be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: name}, bytes.NewReader(b)); err != nil && !errors.Is(err, backend.ErrExists) {
 		return "", fmt.Errorf("write lock: %w", err)
 	}
 	return name, nil
@@ -277,13 +346,20 @@ func (l *Lock) refresh() {
 			return
 		}
 		info := l.info
-		info.Time = l.r.opt.Now()
+		stamp, err := l.r.lockNow(l.ctx, true)
+		if err != nil {
+			l.r.log.Warn("lock refresh failed", "err", err)
+			continue
+		}
+		info.Time = stamp
 		name, err := l.r.writeLock(l.ctx, info)
 		if err != nil {
 			l.r.log.Warn("lock refresh failed", "err", err)
 			continue
 		}
-		lastOK = info.Time.Round(0)
+		// The lease's own gap is measured on the host's clock: the
+		// store's offset may change between refreshes.
+		lastOK = l.r.opt.Now().Round(0)
 		l.mu.Lock()
 		l.name = name
 		l.mu.Unlock()
@@ -314,9 +390,13 @@ func (r *Repo) ListLocks(ctx context.Context) ([]StoredLock, error) {
 	if err != nil {
 		return nil, err
 	}
+	now, err := r.lockNow(ctx, false)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]StoredLock, 0, len(locks))
 	for _, l := range locks {
-		out = append(out, StoredLock{Name: l.name, Info: l.info, Stale: r.stale(l.info)})
+		out = append(out, StoredLock{Name: l.name, Info: l.info, Stale: r.stale(l.info, now)})
 	}
 	return out, nil
 }

@@ -21,6 +21,13 @@ type Options struct {
 	// (128 MiB) or 2 minutes.
 	IndexEveryPacks int
 	IndexEvery      time.Duration
+	// Uploads bounds the full packs uploaded at once, in the background
+	// of the SaveBlob calls that filled them: 4 by default, so that an
+	// object store's per-request latency and per-connection bandwidth
+	// are overlapped, while the packs waiting on disk stay few. SaveBlob
+	// blocks while Uploads packs are in flight (backpressure). 1 uploads
+	// one pack at a time, still in the background.
+	Uploads int
 	// TempDir holds packs being written. Default: the backend's TempDir
 	// when it has one, else os.TempDir().
 	TempDir string
@@ -47,6 +54,9 @@ type Options struct {
 func (o *Options) applyDefaults(be backend.Backend) {
 	if o.PackSize == 0 {
 		o.PackSize = 16 << 20
+	}
+	if o.Uploads <= 0 {
+		o.Uploads = 4
 	}
 	if o.IndexEveryPacks == 0 {
 		o.IndexEveryPacks = 8

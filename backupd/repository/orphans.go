@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -21,7 +22,13 @@ func (r *Repo) MarkOrphans(ctx context.Context) error {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	b, _ := json.Marshal(map[string]any{"time": r.opt.Now().UTC(), "hostname": r.opt.Hostname})
-	return r.be.Save(ctx, backend.Handle{Type: backend.MarkerFile, Name: OrphanHintPrefix + hex.EncodeToString(rnd[:])}, bytes.NewReader(b))
+	// The name is random: ErrExists can only be a retrying backend's
+	// earlier attempt of this Save that stored it (backend/retry).
+	err := r.be.Save(ctx, backend.Handle{Type: backend.MarkerFile, Name: OrphanHintPrefix + hex.EncodeToString(rnd[:])}, bytes.NewReader(b))
+	if errors.Is(err, backend.ErrExists) {
+		return nil
+	}
+	return err
 }
 
 // OrphanHints lists the hints left by MarkOrphans.

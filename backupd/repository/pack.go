@@ -151,19 +151,61 @@ func ParsePackTail(tail []byte, packSize int64) (off int64, length int, err erro
 }
 
 // ReadPackTrailer reads and decodes the trailer of a stored pack of the given
-// size.
+// size. Each part is verified inside its Load's fn, so that a retrying
+// backend fetches it again when the bytes that arrived are bad (a
+// *CorruptError matches backend.ErrIntegrity).
 func (r *Repo) ReadPackTrailer(ctx context.Context, id ID, size int64) ([]PackBlob, error) {
 	if size < int64(packTailSize) {
 		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("%w: %d bytes is too short for a pack", ErrFormat, size)}
 	}
 	h := backend.Handle{Type: backend.PackFile, Name: id.String()}
-	return r.readTrailer(id, size, func(part string, off int64, n int) ([]byte, error) {
+	return r.readTrailer(id, size, func(part string, off int64, n int, use func([]byte) error) error {
 		b := make([]byte, n)
-		if err := backend.ReadAt(ctx, r.be, h, b, off); err != nil {
-			return nil, fmt.Errorf("read pack %s %s: %w", id.Str(), part, err)
+		err := r.be.Load(ctx, h, n, off, func(rd io.Reader) error {
+			if _, err := io.ReadFull(rd, b); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			return use(b)
+		})
+		var ce *CorruptError
+		if err != nil && !errors.As(err, &ce) {
+			return fmt.Errorf("read pack %s %s: %w", id.Str(), part, err)
 		}
-		return b, nil
+		return err
 	})
+}
+
+// LoadPack reads pack id whole. Its content is checked against its name
+// inside the Load's fn, so that a retrying backend fetches it again when the
+// bytes that arrived are bad. When every fetch disagrees with the name,
+// LoadPack returns the last bytes fetched with hashOK false and no error:
+// the pack is damaged at rest, and the caller (check, repair) tells which
+// of its blobs are intact by opening each one (OpenBlob) before it uses
+// any. Errors are the backend's, with context.
+func (r *Repo) LoadPack(ctx context.Context, id ID) (data []byte, hashOK bool, err error) {
+	h := backend.Handle{Type: backend.PackFile, Name: id.String()}
+	err = r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+		b, err := io.ReadAll(rd)
+		if err != nil {
+			return err
+		}
+		data = b
+		if Hash(b) != id {
+			return &CorruptError{What: "pack", ID: id, Err: errors.New("content does not match its name")}
+		}
+		return nil
+	})
+	var ce *CorruptError
+	switch {
+	case err == nil:
+		return data, true, nil
+	case errors.As(err, &ce) && data != nil:
+		return data, false, nil
+	}
+	return nil, false, fmt.Errorf("read pack %s: %w", id.Str(), err)
 }
 
 // DecodePack splits a whole pack's bytes into its blob list, checking the
@@ -175,36 +217,43 @@ func (r *Repo) DecodePack(id ID, data []byte) ([]PackBlob, error) {
 	if len(data) < packTailSize {
 		return nil, &CorruptError{What: "pack", ID: id, Err: io.ErrUnexpectedEOF}
 	}
-	return r.readTrailer(id, int64(len(data)), func(_ string, off int64, n int) ([]byte, error) {
-		return data[off : off+int64(n)], nil
+	return r.readTrailer(id, int64(len(data)), func(_ string, off int64, n int, use func([]byte) error) error {
+		return use(data[off : off+int64(n)])
 	})
 }
 
 // readTrailer reads, opens and decodes the trailer of pack id, size bytes
-// long (at least packTailSize). read returns n bytes of the pack at off; part
-// ("tail", "trailer") says which part it reads, for its errors. Its errors
-// are returned as they are; what fails to parse, authenticate or decode is a
-// *CorruptError.
-func (r *Repo) readTrailer(id ID, size int64, read func(part string, off int64, n int) ([]byte, error)) ([]PackBlob, error) {
-	tail, err := read("tail", size-int64(packTailSize), packTailSize)
-	if err != nil {
+// long (at least packTailSize). read calls use with n bytes of the pack at
+// off and returns use's error; part ("tail", "trailer") says which part it
+// reads, for its errors. Errors of read are returned as they are; what
+// fails to parse, authenticate or decode is a *CorruptError, returned by
+// use.
+func (r *Repo) readTrailer(id ID, size int64, read func(part string, off int64, n int, use func([]byte) error) error) ([]PackBlob, error) {
+	var off int64
+	var n int
+	if err := read("tail", size-int64(packTailSize), packTailSize, func(tail []byte) error {
+		var err error
+		off, n, err = ParsePackTail(tail, size)
+		if err != nil {
+			return &CorruptError{What: "pack", ID: id, Err: err}
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	off, n, err := ParsePackTail(tail, size)
-	if err != nil {
-		return nil, &CorruptError{What: "pack", ID: id, Err: err}
-	}
-	sealed, err := read("trailer", off, n)
-	if err != nil {
+	var blobs []PackBlob
+	if err := read("trailer", off, n, func(sealed []byte) error {
+		plain, err := r.key.Open(nil, sealed, trailerAD)
+		if err != nil {
+			return &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("trailer: %w", err)}
+		}
+		blobs, err = DecodeTrailer(plain, off)
+		if err != nil {
+			return &CorruptError{What: "pack", ID: id, Err: err}
+		}
+		return nil
+	}); err != nil {
 		return nil, err
-	}
-	plain, err := r.key.Open(nil, sealed, trailerAD)
-	if err != nil {
-		return nil, &CorruptError{What: "pack", ID: id, Err: fmt.Errorf("trailer: %w", err)}
-	}
-	blobs, err := DecodeTrailer(plain, off)
-	if err != nil {
-		return nil, &CorruptError{What: "pack", ID: id, Err: err}
 	}
 	return blobs, nil
 }

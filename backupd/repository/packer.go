@@ -71,7 +71,13 @@ func (p *packer) discard() {
 }
 
 // finishPack seals the trailer, stores the pack and records it in the
-// in-memory index and the pending delta.
+// in-memory index and the pending delta. It runs in an upload goroutine
+// (startUpload) or in Flush.
+//
+// Invariant: a pack enters the index and the delta only after its Save
+// returned nil (or ErrExists: the name is the content's hash, so the same
+// bytes are stored), so an index file never names a pack that is not
+// durable (docs/DESIGN.md §3).
 func (r *Repo) finishPack(ctx context.Context, p *packer) error {
 	defer p.discard()
 	trailer := r.key.Seal(nil, EncodeTrailer(p.blobs), trailerAD)
@@ -131,11 +137,14 @@ func (r *Repo) writeDelta(ctx context.Context) error {
 	return nil
 }
 
-// Flush stores every open pack and writes an index file for all packs not
-// yet indexed. After Flush returns nil, every blob SaveBlob accepted is
-// durable and indexed: a snapshot may now refer to it.
+// Flush waits for the uploads in flight, stores every open pack and writes
+// an index file for all packs not yet indexed. After Flush returns nil,
+// every blob SaveBlob accepted is durable and indexed: a snapshot may now
+// refer to it.
 func (r *Repo) Flush(ctx context.Context) error {
-	r.packWG.Wait()
+	if err := r.waitUploads(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	if err := r.packErr; err != nil {
 		r.mu.Unlock()
@@ -163,16 +172,29 @@ func (r *Repo) Flush(ctx context.Context) error {
 	return r.writeDelta(ctx)
 }
 
-// Checkpoint is Abort plus an index file for the packs already stored, for
-// a backup that stops early: its stored work is indexed and reused.
+// Checkpoint waits for the uploads in flight (cancelling them when ctx
+// ends), discards open packs, and writes an index file for the packs
+// already stored, for a backup that stops early: its stored work is
+// indexed and reused.
 func (r *Repo) Checkpoint(ctx context.Context) error {
-	r.Abort()
-	return r.writeDelta(ctx)
+	waitErr := r.waitUploads(ctx)
+	r.discardOpen()
+	if err := r.writeDelta(ctx); err != nil {
+		return err
+	}
+	return waitErr
 }
 
-// Abort discards open packs without storing them.
+// Abort cancels the uploads in flight, waits for them to return, and
+// discards open packs without storing them. A pack whose upload had
+// completed is still indexed by a later Checkpoint or Flush.
 func (r *Repo) Abort() {
+	r.cancelUploads()
 	r.packWG.Wait()
+	r.discardOpen()
+}
+
+func (r *Repo) discardOpen() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for t, p := range r.packers {

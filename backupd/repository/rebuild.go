@@ -231,9 +231,9 @@ func (r *Repo) RebuildIndex(ctx context.Context, opt RebuildOptions) (*RebuildRe
 // verifyPack reads a pack whole and returns the blobs of the trailer that
 // fail authentication or their hash.
 func (r *Repo) verifyPack(ctx context.Context, pid ID, blobs []PackBlob) (map[ID]error, error) {
-	data, err := backend.LoadAll(ctx, r.be, backend.Handle{Type: backend.PackFile, Name: pid.String()})
+	data, _, err := r.LoadPack(ctx, pid)
 	if err != nil {
-		return nil, fmt.Errorf("read pack %s: %w", pid.Str(), err)
+		return nil, err
 	}
 	failed := map[ID]error{}
 	var buf []byte
@@ -258,9 +258,9 @@ func (r *Repo) salvagePack(ctx context.Context, pid ID, blobs []PackBlob) (Dropp
 	if len(blobs) == 0 {
 		return dp, nil
 	}
-	data, err := backend.LoadAll(ctx, r.be, backend.Handle{Type: backend.PackFile, Name: pid.String()})
+	data, _, err := r.LoadPack(ctx, pid)
 	if err != nil {
-		return dp, fmt.Errorf("read pack %s: %w", pid.Str(), err)
+		return dp, err
 	}
 	seen := map[ID]bool{}
 	for _, b := range blobs {

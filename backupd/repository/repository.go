@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -37,9 +38,21 @@ type Repo struct {
 	treeMu    sync.Mutex
 	treePacks map[ID][]byte
 	treeBytes int
-	// packWG tracks packs being finalized outside mu.
-	packWG  sync.WaitGroup
-	packErr error
+	// packWG tracks the packs being uploaded (finishPack in an upload
+	// goroutine); uploads holds a token per upload in flight, at most
+	// Options.Uploads; cancelUpload cancels each one's context, by a
+	// sequence number (under mu). packErr is the first upload's failure:
+	// SaveBlob and Flush return it from then on.
+	packWG       sync.WaitGroup
+	uploads      chan struct{}
+	cancelUpload map[uint64]context.CancelFunc
+	uploadSeq    uint64
+	packErr      error
+	// clockOffset is the store's clock minus the host's, measured by
+	// lockNow when the backend implements backend.ServerClock.
+	clockMu       sync.Mutex
+	clockOffset   time.Duration
+	clockMeasured bool
 	// keyName is the key file the password opened (keys.go).
 	keyMu   sync.Mutex
 	keyName string
@@ -64,6 +77,7 @@ func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Rep
 		table: chunker.NewTable(key.Chunker), enc: enc, dec: dec,
 		log:     opt.Logger.With("component", "repository"),
 		packers: make(map[BlobType]*packer), pending: make(map[ID]struct{}),
+		uploads: make(chan struct{}, max(opt.Uploads, 1)), cancelUpload: map[uint64]context.CancelFunc{},
 		lastIndex: opt.Now(),
 	}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -97,17 +98,28 @@ func (r *Repo) ListSnapshots(ctx context.Context) ([]ID, error) {
 // loadSealed loads a whole sealed object, checks that its name is the hash
 // of its bytes (for content-named types) and opens it.
 func (r *Repo) loadSealed(ctx context.Context, h backend.Handle, ad []byte) ([]byte, error) {
-	buf, err := backend.LoadAll(ctx, r.be, h)
+	var plain []byte
+	// Verified inside the Load's fn, so that a retrying backend fetches
+	// again when the bytes that arrived are bad (a *CorruptError matches
+	// backend.ErrIntegrity); bad bytes never leave the fn.
+	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+		buf, err := io.ReadAll(rd)
+		if err != nil {
+			return err
+		}
+		id, perr := ParseID(h.Name)
+		if perr == nil && Hash(buf) != id {
+			return &CorruptError{What: string(h.Type), ID: id, Err: errors.New("content does not match its name")}
+		}
+		p, err := r.key.Open(nil, buf, ad)
+		if err != nil {
+			return &CorruptError{What: string(h.Type), ID: id, Err: err}
+		}
+		plain = p
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	if id, err := ParseID(h.Name); err == nil && Hash(buf) != id {
-		return nil, &CorruptError{What: string(h.Type), ID: id, Err: errors.New("content does not match its name")}
-	}
-	plain, err := r.key.Open(nil, buf, ad)
-	if err != nil {
-		id, _ := ParseID(h.Name)
-		return nil, &CorruptError{What: string(h.Type), ID: id, Err: err}
 	}
 	return plain, nil
 }

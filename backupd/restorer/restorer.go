@@ -46,8 +46,18 @@ const TempPrefix = ".backupd-restore-"
 
 // Options configure a restore.
 type Options struct {
-	// Workers restore files in parallel: GOMAXPROCS.
+	// Workers restore files in parallel: GOMAXPROCS. Decryption,
+	// decompression and hashing are CPU work; a file worker waiting for
+	// the repository is not, so the file workers are max(Workers, Reads).
 	Workers int
+	// Reads is the least number of file workers, and so of blob reads in
+	// flight: 8 by default, since an object store answers each read after
+	// tens of milliseconds and 2 CPUs' worth of readers would leave the
+	// link idle. When Workers is set and Reads is not, Reads is Workers
+	// (Workers: 1 restores one file at a time). Each file worker holds one
+	// blob's plaintext and sealed copy (up to 2 × 4 MiB, the largest
+	// chunk), so the default costs at most 64 MiB.
+	Reads int
 	// Delete removes target entries the snapshot does not hold.
 	Delete bool
 	// Owner restores uid/gid; on by default when running as root.
@@ -114,7 +124,13 @@ type Restorer struct {
 
 // New returns a restorer.
 func New(repo *repository.Repo, opt Options) *Restorer {
-	if opt.Workers == 0 {
+	if opt.Reads <= 0 {
+		opt.Reads = 8
+		if opt.Workers > 0 {
+			opt.Reads = opt.Workers
+		}
+	}
+	if opt.Workers <= 0 {
 		opt.Workers = runtime.GOMAXPROCS(0)
 	}
 	if opt.Logger == nil {
@@ -204,8 +220,9 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	tasks := make(chan fileTask, r.opt.Workers*4)
-	for range r.opt.Workers {
+	workers := max(r.opt.Workers, r.opt.Reads)
+	tasks := make(chan fileTask, workers*4)
+	for range workers {
 		g.Go(func() error {
 			var buf []byte
 			for t := range tasks {

@@ -78,7 +78,7 @@ var (
 		"SlowDown": true, "RequestTimeout": true, "InternalError": true, "ServiceUnavailable": true,
 		"Throttling": true, "ThrottlingException": true, "RequestThrottled": true,
 		"ConditionalRequestConflict": true, "OperationAborted": true, "RequestTimeTooSkewed": false,
-		"BadDigest": true, "XAmzContentSHA256Mismatch": true, "IncompleteBody": true,
+		"BadDigest": true, "XAmzContentSHA256Mismatch": true, "XAmzContentChecksumMismatch": true, "IncompleteBody": true,
 		"XMinioServerNotInitialized": true,
 	}
 )

@@ -43,7 +43,9 @@ func (b *Backend) CleanTemp() error {
 
 func (b *Backend) cleanTemp(ctx context.Context, now time.Time) error {
 	prefix := b.join("")
-	in := &s3.ListMultipartUploadsInput{Bucket: &b.opt.Bucket, Prefix: &prefix}
+	// No Prefix in the request: MinIO takes it for an exact key and lists
+	// nothing under it. The uploads of the bucket are filtered here.
+	in := &s3.ListMultipartUploadsInput{Bucket: &b.opt.Bucket}
 	if b.opt.ListPageSize < maxListPageSize {
 		in.MaxUploads = &b.opt.ListPageSize
 	}

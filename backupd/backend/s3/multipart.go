@@ -26,7 +26,7 @@ func (b *Backend) multipart(ctx context.Context, h backend.Handle, key string, r
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 	})
 	if err != nil {
-		return fmt.Errorf("save %v: start multipart upload: %w", h, b.mapErr(ctx, err, "create multipart upload", key))
+		return fmt.Errorf("save %v: %w", h, b.mapErr(ctx, err, "create multipart upload", key))
 	}
 	uploadID := created.UploadId
 	defer func() {
@@ -55,7 +55,7 @@ func (b *Backend) multipart(ctx context.Context, h backend.Handle, key string, r
 			ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 		})
 		if err != nil {
-			return fmt.Errorf("save %v: upload part %d: %w", h, num, b.mapErr(ctx, err, "upload part", key))
+			return fmt.Errorf("save %v: part %d: %w", h, num, b.mapErr(ctx, err, "upload part", key))
 		}
 		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag, ChecksumSHA256: out.ChecksumSHA256})
 	}
@@ -67,7 +67,7 @@ func (b *Backend) multipart(ctx context.Context, h backend.Handle, key string, r
 		IfNoneMatch:     b.ifNoneMatch(),
 	})
 	if err != nil {
-		return fmt.Errorf("save %v: complete multipart upload: %w", h, b.mapErr(ctx, err, "complete multipart upload", key))
+		return fmt.Errorf("save %v: %w", h, b.mapErr(ctx, err, "complete multipart upload", key))
 	}
 	return nil
 }

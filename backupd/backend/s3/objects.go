@@ -102,7 +102,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	out, err := b.client.GetObject(ctx, in)
 	if err != nil {
 		err = b.mapErr(ctx, err, "get", key)
-		if errors.Is(err, io.ErrUnexpectedEOF) && length == 0 && offset > 0 && objectSize(err) == offset {
+		if errors.Is(err, io.ErrUnexpectedEOF) && length == 0 && offset > 0 && b.sizeIs(ctx, err, h, offset) {
 			// bytes=SIZE- is unsatisfiable for S3, yet reading from the
 			// end to the end is an empty read for every backend.
 			return fn(eofReader{})
@@ -185,6 +185,16 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 		return fmt.Errorf("remove %v: %w", h, err)
 	}
 	return nil
+}
+
+// sizeIs reports whether h has size bytes, from the Content-Range of a 416
+// answer (AWS) or else a HeadObject (MinIO sends none).
+func (b *Backend) sizeIs(ctx context.Context, err416 error, h backend.Handle, size int64) bool {
+	if n := objectSize(err416); n >= 0 {
+		return n == size
+	}
+	fi, err := b.Stat(ctx, h)
+	return err == nil && fi.Size == size
 }
 
 type eofReader struct{}

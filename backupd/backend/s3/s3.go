@@ -48,19 +48,19 @@ func Create(ctx context.Context, opt Options) (*Backend, error) {
 		return nil, err
 	}
 	if err := b.headBucket(ctx); err != nil {
-		return nil, fmt.Errorf("create repository at %s: %w", b, err)
+		return nil, fmt.Errorf("create repository %s: %w", b, err)
 	}
 	if _, err := b.Stat(ctx, backend.Handle{Type: backend.ConfigFile}); err == nil {
-		return nil, fmt.Errorf("create repository at %s: a repository already exists there (its config object is present): %w", b.Location(), backend.ErrExists)
+		return nil, fmt.Errorf("create repository %s: a repository already exists there (its config object is present): %w", b.Location(), backend.ErrExists)
 	} else if !errors.Is(err, backend.ErrNotFound) {
-		return nil, fmt.Errorf("create repository at %s: %w", b, err)
+		return nil, fmt.Errorf("create repository %s: %w", b, err)
 	}
 	if b.opt.AllowUnconditionalWrites {
 		b.log.Warn("conditional writes are off (allow_unconditional_writes): racing writers may overwrite each other's objects", "repo", b.Location())
 		return b, nil
 	}
 	if err := b.probeConditionalWrites(ctx); err != nil {
-		return nil, fmt.Errorf("create repository at %s: %w", b.Location(), err)
+		return nil, fmt.Errorf("create repository %s: %w", b.Location(), err)
 	}
 	return b, nil
 }
@@ -74,7 +74,7 @@ func Open(ctx context.Context, opt Options) (*Backend, error) {
 		return nil, err
 	}
 	if err := b.headBucket(ctx); err != nil {
-		return nil, fmt.Errorf("open repository at %s: %w", b, err)
+		return nil, fmt.Errorf("open repository %s: %w", b, err)
 	}
 	return b, nil
 }
@@ -89,7 +89,7 @@ func (b *Backend) Location() string {
 
 // String returns the location and the endpoint, for messages.
 func (b *Backend) String() string {
-	return b.Location() + " at " + b.endpoint
+	return b.Location() + " (" + b.endpoint + ")"
 }
 
 func newBackend(ctx context.Context, opt Options) (*Backend, error) {

@@ -47,12 +47,18 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
-// Unwrap returns the sentinel and the SDK error.
+// Unwrap returns the sentinel and the SDK error. An SDK error that wraps
+// io.EOF or io.ErrUnexpectedEOF (an answer cut short) is left out: in this
+// contract io.ErrUnexpectedEOF means an object shorter than asked.
 func (e *Error) Unwrap() []error {
+	var errs []error
 	if e.kind != nil {
-		return []error{e.kind, e.err}
+		errs = append(errs, e.kind)
 	}
-	return []error{e.err}
+	if e.kind == io.ErrUnexpectedEOF || !errors.Is(e.err, io.ErrUnexpectedEOF) && !errors.Is(e.err, io.EOF) {
+		errs = append(errs, e.err)
+	}
+	return errs
 }
 
 // objectSize returns the object size a 416 answer told, or -1.
@@ -126,6 +132,10 @@ func mapError(ctx context.Context, err error, s errScope) error {
 			return backend.Transient(e)
 		}
 		return e
+	case status == http.StatusPreconditionFailed || code == "PreconditionFailed":
+		e.Msg = fmt.Sprintf("%s: already exists (If-None-Match: * refused)", where)
+		e.kind = backend.ErrExists
+		return e
 	case code == "NoSuchBucket" || status == http.StatusNotFound && s.key == "" && (code == "" || code == "NotFound"):
 		e.Msg = fmt.Sprintf("bucket %s does not exist at %s", s.bucket, s.endpoint)
 		return e
@@ -133,16 +143,15 @@ func mapError(ctx context.Context, err error, s errScope) error {
 		e.Msg = fmt.Sprintf("%s: not found", where)
 		e.kind = backend.ErrNotFound
 		return e
-	case status == http.StatusPreconditionFailed || code == "PreconditionFailed":
-		e.Msg = fmt.Sprintf("%s: already exists (If-None-Match: * refused)", where)
-		e.kind = backend.ErrExists
-		return e
 	case status == http.StatusRequestedRangeNotSatisfiable || code == "InvalidRange":
 		e.Msg = fmt.Sprintf("%s: range not satisfiable: beyond the object's end", where)
 		e.kind = io.ErrUnexpectedEOF
 		if re != nil && re.Response != nil {
 			e.size = totalFromContentRange(re.Response.Header.Get("Content-Range"))
 		}
+		return e
+	case code == "RequestTimeTooSkewed":
+		e.Msg = fmt.Sprintf("%s: the store at %s refused the request because this host's clock differs too much from its own: fix the clock", where, s.endpoint)
 		return e
 	case credentialCodes[code]:
 		who := "the credentials of the AWS configuration chain"
@@ -156,9 +165,6 @@ func mapError(ctx context.Context, err error, s errScope) error {
 		if s.key != "" {
 			e.Msg = fmt.Sprintf("%s: access denied for bucket %s (check the credentials and the bucket policy)", where, s.bucket)
 		}
-		return e
-	case code == "RequestTimeTooSkewed":
-		e.Msg = fmt.Sprintf("%s: the store at %s refused the request because this host's clock differs too much from its own: fix the clock", where, s.endpoint)
 		return e
 	case transientCodes[code] || status >= 500 || status == http.StatusTooManyRequests || status == http.StatusConflict || status == http.StatusRequestTimeout:
 		e.Msg = fmt.Sprintf("%s: %s (HTTP %d, try again)", where, describe(code, ae), status)

@@ -20,10 +20,14 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 	if scheme != "s3" {
 		return "", "", fmt.Errorf("s3 url %q: scheme %q: want s3://BUCKET[/PREFIX]", s, scheme)
 	}
-	if strings.ContainsAny(rest, "?#") {
-		return "", "", fmt.Errorf("s3 url %q: a query or fragment is not allowed: set options in the repository configuration", s)
-	}
 	bucket, prefix, _ = strings.Cut(rest, "/")
+	// Neither is echoed: either may hold a secret.
+	if strings.Contains(bucket, "@") {
+		return "", "", errors.New("s3 url: credentials in an s3 url are not supported: set access_key_id and secret_access_key")
+	}
+	if strings.ContainsAny(rest, "?#") {
+		return "", "", fmt.Errorf("s3 url s3://%s/...: a query or fragment is not allowed: set options in the repository configuration", bucket)
+	}
 	if bucket == "" {
 		return "", "", fmt.Errorf("s3 url %q: missing bucket: want s3://BUCKET[/PREFIX]", s)
 	}

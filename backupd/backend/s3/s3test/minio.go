@@ -135,27 +135,37 @@ func (s *Server) start() error {
 	return s.waitReady(done)
 }
 
-// waitReady polls the readiness endpoint for up to a minute.
+// waitReady polls the readiness endpoint, then the S3 API (MinIO reports
+// ready a moment before its object layer answers), for up to a minute.
 func (s *Server) waitReady(done <-chan struct{}) error {
 	url := s.Endpoint() + "/minio/health/ready"
-	deadline := time.Now().Add(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	for time.Now().Before(deadline) {
+	api := s.Client()
+	for ready := false; ; {
 		select {
 		case <-done:
 			return errors.New("minio exited before it was ready")
-		default:
+		case <-ctx.Done():
+			return errors.New("minio not ready after a minute")
+		case <-time.After(50 * time.Millisecond):
 		}
-		resp, err := client.Get(url)
-		if err == nil {
+		if !ready {
+			resp, err := client.Get(url)
+			if err != nil {
+				continue
+			}
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+			ready = resp.StatusCode == http.StatusOK
+			if !ready {
+				continue
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		if _, err := api.ListBuckets(ctx, &s3.ListBucketsInput{}); err == nil {
+			return nil
+		}
 	}
-	return errors.New("minio not ready after a minute")
 }
 
 // Endpoint is the S3 API's base URL, http://127.0.0.1:PORT.

@@ -105,7 +105,7 @@ func TestValidate(t *testing.T) {
 		{"minimal", func(*Options) {}, ""},
 		{"everything", func(o *Options) {
 			o.Prefix, o.Endpoint, o.Region, o.PathStyle, o.CAFile = "a/b", "https://minio.example:9000", "eu-west-1", "true", ca
-			o.AccessKeyID, o.SecretAccessKey, o.SessionToken, o.PartSize = "id", "secret", "token", 16 << 20
+			o.AccessKeyID, o.SecretAccessKey, o.SessionToken, o.PartSize = "id", "secret", "token", 16<<20
 		}, ""},
 		{"no bucket", func(o *Options) { o.Bucket = "" }, "bucket is empty"},
 		{"bad bucket", func(o *Options) { o.Bucket = "Bad_Bucket" }, `bucket name "Bad_Bucket"`},

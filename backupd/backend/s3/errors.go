@@ -2,6 +2,8 @@ package s3
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -125,6 +127,14 @@ func mapError(ctx context.Context, err error, s errScope) error {
 	case e.StatusCode == 0 && e.Code == "":
 		// No answer: connection refused or reset, DNS, TLS, a timeout of
 		// the transport, or an answer whose body could not be read.
+		var certErr *tls.CertificateVerificationError
+		var hostErr x509.HostnameError
+		var authErr x509.UnknownAuthorityError
+		if errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &authErr) {
+			// Not worth a retry: the same certificate comes back.
+			e.Msg = fmt.Sprintf("%s: the TLS certificate of %s is not trusted (set ca_file to its CA's PEM file): %v", where, s.endpoint, rootCause(err))
+			return e
+		}
 		e.Msg = fmt.Sprintf("%s: no usable answer from %s: %v", where, s.endpoint, rootCause(err))
 		var de *smithy.DeserializationError
 		var se *smithyhttp.RequestSendError

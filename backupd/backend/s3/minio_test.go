@@ -1,7 +1,9 @@
 package s3_test
 
 import (
+	"bytes"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -60,4 +62,54 @@ func TestKilledStore(t *testing.T) {
 	if err := be.Save(ctx, backend.Handle{Type: backend.SnapshotFile, Name: "s2"}, strings.NewReader("after")); err != nil {
 		t.Fatalf("save after restart: %v", err)
 	}
+}
+
+// TestTLS runs against MinIO over HTTPS, where the SDK sends each body
+// unsigned with its SHA256 checksum as a trailer: the store must still
+// refuse a tampered body. The certificate is trusted through CAFile only.
+func TestTLS(t *testing.T) {
+	srv := s3test.StartMinIOTLS(t)
+	ctx := t.Context()
+	t.Run("Conformance", func(t *testing.T) {
+		backendtest.Run(t, func(t *testing.T) backend.Backend { return newRepo(t, srv, "tls", nil) })
+	})
+	t.Run("Multipart", func(t *testing.T) {
+		be := newRepo(t, srv, "tls", func(o *s3.Options) { o.PartSize = s3.MinPartSize })
+		data := randomBytes(21, 11<<20)
+		h := backend.Handle{Type: backend.PackFile, Name: "ab01"}
+		if err := be.Save(ctx, h, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := backend.LoadAll(ctx, be, h); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("load: %v", err)
+		}
+	})
+	t.Run("TamperedUploadIsRefused", func(t *testing.T) {
+		for _, size := range []int{100_000, 6 << 20} {
+			ft := s3test.NewFaultTransport(22, s3test.Rule{Kind: s3test.FlipRequest, Method: http.MethodPut, Probability: 1, Limit: 1, AfterBytes: 1234})
+			be := newRepo(t, srv, "tamper", func(o *s3.Options) { o.Transport = ft.Wrap; o.PartSize = s3.MinPartSize })
+			h := backend.Handle{Type: backend.PackFile, Name: "ab01"}
+			err := be.Save(ctx, h, bytes.NewReader(randomBytes(23, size)))
+			if ft.Count(s3test.FlipRequest) != 1 || err == nil {
+				t.Fatalf("size %d: %d faults injected, save: %v; want one fault and a refused save", size, ft.Count(s3test.FlipRequest), err)
+			}
+			t.Logf("size %d: tampered body refused: %v", size, err)
+			if _, err := be.Stat(ctx, h); !errors.Is(err, backend.ErrNotFound) {
+				t.Fatalf("object stored after a refused upload: %v", err)
+			}
+		}
+	})
+	t.Run("Trust", func(t *testing.T) {
+		bucket := srv.NewBucket(t)
+		opt := srv.Options(bucket, "")
+		opt.CAFile = ""
+		_, err := s3.Open(ctx, opt)
+		if err == nil || !strings.Contains(err.Error(), "not trusted (set ca_file") || backend.IsTransient(err) {
+			t.Fatalf("open without the CA: want a non-transient error naming ca_file, got %v", err)
+		}
+		opt.InsecureSkipVerify = true
+		if _, err := s3.Open(ctx, opt); err != nil {
+			t.Fatalf("open with InsecureSkipVerify: %v", err)
+		}
+	})
 }

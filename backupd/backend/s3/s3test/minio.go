@@ -10,10 +10,17 @@ package s3test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -40,6 +47,9 @@ type Server struct {
 	addr        string // 127.0.0.1:PORT of the S3 API
 	consoleAddr string
 	user, pass  string
+
+	caFile string // set for a TLS server: its self-signed certificate
+	roots  *x509.CertPool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -77,6 +87,19 @@ func FindMinIO() (string, error) {
 // script (in -short mode it skips it).
 func StartMinIO(t testing.TB) *Server {
 	t.Helper()
+	return startMinIO(t, false)
+}
+
+// StartMinIOTLS is StartMinIO with HTTPS, on a self-signed certificate for
+// 127.0.0.1 (CAFile names it). Over TLS the SDK sends the body's checksum
+// as a trailer of an unsigned, aws-chunked body, not a signed payload hash.
+func StartMinIOTLS(t testing.TB) *Server {
+	t.Helper()
+	return startMinIO(t, true)
+}
+
+func startMinIO(t testing.TB, withTLS bool) *Server {
+	t.Helper()
 	bin, err := FindMinIO()
 	if err != nil {
 		if testing.Short() {
@@ -90,6 +113,11 @@ func StartMinIO(t testing.TB) *Server {
 		user: "root-" + randHex(6),
 		pass: randHex(20),
 		log:  &syncBuffer{},
+	}
+	if withTLS {
+		if err := s.makeCert(); err != nil {
+			t.Fatalf("make a certificate for minio: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		s.Stop()
@@ -141,7 +169,8 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 	url := s.Endpoint() + "/minio/health/ready"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := s.httpClient()
+	client.Timeout = 2 * time.Second
 	api := s.Client()
 	for ready := false; ; {
 		select {
@@ -168,8 +197,74 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 	}
 }
 
-// Endpoint is the S3 API's base URL, http://127.0.0.1:PORT.
-func (s *Server) Endpoint() string { return "http://" + s.addr }
+// Endpoint is the S3 API's base URL, http://127.0.0.1:PORT (https:// for
+// StartMinIOTLS).
+func (s *Server) Endpoint() string {
+	if s.caFile != "" {
+		return "https://" + s.addr
+	}
+	return "http://" + s.addr
+}
+
+// CAFile is the PEM file of a TLS server's certificate, "" without TLS.
+func (s *Server) CAFile() string { return s.caFile }
+
+// httpClient trusts the server's certificate.
+func (s *Server) httpClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if s.roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// makeCert writes a self-signed certificate for 127.0.0.1 where MinIO
+// looks for it.
+func (s *Server) makeCert() error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "s3test minio"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(s.dir, ".certs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "public.crt"), certPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "private.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		return err
+	}
+	s.caFile = filepath.Join(s.dir, "ca.pem")
+	s.roots = x509.NewCertPool()
+	s.roots.AddCert(cert)
+	return os.WriteFile(s.caFile, certPEM, 0o600)
+}
 
 // Credentials returns the root user and password.
 func (s *Server) Credentials() (id, secret string) { return s.user, s.pass }
@@ -182,6 +277,7 @@ func (s *Server) Client() *s3.Client {
 		BaseEndpoint: aws.String(s.Endpoint()),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.user, s.pass, ""),
+		HTTPClient:   s.httpClient(),
 	})
 }
 
@@ -206,6 +302,7 @@ func (s *Server) Options(bucket, prefix string) s3backend.Options {
 		Region:          Region,
 		AccessKeyID:     s.user,
 		SecretAccessKey: s.pass,
+		CAFile:          s.caFile,
 	}
 }
 

@@ -20,14 +20,16 @@
 //
 // Save is one PutObject with If-None-Match: * (the store refuses the write
 // with 412 when the key exists: backend.ErrExists) and a SHA256 checksum of
-// the body that the store verifies before storing it (x-amz-checksum-sha256;
-// over plain HTTP the SigV4 payload hash, also SHA256, is verified too). An
+// the body that the store verifies before storing it (x-amz-checksum-sha256:
+// over HTTPS a trailer of an unsigned aws-chunked body; over plain HTTP a
+// header, and the SigV4 payload hash, also SHA256, is verified too). An
 // object larger than PartSize (64 MiB by default) is a multipart upload:
 // parts of PartSize with their own SHA256 checksums, one at a time,
 // completed with If-None-Match: * only after every part is stored; on any
 // failure the upload is aborted (best effort, with a fresh 30 s context) so
 // that no object is visible and no parts linger. Parts a killed writer left
-// are aborted by CleanTemp.
+// are aborted by CleanTemp (which lists the bucket's uploads and filters
+// them by prefix: MinIO takes a listing prefix for an exact key).
 //
 // Memory per upload is small and bounded: no part is buffered. Each part is
 // an io.SectionReader over the content: read in place from an io.ReaderAt

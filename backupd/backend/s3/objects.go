@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -114,6 +115,14 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if out.ContentLength == nil {
 		want = -1
 	}
+	if in.Range != nil {
+		// Invariant: fn sees the bytes from offset on, never the object
+		// from its start: a store that ignores Range is refused.
+		start, end, ok := parseContentRange(aws.ToString(out.ContentRange))
+		if !ok || start != offset || want >= 0 && end-start+1 != want {
+			return fmt.Errorf("load %v: the store answered range %s with Content-Range %q", h, *in.Range, aws.ToString(out.ContentRange))
+		}
+	}
 	if length > 0 && want >= 0 && want < int64(length) {
 		return fmt.Errorf("load %v: range %d+%d beyond the object's end (%d bytes there): %w", h, offset, length, want, io.ErrUnexpectedEOF)
 	}
@@ -195,6 +204,22 @@ func (b *Backend) sizeIs(ctx context.Context, err416 error, h backend.Handle, si
 	}
 	fi, err := b.Stat(ctx, h)
 	return err == nil && fi.Size == size
+}
+
+// parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be *).
+func parseContentRange(v string) (start, end int64, ok bool) {
+	r, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, false
+	}
+	r, _, _ = strings.Cut(r, "/")
+	a, b, ok := strings.Cut(r, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	end, err2 := strconv.ParseInt(b, 10, 64)
+	return start, end, err1 == nil && err2 == nil && start <= end
 }
 
 type eofReader struct{}

@@ -82,6 +82,16 @@ func NewFaultTransport(seed uint64, rules ...Rule) *FaultTransport {
 	}
 }
 
+// SetRules replaces the rules (and forgets how often the old ones fired;
+// the counts by kind stay): a test can set up a repository without faults,
+// then inject them.
+func (f *FaultTransport) SetRules(rules ...Rule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = rules
+	f.fired = make([]int, len(rules))
+}
+
 // Wrap makes f decorate base and returns f: the signature of
 // s3.Options.Transport.
 func (f *FaultTransport) Wrap(base http.RoundTripper) http.RoundTripper {

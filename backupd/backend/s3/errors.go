@@ -77,7 +77,6 @@ var (
 	credentialCodes = map[string]bool{
 		"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "ExpiredToken": true,
 		"InvalidToken": true, "TokenRefreshRequired": true, "InvalidClientTokenId": true,
-		"AuthorizationHeaderMalformed": false, // a region mismatch: reported as is
 	}
 	deniedCodes = map[string]bool{
 		"AccessDenied": true, "AllAccessDisabled": true, "Forbidden": true, "AccountProblem": true,
@@ -163,6 +162,12 @@ func mapError(ctx context.Context, err error, s errScope) error {
 	case code == "RequestTimeTooSkewed":
 		e.Msg = fmt.Sprintf("%s: the store at %s refused the request because this host's clock differs too much from its own: fix the clock", where, s.endpoint)
 		return e
+	case status == http.StatusMovedPermanently || code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed" && regionHeader(re) != "":
+		e.Msg = fmt.Sprintf("bucket %s is not in the region the client used: set region", s.bucket)
+		if r := regionHeader(re); r != "" {
+			e.Msg = fmt.Sprintf("bucket %s is in region %s: set region to %s", s.bucket, r, r)
+		}
+		return e
 	case credentialCodes[code]:
 		who := "the credentials of the AWS configuration chain"
 		if s.accessKeyID != "" {
@@ -182,6 +187,14 @@ func mapError(ctx context.Context, err error, s errScope) error {
 	}
 	e.Msg = fmt.Sprintf("%s: %s (HTTP %d)", where, describe(code, ae), status)
 	return e
+}
+
+// regionHeader is the bucket's region an S3 answer names, if any.
+func regionHeader(re *smithyhttp.ResponseError) string {
+	if re == nil || re.Response == nil {
+		return ""
+	}
+	return re.Response.Header.Get("X-Amz-Bucket-Region")
 }
 
 // describe is an S3 error code and its message, no XML, no request ids.

@@ -83,6 +83,8 @@ func TestMapError(t *testing.T) {
 		{name: "InvalidAccessKeyId", err: sdkErr(403, code("InvalidAccessKeyId", "The Access Key Id you provided does not exist in our records.")), scope: object, msg: "credentials rejected by http://127.0.0.1:9000 (InvalidAccessKeyId) for bucket bkt: check access key id AKIDEXAMPLE"},
 		{name: "SignatureDoesNotMatch", err: sdkErr(403, code("SignatureDoesNotMatch", "The request signature we calculated does not match")), scope: bucketOp, msg: "credentials rejected"},
 		{name: "ExpiredToken", err: sdkErr(400, code("ExpiredToken", "The provided token has expired.")), scope: object, msg: "credentials rejected"},
+		{name: "301 wrong region", err: sdkErr(301, nil, "X-Amz-Bucket-Region", "eu-west-1"), scope: bucketOp, msg: "bucket bkt is in region eu-west-1: set region to eu-west-1"},
+		{name: "PermanentRedirect", err: sdkErr(301, code("PermanentRedirect", "The bucket you are attempting to access must be addressed using the specified endpoint.")), scope: object, msg: "set region"},
 		{name: "500", err: sdkErr(500, code("InternalError", "We encountered an internal error.")), scope: object, transient: true, msg: "InternalError"},
 		{name: "503 SlowDown", err: sdkErr(503, code("SlowDown", "Please reduce your request rate.")), scope: object, transient: true, msg: "SlowDown"},
 		{name: "502 without a body", err: sdkErr(502, nil), scope: object, transient: true},

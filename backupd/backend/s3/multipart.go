@@ -19,6 +19,9 @@ import (
 // If-None-Match: * only after every part is stored. On any failure the
 // upload is aborted, so no object and (best effort) no parts remain.
 func (b *Backend) multipart(ctx context.Context, h backend.Handle, key string, ra io.ReaderAt, size int64) (err error) {
+	if n := (size + b.opt.PartSize - 1) / b.opt.PartSize; n > maxParts {
+		return fmt.Errorf("save %v: %d bytes need %d parts of part_size %d, more than the %d S3 allows: raise part_size", h, size, n, b.opt.PartSize, maxParts)
+	}
 	created, err := b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:            &b.opt.Bucket,
 		Key:               &key,
@@ -71,6 +74,9 @@ func (b *Backend) multipart(ctx context.Context, h backend.Handle, key string, r
 	}
 	return nil
 }
+
+// maxParts is the most parts a multipart upload may have.
+const maxParts = 10000
 
 // asReaderAt returns rd as an io.ReaderAt, from which io.SectionReaders
 // give the SDK bodies it can seek within (it reads a body twice: once for

@@ -119,7 +119,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 		// Invariant: fn sees the bytes from offset on, never the object
 		// from its start: a store that ignores Range is refused.
 		start, end, ok := parseContentRange(aws.ToString(out.ContentRange))
-		if !ok || start != offset || want >= 0 && end-start+1 != want {
+		if !ok || start != offset || want >= 0 && end-start+1 != want || length > 0 && end-start+1 > int64(length) {
 			return fmt.Errorf("load %v: the store answered range %s with Content-Range %q", h, *in.Range, aws.ToString(out.ContentRange))
 		}
 	}

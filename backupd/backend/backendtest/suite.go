@@ -110,6 +110,54 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 			t.Fatalf("list callback error not returned: %v", err)
 		}
 	})
+	t.Run("Edges", func(t *testing.T) {
+		be := newBackend(t)
+		ctx := t.Context()
+		// An empty object is an object.
+		empty := backend.Handle{Type: backend.MarkerFile, Name: "empty"}
+		if err := be.Save(ctx, empty, bytes.NewReader(nil)); err != nil {
+			t.Fatalf("save empty: %v", err)
+		}
+		if got, err := backend.LoadAll(ctx, be, empty); err != nil || len(got) != 0 {
+			t.Fatalf("load empty: %q %v", got, err)
+		}
+		if fi, err := be.Stat(ctx, empty); err != nil || fi.Size != 0 {
+			t.Fatalf("stat empty: %+v %v", fi, err)
+		}
+		// Save reads from the start, whatever the reader's position, and
+		// from a reader that is not an io.ReaderAt.
+		h := backend.Handle{Type: backend.MarkerFile, Name: "m1"}
+		rd := bytes.NewReader([]byte("0123456789"))
+		if _, err := rd.Seek(4, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Save(ctx, h, struct{ io.ReadSeeker }{rd}); err != nil {
+			t.Fatalf("save: %v", err)
+		}
+		if got, err := backend.LoadAll(ctx, be, h); err != nil || string(got) != "0123456789" {
+			t.Fatalf("saved from the reader's position, not its start: %q %v", got, err)
+		}
+		// Reading from the end to the end is empty; so is the last byte
+		// to the end one byte.
+		for _, c := range []struct {
+			offset int64
+			want   string
+		}{{10, ""}, {9, "9"}} {
+			var got []byte
+			err := be.Load(ctx, h, 0, c.offset, func(rd io.Reader) error {
+				var err error
+				got, err = io.ReadAll(rd)
+				return err
+			})
+			if err != nil || string(got) != c.want {
+				t.Fatalf("load from %d to the end: %q %v, want %q", c.offset, got, err, c.want)
+			}
+		}
+		p := make([]byte, 3)
+		if err := backend.ReadAt(ctx, be, h, p, 7); err != nil || string(p) != "789" {
+			t.Fatalf("read the last bytes: %q %v", p, err)
+		}
+	})
 	t.Run("InvalidNames", func(t *testing.T) {
 		be := newBackend(t)
 		for _, n := range []string{"", "../x", "a/b", ".hidden", "x\x00"} {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -63,7 +64,7 @@ policies:
 		t.Fatal(err)
 	}
 	d, err := New(cfg, Options{Observer: nopObserver{}, Hostname: td.hostname, RepoOptions: repotest.Options(),
-		OpenBackend: func(rc config.Repository) (backend.Backend, error) { return local.Open(rc.Path, local.Options{}) }})
+		OpenBackend: func(_ context.Context, rc config.Repository) (backend.Backend, error) { return local.Open(rc.Path, local.Options{}) }})
 	if err != nil {
 		t.Fatal(err)
 	}

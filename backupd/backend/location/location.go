@@ -9,8 +9,8 @@
 // The metering wrapper is the caller's (main's), passed as Options.Wrap, so
 // that this package, like all of the engine, never imports collectors/.
 //
-// Imports: backend, backend/local, backend/s3, backend/retry, repository
-// (for its Options) and the standard library. It never imports Prometheus,
+// Imports: backend, backend/local, backend/s3, backend/retry, config,
+// repository (for its Options) and the standard library. It never imports Prometheus,
 // collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package location
 
@@ -28,6 +28,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/backend/local"
 	"github.com/meshbackup/backupd/backupd/backend/retry"
 	"github.com/meshbackup/backupd/backupd/backend/s3"
+	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
 
@@ -262,4 +263,26 @@ func RepositoryOptions(o repository.Options, uploads int) repository.Options {
 	// repository's uploads are validated but have no effect.
 	_ = uploads
 	return o
+}
+
+// FromConfig returns the spec of a config's repository, with the static
+// credentials its s3 block names read from their variables or files.
+// Errors name the repository and the key, never a credential.
+func FromConfig(rc config.Repository) (Spec, error) {
+	spec := Spec{Location: rc.Path, Timeout: rc.Timeout, Uploads: rc.Uploads}
+	if !rc.IsS3() {
+		return spec, nil
+	}
+	c := rc.S3
+	id, secret, token, err := rc.S3Credentials()
+	if err != nil {
+		return Spec{}, err
+	}
+	spec.S3 = S3{
+		Endpoint: c.Endpoint, Region: c.Region, PathStyle: c.PathStyle,
+		CAFile: c.CAFile, InsecureSkipVerify: c.InsecureSkipVerify, Profile: c.Profile,
+		AllowUnconditionalWrites: c.AllowUnconditionalWrites,
+		Credentials:              Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: token},
+	}
+	return spec, nil
 }

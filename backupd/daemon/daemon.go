@@ -61,8 +61,8 @@ type Observer interface {
 
 // RepoState is the cached state of a repository, refreshed after each run.
 type RepoState struct {
-	Name         string
-	Up           bool
+	Name string
+	Up   bool
 	// SizeBytes is the sum of the objects' sizes, from a listing at each
 	// refresh (after a run), never at a scrape.
 	SizeBytes    uint64

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshbackup/backupd/backupd/backend"
-	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
 	"github.com/meshbackup/backupd/collectors"
@@ -90,13 +90,7 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	}
 	d, err := daemon.New(cfg, daemon.Options{
 		Logger: log, Observer: runs, RepoOptions: ropt,
-		OpenBackend: func(rc config.Repository) (backend.Backend, error) {
-			be, err := local.Open(rc.Path, local.Options{})
-			if err != nil {
-				return nil, err
-			}
-			return storage.Wrap(rc.Name, be), nil
-		},
+		OpenBackend: daemonBackend(log, storage),
 	})
 	if err != nil {
 		return err
@@ -121,6 +115,22 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 		return nil
 	}
 	return err
+}
+
+// daemonBackend opens a config's repository through backend/location
+// (retries counted by the storage metrics) and meters it, outermost.
+func daemonBackend(log *slog.Logger, storage *collectors.Storage) func(context.Context, config.Repository) (backend.Backend, error) {
+	return func(ctx context.Context, rc config.Repository) (backend.Backend, error) {
+		spec, err := location.FromConfig(rc)
+		if err != nil {
+			return nil, err
+		}
+		return location.Open(ctx, spec, location.Options{
+			Logger:  log.With("repository", rc.Name),
+			OnRetry: storage.RetryHook(rc.Name),
+			Wrap:    func(be backend.Backend) backend.Backend { return storage.Wrap(rc.Name, be) },
+		})
+	}
 }
 
 // stopGrace bounds how long the daemon takes to exit after SIGTERM or

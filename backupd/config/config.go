@@ -91,24 +91,25 @@ func (r Repository) IsS3() bool { return strings.HasPrefix(r.Path, "s3://") }
 
 // S3Credentials reads the static credentials the s3 block names: all
 // empty when it names none (the SDK's chain then finds them). Errors name
-// the repository, the key and the variable or file, never a value.
+// the key and the variable or file, never a value; the caller names the
+// repository.
 func (r Repository) S3Credentials() (accessKeyID, secretAccessKey, sessionToken string, err error) {
 	read := func(key, env, file string) (string, error) {
 		switch {
 		case env != "":
 			v := os.Getenv(env)
 			if v == "" {
-				return "", fmt.Errorf("repository %q: s3.%s_env: environment variable %s is empty or unset", r.Name, key, env)
+				return "", fmt.Errorf("s3.%s_env: environment variable %s is empty or unset", key, env)
 			}
 			return v, nil
 		case file != "":
 			b, err := os.ReadFile(file)
 			if err != nil {
-				return "", fmt.Errorf("repository %q: s3.%s_file: %w", r.Name, key, err)
+				return "", fmt.Errorf("s3.%s_file: %w", key, err)
 			}
 			v := strings.TrimRight(string(b), "\r\n")
 			if v == "" {
-				return "", fmt.Errorf("repository %q: s3.%s_file: file %s is empty", r.Name, key, file)
+				return "", fmt.Errorf("s3.%s_file: file %s is empty", key, file)
 			}
 			return v, nil
 		}

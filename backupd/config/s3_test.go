@@ -120,11 +120,11 @@ func TestS3Credentials(t *testing.T) {
 		{"env and file", S3{AccessKeyIDEnv: "BACKUPD_TEST_KEY_ID", SecretAccessKeyFile: secretFile, SessionTokenEnv: "BACKUPD_TEST_TOKEN"},
 			"AKIDEXAMPLE", secret, "token-value", ""},
 		{"unset variable", S3{AccessKeyIDEnv: "BACKUPD_TEST_EMPTY", SecretAccessKeyFile: secretFile}, "", "", "",
-			`repository "r": s3.access_key_id_env: environment variable BACKUPD_TEST_EMPTY is empty or unset`},
+			`s3.access_key_id_env: environment variable BACKUPD_TEST_EMPTY is empty or unset`},
 		{"missing file", S3{AccessKeyIDEnv: "BACKUPD_TEST_KEY_ID", SecretAccessKeyFile: filepath.Join(dir, "nope")}, "", "", "",
-			`repository "r": s3.secret_access_key_file: open ` + filepath.Join(dir, "nope")},
+			`s3.secret_access_key_file: open ` + filepath.Join(dir, "nope")},
 		{"empty file", S3{AccessKeyIDEnv: "BACKUPD_TEST_KEY_ID", SecretAccessKeyFile: emptyFile}, "", "", "",
-			`repository "r": s3.secret_access_key_file: file ` + emptyFile + ` is empty`},
+			`s3.secret_access_key_file: file ` + emptyFile + ` is empty`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id, sec, tok, err := Repository{Name: "r", Path: "s3://bucket", S3: tc.s3}.S3Credentials()

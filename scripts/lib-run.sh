@@ -27,7 +27,8 @@ ensure_repo() {
 		return 0
 	fi
 	echo "$PROG: $repo cannot be opened: $out" >&2
-	[ "$initOut" = "$out" ] || echo "$PROG: nor created: $initOut" >&2
+	# For a bucket, also why init failed (for a directory, it already exists).
+	case $repo in s3://*) echo "$PROG: nor created: $initOut" >&2 ;; esac
 	echo "$PROG: $hint" >&2
 	exit 1
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/collectors"
 	"github.com/meshbackup/backupd/exporter"
 )
@@ -91,6 +92,9 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	d, err := daemon.New(cfg, daemon.Options{
 		Logger: log, Observer: runs, RepoOptions: ropt,
 		OpenBackend: daemonBackend(log, storage),
+		RepoOptionsFor: func(rc config.Repository, o repository.Options) repository.Options {
+			return location.RepositoryOptions(o, rc.Uploads)
+		},
 	})
 	if err != nil {
 		return err

@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"github.com/meshbackup/backupd/backupd/backend"
-	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/results"
@@ -87,8 +86,10 @@ type Options struct {
 	// OpenBackend opens a repository's backend (main opens it through
 	// backend/location and wraps it with the storage-operation metrics).
 	OpenBackend func(ctx context.Context, r config.Repository) (backend.Backend, error)
-	// RepoOptions are passed to repository.Open.
-	RepoOptions repository.Options
+	// RepoOptions are passed to repository.Open; RepoOptionsFor, if set,
+	// adjusts them for a repository (main sets its uploads).
+	RepoOptions    repository.Options
+	RepoOptionsFor func(r config.Repository, o repository.Options) repository.Options
 	// ResultsKept is how many records of each policy and kind are kept.
 	ResultsKept int
 	// ProgressInterval is how often a running backup's counts are sampled
@@ -201,7 +202,10 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("repository %q: %w", rc.Name, err)
 		}
-		ropt := location.RepositoryOptions(d.opt.RepoOptions, rc.Uploads)
+		ropt := d.opt.RepoOptions
+		if d.opt.RepoOptionsFor != nil {
+			ropt = d.opt.RepoOptionsFor(rc, ropt)
+		}
 		ropt.Logger, ropt.Hostname = d.opt.Logger, d.opt.Hostname
 		repo, err := repository.Open(ctx, be, pw, ropt)
 		if err != nil {

@@ -52,6 +52,16 @@ func TestStorageFlagErrors(t *testing.T) {
 	}
 }
 
+// The daemon takes the storage settings from its config: the flags are
+// refused by run, naming the flag.
+func TestRunRefusesStorageFlags(t *testing.T) {
+	c := newCLI(t)
+	_, stderr, code := c.run(nil, "run", "--config", "x.yaml", "--uploads", "4")
+	if code != exitUsage || !strings.Contains(stderr, "--uploads applies to --repo; the daemon takes it per repository from its config") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
 // Variables for object storage do not stand in the way of a directory
 // repository (they may be set for another one); --uploads applies to both.
 func TestStorageVariablesIgnoredForDirectory(t *testing.T) {

@@ -84,6 +84,10 @@ func checkDir(key, path string, mayAppear bool) (Finding, bool) {
 // checkS3 checks the files and variables of an s3 block at key.
 func checkS3(key string, c S3) []Finding {
 	var out []Finding
+	if c.InsecureSkipVerify {
+		out = append(out, Finding{Key: key + ".insecure_skip_verify", Path: "true", Warning: true,
+			Msg: "turns off TLS certificate checks: for tests only, anyone on the path can read and change the traffic"})
+	}
 	if c.CAFile != "" {
 		if msg := checkFile(c.CAFile, "PEM certificates"); msg != "" {
 			out = append(out, Finding{Key: key + ".ca_file", Path: c.CAFile, Msg: msg})

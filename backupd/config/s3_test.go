@@ -163,6 +163,7 @@ func TestCheckPathsS3(t *testing.T) {
 		{"missing ca file", S3{CAFile: filepath.Join(dir, "ca.pem")}, "repositories[0].s3.ca_file", false, "does not exist: expected a file holding PEM certificates"},
 		{"missing secret file", S3{AccessKeyIDEnv: "BACKUPD_TEST_KEY_ID", SecretAccessKeyFile: filepath.Join(dir, "nope")},
 			"repositories[0].s3.secret_access_key_file", false, "does not exist: expected a file holding the secret access key"},
+		{"insecure", S3{InsecureSkipVerify: true}, "repositories[0].s3.insecure_skip_verify", true, "for tests only"},
 		{"unset id variable", S3{AccessKeyIDEnv: "BACKUPD_TEST_UNSET_VARIABLE", SecretAccessKeyFile: secretFile},
 			"repositories[0].s3.access_key_id_env", true, "unset here"},
 	} {

@@ -153,6 +153,9 @@ func (spec Spec) check() error {
 	if err := Check(spec.Location); err != nil {
 		return err
 	}
+	if spec.Timeout < 0 || spec.Uploads < 0 {
+		return errors.New("timeout and uploads must not be negative")
+	}
 	if !IsS3(spec.Location) {
 		if spec.S3 != (S3{}) {
 			return errors.New("s3 settings given for a directory repository")
@@ -164,9 +167,6 @@ func (spec Spec) check() error {
 	}
 	if err := CheckPathStyle(spec.S3.PathStyle); err != nil {
 		return fmt.Errorf("s3 path style %w", err)
-	}
-	if spec.Timeout < 0 || spec.Uploads < 0 {
-		return errors.New("timeout and uploads must not be negative")
 	}
 	return nil
 }

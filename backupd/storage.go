@@ -47,10 +47,14 @@ func (g *globalOptions) source(flag, envVar, envValue string) string {
 // flag or variable.
 func (g *globalOptions) spec() (location.Spec, error) {
 	checkRepo := func() error {
-		if err := location.Check(g.repo); err != nil {
-			return usageErr("--repo %s: %v", escape(g.repo), err)
+		err := location.Check(g.repo)
+		switch {
+		case err == nil:
+			return nil
+		case location.IsS3(g.repo):
+			return usageErr("--repo: %v", err) // s3.ParseURL's error names the URL
 		}
-		return nil
+		return usageErr("--repo %s: %v", escape(g.repo), err)
 	}
 	timeout, uploads := g.storageTimeout, g.uploads
 	if !g.given("storage-timeout") && g.env.StorageTimeout != "" {

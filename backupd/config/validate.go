@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -187,16 +188,25 @@ func (p *parser) validateLocation(root *yaml.Node, i int, r *Repository, abs fun
 	return true
 }
 
-// endpointProblem returns what is wrong with an S3 endpoint, or "".
+// endpointProblem returns what is wrong with an S3 endpoint, or "". It
+// never shows what comes before an '@' (user:password@).
 func endpointProblem(e string) string {
+	shown := strconv.Quote(e)
+	if i := strings.LastIndex(e, "@"); i >= 0 {
+		shown = strconv.Quote("REDACTED" + e[i:])
+	}
 	u, err := url.Parse(e)
 	switch {
 	case !strings.Contains(e, "://") || err != nil || u.Scheme == "":
-		return fmt.Sprintf("%q has no scheme, want http:// or https://", e)
+		return shown + " has no scheme, want http:// or https://"
 	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Sprintf("%q: scheme %s, want http:// or https://", e, u.Scheme)
+		return fmt.Sprintf("%s: scheme %s, want http:// or https://", shown, u.Scheme)
+	case u.User != nil:
+		return shown + " must not hold credentials: use access_key_id_env/_file and secret_access_key_env/_file"
 	case u.Host == "":
-		return fmt.Sprintf("%q has no host, want e.g. http://127.0.0.1:9000", e)
+		return shown + " has no host, want e.g. http://127.0.0.1:9000"
+	case u.RawQuery != "" || u.Fragment != "":
+		return shown + " must not have a query or fragment"
 	}
 	return ""
 }

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -102,16 +103,14 @@ var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 
 // Check reports a location that can name no repository: an unsupported
 // URL scheme (a directory never looks like one), or an s3:// URL that is
-// not s3://BUCKET[/PREFIX]. The error does not repeat the location.
+// not s3://BUCKET[/PREFIX] (s3.ParseURL's error, which names the URL).
 func Check(loc string) error {
 	switch {
 	case loc == "":
 		return errors.New("empty: want a directory or s3://BUCKET[/PREFIX]")
 	case IsS3(loc):
-		if _, _, err := s3.ParseURL(loc); err != nil {
-			return fmt.Errorf("want s3://BUCKET[/PREFIX]: %w", err)
-		}
-		return nil
+		_, _, err := s3.ParseURL(loc) // its errors name the URL
+		return err
 	case schemeRE.MatchString(loc):
 		scheme, _, _ := strings.Cut(loc, "://")
 		return fmt.Errorf("unsupported scheme %s://: want a directory or s3://BUCKET[/PREFIX]", scheme)
@@ -120,20 +119,35 @@ func Check(loc string) error {
 }
 
 // CheckEndpoint reports an S3 endpoint that is not an http:// or https://
-// URL with a host (the SDK would take "minio:9000" for a scheme "minio").
+// URL with a host (the SDK would take "minio:9000" for a scheme "minio"),
+// or that holds credentials (user:password@) or a query. The error shows
+// the endpoint without anything before an '@'.
 func CheckEndpoint(endpoint string) error {
 	if endpoint == "" {
 		return nil
 	}
+	shown := strconv.Quote(endpoint)
+	if i := strings.LastIndex(endpoint, "@"); i >= 0 {
+		scheme, _, ok := strings.Cut(endpoint, "://")
+		if !ok || len(scheme) >= i {
+			scheme = ""
+		} else {
+			scheme += "://"
+		}
+		shown = strconv.Quote(scheme + "REDACTED" + endpoint[i:])
+	}
 	u, err := url.Parse(endpoint)
-	if err != nil || u.Scheme == "" || !strings.Contains(endpoint, "://") {
-		return fmt.Errorf("%q has no scheme, want http:// or https://", endpoint)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q: scheme %s, want http:// or https://", endpoint, u.Scheme)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q has no host", endpoint)
+	switch {
+	case !strings.Contains(endpoint, "://") || err != nil || u.Scheme == "":
+		return fmt.Errorf("%s has no scheme, want http:// or https://", shown)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%s: scheme %s, want http:// or https://", shown, u.Scheme)
+	case u.User != nil:
+		return fmt.Errorf("%s must not hold credentials: give them as AWS credentials", shown)
+	case u.Host == "":
+		return fmt.Errorf("%s has no host", shown)
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%s must not have a query or fragment", shown)
 	}
 	return nil
 }

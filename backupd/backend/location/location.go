@@ -260,9 +260,14 @@ func openS3(ctx context.Context, spec Spec, opt Options, create bool) (*s3.Backe
 		b, err = s3.Open(ctx, so)
 	}
 	if err != nil {
-		// s3's errors name the bucket and the operation; they never carry
-		// the credentials (the s3 package's contract).
-		return nil, fmt.Errorf("repository %s: %w", spec.Location, err)
+		// s3's errors never carry the credentials (the s3 package's
+		// contract). Most name the repository; those that do not (options,
+		// the AWS configuration) get it here. Only the message depends
+		// on this test, never what the error matches.
+		if !strings.Contains(err.Error(), spec.Location) {
+			err = fmt.Errorf("repository %s: %w", spec.Location, err)
+		}
+		return nil, err
 	}
 	return b, nil
 }

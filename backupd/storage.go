@@ -25,7 +25,7 @@ func (g *globalOptions) storageFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&g.s3PathStyle, "s3-path-style", pathStyle, "s3:// repositories: address the bucket by path (true), by virtual host (false), or auto: by path for a custom endpoint (AWS_ENDPOINT_URL), else by host (env BACKUPD_S3_PATH_STYLE)")
 	pf.StringVar(&g.s3CAFile, "s3-ca-file", env.S3CAFile, "s3:// repositories: also trust the PEM certificates in this file (env BACKUPD_S3_CA_FILE)")
 	pf.BoolVar(&g.s3InsecureSkipVerify, "s3-insecure-skip-verify", false, "s3:// repositories: do not check the store's TLS certificate. For tests only: anyone on the path can read and change the traffic")
-	pf.DurationVar(&g.storageTimeout, "storage-timeout", 0, "s3:// repositories: deadline of each storage operation (0: the retry layer's default; env BACKUPD_STORAGE_TIMEOUT)")
+	pf.DurationVar(&g.storageTimeout, "storage-timeout", 0, "s3:// repositories: deadline of each attempt of a storage operation; an attempt that runs out of it is retried (0: the retry layer's default; env BACKUPD_STORAGE_TIMEOUT)")
 	pf.IntVar(&g.uploads, "uploads", 0, "packs uploaded in parallel (0: the repository's default; env BACKUPD_UPLOADS)")
 }
 

@@ -50,8 +50,8 @@ type Repository struct {
 	// of interrupted runs go by it), instead of the machine's: set it in a
 	// pod, whose host name changes with every rollout.
 	Host string `yaml:"host"`
-	// Timeout bounds each storage operation of an object store (0: the
-	// retry layer's default). Not for a directory.
+	// Timeout bounds each attempt of a storage operation of an object
+	// store (0: the retry layer's default). Not for a directory.
 	Timeout time.Duration `yaml:"timeout"`
 	// Uploads is how many packs are uploaded in parallel (0: the
 	// repository's default).

@@ -39,8 +39,8 @@ type Spec struct {
 	Location string
 	// S3 applies to an s3:// location only.
 	S3 S3
-	// Timeout bounds each backend operation of an object store (0: the
-	// retry layer's default). It does not apply to a directory: see Open.
+	// Timeout bounds each attempt of a backend operation of an object
+	// store (retry.Options.Timeout; 0: the retry layer's default). It does not apply to a directory: see Open.
 	Timeout time.Duration
 	// Uploads is how many packs are uploaded in parallel (0: the
 	// repository's default). It is a repository option, which Open does

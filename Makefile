@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 
-.PHONY: all build run demo alerts dashboards e2e test test-short lint fuzz bench bench-s3 clean
+.PHONY: all build run run-minio demo alerts dashboards e2e test test-short lint fuzz bench bench-s3 clean
 
 all: build
 
@@ -22,6 +22,12 @@ build:
 run: build
 	$(GO) build -o bin/simulate ./bench/cmd/simulate
 	./scripts/run-local.sh
+
+# The same with the repository in a bucket of a local MinIO (installed by
+# scripts/install-tools.sh, data under ./var/minio): deploy/local/backupd-minio.yaml.
+run-minio: build
+	$(GO) build -o bin/simulate ./bench/cmd/simulate
+	./scripts/run-minio.sh
 
 # The command-line walk-through: backup, change, backup, check, restore, diff.
 demo: build

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbackup/backupd/backupd/archiver"
+	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/internal/units"
 )
 
@@ -173,6 +174,9 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 // warnSourceHoldsRepo warns when the repository lies inside the source: the
 // backup then stores the repository's own files, which grow with every run.
 func warnSourceHoldsRepo(log *slog.Logger, source, repo string) {
+	if location.IsS3(repo) {
+		return // a bucket is in no directory
+	}
 	src, err1 := resolvePath(source)
 	r, err2 := resolvePath(repo)
 	if err1 == nil && err2 == nil && within(src, r) {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
 
@@ -16,7 +16,7 @@ type initOptions struct{}
 func newInitCommand(g *globalOptions) *cobra.Command {
 	var opts initOptions
 	return &cobra.Command{
-		Use:   "init --repo DIR",
+		Use:   "init --repo DIR|s3://BUCKET[/PREFIX]",
 		Short: "Create a repository",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -42,7 +42,12 @@ func runInit(ctx context.Context, _ initOptions, g *globalOptions, _ []string) e
 	if err != nil {
 		return err
 	}
-	be, err := local.Create(g.repo, local.Options{})
+	spec, err := g.spec()
+	if err != nil {
+		return err
+	}
+	opt = location.RepositoryOptions(opt, spec.Uploads)
+	be, err := location.Create(ctx, spec, location.Options{Logger: log})
 	if err != nil {
 		return err
 	}

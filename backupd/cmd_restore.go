@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/restorer"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/internal/units"
@@ -127,6 +128,9 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 // lies inside it: restoring there (with --delete above all) would destroy
 // the repository being read.
 func targetOutsideRepo(target, repo string) error {
+	if location.IsS3(repo) {
+		return nil // a bucket is in no directory
+	}
 	t, err := resolvePath(target)
 	if err != nil {
 		return fmt.Errorf("--target %s: %w", escape(target), err)

@@ -14,9 +14,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshbackup/backupd/backupd/backend"
-	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
+	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/collectors"
 	"github.com/meshbackup/backupd/exporter"
 )
@@ -69,6 +70,11 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	if opts.ConfigFile == "" {
 		return usageErr("--config is required")
 	}
+	for _, f := range []string{"s3-path-style", "s3-ca-file", "s3-insecure-skip-verify", "storage-timeout", "uploads"} {
+		if g.given(f) {
+			return usageErr("--%s applies to --repo; the daemon takes it per repository from its config (deploy/CONFIG.md)", f)
+		}
+	}
 	if opts.CheckInterval <= 0 {
 		return usageErr("--config.check-interval %s: want a positive duration", opts.CheckInterval)
 	}
@@ -90,12 +96,9 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	}
 	d, err := daemon.New(cfg, daemon.Options{
 		Logger: log, Observer: runs, RepoOptions: ropt,
-		OpenBackend: func(rc config.Repository) (backend.Backend, error) {
-			be, err := local.Open(rc.Path, local.Options{})
-			if err != nil {
-				return nil, err
-			}
-			return storage.Wrap(rc.Name, be), nil
+		OpenBackend: daemonBackend(log, storage),
+		RepoOptionsFor: func(rc config.Repository, o repository.Options) repository.Options {
+			return location.RepositoryOptions(o, rc.Uploads)
 		},
 	})
 	if err != nil {
@@ -121,6 +124,22 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 		return nil
 	}
 	return err
+}
+
+// daemonBackend opens a config's repository through backend/location
+// (retries counted by the storage metrics) and meters it, outermost.
+func daemonBackend(log *slog.Logger, storage *collectors.Storage) func(context.Context, config.Repository) (backend.Backend, error) {
+	return func(ctx context.Context, rc config.Repository) (backend.Backend, error) {
+		spec, err := location.FromConfig(rc)
+		if err != nil {
+			return nil, err
+		}
+		return location.Open(ctx, spec, location.Options{
+			Logger:  log.With("repository", rc.Name),
+			OnRetry: storage.RetryHook(rc.Name),
+			Wrap:    func(be backend.Backend) backend.Backend { return storage.Wrap(rc.Name, be) },
+		})
+	}
 }
 
 // stopGrace bounds how long the daemon takes to exit after SIGTERM or

@@ -21,7 +21,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/meshbackup/backupd/backupd/backend/local"
+	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
@@ -35,6 +35,18 @@ type environment struct {
 	PasswordFile string // BACKUPD_PASSWORD_FILE
 	Fault        string // BACKUPD_FAULT: fault points to arm (tests)
 	GoMemLimit   bool   // GOMEMLIMIT is set: leave the memory limit alone
+
+	// Object storage settings AWS has no variable for (raw values,
+	// checked when a command opens a repository).
+	S3PathStyle    string // BACKUPD_S3_PATH_STYLE
+	S3CAFile       string // BACKUPD_S3_CA_FILE
+	StorageTimeout string // BACKUPD_STORAGE_TIMEOUT
+	Uploads        string // BACKUPD_UPLOADS
+	// AWSEndpointURL and AWSEndpointURLS3 (AWS_ENDPOINT_URL,
+	// AWS_ENDPOINT_URL_S3) are read by the AWS SDK itself; backupd reads
+	// them only to refuse one without a scheme with a clear error.
+	AWSEndpointURL   string
+	AWSEndpointURLS3 string
 	// CgroupMemory is the memory limit of the process's cgroup (a
 	// container's), 0 when there is none or it cannot be read.
 	CgroupMemory uint64
@@ -54,6 +66,16 @@ type globalOptions struct {
 	quiet        bool
 	logFormat    string
 	logLevel     string
+
+	// Object storage flags (see storageFlags).
+	s3PathStyle          string
+	s3CAFile             string
+	s3InsecureSkipVerify bool
+	storageTimeout       time.Duration
+	uploads              int
+	// flags are the persistent flags, to tell a flag given from its
+	// default taken from the environment.
+	flags *pflag.FlagSet
 
 	env    environment
 	stdin  *os.File
@@ -76,9 +98,17 @@ const exitCodesHelp = `Exit codes:
   5  backup incomplete: the snapshot was saved without files that could not be read
 
 Environment:
-  BACKUPD_REPOSITORY     repository directory (instead of --repo)
-  BACKUPD_PASSWORD       repository password
-  BACKUPD_PASSWORD_FILE  file holding the password (instead of --password-file)
+  BACKUPD_REPOSITORY       repository directory or s3://BUCKET[/PREFIX] (instead of --repo)
+  BACKUPD_PASSWORD         repository password
+  BACKUPD_PASSWORD_FILE    file holding the password (instead of --password-file)
+  BACKUPD_S3_PATH_STYLE    instead of --s3-path-style
+  BACKUPD_S3_CA_FILE       instead of --s3-ca-file
+  BACKUPD_STORAGE_TIMEOUT  instead of --storage-timeout
+  BACKUPD_UPLOADS          instead of --uploads
+  AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+  AWS_SESSION_TOKEN, AWS_PROFILE and the other AWS SDK settings (shared
+  config and credentials files, web identity, container credentials) say
+  where an s3:// repository is and who may use it.
 `
 
 func newRootCommand(env environment, std streams) *cobra.Command {
@@ -101,12 +131,13 @@ and verifies every blob by reading it back.
 		return usageErr("%v (see '%s --help')", err, c.CommandPath())
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.repo, "repo", "r", env.Repository, "repository directory (env BACKUPD_REPOSITORY)")
+	pf.StringVarP(&g.repo, "repo", "r", env.Repository, "repository: a directory or s3://BUCKET[/PREFIX] (env BACKUPD_REPOSITORY)")
 	pf.StringVar(&g.passwordFile, "password-file", env.PasswordFile, "read the repository password from this file (env BACKUPD_PASSWORD_FILE; or set BACKUPD_PASSWORD)")
 	pf.BoolVar(&g.json, "json", false, "print results as JSON for machines")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print no progress")
 	pf.StringVar(&g.logFormat, "log.format", "text", "log format: text or json")
 	pf.StringVar(&g.logLevel, "log.level", "info", "log level: debug, info, warn or error")
+	g.storageFlags(pf)
 
 	unknownSubcommand(root)
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
@@ -243,7 +274,7 @@ func (g *globalOptions) applyMemoryLimit(blobs int) {
 // requireRepo returns the usage error for a missing --repo.
 func (g *globalOptions) requireRepo() error {
 	if g.repo == "" {
-		return usageErr("no repository: pass --repo DIR or set BACKUPD_REPOSITORY")
+		return usageErr("no repository: pass --repo DIR or --repo s3://BUCKET[/PREFIX], or set BACKUPD_REPOSITORY")
 	}
 	return nil
 }
@@ -272,7 +303,12 @@ func (g *globalOptions) openWith(ctx context.Context, beforeKey func()) (*reposi
 	if err != nil {
 		return nil, nil, err
 	}
-	be, err := local.Open(g.repo, local.Options{})
+	spec, err := g.spec()
+	if err != nil {
+		return nil, nil, err
+	}
+	opt = location.RepositoryOptions(opt, spec.Uploads)
+	be, err := location.Open(ctx, spec, location.Options{Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -63,6 +63,13 @@ func main() {
 		PasswordFile: os.Getenv("BACKUPD_PASSWORD_FILE"),
 		Fault:        os.Getenv("BACKUPD_FAULT"),
 		GoMemLimit:   os.Getenv("GOMEMLIMIT") != "",
+
+		S3PathStyle:      os.Getenv("BACKUPD_S3_PATH_STYLE"),
+		S3CAFile:         os.Getenv("BACKUPD_S3_CA_FILE"),
+		StorageTimeout:   os.Getenv("BACKUPD_STORAGE_TIMEOUT"),
+		Uploads:          os.Getenv("BACKUPD_UPLOADS"),
+		AWSEndpointURL:   os.Getenv("AWS_ENDPOINT_URL"),
+		AWSEndpointURLS3: os.Getenv("AWS_ENDPOINT_URL_S3"),
 	}
 	if limit, err := memlimit.FromCgroup(); err == nil {
 		env.CgroupMemory = limit

@@ -170,6 +170,18 @@ func (v gaugeVec) set(x float64, values ...string) {
 
 func (v gaugeVec) inc(values ...string) { v.update(prometheus.Gauge.Inc, values...) }
 
+// remove deletes the series with these label values, if there is one.
+func (v gaugeVec) remove(values ...string) {
+	v.c.mu.Lock()
+	defer v.c.mu.Unlock()
+	v.DeleteLabelValues(values...)
+	key := strings.Join(values, "\xff")
+	if _, ok := v.f.series[key]; ok {
+		delete(v.f.series, key)
+		v.f.sorted = nil
+	}
+}
+
 func (v gaugeVec) update(fn func(prometheus.Gauge), values ...string) {
 	v.c.mu.Lock()
 	defer v.c.mu.Unlock()

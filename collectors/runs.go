@@ -141,7 +141,7 @@ func NewRuns() *Runs {
 	m.repoUp = m.gauge("repository_up", "1 if the repository could be read at the last refresh.", "repository")
 	m.repoSize = m.gauge("repository_size_bytes", "Bytes stored in the repository.", "repository")
 	m.repoLogical = m.gauge("repository_logical_bytes", "Bytes of source data in the newest snapshot of each policy, summed.", "repository")
-	m.repoFree = m.gauge("repository_free_bytes", "Free bytes on the repository's file system.", "repository")
+	m.repoFree = m.gauge("repository_free_bytes", "Free bytes on the repository's file system (absent for object storage, which reports none).", "repository")
 	m.repoSnapshots = m.gauge("repository_snapshots", "Snapshots in the repository.", "repository", "policy")
 	m.silent = m.counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub, or by a backup's periodic full read of an append-only file).", "policy")
 	return m
@@ -237,7 +237,9 @@ func (m *Runs) Configured(cfg *config.Config) {
 		for _, c := range []counterVec{m.verifyRuns, m.verifyFailures, m.blobsChecked, m.blobsCorrupt} {
 			c.touch(r.Name)
 		}
-		for _, g := range []gaugeVec{m.coverage, m.repoUp, m.lastVerify, m.repoSize, m.repoLogical, m.repoFree} {
+		// repository_free_bytes is not pre-created: it exists only for a
+		// repository whose backend reports free space (RepositoryState).
+		for _, g := range []gaugeVec{m.coverage, m.repoUp, m.lastVerify, m.repoSize, m.repoLogical} {
 			g.touch(r.Name)
 		}
 	}
@@ -406,7 +408,13 @@ func (m *Runs) RepositoryState(s daemon.RepoState) {
 	}
 	m.repoSize.set(float64(s.SizeBytes), s.Name)
 	m.repoLogical.set(float64(s.LogicalBytes), s.Name)
-	m.repoFree.set(float64(s.FreeBytes), s.Name)
+	if s.HasFreeBytes {
+		m.repoFree.set(float64(s.FreeBytes), s.Name)
+	} else {
+		// An object store has no free space: no series rather than 0,
+		// which would look like a full disk.
+		m.repoFree.remove(s.Name)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for pol, n := range s.Snapshots {

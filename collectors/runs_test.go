@@ -88,7 +88,7 @@ func TestRunsExposition(t *testing.T) {
 	}
 	r.Skipped("mesh", "overlap")
 	r.Missed("mesh", 3)
-	r.RepositoryState(daemon.RepoState{Name: "local", Up: true, SizeBytes: 1 << 30, LogicalBytes: 4 << 30, FreeBytes: 10 << 30,
+	r.RepositoryState(daemon.RepoState{Name: "local", Up: true, SizeBytes: 1 << 30, LogicalBytes: 4 << 30, FreeBytes: 10 << 30, HasFreeBytes: true,
 		Snapshots: map[string]int{"mesh": 7}, LastBackupSuccess: map[string]time.Time{"mesh": t0}})
 	reg := prometheus.NewPedanticRegistry()
 	if err := r.Register(reg); err != nil {
@@ -404,5 +404,40 @@ func TestProgressMovesCountersAndKeepsTotals(t *testing.T) {
 	}
 	if len(live.reported) != 0 {
 		t.Fatalf("progress of finished runs kept: %v", live.reported)
+	}
+}
+
+// repository_free_bytes exists only for a repository whose backend reports
+// free space: an object store gets no series (not a 0 that would look like
+// a full disk), and a series goes when its repository stops reporting.
+func TestRepositoryFreeBytesOnlyWhenReported(t *testing.T) {
+	r := NewRuns()
+	cfg := testConfig("mesh")
+	cfg.Repositories = append(cfg.Repositories, config.Repository{Name: "bucket", Path: "s3://bucket"})
+	r.Configured(cfg)
+	free := func() string {
+		t.Helper()
+		var lines []string
+		for _, l := range strings.Split(string(expose(t, r)), "\n") {
+			if strings.HasPrefix(l, "backupd_repository_free_bytes{") {
+				lines = append(lines, l)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	if got := free(); got != "" {
+		t.Errorf("before any state: %q, want no series", got)
+	}
+	r.RepositoryState(daemon.RepoState{Name: "local", Up: true, FreeBytes: 1 << 30, HasFreeBytes: true})
+	r.RepositoryState(daemon.RepoState{Name: "bucket", Up: true, SizeBytes: 5})
+	if got, want := free(), `backupd_repository_free_bytes{repository="local"} 1.073741824e+09`; got != want {
+		t.Errorf("got %q, want only %q", got, want)
+	}
+	if !strings.Contains(string(expose(t, r)), `backupd_repository_size_bytes{repository="bucket"} 5`) {
+		t.Error("the bucket's size is not exposed")
+	}
+	r.RepositoryState(daemon.RepoState{Name: "local", Up: true})
+	if got := free(); got != "" {
+		t.Errorf("after local stopped reporting: %q, want no series", got)
 	}
 }

@@ -4,22 +4,9 @@
 # it again continues from the same repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=bin/backupd
-export BACKUPD_PASSWORD="${BACKUPD_PASSWORD:-demo-password}"
+. scripts/lib-run.sh
 mkdir -p var/drills
-if [ ! -f var/repo/config ]; then
-	$B init --repo var/repo >/dev/null
-	echo "created repository var/repo"
-elif ! out=$($B snapshots --repo var/repo 2>&1 >/dev/null); then
-	# An older repository format, another password, a damaged config.
-	echo "run-local: var/repo cannot be opened: $out" >&2
-	echo "run-local: remove var/repo (make clean) to start over with a new repository" >&2
-	exit 1
-fi
-bin/simulate -root var/volumes -proxies 20 -consul 3 -scale 0.1 -interval 10s &
-sim=$!
-trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null || true' EXIT
-# Let the simulator lay the volume set down before the first backup.
-for _ in $(seq 1 100); do [ -f var/volumes/.workload-state.json ] && break; sleep 0.2; done
+ensure_repo var/repo "remove var/repo (make clean) to start over with a new repository"
+start_simulator
 echo "metrics: http://127.0.0.1:9847/metrics   status: http://127.0.0.1:9847/"
 $B run --config deploy/local/backupd.yaml "$@"

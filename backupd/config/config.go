@@ -39,7 +39,8 @@ type Config struct {
 // Repository is one repository the daemon writes.
 type Repository struct {
 	Name string `yaml:"name"`
-	// Path is the repository directory.
+	// Path is the repository directory (made absolute) or an S3 URL,
+	// s3://BUCKET[/PREFIX] (kept as it is).
 	Path string `yaml:"path"`
 	// PasswordFile or PasswordEnv gives the password; exactly one is set.
 	PasswordFile string `yaml:"password_file"`
@@ -49,6 +50,82 @@ type Repository struct {
 	// of interrupted runs go by it), instead of the machine's: set it in a
 	// pod, whose host name changes with every rollout.
 	Host string `yaml:"host"`
+	// Timeout bounds each attempt of a storage operation of an object
+	// store (0: the retry layer's default). Not for a directory.
+	Timeout time.Duration `yaml:"timeout"`
+	// Uploads is how many packs are uploaded in parallel (0: the
+	// repository's default).
+	Uploads int `yaml:"uploads"`
+	// S3 is how to reach an s3:// repository (only with one).
+	S3 S3 `yaml:"s3"`
+	// s3Set records that the file has an s3 block, even an empty one.
+	s3Set bool
+}
+
+// S3 are the settings of an S3 repository. It names where the credentials
+// are (an environment variable or a file each), never holds them; they are
+// read at open by Repository.S3Credentials. Empty fields leave the AWS
+// conventions in charge (AWS_* environment, shared config and credentials
+// files, web identity for IRSA, container credentials for EKS Pod
+// Identity).
+type S3 struct {
+	Endpoint           string `yaml:"endpoint"`
+	Region             string `yaml:"region"`
+	PathStyle          string `yaml:"path_style"` // auto, true or false
+	CAFile             string `yaml:"ca_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	Profile            string `yaml:"profile"`
+
+	AccessKeyIDEnv      string `yaml:"access_key_id_env"`
+	AccessKeyIDFile     string `yaml:"access_key_id_file"`
+	SecretAccessKeyEnv  string `yaml:"secret_access_key_env"`
+	SecretAccessKeyFile string `yaml:"secret_access_key_file"`
+	SessionTokenEnv     string `yaml:"session_token_env"`
+	SessionTokenFile    string `yaml:"session_token_file"`
+
+	AllowUnconditionalWrites bool `yaml:"allow_unconditional_writes"`
+}
+
+// IsS3 reports whether the repository is in an S3 bucket (path s3://...).
+func (r Repository) IsS3() bool { return strings.HasPrefix(r.Path, "s3://") }
+
+// S3Credentials reads the static credentials the s3 block names: all
+// empty when it names none (the SDK's chain then finds them). Errors name
+// the key and the variable or file, never a value; the caller names the
+// repository.
+func (r Repository) S3Credentials() (accessKeyID, secretAccessKey, sessionToken string, err error) {
+	read := func(key, env, file string) (string, error) {
+		switch {
+		case env != "":
+			v := os.Getenv(env)
+			if v == "" {
+				return "", fmt.Errorf("s3.%s_env: environment variable %s is empty or unset", key, env)
+			}
+			return v, nil
+		case file != "":
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return "", fmt.Errorf("s3.%s_file: %w", key, err)
+			}
+			v := strings.TrimRight(string(b), "\r\n")
+			if v == "" {
+				return "", fmt.Errorf("s3.%s_file: file %s is empty", key, file)
+			}
+			return v, nil
+		}
+		return "", nil
+	}
+	c := r.S3
+	if accessKeyID, err = read("access_key_id", c.AccessKeyIDEnv, c.AccessKeyIDFile); err != nil {
+		return "", "", "", err
+	}
+	if secretAccessKey, err = read("secret_access_key", c.SecretAccessKeyEnv, c.SecretAccessKeyFile); err != nil {
+		return "", "", "", err
+	}
+	if sessionToken, err = read("session_token", c.SessionTokenEnv, c.SessionTokenFile); err != nil {
+		return "", "", "", err
+	}
+	return accessKeyID, secretAccessKey, sessionToken, nil
 }
 
 // Password reads the repository password. The error never contains it.
@@ -288,6 +365,25 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 			"password_file": p.str(&v.PasswordFile),
 			"password_env":  p.str(&v.PasswordEnv),
 			"host":          p.str(&v.Host),
+			"timeout":       p.duration(&v.Timeout),
+			"uploads":       p.atLeast(&v.Uploads, 1),
+			"s3":            func(c *yaml.Node, k string) { v.s3Set = true; p.decode(c, k, &v.S3) },
+		})
+	case *S3:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"endpoint":                   p.str(&v.Endpoint),
+			"region":                     p.str(&v.Region),
+			"path_style":                 p.str(&v.PathStyle),
+			"ca_file":                    p.str(&v.CAFile),
+			"insecure_skip_verify":       p.boolean(&v.InsecureSkipVerify),
+			"profile":                    p.str(&v.Profile),
+			"access_key_id_env":          p.str(&v.AccessKeyIDEnv),
+			"access_key_id_file":         p.str(&v.AccessKeyIDFile),
+			"secret_access_key_env":      p.str(&v.SecretAccessKeyEnv),
+			"secret_access_key_file":     p.str(&v.SecretAccessKeyFile),
+			"session_token_env":          p.str(&v.SessionTokenEnv),
+			"session_token_file":         p.str(&v.SessionTokenFile),
+			"allow_unconditional_writes": p.boolean(&v.AllowUnconditionalWrites),
 		})
 	case *Policy:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){

@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,7 +89,7 @@ func (p *parser) validateRepository(root *yaml.Node, i int, r *Repository, repos
 	repos[r.Name] = true
 	if r.Path == "" {
 		n, k := at("path")
-		p.fail(n, k, "required: the repository directory")
+		p.fail(n, k, "required: the repository directory or s3://BUCKET[/PREFIX]")
 		return false
 	}
 	if (r.PasswordFile == "") == (r.PasswordEnv == "") {
@@ -100,8 +102,113 @@ func (p *parser) validateRepository(root *yaml.Node, i int, r *Repository, repos
 		p.fail(n, k, "expected a host name of letters, digits, '_', '.', '-' (max 253), got %q", r.Host)
 		return false
 	}
-	r.Path, r.PasswordFile = abs(r.Path), abs(r.PasswordFile)
+	if !p.validateLocation(root, i, r, abs) {
+		return false
+	}
+	r.PasswordFile = abs(r.PasswordFile)
 	return true
+}
+
+// bucketRE is what an S3 bucket name may be (AWS's rules, without the ones
+// about reserved prefixes and suffixes, which the store enforces).
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
+
+// validateLocation checks repositories[i]'s path, s3 block, timeout and
+// uploads, and makes its local paths absolute; false means it failed.
+func (p *parser) validateLocation(root *yaml.Node, i int, r *Repository, abs func(string) string) bool {
+	at := func(k ...any) (*yaml.Node, string) {
+		key := fmt.Sprintf("repositories[%d]", i)
+		for _, s := range k {
+			key += "." + fmt.Sprint(s)
+		}
+		return find(root, append([]any{"repositories", i}, k...)...), key
+	}
+	fail := func(msg string, k ...any) bool {
+		n, key := at(k...)
+		p.fail(n, key, "%s", msg)
+		return false
+	}
+	if !r.IsS3() {
+		switch {
+		case schemeRE.MatchString(r.Path):
+			scheme, _, _ := strings.Cut(r.Path, "://")
+			return fail(fmt.Sprintf("unsupported scheme %s:// in %q: want a directory or s3://BUCKET[/PREFIX]", scheme, r.Path), "path")
+		case r.s3Set:
+			return fail(fmt.Sprintf("s3 settings for a directory repository (path %q): use path: s3://BUCKET[/PREFIX], or remove the s3 block", r.Path), "s3")
+		case r.Timeout != 0:
+			return fail("timeout applies to object storage (path: s3://...) only: a directory's operations are not retried or timed out", "timeout")
+		}
+		r.Path = abs(r.Path)
+		return true
+	}
+	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(r.Path, "s3://"), "/")
+	switch {
+	case !bucketRE.MatchString(bucket) || strings.Contains(bucket, ".."):
+		return fail(fmt.Sprintf("bucket %q in %q: want 3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit (s3://BUCKET[/PREFIX])", bucket, r.Path), "path")
+	case strings.ContainsAny(prefix, "?#\x00") || strings.Contains(prefix, "//") || strings.HasPrefix(prefix, "/"):
+		return fail(fmt.Sprintf("prefix %q in %q: want path segments separated by single '/', without '?' or '#'", prefix, r.Path), "path")
+	}
+	c := &r.S3
+	if c.Endpoint != "" {
+		if msg := endpointProblem(c.Endpoint); msg != "" {
+			return fail(msg, "s3", "endpoint")
+		}
+	}
+	switch c.PathStyle {
+	case "", "auto", "true", "false":
+	default:
+		return fail(fmt.Sprintf("expected auto, true or false, got %q", c.PathStyle), "s3", "path_style")
+	}
+	for _, pair := range []struct{ key, env, file string }{
+		{"access_key_id", c.AccessKeyIDEnv, c.AccessKeyIDFile},
+		{"secret_access_key", c.SecretAccessKeyEnv, c.SecretAccessKeyFile},
+		{"session_token", c.SessionTokenEnv, c.SessionTokenFile},
+	} {
+		if pair.env != "" && pair.file != "" {
+			return fail(fmt.Sprintf("give %s_env or %s_file, not both", pair.key, pair.key), "s3", pair.key+"_file")
+		}
+	}
+	hasID := c.AccessKeyIDEnv != "" || c.AccessKeyIDFile != ""
+	hasSecret := c.SecretAccessKeyEnv != "" || c.SecretAccessKeyFile != ""
+	hasToken := c.SessionTokenEnv != "" || c.SessionTokenFile != ""
+	switch {
+	case hasID && !hasSecret:
+		return fail("an access key id needs a secret access key: set secret_access_key_env or secret_access_key_file", "s3", "access_key_id_env")
+	case hasSecret && !hasID:
+		return fail("a secret access key needs an access key id: set access_key_id_env or access_key_id_file", "s3", "secret_access_key_env")
+	case hasToken && !hasID:
+		return fail("a session token needs an access key id and a secret access key", "s3", "session_token_env")
+	case hasID && c.Profile != "":
+		return fail("give static credentials (access_key_id_*) or a profile, not both", "s3", "profile")
+	}
+	c.CAFile, c.AccessKeyIDFile = abs(c.CAFile), abs(c.AccessKeyIDFile)
+	c.SecretAccessKeyFile, c.SessionTokenFile = abs(c.SecretAccessKeyFile), abs(c.SessionTokenFile)
+	return true
+}
+
+// endpointProblem returns what is wrong with an S3 endpoint, or "". It
+// never shows what comes before an '@' (user:password@).
+func endpointProblem(e string) string {
+	shown := strconv.Quote(e)
+	if i := strings.LastIndex(e, "@"); i >= 0 {
+		shown = strconv.Quote("REDACTED" + e[i:])
+	}
+	u, err := url.Parse(e)
+	switch {
+	case !strings.Contains(e, "://") || err != nil || u.Scheme == "":
+		return shown + " has no scheme, want http:// or https://"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("%s: scheme %s, want http:// or https://", shown, u.Scheme)
+	case u.User != nil:
+		return shown + " must not hold credentials: use access_key_id_env/_file and secret_access_key_env/_file"
+	case u.Host == "":
+		return shown + " has no host, want e.g. http://127.0.0.1:9000"
+	case u.RawQuery != "" || u.Fragment != "":
+		return shown + " must not have a query or fragment"
+	}
+	return ""
 }
 
 // policyCheck reports mistakes of policies[i] at their key.

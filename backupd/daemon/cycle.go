@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/checker"
@@ -441,12 +440,4 @@ func removeScratch(dir string) error {
 		return nil
 	})
 	return os.RemoveAll(dir)
-}
-
-func freeBytes(dir string) uint64 {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0
-	}
-	return st.Bavail * uint64(st.Bsize)
 }

@@ -60,11 +60,17 @@ type Observer interface {
 
 // RepoState is the cached state of a repository, refreshed after each run.
 type RepoState struct {
-	Name         string
-	Up           bool
+	Name string
+	Up   bool
+	// SizeBytes is the sum of the objects' sizes, from a listing at each
+	// refresh (after a run), never at a scrape.
 	SizeBytes    uint64
 	LogicalBytes uint64
+	// FreeBytes is the space left where the repository is stored, when
+	// HasFreeBytes: only a backend.SpaceReporter (a directory) knows it; an
+	// object store has no such figure and none is reported.
 	FreeBytes    uint64
+	HasFreeBytes bool
 	Snapshots    map[string]int // per policy
 	// LastBackupSuccess is the newest snapshot time per policy, read from
 	// the repository (so it survives restarts).
@@ -77,11 +83,13 @@ type Options struct {
 	Now      func() time.Time
 	Hostname string
 	Observer Observer
-	// OpenBackend opens a repository's backend (main wraps it with the
-	// storage-operation metrics).
-	OpenBackend func(r config.Repository) (backend.Backend, error)
-	// RepoOptions are passed to repository.Open.
-	RepoOptions repository.Options
+	// OpenBackend opens a repository's backend (main opens it through
+	// backend/location and wraps it with the storage-operation metrics).
+	OpenBackend func(ctx context.Context, r config.Repository) (backend.Backend, error)
+	// RepoOptions are passed to repository.Open; RepoOptionsFor, if set,
+	// adjusts them for a repository (main sets its uploads).
+	RepoOptions    repository.Options
+	RepoOptionsFor func(r config.Repository, o repository.Options) repository.Options
 	// ResultsKept is how many records of each policy and kind are kept.
 	ResultsKept int
 	// ProgressInterval is how often a running backup's counts are sampled
@@ -190,11 +198,14 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		if err != nil {
 			return err
 		}
-		be, err := d.opt.OpenBackend(rc)
+		be, err := d.opt.OpenBackend(ctx, rc)
 		if err != nil {
 			return fmt.Errorf("repository %q: %w", rc.Name, err)
 		}
 		ropt := d.opt.RepoOptions
+		if d.opt.RepoOptionsFor != nil {
+			ropt = d.opt.RepoOptionsFor(rc, ropt)
+		}
 		ropt.Logger, ropt.Hostname = d.opt.Logger, d.opt.Hostname
 		repo, err := repository.Open(ctx, be, pw, ropt)
 		if err != nil {
@@ -503,7 +514,14 @@ func (d *Daemon) refreshRepoState(ctx context.Context, name string) {
 		d.lastSnap[pol] = s.Time
 	}
 	d.mu.Unlock()
-	st.FreeBytes = freeBytes(h.cfg.Path)
+	if sr, ok := backend.As[backend.SpaceReporter](be); ok {
+		free, err := sr.FreeBytes()
+		if err != nil {
+			d.log.Warn("free space unknown", "repository", name, "err", err)
+		} else {
+			st.FreeBytes, st.HasFreeBytes = free, true
+		}
+	}
 }
 
 // hostsOf returns the host names the daemon's runs on repository repo carry

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -32,6 +33,9 @@ type testDaemon struct {
 	source, repoDir, hostname string
 	keepLast                  int
 	policyYAML                string
+	// observer defaults to nopObserver; wrap, if set, wraps the backend.
+	observer Observer
+	wrap     func(backend.Backend) backend.Backend
 }
 
 // open opens the daemon; its schedules are never started.
@@ -62,8 +66,17 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(cfg, Options{Observer: nopObserver{}, Hostname: td.hostname, RepoOptions: repotest.Options(),
-		OpenBackend: func(rc config.Repository) (backend.Backend, error) { return local.Open(rc.Path, local.Options{}) }})
+	if td.observer == nil {
+		td.observer = nopObserver{}
+	}
+	d, err := New(cfg, Options{Observer: td.observer, Hostname: td.hostname, RepoOptions: repotest.Options(),
+		OpenBackend: func(_ context.Context, rc config.Repository) (backend.Backend, error) {
+			be, err := local.Open(rc.Path, local.Options{})
+			if err != nil || td.wrap == nil {
+				return be, err
+			}
+			return td.wrap(be), nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

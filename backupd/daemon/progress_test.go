@@ -81,7 +81,7 @@ policies:
 	hold := &holdPacks{held: make(chan struct{}), release: make(chan struct{})}
 	obs := &progressObserver{reported: make(chan results.Record, 16)}
 	d, err := New(cfg, Options{Observer: obs, Hostname: "testhost", RepoOptions: repotest.Options(),
-		OpenBackend: func(rc config.Repository) (backend.Backend, error) {
+		OpenBackend: func(_ context.Context, rc config.Repository) (backend.Backend, error) {
 			be, err := local.Open(rc.Path, local.Options{})
 			hold.Backend = be
 			return hold, err

@@ -76,7 +76,7 @@ func MetricLabels(t testing.TB) map[string]map[string]bool {
 // feed tells runs what a daemon running the one policy would: the
 // repository's state and a run of every kind, successful or not.
 func feed(runs *collectors.Runs, now time.Time) {
-	runs.RepositoryState(daemon.RepoState{Name: "r", Up: true, SizeBytes: 1, LogicalBytes: 1, FreeBytes: 1,
+	runs.RepositoryState(daemon.RepoState{Name: "r", Up: true, SizeBytes: 1, LogicalBytes: 1, FreeBytes: 1, HasFreeBytes: true,
 		Snapshots: map[string]int{"p": 1}, LastBackupSuccess: map[string]time.Time{"p": now}})
 	runs.Missed("p", 1)
 	runs.Skipped("p", "overlap")

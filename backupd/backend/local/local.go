@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/meshbackup/backupd/backupd/backend"
 )
@@ -32,12 +33,13 @@ type Local struct {
 	fs   FS
 }
 
-// Local offers the optional features TempDirer and TempCleaner (see
-// package backend).
+// Local offers the optional features TempDirer, TempCleaner and
+// SpaceReporter (see package backend).
 var (
-	_ backend.Backend     = (*Local)(nil)
-	_ backend.TempDirer   = (*Local)(nil)
-	_ backend.TempCleaner = (*Local)(nil)
+	_ backend.Backend       = (*Local)(nil)
+	_ backend.TempDirer     = (*Local)(nil)
+	_ backend.TempCleaner   = (*Local)(nil)
+	_ backend.SpaceReporter = (*Local)(nil)
 )
 
 // Options configure a Local backend.
@@ -101,6 +103,17 @@ func (l *Local) Location() string { return l.root }
 // TempDir returns a directory on the repository's file system for scratch
 // files, so that copying them into objects stays on one device.
 func (l *Local) TempDir() string { return filepath.Join(l.root, "tmp") }
+
+// FreeBytes returns the space left to an unprivileged writer on the file
+// system of the repository directory (statfs: available blocks times the
+// block size).
+func (l *Local) FreeBytes() (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(l.root, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", l.root, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
 
 func (l *Local) dir(t backend.FileType, name string) string {
 	if t == backend.PackFile {

@@ -25,8 +25,9 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 	if strings.Contains(bucket, "@") {
 		return "", "", errors.New("s3 url: credentials in an s3 url are not supported: set access_key_id and secret_access_key")
 	}
-	if strings.ContainsAny(rest, "?#") {
-		return "", "", fmt.Errorf("s3 url s3://%s/...: a query or fragment is not allowed: set options in the repository configuration", bucket)
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		b, _, _ := strings.Cut(rest[:i], "/")
+		return "", "", fmt.Errorf("s3 url s3://%s/...: a query or fragment is not allowed (not shown: it may hold a secret): set options in the repository configuration", b)
 	}
 	if bucket == "" {
 		return "", "", fmt.Errorf("s3 url %q: missing bucket: want s3://BUCKET[/PREFIX]", s)

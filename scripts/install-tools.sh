@@ -67,7 +67,7 @@ go_build_module() {
 		cd "$dir"
 		go mod init scratch >/dev/null 2>&1
 		for r in "$@"; do go mod edit -replace "$r"; done
-		go get "$mod@$ver" >/dev/null
+		go get "$pkg@$ver" >/dev/null
 		go build -o "$CACHE/$name" "$pkg"
 	)
 	rm -rf "$dir"

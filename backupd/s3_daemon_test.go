@@ -189,3 +189,166 @@ func TestS3DaemonRoundTrip(t *testing.T) {
 	}
 	c.mustRun("check", "--read-data")
 }
+
+// statusJSON is the part of /api/v1/status these tests read.
+type statusJSON struct {
+	Policy  string `json:"policy"`
+	Running *struct {
+		RunID string `json:"run_id"`
+		Kind  string `json:"kind"`
+	} `json:"running"`
+	LastBackups []struct {
+		RunID   string `json:"run_id"`
+		Outcome string `json:"outcome"`
+		Reason  string `json:"reason"`
+	} `json:"last_backups"`
+}
+
+func (d *daemonProc) status() []statusJSON {
+	d.t.Helper()
+	var st struct {
+		Policies []statusJSON `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(d.get("/api/v1/status")), &st); err != nil {
+		d.t.Fatalf("status: %v", err)
+	}
+	return st.Policies
+}
+
+// The object store killed (SIGKILL) in the middle of a scheduled backup:
+// the run fails within a bound with reason repository (retries are
+// bounded, each attempt by the repository's timeout), the daemon stays up,
+// the last-success timestamp stays where it was, so the RPO rule's
+// expression turns false during the outage; once the store is back, the
+// next scheduled backup succeeds, the repository checks clean, and the
+// failed run is not counted again (as interrupted) by a restarted daemon.
+func TestS3DaemonStoreDownMidBackup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	srv := s3test.StartMinIO(t)
+	c := s3CLI(t, srv)
+	opt := workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.3, Seed: 12}
+	src := genVolume(t, opt)
+	c.mustRun("init")
+	const rpo = 8 * time.Second
+	cfg := writeS3DaemonConfig(t, srv, c, src, rpo.String())
+	dc := &cli{t: t, env: daemonEnv(srv)}
+	addr := freePort(t)
+	d := startDaemon(t, dc, cfg, addr)
+	fams := d.waitFor("a first backup", 60*time.Second, func(f map[string]*dto.MetricFamily) bool {
+		b, _ := value(f, "backupd_backup_runs_total", mesh)
+		return b >= 1
+	})
+	if v, _ := value(fams, "backupd_backup_failures_total", nil); v != 0 {
+		t.Fatalf("a failure before the outage\n%s", tail(d.logs(), 3000))
+	}
+	// Catch a backup with data to upload in flight, and kill the store.
+	if err := workload.Mutate(src, opt, 3); err != nil {
+		t.Fatal(err)
+	}
+	var runID string
+	deadline := time.Now().Add(60 * time.Second)
+	for runID == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw a backup in progress\n%s", tail(d.logs(), 3000))
+		}
+		if v, _ := value(d.scrape(), "backupd_backup_in_progress", mesh); v == 1 {
+			for _, st := range d.status() {
+				if st.Running != nil && st.Running.Kind == "backup" {
+					runID = st.Running.RunID
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.Kill()
+	killed := time.Now()
+	fams = d.scrape()
+	lastOK, _ := value(fams, "backupd_last_backup_success_timestamp_seconds", mesh)
+	fams = d.waitFor("the run in flight failed", 60*time.Second, func(f map[string]*dto.MetricFamily) bool {
+		v, _ := value(f, "backupd_backup_failures_total", mesh)
+		return v >= 1
+	})
+	took := time.Since(killed)
+	t.Logf("the run in flight failed %v after the store was killed", took.Round(time.Millisecond))
+	if v, _ := value(fams, "backupd_backup_failures_total", map[string]string{"policy": "mesh", "reason": "repository"}); v < 1 {
+		t.Errorf("no failure with reason repository: %v", fams["backupd_backup_failures_total"])
+	}
+	logs := d.logs()
+	if !strings.Contains(logs, `"run":"`+runID+`"`) || !failedForRepository(logs, runID) {
+		t.Errorf("run %s in flight at the kill was not logged as failed with reason repository:\n%s", runID, tail(logs, 3000))
+	}
+	if v, _ := value(fams, "backupd_storage_retries_total", bucketRepo); v == 0 {
+		t.Error("no retries counted while the store was down")
+	}
+	// The daemon is up and answers; the newest good snapshot has not
+	// moved, and once the RPO has passed the recording rule
+	// backupd:rpo_compliant:bool, (time() - last_success) <= bool rpo,
+	// evaluates to 0.
+	for time.Since(killed) < rpo+time.Second {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if d.get("/healthz") == "" {
+		t.Error("/healthz empty")
+	}
+	fams = d.scrape()
+	if v, _ := value(fams, "backupd_last_backup_success_timestamp_seconds", mesh); v != lastOK {
+		t.Errorf("last success moved from %v to %v while the store was down", lastOK, v)
+	}
+	if v, _ := value(fams, "backupd_repository_up", bucketRepo); v != 0 {
+		t.Errorf("repository_up = %v while the store is down", v)
+	}
+	if compliant := float64(time.Now().Unix())-lastOK <= rpo.Seconds(); compliant {
+		t.Errorf("rpo_compliant would be 1 %v after the last success", time.Since(time.Unix(int64(lastOK), 0)))
+	}
+	failedBefore, _ := value(fams, "backupd_backup_failures_total", mesh)
+
+	srv.Restart(t)
+	fams = d.waitFor("a good backup after the store came back", 90*time.Second, func(f map[string]*dto.MetricFamily) bool {
+		v, _ := value(f, "backupd_last_backup_success_timestamp_seconds", mesh)
+		return v > lastOK
+	})
+	if v, _ := value(fams, "backupd_repository_up", bucketRepo); v != 1 {
+		t.Errorf("repository_up = %v after the store came back", v)
+	}
+	for _, reason := range []string{"interrupted", "other", "source", "corruption", "locked"} {
+		if v, _ := value(fams, "backupd_backup_failures_total", map[string]string{"policy": "mesh", "reason": reason}); v != 0 {
+			t.Errorf("%v failures with reason %s", v, reason)
+		}
+	}
+	// The failed run is in the status, as a user looking at it wants.
+	found := false
+	for _, st := range d.status() {
+		for _, b := range st.LastBackups {
+			found = found || (b.RunID == runID && b.Outcome == "failure" && b.Reason == "repository")
+		}
+	}
+	if !found {
+		t.Errorf("the failed run %s is not in the status:\n%s", runID, d.get("/api/v1/status"))
+	}
+	d.stop()
+	// A restarted daemon does not count the failed runs again as
+	// interrupted ones.
+	d = startDaemon(t, dc, cfg, addr)
+	fams = d.waitFor("the restarted daemon's first backup", 60*time.Second, func(f map[string]*dto.MetricFamily) bool {
+		v, _ := value(f, "backupd_backup_runs_total", mesh)
+		return v >= 1
+	})
+	if v, _ := value(fams, "backupd_backup_failures_total", map[string]string{"policy": "mesh", "reason": "interrupted"}); v != 0 {
+		t.Errorf("the restarted daemon counts %v interrupted runs (the %v failed during the outage are counted again)", v, failedBefore)
+	}
+	d.stop()
+	c.mustRun("check", "--read-data")
+}
+
+// failedForRepository reports whether the logs hold a "run failed" line of run id
+// with reason repository.
+func failedForRepository(logs, id string) bool {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"msg":"run failed"`) && strings.Contains(l, `"run":"`+id+`"`) && strings.Contains(l, `"reason":"repository"`) {
+			return true
+		}
+	}
+	return false
+}

@@ -43,13 +43,13 @@ func (a *Archiver) checkOverlap(ctx context.Context, mine repository.LockInfo) e
 	if mine.Policy == "" {
 		return nil
 	}
-	locks, err := a.repo.Locks(ctx)
+	locks, err := a.repo.ListLocks(ctx)
 	if err != nil {
 		return err
 	}
 	for _, held := range locks {
-		if overlaps(held, mine) {
-			return &repository.LockError{Holder: held, Err: ErrOverlap}
+		if !held.Stale && overlaps(held.Info, mine) {
+			return &repository.LockError{Name: held.Name, Holder: held.Info, Err: ErrOverlap}
 		}
 	}
 	return nil

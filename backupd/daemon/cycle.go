@@ -73,7 +73,7 @@ func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, bod
 	}
 	// The final record is written even when shutting down.
 	if err := h.store.Finished(context.WithoutCancel(ctx), rec); err != nil {
-		log.Warn("could not record the run's result", "err", err)
+		log.Warn("could not record the run's result in the repository; it is kept and written with the next record", "err", err)
 	}
 	d.opt.Observer.RunFinished(rec)
 	args := []any{"result", rec.Outcome, "duration_seconds", rec.Duration().Seconds(), "cpu_seconds", rec.CPUSeconds,

@@ -83,10 +83,13 @@ func (e *LockError) Unwrap() error { return e.Err }
 
 // Lock is a held lock. Its Context is cancelled if the lease is lost.
 type Lock struct {
-	r      *Repo
-	info   LockInfo
-	mu     sync.Mutex
-	name   string
+	r    *Repo
+	info LockInfo
+	mu   sync.Mutex
+	name string
+	// leaked is set when a refresh could not remove the object it
+	// replaced.
+	leaked bool
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   chan struct{}
@@ -101,6 +104,34 @@ func (l *Lock) Context() context.Context { return l.ctx }
 // Info returns the lock's metadata as stored (the time of its first
 // object).
 func (l *Lock) Info() LockInfo { return l.info }
+
+// releasedLocks are the owners (LockInfo.Owner) of the locks this process
+// released, or gave up taking, whose lock objects it could not remove (the
+// store was unreachable at Unlock, or at a refresh the old object's
+// removal failed). Such an object looks live to this process for as long
+// as it runs: its PID is alive, and to a daemon that is a lock of its own
+// policy and source (archiver.ErrOverlap) until the lease runs out. Every
+// listing of the locks removes the objects of these owners and leaves
+// them out.
+type releasedLocks struct {
+	mu     sync.Mutex
+	owners map[string]bool
+}
+
+func (rl *releasedLocks) add(owner string) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.owners == nil {
+		rl.owners = map[string]bool{}
+	}
+	rl.owners[owner] = true
+}
+
+func (rl *releasedLocks) has(owner string) bool {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return rl.owners[owner]
+}
 
 type storedLock struct {
 	name string
@@ -129,6 +160,15 @@ func (r *Repo) listLocks(ctx context.Context) ([]storedLock, error) {
 			// An unreadable lock cannot be honoured; treat it as stale.
 			r.log.Warn("removing unreadable lock", "lock", n, "err", err)
 			_ = r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: n})
+			continue
+		}
+		// Invariant: a lock this process released is never honoured, by
+		// this process or (once removed) by others.
+		if r.released.has(li.Owner) {
+			r.log.Info("removing a lock this process released earlier but could not remove then", "lock", n, "command", li.Command)
+			if err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: n}); err != nil && !errors.Is(err, backend.ErrNotFound) {
+				r.log.Warn("could not remove a lock this process released", "lock", n, "err", err)
+			}
 			continue
 		}
 		out = append(out, storedLock{n, li})
@@ -290,7 +330,9 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	// Check again: another writer may have locked between our list and
 	// our write. Both may back off; neither proceeds against the other.
 	if err := check(); err != nil {
-		_ = r.be.Remove(context.WithoutCancel(ctx), backend.Handle{Type: backend.LockFile, Name: name})
+		if rerr := r.be.Remove(context.WithoutCancel(ctx), backend.Handle{Type: backend.LockFile, Name: name}); rerr != nil && !errors.Is(rerr, backend.ErrNotFound) {
+			r.released.add(info.Owner)
+		}
 		return nil, err
 	}
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -363,18 +405,33 @@ func (l *Lock) refresh() {
 		l.mu.Lock()
 		l.name = name
 		l.mu.Unlock()
-		_ = l.r.be.Remove(l.ctx, backend.Handle{Type: backend.LockFile, Name: old})
+		if err := l.r.be.Remove(l.ctx, backend.Handle{Type: backend.LockFile, Name: old}); err != nil && !errors.Is(err, backend.ErrNotFound) {
+			l.mu.Lock()
+			l.leaked = true
+			l.mu.Unlock()
+		}
 	}
 }
 
-// Unlock releases the lock.
+// Unlock releases the lock. When its object cannot be removed (the store
+// is unreachable) it returns the error, and the object is removed by this
+// process's next listing of the locks (any Lock, Locks or ListLocks of a
+// Repo of this one's, or of one Fresh made from it); other processes judge
+// it stale when its lease runs out.
 func (l *Lock) Unlock() error {
 	l.cancel(errors.New("unlocked"))
 	<-l.done
 	l.mu.Lock()
-	name := l.name
+	name, leaked := l.name, l.leaked
 	l.mu.Unlock()
-	return l.r.be.Remove(context.Background(), backend.Handle{Type: backend.LockFile, Name: name})
+	err := l.r.be.Remove(context.Background(), backend.Handle{Type: backend.LockFile, Name: name})
+	if leaked || err != nil && !errors.Is(err, backend.ErrNotFound) {
+		l.r.released.add(l.info.Owner)
+	}
+	if err != nil {
+		return fmt.Errorf("remove lock locks/%s: %w", name, err)
+	}
+	return nil
 }
 
 // StoredLock is a lock object as found, for unlock.

@@ -53,6 +53,9 @@ type Repo struct {
 	clockMu       sync.Mutex
 	clockOffset   time.Duration
 	clockMeasured bool
+	// released are the locks this process gave up whose objects are left
+	// (shared by the Repos Fresh makes, see lock.go).
+	released *releasedLocks
 	// keyName is the key file the password opened (keys.go).
 	keyMu   sync.Mutex
 	keyName string
@@ -78,7 +81,7 @@ func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Rep
 		log:     opt.Logger.With("component", "repository"),
 		packers: make(map[BlobType]*packer), pending: make(map[ID]struct{}),
 		uploads: make(chan struct{}, max(opt.Uploads, 1)), cancelUpload: map[uint64]context.CancelFunc{},
-		lastIndex: opt.Now(),
+		lastIndex: opt.Now(), released: &releasedLocks{},
 	}, nil
 }
 
@@ -91,6 +94,7 @@ func (r *Repo) Fresh() (*Repo, error) {
 		return nil, err
 	}
 	nr.keyName = r.KeyName()
+	nr.released = r.released
 	return nr, nil
 }
 

@@ -11,7 +11,11 @@
 // A run writes a "running" record when it starts and a final record when it
 // ends. A running record with no final record (the process was killed) is
 // turned into a failed record with reason "interrupted" when the store is
-// next loaded.
+// next loaded. A final record that cannot be written (the store is
+// unreachable when the run ends, often the reason it failed) is kept in
+// memory, where Records and so the daemon's status see it, and written
+// before the next record this Store writes; only if the process ends before
+// that is its run closed as interrupted.
 //
 // Imports: repository and backend. Like all of the engine it never imports
 // Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
@@ -145,6 +149,9 @@ type Store struct {
 	// interrupted are the failure records Load wrote for runs that never
 	// finished.
 	interrupted []Record
+	// unsaved are final records, in records already, whose write failed;
+	// save writes them, oldest first, before its own.
+	unsaved []Record
 	// Unreadable counts records Load skipped because they were damaged.
 	Unreadable int
 }
@@ -215,13 +222,20 @@ func Load(ctx context.Context, repo Saver, hostnames []string, now time.Time) (*
 	return s, nil
 }
 
+// save writes the records left unsaved, then r. A final record that
+// cannot be written is kept (in records, and in unsaved for the next save).
 func (s *Store) save(ctx context.Context, r Record) error {
-	b, err := json.Marshal(r)
-	if err != nil {
+	if err := s.saveUnsaved(ctx); err != nil {
+		if r.Outcome != Running {
+			s.keepUnsaved(r)
+		}
 		return err
 	}
-	id, err := s.repo.SaveUnpacked(ctx, fileType, b)
+	id, err := s.write(ctx, r)
 	if err != nil {
+		if r.Outcome != Running {
+			s.keepUnsaved(r)
+		}
 		return err
 	}
 	s.mu.Lock()
@@ -231,6 +245,51 @@ func (s *Store) save(ctx context.Context, r Record) error {
 		s.records = append(s.records, r)
 	}
 	return nil
+}
+
+func (s *Store) write(ctx context.Context, r Record) (repository.ID, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return repository.ID{}, err
+	}
+	return s.repo.SaveUnpacked(ctx, fileType, b)
+}
+
+func (s *Store) keepUnsaved(r Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records = append(s.records, r)
+	s.unsaved = append(s.unsaved, r)
+}
+
+// saveUnsaved writes the final records whose write failed, oldest first,
+// and stops at the first that fails again.
+func (s *Store) saveUnsaved(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		if len(s.unsaved) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		r := s.unsaved[0]
+		s.mu.Unlock()
+		id, err := s.write(ctx, r)
+		if err != nil {
+			return fmt.Errorf("write the record of run %s kept since its write failed: %w", r.RunID, err)
+		}
+		s.mu.Lock()
+		s.objects[r.RunID] = append(s.objects[r.RunID], id)
+		s.unsaved = s.unsaved[1:]
+		s.mu.Unlock()
+	}
+}
+
+// Unsaved returns how many final records are kept in memory only, their
+// write having failed.
+func (s *Store) Unsaved() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.unsaved)
 }
 
 // Started records that a run began.
@@ -287,6 +346,11 @@ func (s *Store) Compact(ctx context.Context, keep int) error {
 		kept[i], kept[j] = kept[j], kept[i]
 	}
 	s.records = kept
+	dropped := map[string]bool{}
+	for _, run := range drop {
+		dropped[run] = true
+	}
+	s.unsaved = slices.DeleteFunc(s.unsaved, func(r Record) bool { return dropped[r.RunID] })
 	var ids []repository.ID
 	for _, run := range drop {
 		ids = append(ids, s.objects[run]...)

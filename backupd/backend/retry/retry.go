@@ -390,3 +390,52 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 	}
 	return err
 }
+
+// Do runs fn, an operation outside the Backend interface (opening a store,
+// reading its clock), with the attempts, backoff and per-attempt deadline
+// of the wrapper's own operations: retried while it fails transiently or
+// runs out of its attempt's deadline. op names it for OnRetry and the log.
+func Do(ctx context.Context, opt Options, op string, fn func(ctx context.Context) error) error {
+	opt.applyDefaults()
+	b := &Backend{opt: opt, rnd: rand.New(opt.Rand)}
+	return b.do(ctx, op, backend.Handle{}, true, func(actx context.Context, _ int) error { return fn(actx) })
+}
+
+// OpServerTime is the op name of ServerTime's retries.
+const OpServerTime = "server-time"
+
+// Wrap is New, returned with the optional features it retries too: when be
+// has a server clock (backend.ServerClock, found with backend.As), reading
+// it is retried like Stat. Without this, As finds the clock of the backend
+// underneath, unretried, and one 503 of the store fails the lock of a
+// whole backup.
+func Wrap(be backend.Backend, opt Options) backend.Backend {
+	b := New(be, opt)
+	if sc, ok := backend.As[backend.ServerClock](be); ok {
+		return &clocked{Backend: b, sc: sc}
+	}
+	return b
+}
+
+// clocked is a Backend whose wrapped backend has a server clock.
+type clocked struct {
+	*Backend
+	sc backend.ServerClock
+}
+
+var _ backend.ServerClock = (*clocked)(nil)
+
+// Unwrap returns the retrying Backend, so that As finds it and, through it,
+// the features of the backend underneath.
+func (c *clocked) Unwrap() backend.Backend { return c.Backend }
+
+// ServerTime reads the store's clock, retrying transient failures.
+func (c *clocked) ServerTime(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := c.do(ctx, OpServerTime, backend.Handle{}, true, func(actx context.Context, _ int) error {
+		var err error
+		t, err = c.sc.ServerTime(actx)
+		return err
+	})
+	return t, err
+}

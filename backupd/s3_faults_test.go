@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/retry"
 	"github.com/meshbackup/backupd/backupd/backend/s3/s3test"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/bench/workload"
 )
@@ -110,12 +115,7 @@ func callOut[O any](c *cli, fn func(context.Context, O, *globalOptions, []string
 // packsOf lists the pack names of c's repository, opened in this process.
 func (c *cli) packsOf() []string {
 	c.t.Helper()
-	g, _, _ := c.globals(false)
-	g.hooks = testHooks{}
-	r, _, err := g.open(c.t.Context())
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	r := c.openS3Repo()
 	var names []string
 	if err := r.Backend().List(c.t.Context(), backend.PackFile, func(fi backend.FileInfo) error {
 		names = append(names, fi.Name)
@@ -226,11 +226,7 @@ func TestS3FlakyStorage(t *testing.T) {
 		}
 		// The largest pack holds file data (trees are small).
 		victim := packs[0]
-		g, _, _ := c.globals(false)
-		r, _, err := g.open(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := c.openS3Repo()
 		var biggest int64
 		for _, p := range packs {
 			fi, err := r.Backend().Stat(t.Context(), backend.Handle{Type: backend.PackFile, Name: p})
@@ -294,7 +290,133 @@ func TestS3FlakyStorage(t *testing.T) {
 	}
 }
 
+// randomFiles writes n files of size bytes of seeded random data (which
+// neither compresses nor deduplicates) into a new directory.
+func randomFiles(t *testing.T, n int, size int64, seed uint64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "big")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.NewChaCha8([32]byte{byte(seed)})
+	buf := make([]byte, size)
+	for i := range n {
+		_, _ = rng.Read(buf)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("blob-%d.bin", i)), buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// incompleteUploads lists the unfinished multipart uploads of bucket.
+func incompleteUploads(t *testing.T, srv *s3test.Server, bucket string) []string {
+	t.Helper()
+	out, err := srv.Client().ListMultipartUploads(t.Context(), &awss3.ListMultipartUploadsInput{Bucket: &bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, u := range out.Uploads {
+		keys = append(keys, *u.Key)
+	}
+	return keys
+}
+
+// A backup killed (SIGKILL) while a pack's multipart upload is in flight
+// leaves the upload unfinished in the store. The next backup needs no
+// human (no unlock): it recovers the dead lock, adopts the packs stored
+// before the kill instead of uploading them again, and succeeds; earlier
+// snapshots restore byte-exact; prune aborts the stale upload, and check
+// --read-data is clean.
+func TestS3KilledMidMultipart(t *testing.T) {
+	srv := s3test.StartMinIO(t)
+	c := s3CLI(t, srv, "mp")
+	bucket := strings.SplitN(c.repo, "/", 4)[2] // s3://BUCKET/mp
+	c.env = append(c.env, fmt.Sprintf("BACKUPD_S3_PART_SIZE=%d", 5<<20), "BACKUPD_UPLOADS=1")
+	mustRun := func(extra []string, args ...string) string {
+		t.Helper()
+		out, stderr, code := c.run(extra, args...)
+		if code != 0 {
+			t.Fatalf("backupd %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+		}
+		return out
+	}
+	mustRun(nil, "init")
+	small := genVolume(t, workload.Options{Proxies: 2, Scale: 0.02, Seed: 3})
+	wantSmall := manifest(t, small)
+	var s1 summary
+	if err := json.Unmarshal([]byte(mustRun(nil, "backup", "--policy", "mesh", "--json", small)), &s1); err != nil {
+		t.Fatal(err)
+	}
+	before := c.packsOf()
+
+	// Packs of 16 MiB in parts of 5 MiB: four parts each, one pack at a
+	// time. The 6th part is the second of the second pack.
+	const size = 12 << 20
+	big := randomFiles(t, 3, size, 9)
+	wantBig := manifest(t, big)
+	if _, stderr, code := c.run([]string{"BACKUPD_FAULT=" + faultpoint.S3AfterPart + ":6"}, "backup", "--policy", "mesh", big); code != -9 {
+		t.Fatalf("backup with %s:6 armed: exit %d, want killed by SIGKILL\n%s", faultpoint.S3AfterPart, code, stderr)
+	}
+	if ups := incompleteUploads(t, srv, bucket); len(ups) != 1 {
+		t.Fatalf("after the kill the store holds %d unfinished multipart uploads (%v), want the one in flight", len(ups), ups)
+	}
+	stored := map[string]bool{}
+	var storedBytes int64
+	r := c.openS3Repo()
+	for _, p := range c.packsOf() {
+		if !slices.Contains(before, p) {
+			stored[p] = true
+			fi, err := r.Backend().Stat(t.Context(), backend.Handle{Type: backend.PackFile, Name: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			storedBytes += fi.Size
+		}
+	}
+	if len(stored) == 0 {
+		t.Fatal("no pack was stored before the kill: the kill came too early to test adoption")
+	}
+
+	var s2 summary
+	if err := json.Unmarshal([]byte(mustRun(nil, "backup", "--policy", "mesh", "--json", big)), &s2); err != nil {
+		t.Fatal(err)
+	}
+	after := c.packsOf()
+	t.Logf("%d packs (%d bytes) stored before the kill; the next backup wrote %d bytes, %d packs in all", len(stored), storedBytes, s2.BytesWritten, len(after))
+	for p := range stored {
+		if !slices.Contains(after, p) {
+			t.Errorf("pack %s stored before the kill is gone after the next backup", p[:8])
+		}
+	}
+	if total := int64(3 * size); int64(s2.BytesWritten) > total-storedBytes/2 {
+		t.Errorf("the next backup wrote %d bytes of %d, though %d were stored before the kill: it uploaded them again", s2.BytesWritten, total, storedBytes)
+	}
+	c.assertRestoreEquals(s1.SnapshotID, wantSmall)
+	c.assertRestoreEquals(s2.SnapshotID, wantBig)
+
+	if ups := incompleteUploads(t, srv, bucket); len(ups) != 1 {
+		t.Fatalf("before prune the store holds %d unfinished uploads (%v), want the killed one", len(ups), ups)
+	}
+	time.Sleep(1100 * time.Millisecond) // the upload is older than the stale age below
+	mustRun([]string{"BACKUPD_S3_STALE_UPLOAD_AGE=1s"}, "prune", "--grace", "0")
+	if ups := incompleteUploads(t, srv, bucket); len(ups) != 0 {
+		t.Errorf("after prune the store still holds unfinished uploads %v", ups)
+	}
+	mustRun(nil, "check", "--read-data")
+}
+
+// openS3Repo opens c's repository in this process, without hooks.
+func (c *cli) openS3Repo() *repository.Repo {
+	c.t.Helper()
+	g, _, _ := c.globals(false)
+	g.hooks = testHooks{}
+	r, _, err := g.open(c.t.Context())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
 var _ = errors.Is
-var _ = fmt.Sprint
-var _ = os.Getpid
-var _ = repository.ErrLocked

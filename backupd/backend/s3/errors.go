@@ -129,7 +129,11 @@ func mapError(ctx context.Context, err error, s errScope) error {
 		// error, a deserialization error): a listing or an upload's
 		// answer cut short or garbled on the way. Nothing was handed on;
 		// the request may be repeated.
-		e.Msg = fmt.Sprintf("%s: the answer of %s (HTTP %d) could not be read: %v", where, s.endpoint, status, rootCause(err))
+		cause := error(re)
+		if re.Err != nil {
+			cause = re.Err // the decoder's error, without request ids
+		}
+		e.Msg = fmt.Sprintf("%s: the answer of %s (HTTP %d) could not be read: %v", where, s.endpoint, status, cause)
 		return backend.Transient(e)
 	case e.StatusCode == 0 && e.Code == "":
 		// No answer: connection refused or reset, DNS, TLS, a timeout of

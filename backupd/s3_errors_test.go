@@ -64,7 +64,7 @@ func TestS3ErrorsNameTheBucket(t *testing.T) {
 		var retries retryCounter
 		c.hooks = testHooks{s3Transport: func(http.RoundTripper) http.RoundTripper { return denyAll{} }, onRetry: retries.onRetry}
 		defer func() { c.hooks = testHooks{} }()
-		err, out := callOut(c, runSnapshots, snapshotsOptions{})
+		out, err := callOut(c, runSnapshots, snapshotsOptions{})
 		if err == nil || exitCode(err) != exitFailed || !strings.Contains(err.Error(), "access denied for bucket "+bucket) {
 			t.Errorf("snapshots on a bucket that denies access: %v (exit %d), want exit 1, access denied for bucket %s", err, exitCode(err), bucket)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -104,12 +103,13 @@ func firstRead() func(*http.Request) bool {
 	}
 }
 
-// callOut runs fn in-process and returns its error and what it printed (stdout and stderr).
-func callOut[O any](c *cli, fn func(context.Context, O, *globalOptions, []string) error, opts O, args ...string) (error, string) {
+// callOut runs fn in-process and returns what it printed (stdout and
+// stderr) and its error.
+func callOut[O any](c *cli, fn func(context.Context, O, *globalOptions, []string) error, opts O, args ...string) (string, error) {
 	c.t.Helper()
 	g, out, errOut := c.globals(false)
 	err := fn(c.t.Context(), opts, g, args)
-	return err, out.String() + errOut.String()
+	return out.String() + errOut.String(), err
 }
 
 // packsOf lists the pack names of c's repository, opened in this process.
@@ -243,7 +243,7 @@ func TestS3FlakyStorage(t *testing.T) {
 			}})
 
 		target := filepath.Join(t.TempDir(), "restore")
-		err, out := callOut(c, runRestore, restoreOptions{Target: target}, s.SnapshotID)
+		out, err := callOut(c, runRestore, restoreOptions{Target: target}, s.SnapshotID)
 		if err == nil || exitCode(err) != exitCorrupt {
 			t.Fatalf("restore with a pack flipped on every read: %v (exit %d), want exit %d\n%s", err, exitCode(err), exitCorrupt, out)
 		}
@@ -272,7 +272,7 @@ func TestS3FlakyStorage(t *testing.T) {
 			t.Errorf("%d files left out; want the files of the damaged pack left out and named:\n%s", missing, msg)
 		}
 
-		err, out = callOut(c, runCheck, checkOptions{ReadData: true})
+		out, err = callOut(c, runCheck, checkOptions{ReadData: true})
 		if exitCode(err) != exitCorrupt || !strings.Contains(err.Error()+out, victim[:8]) {
 			t.Errorf("check --read-data with the pack flipped in transit: %v (exit %d), want exit 3 naming pack %s\n%s", err, exitCode(err), victim[:8], out)
 		}
@@ -418,5 +418,3 @@ func (c *cli) openS3Repo() *repository.Repo {
 	}
 	return r
 }
-
-var _ = errors.Is

@@ -608,8 +608,18 @@ func TestUnwrap(t *testing.T) {
 // clockMem is a backend whose store has a clock that fails as scripted.
 type clockMem struct {
 	*mem.Mem
-	fails int // the first fails reads fail transiently
-	reads int
+	fails  int // the first fails reads (and cleans) fail transiently
+	reads  int
+	cleans int
+}
+
+// CleanTemp fails transiently as often as ServerTime is set to.
+func (c *clockMem) CleanTemp() error {
+	c.cleans++
+	if c.cleans <= c.fails {
+		return backend.Transient(errors.New("503 on ListMultipartUploads"))
+	}
+	return nil
 }
 
 func (c *clockMem) ServerTime(context.Context) (time.Time, error) {
@@ -620,9 +630,10 @@ func (c *clockMem) ServerTime(context.Context) (time.Time, error) {
 	return time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC), nil
 }
 
-// Wrap retries the store's clock like any operation, and offers a clock
-// only over a backend that has one; As still finds the retrying Backend.
-func TestWrapRetriesTheServerClock(t *testing.T) {
+// Wrap retries the store's clock and CleanTemp like any operation, and
+// offers them only over a backend that has them; As still finds the
+// retrying Backend.
+func TestWrapRetriesTheOptionalFeatures(t *testing.T) {
 	t.Parallel()
 	instant := func(context.Context, time.Duration) error { return nil }
 	var retried []string
@@ -641,6 +652,13 @@ func TestWrapRetriesTheServerClock(t *testing.T) {
 	if _, ok := backend.As[*retry.Backend](be); !ok {
 		t.Error("As does not find the retrying backend")
 	}
+	tc, ok := backend.As[backend.TempCleaner](be)
+	if !ok {
+		t.Fatal("no TempCleaner through the wrapper")
+	}
+	if err := tc.CleanTemp(); err != nil || cm.cleans != 3 {
+		t.Errorf("CleanTemp after two transient failures: %v after %d calls, want success after 3", err, cm.cleans)
+	}
 	cm = &clockMem{Mem: mem.New(), fails: 100}
 	sc, _ = backend.As[backend.ServerClock](retry.Wrap(cm, retry.Options{Sleep: instant}))
 	if _, err := sc.ServerTime(t.Context()); !backend.IsTransient(err) || cm.reads != retry.DefaultMaxAttempts {
@@ -648,6 +666,9 @@ func TestWrapRetriesTheServerClock(t *testing.T) {
 	}
 	if _, ok := backend.As[backend.ServerClock](retry.Wrap(mem.New(), retry.Options{})); ok {
 		t.Error("Wrap offers a server clock over a backend without one")
+	}
+	if _, ok := backend.As[backend.TempCleaner](retry.Wrap(mem.New(), retry.Options{})); ok {
+		t.Error("Wrap offers CleanTemp over a backend without it")
 	}
 }
 

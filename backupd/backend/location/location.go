@@ -224,8 +224,8 @@ func open(ctx context.Context, spec Spec, opt Options, create bool) (backend.Bac
 		// answers 503 SlowDown under load: the retry layer retries what
 		// backend.IsTransient calls transient, and bounds each attempt by
 		// spec.Timeout: the opening (its bucket check, and Create's
-		// probes, which start afresh each attempt), every operation, and
-		// the reading of the store's clock that dates locks.
+		// probes, which start afresh each attempt), every operation, the
+		// reading of the store's clock that dates locks, and CleanTemp.
 		ro := retry.Options{Timeout: spec.Timeout, OnRetry: opt.OnRetry, Logger: opt.Logger}
 		var b *s3.Backend
 		if err := retry.Do(ctx, ro, OpOpen, func(actx context.Context) error {

@@ -47,7 +47,7 @@ func runInit(ctx context.Context, _ initOptions, g *globalOptions, _ []string) e
 		return err
 	}
 	opt = location.RepositoryOptions(opt, spec.Uploads)
-	be, err := location.Create(ctx, spec, location.Options{Logger: log})
+	be, err := g.openBackend(ctx, spec, opt, true)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/collectors"
 	"github.com/meshbackup/backupd/exporter"
@@ -96,7 +97,7 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	}
 	d, err := daemon.New(cfg, daemon.Options{
 		Logger: log, Observer: runs, RepoOptions: ropt,
-		OpenBackend: daemonBackend(log, storage),
+		OpenBackend: daemonBackend(log, storage, ropt.Faults),
 		RepoOptionsFor: func(rc config.Repository, o repository.Options) repository.Options {
 			return location.RepositoryOptions(o, rc.Uploads)
 		},
@@ -127,13 +128,15 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 }
 
 // daemonBackend opens a config's repository through backend/location
-// (retries counted by the storage metrics) and meters it, outermost.
-func daemonBackend(log *slog.Logger, storage *collectors.Storage) func(context.Context, config.Repository) (backend.Backend, error) {
+// (retries counted by the storage metrics, the armed fault points of crash
+// tests passed on) and meters it, outermost.
+func daemonBackend(log *slog.Logger, storage *collectors.Storage, faults *faultpoint.Set) func(context.Context, config.Repository) (backend.Backend, error) {
 	return func(ctx context.Context, rc config.Repository) (backend.Backend, error) {
 		spec, err := location.FromConfig(rc)
 		if err != nil {
 			return nil, err
 		}
+		spec.Faults = faults
 		return location.Open(ctx, spec, location.Options{
 			Logger:  log.With("repository", rc.Name),
 			OnRetry: storage.RetryHook(rc.Name),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/location"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
@@ -42,6 +44,12 @@ type environment struct {
 	S3CAFile       string // BACKUPD_S3_CA_FILE
 	StorageTimeout string // BACKUPD_STORAGE_TIMEOUT
 	Uploads        string // BACKUPD_UPLOADS
+	// For tests only, not in the help: BACKUPD_S3_PART_SIZE (bytes, at
+	// least 5 MiB) makes packs above it multipart uploads, and
+	// BACKUPD_S3_STALE_UPLOAD_AGE (a duration) is how old an unfinished
+	// multipart upload must be for prune to abort it (1 hour by default).
+	S3PartSize       string
+	S3StaleUploadAge string
 	// AWSEndpointURL and AWSEndpointURLS3 (AWS_ENDPOINT_URL,
 	// AWS_ENDPOINT_URL_S3) are read by the AWS SDK itself; backupd reads
 	// them only to refuse one without a scheme with a clear error.
@@ -81,6 +89,21 @@ type globalOptions struct {
 	stdin  *os.File
 	stdout io.Writer
 	stderr io.Writer
+
+	// hooks are set by in-process tests only, never by a flag, a variable
+	// or the config.
+	hooks testHooks
+}
+
+// testHooks let an in-process test reach into what a command opens.
+type testHooks struct {
+	// s3Transport decorates an s3:// repository's HTTP transport (fault
+	// injection).
+	s3Transport func(http.RoundTripper) http.RoundTripper
+	// onRetry is told of each retry of an object store's operation.
+	onRetry func(op string, attempt int, err error)
+	// packSize, if not 0, is the repository's PackSize.
+	packSize int64
 }
 
 func usageErr(format string, a ...any) error {
@@ -238,7 +261,18 @@ func (g *globalOptions) repoOptions(log *slog.Logger) (repository.Options, error
 	if err != nil {
 		return repository.Options{}, usageErr("%v", err)
 	}
-	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit}, nil
+	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit, PackSize: g.hooks.packSize}, nil
+}
+
+// openBackend opens (or, with create, creates) the backend of spec for a
+// repository of options opt: its fault points, and the tests' hooks.
+func (g *globalOptions) openBackend(ctx context.Context, spec location.Spec, opt repository.Options, create bool) (backend.Backend, error) {
+	spec.Faults, spec.Transport = opt.Faults, g.hooks.s3Transport
+	lo := location.Options{Logger: opt.Logger, OnRetry: g.hooks.onRetry}
+	if create {
+		return location.Create(ctx, spec, lo)
+	}
+	return location.Open(ctx, spec, lo)
 }
 
 // Memory budget (README "Memory"): the data pipeline's buffers fit in
@@ -308,7 +342,7 @@ func (g *globalOptions) openWith(ctx context.Context, beforeKey func()) (*reposi
 		return nil, nil, err
 	}
 	opt = location.RepositoryOptions(opt, spec.Uploads)
-	be, err := location.Open(ctx, spec, location.Options{Logger: log})
+	be, err := g.openBackend(ctx, spec, opt, false)
 	if err != nil {
 		return nil, nil, err
 	}

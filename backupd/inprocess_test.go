@@ -23,7 +23,7 @@ func (c *cli) globals(jsonOut bool) (*globalOptions, *bytes.Buffer, *bytes.Buffe
 		repo: c.repo, json: jsonOut, logFormat: "text", logLevel: "info",
 		// GoMemLimit: leave the test process's memory limit alone.
 		env:    environment{Password: "correct horse", GoMemLimit: true},
-		stdout: &out, stderr: &errOut,
+		stdout: &out, stderr: &errOut, hooks: c.hooks,
 	}, &out, &errOut
 }
 

@@ -68,6 +68,8 @@ func main() {
 		S3CAFile:         os.Getenv("BACKUPD_S3_CA_FILE"),
 		StorageTimeout:   os.Getenv("BACKUPD_STORAGE_TIMEOUT"),
 		Uploads:          os.Getenv("BACKUPD_UPLOADS"),
+		S3PartSize:       os.Getenv("BACKUPD_S3_PART_SIZE"),
+		S3StaleUploadAge: os.Getenv("BACKUPD_S3_STALE_UPLOAD_AGE"),
 		AWSEndpointURL:   os.Getenv("AWS_ENDPOINT_URL"),
 		AWSEndpointURLS3: os.Getenv("AWS_ENDPOINT_URL_S3"),
 	}

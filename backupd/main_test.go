@@ -43,6 +43,8 @@ type cli struct {
 	// wrap, if set, runs the binary through a command (setpriv, to run as
 	// another user).
 	wrap []string
+	// hooks reach into the in-process calls (globals).
+	hooks testHooks
 }
 
 func newCLI(t *testing.T) *cli {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meshbackup/backupd/backupd/backend/location"
+	"github.com/meshbackup/backupd/backupd/backend/s3"
 )
 
 // storageFlags adds the flags of object storage that AWS has no
@@ -113,5 +114,19 @@ func (g *globalOptions) spec() (location.Spec, error) {
 	// them from the environment, the shared files, web identity (IRSA)
 	// or container credentials (EKS Pod Identity).
 	spec.S3 = location.S3{PathStyle: g.s3PathStyle, CAFile: g.s3CAFile, InsecureSkipVerify: g.s3InsecureSkipVerify}
+	if v := g.env.S3PartSize; v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < s3.MinPartSize || n > s3.MaxPartSize {
+			return location.Spec{}, usageErr("BACKUPD_S3_PART_SIZE %s: want a number of bytes from %d (5 MiB) to %d (5 GiB)", escape(v), s3.MinPartSize, int64(s3.MaxPartSize))
+		}
+		spec.S3.PartSize = n
+	}
+	if v := g.env.S3StaleUploadAge; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return location.Spec{}, usageErr("BACKUPD_S3_STALE_UPLOAD_AGE %s: want a duration such as 1s or 2h", escape(v))
+		}
+		spec.S3.StaleUploadAge = d
+	}
 	return spec, nil
 }

@@ -34,6 +34,8 @@ func TestStorageFlagErrors(t *testing.T) {
 		{"timeout variable not a duration", []string{"BACKUPD_STORAGE_TIMEOUT=soon"}, []string{"--repo", "s3://bucket"}, "BACKUPD_STORAGE_TIMEOUT soon: want a duration such as 30s or 2m"},
 		{"negative uploads", nil, []string{"--repo", "s3://bucket", "--uploads", "-2"}, "--uploads -2: want a whole number of zero or more"},
 		{"uploads variable not a number", []string{"BACKUPD_UPLOADS=many"}, nil, "BACKUPD_UPLOADS many: want a whole number"},
+		{"part size too small", []string{"BACKUPD_S3_PART_SIZE=1048576"}, []string{"--repo", "s3://bucket"}, "BACKUPD_S3_PART_SIZE 1048576: want a number of bytes from 5242880 (5 MiB)"},
+		{"stale upload age not a duration", []string{"BACKUPD_S3_STALE_UPLOAD_AGE=old"}, []string{"--repo", "s3://bucket"}, "BACKUPD_S3_STALE_UPLOAD_AGE old: want a duration such as 1s or 2h"},
 		{"s3 flag on a directory", nil, []string{"--s3-insecure-skip-verify"}, "--s3-insecure-skip-verify applies to s3:// repositories only; --repo " + c.repo + " is a directory"},
 		{"timeout on a directory", nil, []string{"--storage-timeout", "1m"}, "--storage-timeout applies to s3:// repositories only"},
 	} {

@@ -30,11 +30,15 @@ const (
 	// file (key remove, key passwd).
 	BeforeKeyRemove = "before-key-remove"
 	AfterKeyRemove  = "after-key-remove"
+	// S3AfterPart: a part of a multipart upload to an S3 store is stored,
+	// the upload not yet completed (docs/DESIGN.md §8, a writer killed
+	// mid-multipart).
+	S3AfterPart = "s3-after-part"
 )
 
 // Names lists every fault point.
 var Names = []string{AfterChunk, AfterPackPut, AfterIndexWrite, AfterSnapshotWrite, RestoreMidFile,
-	AfterKeyWrite, BeforeKeyRemove, AfterKeyRemove}
+	AfterKeyWrite, BeforeKeyRemove, AfterKeyRemove, S3AfterPart}
 
 // Set is an armed fault point.
 type Set struct {

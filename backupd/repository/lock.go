@@ -93,8 +93,10 @@ type Lock struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   chan struct{}
-	// RecoveredBackups counts stale locks of backups removed while taking
-	// this lock: those backups died, and may have left unindexed packs.
+	// RecoveredBackups counts the backups whose stale locks were removed
+	// while taking this lock: those backups died, and may have left
+	// unindexed packs. A backup killed mid-refresh leaves two lock objects
+	// (the new one written, the old one not yet removed): it counts once.
 	RecoveredBackups int
 }
 
@@ -232,7 +234,7 @@ func (r *Repo) lockNow(ctx context.Context, measure bool) (time.Time, error) {
 
 // conflict returns the first live lock that blocks a request, removing the
 // stale ones it meets.
-func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*storedLock, error) {
+func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered map[string]bool) (*storedLock, error) {
 	locks, err := r.listLocks(ctx)
 	if err != nil {
 		return nil, err
@@ -252,7 +254,12 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*st
 				return nil, err
 			}
 			if l.info.Command == "backup" {
-				*recovered++
+				// By owner: one lock may have two objects.
+				key := l.info.Owner
+				if key == "" {
+					key = "name:" + l.name
+				}
+				recovered[key] = true
 			}
 			continue
 		}
@@ -309,9 +316,9 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	}
 	info := LockInfo{Exclusive: opt.Exclusive, Hostname: r.opt.Hostname, PID: os.Getpid(), Time: now, Acquired: now,
 		Command: opt.Command, Policy: opt.Policy, Source: opt.Source, Owner: hex.EncodeToString(owner[:])}
-	recovered := 0
+	recovered := make(map[string]bool)
 	check := func() error {
-		holder, err := r.conflict(ctx, info, &recovered)
+		holder, err := r.conflict(ctx, info, recovered)
 		if err != nil {
 			return err
 		}
@@ -336,7 +343,7 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 		return nil, err
 	}
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	l := &Lock{r: r, info: info, name: name, ctx: lctx, cancel: cancel, done: make(chan struct{}), RecoveredBackups: recovered}
+	l := &Lock{r: r, info: info, name: name, ctx: lctx, cancel: cancel, done: make(chan struct{}), RecoveredBackups: len(recovered)}
 	go l.refresh()
 	return l, nil
 }

@@ -87,3 +87,25 @@ func TestRemoveLocks(t *testing.T) {
 		t.Fatalf("unlock --force: %v %+v", err, removed)
 	}
 }
+
+// A backup killed mid-refresh leaves two objects of one lock (the new one
+// written, the old one not yet removed): the next lock recovers one backup,
+// not two.
+func TestRecoveredBackupsCountsLocksNotObjects(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	_, be := repotest.NewMem(t)
+	r := repotest.Reopen(t, be, repository.Options{Now: func() time.Time { return now }, LockRefresh: time.Hour})
+	old := now.Add(-time.Hour)
+	putLock(t, be, "refreshed", repository.LockInfo{Hostname: "otherhost", PID: 1, Command: "backup", Time: old, Owner: "a"})
+	putLock(t, be, "before-refresh", repository.LockInfo{Hostname: "otherhost", PID: 1, Command: "backup", Time: old.Add(-time.Minute), Owner: "a"})
+	putLock(t, be, "another", repository.LockInfo{Hostname: "otherhost", PID: 2, Command: "backup", Time: old, Owner: "b"})
+	putLock(t, be, "a-prune", repository.LockInfo{Hostname: "otherhost", PID: 3, Command: "prune", Exclusive: true, Time: old, Owner: "c"})
+	l, err := r.Lock(t.Context(), repository.LockOptions{Exclusive: true, Command: "prune"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if l.RecoveredBackups != 2 {
+		t.Fatalf("recovered %d backups, want 2 (owners a and b)", l.RecoveredBackups)
+	}
+}

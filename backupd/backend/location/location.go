@@ -10,7 +10,7 @@
 // that this package, like all of the engine, never imports collectors/.
 //
 // Imports: backend, backend/local, backend/s3, backend/retry, config,
-// repository (for its Options) and the standard library. It never imports Prometheus,
+// faultpoint, repository (for its Options) and the standard library. It never imports Prometheus,
 // collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package location
 
@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -30,6 +31,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/backend/retry"
 	"github.com/meshbackup/backupd/backupd/backend/s3"
 	"github.com/meshbackup/backupd/backupd/config"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
 )
 
@@ -46,6 +48,14 @@ type Spec struct {
 	// repository's default). It is a repository option, which Open does
 	// not use: pass it to RepositoryOptions.
 	Uploads int
+
+	// Faults are the armed fault points of crash tests, for an object
+	// store's own points (s3.Options.Faults). Nil: none.
+	Faults *faultpoint.Set `json:"-" yaml:"-"`
+	// Transport, if set, decorates the HTTP transport of an object store's
+	// client (s3.Options.Transport). Only tests set it, to inject the
+	// faults of a flaky store; no flag, variable or config key does.
+	Transport func(http.RoundTripper) http.RoundTripper `json:"-" yaml:"-"`
 }
 
 // S3 are the settings of an S3 repository that its URL does not carry.
@@ -59,6 +69,11 @@ type S3 struct {
 	InsecureSkipVerify       bool
 	Profile                  string
 	AllowUnconditionalWrites bool
+	// PartSize and StaleUploadAge are s3.Options' (0: its defaults).
+	// Tests set them (BACKUPD_S3_PART_SIZE, BACKUPD_S3_STALE_UPLOAD_AGE)
+	// to make small packs multipart and to clean their leftovers at once.
+	PartSize       int64
+	StaleUploadAge time.Duration
 	// Credentials are static credentials; empty means the SDK's chain.
 	Credentials Credentials `json:"-" yaml:"-"`
 }
@@ -95,6 +110,9 @@ type Options struct {
 	// storage-operation metrics).
 	Wrap func(backend.Backend) backend.Backend
 }
+
+// OpOpen is the op name of OnRetry for the opening of an object store.
+const OpOpen = "open"
 
 // IsS3 reports whether loc names an S3 repository (s3://...).
 func IsS3(loc string) bool { return strings.HasPrefix(loc, "s3://") }
@@ -202,15 +220,22 @@ func open(ctx context.Context, spec Spec, opt Options, create bool) (backend.Bac
 	}
 	var be backend.Backend
 	if IsS3(spec.Location) {
-		b, err := openS3(ctx, spec, opt, create)
-		if err != nil {
-			return nil, err
-		}
 		// The store is reached over a network that drops connections and
 		// answers 503 SlowDown under load: the retry layer retries what
 		// backend.IsTransient calls transient, and bounds each attempt by
-		// spec.Timeout.
-		be = retry.New(b, retry.Options{Timeout: spec.Timeout, OnRetry: opt.OnRetry, Logger: opt.Logger})
+		// spec.Timeout: the opening (its bucket check, and Create's
+		// probes, which start afresh each attempt), every operation, the
+		// reading of the store's clock that dates locks, and CleanTemp.
+		ro := retry.Options{Timeout: spec.Timeout, OnRetry: opt.OnRetry, Logger: opt.Logger}
+		var b *s3.Backend
+		if err := retry.Do(ctx, ro, OpOpen, func(actx context.Context) error {
+			var err error
+			b, err = openS3(actx, spec, opt, create)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		be = retry.Wrap(b, ro)
 	} else {
 		// A directory is not wrapped by the retry layer: its errors
 		// (ENOSPC, EACCES, EIO, a missing mount) do not go away by
@@ -251,7 +276,9 @@ func openS3(ctx context.Context, spec Spec, opt Options, create bool) (*s3.Backe
 		AccessKeyID: c.Credentials.AccessKeyID, SecretAccessKey: c.Credentials.SecretAccessKey,
 		SessionToken: c.Credentials.SessionToken, Profile: c.Profile,
 		AllowUnconditionalWrites: c.AllowUnconditionalWrites,
-		Logger:                   opt.Logger,
+		PartSize:                 c.PartSize, StaleUploadAge: c.StaleUploadAge,
+		Transport: spec.Transport, Faults: spec.Faults,
+		Logger: opt.Logger,
 	}
 	var b *s3.Backend
 	if create {

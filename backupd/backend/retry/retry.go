@@ -44,6 +44,11 @@
 // never sees a name twice; the wrapper keeps the set of names seen for the
 // duration of one List call (a few dozen bytes per object).
 //
+// Beyond the Backend interface: Wrap also retries the optional features of
+// the backend it wraps (reading a store's clock, CleanTemp), which
+// backend.As would otherwise find underneath, unretried; Do retries an
+// operation the caller names, such as opening the store.
+//
 // Imports: backend only. Like all of the engine it never imports
 // Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3); metrics count
 // retries through Options.OnRetry.
@@ -389,4 +394,97 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		return fe.err
 	}
 	return err
+}
+
+// Do runs fn, an operation outside the Backend interface (opening a store,
+// reading its clock), with the attempts, backoff and per-attempt deadline
+// of the wrapper's own operations: retried while it fails transiently or
+// runs out of its attempt's deadline. op names it for OnRetry and the log.
+func Do(ctx context.Context, opt Options, op string, fn func(ctx context.Context) error) error {
+	opt.applyDefaults()
+	b := &Backend{opt: opt, rnd: rand.New(opt.Rand)}
+	return b.do(ctx, op, backend.Handle{}, true, func(actx context.Context, _ int) error { return fn(actx) })
+}
+
+// Op names of the optional features' retries.
+const (
+	OpServerTime = "server-time"
+	OpCleanTemp  = "clean-temp"
+)
+
+// Wrap is New, returned with the optional features it retries too: when be
+// has a server clock (backend.ServerClock, found with backend.As), reading
+// it is retried like Stat, and when it has a TempCleaner, CleanTemp is
+// retried (without a per-attempt deadline: it has no context). Without
+// this, As finds the features of the backend underneath, unretried, and
+// one 503 of the store fails the lock of a whole backup, or a prune that
+// did all its work.
+func Wrap(be backend.Backend, opt Options) backend.Backend {
+	b := New(be, opt)
+	sc, hasClock := backend.As[backend.ServerClock](be)
+	tc, hasCleaner := backend.As[backend.TempCleaner](be)
+	switch {
+	case hasClock && hasCleaner:
+		return &clockedCleaner{clocked: clocked{Backend: b, sc: sc}, tc: tc}
+	case hasClock:
+		return &clocked{Backend: b, sc: sc}
+	case hasCleaner:
+		return &cleaner{Backend: b, tc: tc}
+	}
+	return b
+}
+
+// clocked is a Backend whose wrapped backend has a server clock.
+type clocked struct {
+	*Backend
+	sc backend.ServerClock
+}
+
+// cleaner is a Backend whose wrapped backend has a TempCleaner.
+type cleaner struct {
+	*Backend
+	tc backend.TempCleaner
+}
+
+// clockedCleaner has both.
+type clockedCleaner struct {
+	clocked
+	tc backend.TempCleaner
+}
+
+var (
+	_ backend.ServerClock = (*clocked)(nil)
+	_ backend.TempCleaner = (*cleaner)(nil)
+	_ backend.ServerClock = (*clockedCleaner)(nil)
+	_ backend.TempCleaner = (*clockedCleaner)(nil)
+)
+
+// Unwrap returns the retrying Backend, so that As finds it and, through it,
+// the features of the backend underneath.
+func (c *clocked) Unwrap() backend.Backend { return c.Backend }
+
+// Unwrap returns the retrying Backend.
+func (c *cleaner) Unwrap() backend.Backend { return c.Backend }
+
+// ServerTime reads the store's clock, retrying transient failures.
+func (c *clocked) ServerTime(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := c.do(ctx, OpServerTime, backend.Handle{}, true, func(actx context.Context, _ int) error {
+		var err error
+		t, err = c.sc.ServerTime(actx)
+		return err
+	})
+	return t, err
+}
+
+// CleanTemp retries transient failures of the wrapped CleanTemp.
+func (c *cleaner) CleanTemp() error { return cleanTemp(c.Backend, c.tc) }
+
+// CleanTemp retries transient failures of the wrapped CleanTemp.
+func (c *clockedCleaner) CleanTemp() error { return cleanTemp(c.Backend, c.tc) }
+
+func cleanTemp(b *Backend, tc backend.TempCleaner) error {
+	return b.do(context.Background(), OpCleanTemp, backend.Handle{}, false, func(context.Context, int) error {
+		return tc.CleanTemp()
+	})
 }

@@ -604,3 +604,102 @@ func TestUnwrap(t *testing.T) {
 		t.Errorf("location %q", be.Location())
 	}
 }
+
+// clockMem is a backend whose store has a clock that fails as scripted.
+type clockMem struct {
+	*mem.Mem
+	fails  int // the first fails reads (and cleans) fail transiently
+	reads  int
+	cleans int
+}
+
+// CleanTemp fails transiently as often as ServerTime is set to.
+func (c *clockMem) CleanTemp() error {
+	c.cleans++
+	if c.cleans <= c.fails {
+		return backend.Transient(errors.New("503 on ListMultipartUploads"))
+	}
+	return nil
+}
+
+func (c *clockMem) ServerTime(context.Context) (time.Time, error) {
+	c.reads++
+	if c.reads <= c.fails {
+		return time.Time{}, backend.Transient(errors.New("503 on HEAD"))
+	}
+	return time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC), nil
+}
+
+// Wrap retries the store's clock and CleanTemp like any operation, and
+// offers them only over a backend that has them; As still finds the
+// retrying Backend.
+func TestWrapRetriesTheOptionalFeatures(t *testing.T) {
+	t.Parallel()
+	instant := func(context.Context, time.Duration) error { return nil }
+	var retried []string
+	cm := &clockMem{Mem: mem.New(), fails: 2}
+	be := retry.Wrap(cm, retry.Options{Sleep: instant, OnRetry: func(op string, _ int, _ error) { retried = append(retried, op) }})
+	sc, ok := backend.As[backend.ServerClock](be)
+	if !ok {
+		t.Fatal("no server clock through the wrapper")
+	}
+	if st, err := sc.ServerTime(t.Context()); err != nil || st.IsZero() {
+		t.Fatalf("ServerTime after two transient failures: %v, %v", st, err)
+	}
+	if cm.reads != 3 || len(retried) != 2 || retried[0] != retry.OpServerTime {
+		t.Errorf("%d reads, retries %v; want 3 reads and 2 retries of %s", cm.reads, retried, retry.OpServerTime)
+	}
+	if _, ok := backend.As[*retry.Backend](be); !ok {
+		t.Error("As does not find the retrying backend")
+	}
+	tc, ok := backend.As[backend.TempCleaner](be)
+	if !ok {
+		t.Fatal("no TempCleaner through the wrapper")
+	}
+	if err := tc.CleanTemp(); err != nil || cm.cleans != 3 {
+		t.Errorf("CleanTemp after two transient failures: %v after %d calls, want success after 3", err, cm.cleans)
+	}
+	cm = &clockMem{Mem: mem.New(), fails: 100}
+	sc, _ = backend.As[backend.ServerClock](retry.Wrap(cm, retry.Options{Sleep: instant}))
+	if _, err := sc.ServerTime(t.Context()); !backend.IsTransient(err) || cm.reads != retry.DefaultMaxAttempts {
+		t.Errorf("a clock that keeps failing: %v after %d reads, want a transient error after %d", err, cm.reads, retry.DefaultMaxAttempts)
+	}
+	if _, ok := backend.As[backend.ServerClock](retry.Wrap(mem.New(), retry.Options{})); ok {
+		t.Error("Wrap offers a server clock over a backend without one")
+	}
+	if _, ok := backend.As[backend.TempCleaner](retry.Wrap(mem.New(), retry.Options{})); ok {
+		t.Error("Wrap offers CleanTemp over a backend without it")
+	}
+}
+
+// Do retries an operation outside the Backend interface as the wrapper
+// retries its own: transient failures up to MaxAttempts, others not.
+func TestDo(t *testing.T) {
+	t.Parallel()
+	instant := func(context.Context, time.Duration) error { return nil }
+	for _, tc := range []struct {
+		name      string
+		fail      error
+		fails     int
+		wantCalls int
+		wantErr   bool
+	}{
+		{"transient, then success", backend.Transient(errors.New("503")), 2, 3, false},
+		{"transient for ever", backend.Transient(errors.New("503")), 100, retry.DefaultMaxAttempts, true},
+		{"not transient", errors.New("access denied"), 100, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := retry.Do(t.Context(), retry.Options{Sleep: instant}, "open", func(context.Context) error {
+				calls++
+				if calls <= tc.fails {
+					return tc.fail
+				}
+				return nil
+			})
+			if calls != tc.wantCalls || (err != nil) != tc.wantErr {
+				t.Fatalf("%d calls, err %v; want %d calls, error %v", calls, err, tc.wantCalls, tc.wantErr)
+			}
+		})
+	}
+}

@@ -84,6 +84,7 @@
 // stale multipart uploads). Not SpaceReporter: an object store has no free
 // space figure. Not TempDirer: packs are built on local disk.
 //
-// Imports: backend and the AWS SDK. Like all of the engine it never
-// imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
+// Imports: backend, faultpoint (the crash tests' fault points) and the AWS
+// SDK. Like all of the engine it never imports Prometheus, collectors/ or
+// exporter/ (docs/DESIGN.md §2.3).
 package s3

@@ -100,7 +100,8 @@ var (
 //     and at most the access key id;
 //   - NoSuchBucket, or a 404 on the bucket: "bucket X does not exist";
 //   - 5xx, 429, throttling, timeouts, 409 conflicts, a request that got no
-//     answer or an answer cut short: backend.Transient.
+//     answer, an answer cut short, or a success whose body could not be
+//     decoded: backend.Transient.
 func mapError(ctx context.Context, err error, s errScope) error {
 	if err == nil {
 		return nil
@@ -123,6 +124,17 @@ func mapError(ctx context.Context, err error, s errScope) error {
 	}
 	status, code := e.StatusCode, e.Code
 	switch {
+	case status >= 200 && status < 300 && code == "":
+		// A success whose body could not be decoded (an XML syntax
+		// error, a deserialization error): a listing or an upload's
+		// answer cut short or garbled on the way. Nothing was handed on;
+		// the request may be repeated.
+		cause := error(re)
+		if re.Err != nil {
+			cause = re.Err // the decoder's error, without request ids
+		}
+		e.Msg = fmt.Sprintf("%s: the answer of %s (HTTP %d) could not be read: %v", where, s.endpoint, status, cause)
+		return backend.Transient(e)
 	case e.StatusCode == 0 && e.Code == "":
 		// No answer: connection refused or reset, DNS, TLS, a timeout of
 		// the transport, or an answer whose body could not be read.

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"io"
 	"net"
@@ -77,6 +78,7 @@ func TestMapError(t *testing.T) {
 		{name: "412", err: sdkErr(412, code("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")), scope: object, is: backend.ErrExists},
 		{name: "412 without a code", err: sdkErr(412, nil), scope: object, is: backend.ErrExists},
 		{name: "416", err: sdkErr(416, code("InvalidRange", "The requested range is not satisfiable"), "Content-Range", "bytes */10"), scope: object, is: io.ErrUnexpectedEOF},
+		{name: "200 with a listing cut short", err: sdkErr(200, &xml.SyntaxError{Msg: "unexpected EOF", Line: 1}), scope: object, transient: true, msg: "(HTTP 200) could not be read"},
 		{name: "409 conditional conflict", err: sdkErr(409, code("ConditionalRequestConflict", "A conflicting operation occurred")), scope: object, transient: true},
 		{name: "403 AccessDenied", err: sdkErr(403, code("AccessDenied", "Access Denied.")), scope: object, msg: "access denied for bucket bkt (check the credentials and the bucket policy)"},
 		{name: "403 on HEAD bucket", err: sdkErr(403, nil), scope: bucketOp, msg: "access denied for bucket bkt (check the credentials and the bucket policy)"},

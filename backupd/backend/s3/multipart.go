@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/faultpoint"
 )
 
 // multipart uploads rd in parts of PartSize, one at a time, each streamed
@@ -61,6 +62,7 @@ func (b *Backend) multipart(ctx context.Context, h backend.Handle, key string, r
 			return fmt.Errorf("save %v: part %d: %w", h, num, b.mapErr(ctx, err, "upload part", key))
 		}
 		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag, ChecksumSHA256: out.ChecksumSHA256})
+		b.opt.Faults.Hit(faultpoint.S3AfterPart)
 	}
 	_, err = b.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          &b.opt.Bucket,

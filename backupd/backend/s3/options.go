@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/meshbackup/backupd/backupd/faultpoint"
 )
 
 // Options say where an S3 repository is and how to reach it. Every field
@@ -69,6 +71,10 @@ type Options struct {
 	// Transport, if set, wraps the HTTP transport the client uses (tests
 	// inject faults with it). It receives the configured transport.
 	Transport func(http.RoundTripper) http.RoundTripper
+
+	// Faults are the armed fault points of crash tests: S3AfterPart is
+	// hit after each part of a multipart upload is stored. Nil: none.
+	Faults *faultpoint.Set
 
 	Logger *slog.Logger
 }

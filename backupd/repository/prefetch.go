@@ -16,11 +16,12 @@ type PrefetchOptions struct {
 	// answers each after tens of milliseconds.
 	Reads int
 	// Budget bounds the bytes of span buffers held at once, in flight,
-	// waiting for their consumers or kept for reuse: 32 MiB, which keeps
-	// Reads spans of MaxSpan in flight and the whole restore within the
-	// process's soft memory limit (README, Memory).
+	// waiting for their consumers or kept for reuse: 16 MiB, which keeps
+	// 8 spans of MaxSpan in flight and a restore's live heap well under
+	// the process's soft memory limit (README, Memory): at 32 MiB the
+	// garbage collector ran hundreds of times per restore.
 	Budget int64
-	// MaxSpan caps one ranged read: 4 MiB. Larger spans save requests but
+	// MaxSpan caps one ranged read: 2 MiB. Larger spans save requests but
 	// hold memory until their last blob is taken.
 	MaxSpan int64
 	// MaxGap is the largest run of unneeded bytes a span reads through
@@ -39,10 +40,10 @@ func (o *PrefetchOptions) applyDefaults() {
 		o.Reads = 8
 	}
 	if o.Budget <= 0 {
-		o.Budget = 32 << 20
+		o.Budget = 16 << 20
 	}
 	if o.MaxSpan <= 0 {
-		o.MaxSpan = 4 << 20
+		o.MaxSpan = 2 << 20
 	}
 	o.MaxSpan = min(o.MaxSpan, o.Budget)
 	if o.MaxGap <= 0 {

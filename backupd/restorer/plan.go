@@ -20,6 +20,7 @@ type plan struct {
 	// tree is content-addressed: the same id, the same subtree).
 	files map[repository.ID]int
 	next  int // the number walk gives its next file
+	total int // files planned
 }
 
 // newPlan walks the trees of the snapshot and adds every file's chunks to
@@ -29,7 +30,8 @@ func (r *Restorer) newPlan(ctx context.Context, tree repository.ID) (*plan, erro
 		pf:    r.repo.NewPrefetcher(repository.PrefetchOptions{Reads: r.opt.Reads, Budget: r.opt.ReadAhead}),
 		files: map[repository.ID]int{},
 	}
-	if _, err := pl.add(ctx, r.repo, tree); err != nil {
+	var err error
+	if pl.total, err = pl.add(ctx, r.repo, tree); err != nil {
 		return nil, err
 	}
 	return pl, nil

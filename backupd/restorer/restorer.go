@@ -32,6 +32,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -59,7 +60,7 @@ type Options struct {
 	Reads int
 	// ReadAhead bounds the bytes of pack spans read ahead of the file
 	// workers and not yet taken by them (repository.PrefetchOptions.Budget):
-	// 32 MiB by default. Each worker then holds only one chunk's
+	// 16 MiB by default. Each worker then holds only one chunk's
 	// plaintext (up to 4 MiB). Negative reads every chunk alone, when its
 	// file worker needs it.
 	ReadAhead int64
@@ -227,17 +228,24 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 
 	var pl *plan
 	if r.opt.ReadAhead >= 0 {
+		start := time.Now()
 		pl, err = r.newPlan(ctx, sn.Tree)
 		if err != nil {
 			return res, fmt.Errorf("restore: %w", err)
 		}
+		r.log.Debug("restore planned", "files", pl.total, "took", time.Since(start))
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if pl != nil {
 		// Closed after the workers are done (g.Wait), before Restore
 		// returns: no read outlives the restore.
 		pl.pf.Start(gctx)
-		defer pl.pf.Close()
+		defer func() {
+			pl.pf.Close()
+			st := pl.pf.Stats()
+			r.log.Debug("restore reads", "spans", st.Spans, "span_bytes", st.SpanBytes, "alone", st.Alone,
+				"failed_spans", st.Failed, "peak_bytes", st.PeakBytes)
+		}()
 	}
 	workers := max(r.opt.Workers, r.opt.Reads)
 	tasks := make(chan fileTask, workers*4)

@@ -71,7 +71,7 @@ func (r *Restorer) restoreFile(ctx context.Context, pl *plan, t fileTask, buf []
 	if written != int64(n.Size) {
 		return buf, fmt.Errorf("restored %d bytes, snapshot records %d", written, n.Size)
 	}
-	// Every chunk matched its id (LoadBlob); the id list must match the
+	// Every chunk matched its id (OpenBlob); the id list must match the
 	// recorded content hash.
 	if snapshot.ContentHash(n.Content) != *n.Hash {
 		return buf, fmt.Errorf("%w: content hash does not match the recorded hash", repository.ErrCorrupt)

@@ -198,7 +198,9 @@ func TestPrefetcherReadsSpansWithinBudget(t *testing.T) {
 		reads int
 	}{
 		// 120 × 16 KiB in 256 KiB packs: 8 packs; each file is planned
-		// twice, the second copies beyond the window: read again.
+		// twice: the second copies are taken from the spans of the first
+		// when within the window (defaults), read again when beyond it
+		// (the small budgets below).
 		{"defaults", repository.PrefetchOptions{}, 8, 0, 2 * 8},
 		{"one consumer", repository.PrefetchOptions{}, 1, 0, 2 * 8},
 		{"spans of 64 KiB", repository.PrefetchOptions{MaxSpan: 64 << 10}, 4, 0, 2 * 2 * 120 * 16 / 64},

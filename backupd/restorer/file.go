@@ -14,10 +14,22 @@ import (
 	"github.com/meshbackup/backupd/backupd/snapshot"
 )
 
-// restoreFile restores one file through a temp name in its directory. buf
-// is reused across calls.
-func (r *Restorer) restoreFile(ctx context.Context, t fileTask, buf []byte) ([]byte, error) {
+// restoreFile restores one file through a temp name in its directory,
+// its chunks from the plan's prefetcher when it has a number (pl may be
+// nil). buf is reused across calls.
+func (r *Restorer) restoreFile(ctx context.Context, pl *plan, t fileTask, buf []byte) ([]byte, error) {
 	n := t.node
+	load := func(i int, id repository.ID) ([]byte, error) {
+		return r.repo.LoadBlob(ctx, repository.DataBlob, id, buf)
+	}
+	if pl != nil && t.seq >= 0 {
+		// Whatever happens to this file, its chunks not taken free their
+		// spans.
+		defer pl.pf.Done(t.seq)
+		load = func(i int, id repository.ID) ([]byte, error) {
+			return pl.pf.Blob(ctx, t.seq, i, id, buf)
+		}
+	}
 	dir := t.dir.Root
 	if ok, err := r.alreadyRestored(ctx, t, &buf); err != nil {
 		return buf, err
@@ -42,7 +54,9 @@ func (r *Restorer) restoreFile(ctx context.Context, t fileTask, buf []byte) ([]b
 	}()
 	var written int64
 	for i, id := range n.Content {
-		buf, err = r.repo.LoadBlob(ctx, repository.DataBlob, id, buf)
+		// Every chunk is authenticated and checked against its id
+		// (OpenBlob), from a span or read alone.
+		buf, err = load(i, id)
 		if err != nil {
 			return buf, fmt.Errorf("chunk %d: %w", i, err)
 		}
@@ -57,7 +71,7 @@ func (r *Restorer) restoreFile(ctx context.Context, t fileTask, buf []byte) ([]b
 	if written != int64(n.Size) {
 		return buf, fmt.Errorf("restored %d bytes, snapshot records %d", written, n.Size)
 	}
-	// Every chunk matched its id (LoadBlob); the id list must match the
+	// Every chunk matched its id (OpenBlob); the id list must match the
 	// recorded content hash.
 	if snapshot.ContentHash(n.Content) != *n.Hash {
 		return buf, fmt.Errorf("%w: content hash does not match the recorded hash", repository.ErrCorrupt)

@@ -32,6 +32,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -50,14 +51,19 @@ type Options struct {
 	// decompression and hashing are CPU work; a file worker waiting for
 	// the repository is not, so the file workers are max(Workers, Reads).
 	Workers int
-	// Reads is the least number of file workers, and so of blob reads in
-	// flight: 8 by default, since an object store answers each read after
-	// tens of milliseconds and 2 CPUs' worth of readers would leave the
-	// link idle. When Workers is set and Reads is not, Reads is Workers
-	// (Workers: 1 restores one file at a time). Each file worker holds one
-	// blob's plaintext and sealed copy (up to 2 × 4 MiB, the largest
-	// chunk), so the default costs at most 64 MiB.
+	// Reads is the number of ranged pack reads in flight, ahead of the
+	// file workers (see ReadAhead), and the least number of file workers:
+	// 8 by default, since an object store answers each read after tens of
+	// milliseconds and 2 CPUs' worth of readers would leave the link
+	// idle. When Workers is set and Reads is not, Reads is Workers
+	// (Workers: 1 restores one file at a time).
 	Reads int
+	// ReadAhead bounds the bytes of pack spans read ahead of the file
+	// workers and not yet taken by them (repository.PrefetchOptions.Budget):
+	// 16 MiB by default. Each worker then holds only one chunk's
+	// plaintext (up to 4 MiB). Negative reads every chunk alone, when its
+	// file worker needs it.
+	ReadAhead int64
 	// Delete removes target entries the snapshot does not hold.
 	Delete bool
 	// Owner restores uid/gid; on by default when running as root.
@@ -180,6 +186,7 @@ type fileTask struct {
 	name string
 	dir  *dirRoot
 	node snapshot.Node
+	seq  int // the file's number in the plan, or -1
 }
 
 // Restore writes the tree of sn into target, creating target if needed.
@@ -219,7 +226,27 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 		r.log.Warn("file not restored", "path", rel, "err", err)
 	}
 
+	var pl *plan
+	if r.opt.ReadAhead >= 0 {
+		start := time.Now()
+		pl, err = r.newPlan(ctx, sn.Tree)
+		if err != nil {
+			return res, fmt.Errorf("restore: %w", err)
+		}
+		r.log.Debug("restore planned", "files", pl.total, "took", time.Since(start))
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	if pl != nil {
+		// Closed after the workers are done (g.Wait), before Restore
+		// returns: no read outlives the restore.
+		pl.pf.Start(gctx)
+		defer func() {
+			pl.pf.Close()
+			st := pl.pf.Stats()
+			r.log.Debug("restore reads", "spans", st.Spans, "span_bytes", st.SpanBytes, "alone", st.Alone,
+				"failed_spans", st.Failed, "peak_bytes", st.PeakBytes)
+		}()
+	}
 	workers := max(r.opt.Workers, r.opt.Reads)
 	tasks := make(chan fileTask, workers*4)
 	for range workers {
@@ -227,7 +254,7 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 			var buf []byte
 			for t := range tasks {
 				var err error
-				buf, err = r.restoreFile(gctx, t, buf)
+				buf, err = r.restoreFile(gctx, pl, t, buf)
 				t.dir.release()
 				if err != nil {
 					if gctx.Err() != nil {
@@ -244,7 +271,7 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 		top := &dirRoot{Root: root}
 		top.acquire()
 		defer top.release()
-		return r.walk(gctx, top, sn.Tree, ".", tasks, fail)
+		return r.walk(gctx, top, sn.Tree, ".", pl, pl.tree(sn.Tree), tasks, fail)
 	})
 	err = g.Wait()
 	// Tasks never taken (the restore stopped early) still hold their
@@ -276,11 +303,17 @@ func (r *Restorer) Restore(ctx context.Context, sn *snapshot.Snapshot, target st
 // walk creates directories and symlinks in dir and queues its files. A
 // tree that cannot be loaded, damaged or missing, fails its directory only:
 // the rest of the snapshot is restored.
-func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID, rel string, tasks chan<- fileTask, fail func(string, error)) error {
+//
+// planned says the plan numbered the files under treeID (pl is then not
+// nil): walk gives them the same numbers, in the same order.
+func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID, rel string, pl *plan, planned bool, tasks chan<- fileTask, fail func(string, error)) error {
 	tree, err := snapshot.LoadTree(ctx, r.repo, treeID)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if planned {
+			pl.skip(treeID)
 		}
 		fail(rel, fmt.Errorf("directory not restored: %w", err))
 		return nil
@@ -302,11 +335,17 @@ func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID,
 		switch n.Type {
 		case snapshot.TypeDir:
 			if err := r.mkdir(dir.Root, n.Name); err != nil {
+				if planned {
+					pl.skip(*n.Subtree)
+				}
 				fail(p, err)
 				continue
 			}
 			sub, err := dir.OpenRoot(n.Name)
 			if err != nil {
+				if planned {
+					pl.skip(*n.Subtree)
+				}
 				fail(p, err)
 				continue
 			}
@@ -320,7 +359,7 @@ func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID,
 				}
 			}}
 			d.acquire()
-			err = r.walk(ctx, d, *n.Subtree, p, tasks, fail)
+			err = r.walk(ctx, d, *n.Subtree, p, pl, planned && pl.tree(*n.Subtree), tasks, fail)
 			d.release()
 			if err != nil {
 				return err
@@ -332,9 +371,13 @@ func (r *Restorer) walk(ctx context.Context, dir *dirRoot, treeID repository.ID,
 			}
 			r.Stats.Symlinks.Add(1)
 		case snapshot.TypeFile:
+			seq := -1
+			if planned {
+				seq = pl.number()
+			}
 			dir.acquire()
 			select {
-			case tasks <- fileTask{rel: p, name: n.Name, dir: dir, node: n}:
+			case tasks <- fileTask{rel: p, name: n.Name, dir: dir, node: n, seq: seq}:
 			case <-ctx.Done():
 				dir.release()
 				return ctx.Err()

@@ -34,6 +34,9 @@ type Repo struct {
 	lastIndex time.Time
 	indexIDs  []ID    // index files loaded or written
 	damage    *Damage // loaded by LoadIndex
+	// cache holds local copies of immutable objects (cache.go); nil for
+	// none.
+	cache Cache
 	// treePacks caches whole tree packs (see treePack).
 	treeMu    sync.Mutex
 	treePacks map[ID][]byte
@@ -91,6 +94,7 @@ func (r *Repo) Fresh() (*Repo, error) {
 		return nil, err
 	}
 	nr.keyName = r.KeyName()
+	nr.cache = r.cache
 	return nr, nil
 }
 

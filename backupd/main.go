@@ -28,6 +28,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/repository/cache"
 )
 
 // Exit codes (documented in the README and in --help).
@@ -68,8 +69,12 @@ func main() {
 		S3CAFile:         os.Getenv("BACKUPD_S3_CA_FILE"),
 		StorageTimeout:   os.Getenv("BACKUPD_STORAGE_TIMEOUT"),
 		Uploads:          os.Getenv("BACKUPD_UPLOADS"),
+		CacheDir:         os.Getenv("BACKUPD_CACHE_DIR"),
 		AWSEndpointURL:   os.Getenv("AWS_ENDPOINT_URL"),
 		AWSEndpointURLS3: os.Getenv("AWS_ENDPOINT_URL_S3"),
+	}
+	if root, err := cache.DefaultRoot(); err == nil {
+		env.CacheRoot = root
 	}
 	if limit, err := memlimit.FromCgroup(); err == nil {
 		env.CgroupMemory = limit

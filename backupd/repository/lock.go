@@ -117,6 +117,12 @@ func (r *Repo) listLocks(ctx context.Context) ([]storedLock, error) {
 	}
 	var out []storedLock
 	for _, n := range names {
+		// This Repo's own lock objects are not read back: their content
+		// is what it wrote (a lock object is never rewritten).
+		if li, ok := r.ownLock(n); ok {
+			out = append(out, storedLock{n, li})
+			continue
+		}
 		b, err := backend.LoadAll(ctx, r.be, backend.Handle{Type: backend.LockFile, Name: n})
 		if errors.Is(err, backend.ErrNotFound) {
 			continue // released meanwhile
@@ -192,7 +198,7 @@ func (r *Repo) lockNow(ctx context.Context, measure bool) (time.Time, error) {
 
 // conflict returns the first live lock that blocks a request, removing the
 // stale ones it meets.
-func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*storedLock, error) {
+func (r *Repo) conflict(ctx context.Context, want LockInfo, refuse func(held, mine LockInfo) error, recovered *int) (*storedLock, error) {
 	locks, err := r.listLocks(ctx)
 	if err != nil {
 		return nil, err
@@ -201,6 +207,7 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*st
 	if err != nil {
 		return nil, err
 	}
+	live := locks[:0]
 	for _, l := range locks {
 		if l.info.Owner == want.Owner {
 			continue
@@ -216,6 +223,16 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered *int) (*st
 			}
 			continue
 		}
+		live = append(live, l)
+	}
+	if refuse != nil {
+		for _, l := range live {
+			if err := refuse(l.info, want); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, l := range live {
 		if want.Exclusive || l.info.Exclusive {
 			sl := l
 			return &sl, nil
@@ -255,6 +272,13 @@ type LockOptions struct {
 	// records its own, so that others can tell which backup runs (see
 	// Locks). The repository gives them no meaning.
 	Policy, Source string
+	// Refuse, if set, is asked about every live lock of another holder
+	// that Lock finds, before it writes its lock object and again after
+	// (mine is the lock being taken): an error makes Lock return it, and
+	// remove its lock object if written. Locks it refuses are checked
+	// before those that conflict. A backup refuses to run beside an
+	// overlapping one this way, in the listings Lock makes anyway.
+	Refuse func(held, mine LockInfo) error
 }
 
 // Lock takes a shared or exclusive lock. A shared lock conflicts only with
@@ -271,7 +295,7 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 		Command: opt.Command, Policy: opt.Policy, Source: opt.Source, Owner: hex.EncodeToString(owner[:])}
 	recovered := 0
 	check := func() error {
-		holder, err := r.conflict(ctx, info, &recovered)
+		holder, err := r.conflict(ctx, info, opt.Refuse, &recovered)
 		if err != nil {
 			return err
 		}
@@ -290,7 +314,7 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	// Check again: another writer may have locked between our list and
 	// our write. Both may back off; neither proceeds against the other.
 	if err := check(); err != nil {
-		_ = r.be.Remove(context.WithoutCancel(ctx), backend.Handle{Type: backend.LockFile, Name: name})
+		_ = r.removeLock(context.WithoutCancel(ctx), name)
 		return nil, err
 	}
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -313,7 +337,30 @@ func (r *Repo) writeLock(ctx context.Context, info LockInfo) (string, error) {
 	if err := r.be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: name}, bytes.NewReader(b)); err != nil && !errors.Is(err, backend.ErrExists) {
 		return "", fmt.Errorf("write lock: %w", err)
 	}
+	r.lockMu.Lock()
+	if r.ownLocks == nil {
+		r.ownLocks = map[string]LockInfo{}
+	}
+	r.ownLocks[name] = info
+	r.lockMu.Unlock()
 	return name, nil
+}
+
+// ownLock returns the content of a lock object this Repo wrote.
+func (r *Repo) ownLock(name string) (LockInfo, bool) {
+	r.lockMu.Lock()
+	defer r.lockMu.Unlock()
+	li, ok := r.ownLocks[name]
+	return li, ok
+}
+
+// removeLock removes a lock object this Repo wrote.
+func (r *Repo) removeLock(ctx context.Context, name string) error {
+	err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: name})
+	r.lockMu.Lock()
+	delete(r.ownLocks, name)
+	r.lockMu.Unlock()
+	return err
 }
 
 // refresh renews the lease until Unlock. It gives the lease up (cancelling
@@ -363,7 +410,7 @@ func (l *Lock) refresh() {
 		l.mu.Lock()
 		l.name = name
 		l.mu.Unlock()
-		_ = l.r.be.Remove(l.ctx, backend.Handle{Type: backend.LockFile, Name: old})
+		_ = l.r.removeLock(l.ctx, old)
 	}
 }
 
@@ -374,7 +421,7 @@ func (l *Lock) Unlock() error {
 	l.mu.Lock()
 	name := l.name
 	l.mu.Unlock()
-	return l.r.be.Remove(context.Background(), backend.Handle{Type: backend.LockFile, Name: name})
+	return l.r.removeLock(context.Background(), name)
 }
 
 // StoredLock is a lock object as found, for unlock.

@@ -56,6 +56,10 @@ type Repo struct {
 	clockMu       sync.Mutex
 	clockOffset   time.Duration
 	clockMeasured bool
+	// ownLocks are the lock objects this Repo wrote and has not removed,
+	// with their content (lock.go).
+	lockMu   sync.Mutex
+	ownLocks map[string]LockInfo
 	// keyName is the key file the password opened (keys.go).
 	keyMu   sync.Mutex
 	keyName string

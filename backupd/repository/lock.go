@@ -28,8 +28,9 @@ import (
 //
 //   - When the backend implements backend.ServerClock (an object store
 //     shared by hosts), the lock clock is the host's clock corrected by
-//     its offset to the store's, measured with one ServerTime request when
-//     a lock is taken, at each refresh, and before locks are listed for
+//     its offset to the store's, measured with ServerTime (one request,
+//     or none when the store answered another one moments before) when a
+//     lock is taken, at each refresh, and before locks are listed for
 //     judging when this Repo holds none. Host clocks then may disagree by
 //     any amount: every host dates by the store's clock, give or take half
 //     a round trip and the store clock's resolution (a second for an HTTP

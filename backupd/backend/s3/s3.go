@@ -30,7 +30,7 @@ type Backend struct {
 	client   *s3.Client
 	clock    *clockSampler // the Date of the store's latest answer (ServerTime)
 	opt      Options       // defaults applied
-	endpoint string  // for messages: the base URL, or "AWS S3 (region)"
+	endpoint string        // for messages: the base URL, or "AWS S3 (region)"
 	log      *slog.Logger
 }
 

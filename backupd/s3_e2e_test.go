@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/meshbackup/backupd/backupd/backend/s3/s3test"
 	"github.com/meshbackup/backupd/bench/workload"
 )
@@ -143,6 +146,33 @@ func TestS3Cache(t *testing.T) {
 			}
 		})
 	}
+	// Check reads the store's copies, never the cache's: a snapshot
+	// damaged in the bucket is found although the cache holds it intact
+	// (and a listing, served from the cache, still reads it).
+	t.Run("check bypasses the cache", func(t *testing.T) {
+		c := newS3CLI(t)
+		for _, args := range [][]string{{"init"}, {"backup", "--policy", "mesh", src}} {
+			if _, stderr, code := c.run(nil, args...); code != 0 {
+				t.Fatalf("%v: exit %d\n%s", args, code, stderr)
+			}
+		}
+		bucket := strings.TrimPrefix(c.repo, "s3://")
+		list, err := srv.Client().ListObjectsV2(t.Context(), &awss3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String("snapshots/")})
+		if err != nil || len(list.Contents) != 1 {
+			t.Fatalf("list snapshots: %v, %v", list, err)
+		}
+		if _, err := srv.Client().PutObject(t.Context(), &awss3.PutObjectInput{Bucket: &bucket, Key: list.Contents[0].Key,
+			Body: strings.NewReader("damaged at rest")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, code := c.run(nil, "snapshots"); code != 0 {
+			t.Errorf("snapshots from the cache: exit %d\n%s", code, stderr)
+		}
+		if _, stderr, code := c.run(nil, "check"); code != exitCorrupt {
+			t.Errorf("check of a snapshot damaged in the bucket: exit %d, want %d\n%s", code, exitCorrupt, stderr)
+		}
+	})
+
 	// A directory repository is its own cache.
 	c := newCLI(t)
 	if _, stderr, code := c.run(nil, "init"); code != 0 {

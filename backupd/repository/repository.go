@@ -102,6 +102,19 @@ func (r *Repo) Fresh() (*Repo, error) {
 	return nr, nil
 }
 
+// FreshUncached is Fresh without the local cache (Options.Cache): every
+// object is read from the backend. Check, repair and restore drills use it:
+// they judge the repository's own copies, which an intact copy in the
+// cache would hide.
+func (r *Repo) FreshUncached() (*Repo, error) {
+	nr, err := r.Fresh()
+	if err != nil {
+		return nil, err
+	}
+	nr.cache = nil
+	return nr, nil
+}
+
 // Backend returns the backend.
 func (r *Repo) Backend() backend.Backend { return r.be }
 

@@ -376,3 +376,30 @@ func equalCounts(a, b map[backend.FileType]int) bool {
 	}
 	return true
 }
+
+// FreshUncached (check, repair, drills) reads the backend's copies even
+// when the cache holds them.
+func TestFreshUncachedReadsTheBackend(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, t.TempDir())
+	r := f.open(t, true)
+	f.backup(t, r) // fills the cache
+	f.reads.take()
+	u, err := r.FreshUncached()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.backup(t, u)
+	want := map[backend.FileType]int{backend.IndexFile: 1, backend.SnapshotFile: 1, backend.PackFile: 2}
+	if got := f.reads.take(); !equalCounts(got, want) {
+		t.Errorf("uncached view: backend reads %v, want %v", got, want)
+	}
+	fr, err := r.Fresh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.backup(t, fr)
+	if got := f.reads.take(); len(got) != 0 {
+		t.Errorf("Fresh keeps the cache: backend reads %v, want none", got)
+	}
+}

@@ -61,6 +61,9 @@ func runCheck(ctx context.Context, opts checkOptions, g *globalOptions, _ []stri
 		}
 		opt.SubsetN, opt.SubsetT = n, t
 	}
+	// Check judges the store's copies: an intact copy in the local cache
+	// would hide a damaged one there.
+	g.noCache = true
 	r, log, err := g.open(ctx)
 	if err != nil {
 		return err

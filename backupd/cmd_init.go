@@ -46,7 +46,7 @@ func runInit(ctx context.Context, _ initOptions, g *globalOptions, _ []string) e
 	if err != nil {
 		return err
 	}
-	opt = location.RepositoryOptions(opt, spec.Uploads)
+	opt = location.RepositoryOptions(opt, spec, g.cacheRoot())
 	be, err := g.openBackend(ctx, spec, opt, true)
 	if err != nil {
 		return err

@@ -56,6 +56,7 @@ a kill at any point leaves a usable repository; rerun to finish.`,
 
 // runRepairIndex rebuilds the index under the exclusive lock.
 func runRepairIndex(ctx context.Context, opts repairIndexOptions, g *globalOptions, _ []string) error {
+	g.noCache = true // as check: the store's copies, not the cache's
 	r, _, lock, err := g.openExclusive(ctx, "repair index")
 	if err != nil {
 		return err
@@ -125,6 +126,7 @@ affected source, which stores again what the source still holds.`,
 // runRepairSnapshots rewrites snapshots that refer to lost data, under the
 // exclusive lock.
 func runRepairSnapshots(ctx context.Context, opts repairSnapshotsOptions, g *globalOptions, _ []string) error {
+	g.noCache = true // as check: the store's copies, not the cache's
 	r, _, lock, err := g.openExclusive(ctx, "repair snapshots")
 	if err != nil {
 		return err

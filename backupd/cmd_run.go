@@ -99,7 +99,7 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 		Logger: log, Observer: runs, RepoOptions: ropt,
 		OpenBackend: daemonBackend(log, storage, ropt.Faults),
 		RepoOptionsFor: func(rc config.Repository, o repository.Options) repository.Options {
-			return location.RepositoryOptions(o, rc.Uploads)
+			return location.RepositoryOptions(o, location.Spec{Location: rc.Path, Uploads: rc.Uploads}, g.cacheRoot())
 		},
 	})
 	if err != nil {

@@ -50,6 +50,11 @@ type environment struct {
 	// multipart upload must be for prune to abort it (1 hour by default).
 	S3PartSize       string
 	S3StaleUploadAge string
+	// CacheDir is BACKUPD_CACHE_DIR; CacheRoot is the default cache
+	// root, ${XDG_CACHE_HOME:-~/.cache}/backupd/repos ("" when neither
+	// is known: no cache).
+	CacheDir  string
+	CacheRoot string
 	// AWSEndpointURL and AWSEndpointURLS3 (AWS_ENDPOINT_URL,
 	// AWS_ENDPOINT_URL_S3) are read by the AWS SDK itself; backupd reads
 	// them only to refuse one without a scheme with a clear error.
@@ -81,6 +86,9 @@ type globalOptions struct {
 	s3InsecureSkipVerify bool
 	storageTimeout       time.Duration
 	uploads              int
+	// The local cache (see cacheOpener).
+	cacheDir string
+	noCache  bool
 	// flags are the persistent flags, to tell a flag given from its
 	// default taken from the environment.
 	flags *pflag.FlagSet
@@ -128,6 +136,7 @@ Environment:
   BACKUPD_S3_CA_FILE       instead of --s3-ca-file
   BACKUPD_STORAGE_TIMEOUT  instead of --storage-timeout
   BACKUPD_UPLOADS          instead of --uploads
+  BACKUPD_CACHE_DIR        instead of --cache-dir
   AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
   AWS_SESSION_TOKEN, AWS_PROFILE and the other AWS SDK settings (shared
   config and credentials files, web identity, container credentials) say
@@ -341,7 +350,7 @@ func (g *globalOptions) openWith(ctx context.Context, beforeKey func()) (*reposi
 	if err != nil {
 		return nil, nil, err
 	}
-	opt = location.RepositoryOptions(opt, spec.Uploads)
+	opt = location.RepositoryOptions(opt, spec, g.cacheRoot())
 	be, err := g.openBackend(ctx, spec, opt, false)
 	if err != nil {
 		return nil, nil, err
@@ -354,6 +363,20 @@ func (g *globalOptions) openWith(ctx context.Context, beforeKey func()) (*reposi
 		return nil, nil, err
 	}
 	return r, log, nil
+}
+
+// cacheRoot returns the directory holding the local caches of
+// repositories on object storage, one per repository id: --cache-dir
+// (BACKUPD_CACHE_DIR), else ${XDG_CACHE_HOME:-~/.cache}/backupd/repos; ""
+// with --no-cache.
+func (g *globalOptions) cacheRoot() string {
+	switch {
+	case g.noCache:
+		return ""
+	case g.cacheDir != "":
+		return g.cacheDir
+	}
+	return g.env.CacheRoot
 }
 
 // openExclusive opens the repository and takes its exclusive lock for

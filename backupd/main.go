@@ -28,6 +28,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/repository/cache"
 )
 
 // Exit codes (documented in the README and in --help).
@@ -70,8 +71,12 @@ func main() {
 		Uploads:          os.Getenv("BACKUPD_UPLOADS"),
 		S3PartSize:       os.Getenv("BACKUPD_S3_PART_SIZE"),
 		S3StaleUploadAge: os.Getenv("BACKUPD_S3_STALE_UPLOAD_AGE"),
+		CacheDir:         os.Getenv("BACKUPD_CACHE_DIR"),
 		AWSEndpointURL:   os.Getenv("AWS_ENDPOINT_URL"),
 		AWSEndpointURLS3: os.Getenv("AWS_ENDPOINT_URL_S3"),
+	}
+	if root, err := cache.DefaultRoot(); err == nil {
+		env.CacheRoot = root
 	}
 	if limit, err := memlimit.FromCgroup(); err == nil {
 		env.CgroupMemory = limit

@@ -49,7 +49,10 @@ type cli struct {
 
 func newCLI(t *testing.T) *cli {
 	c := &cli{t: t, repo: filepath.Join(t.TempDir(), "repo")}
-	c.env = append(os.Environ(), "BACKUPD_REPOSITORY="+c.repo, "BACKUPD_PASSWORD=correct horse")
+	// The local cache of s3:// repositories goes to the test's own
+	// directory, never the user's.
+	c.env = append(os.Environ(), "BACKUPD_REPOSITORY="+c.repo, "BACKUPD_PASSWORD=correct horse",
+		"XDG_CACHE_HOME="+filepath.Join(t.TempDir(), "xdg-cache"), "BACKUPD_CACHE_DIR=")
 	return c
 }
 

@@ -83,7 +83,7 @@ func TestS3ConcurrentWritersAndPrune(t *testing.T) {
 		attempts = 40
 	)
 	srv := s3test.StartMinIO(t)
-	c := s3CLI(t, srv)
+	c := s3CLI(t, srv, "mesh")
 	c.mustRun("init")
 	type writer struct {
 		host string

@@ -22,19 +22,6 @@ import (
 // the daemon's cycles through the config's s3 block, and an outage of the
 // store in the middle of a backup.
 
-// s3CLI returns a command line for a fresh bucket of srv, reached as the
-// AWS conventions say, with nothing read from the machine's AWS files.
-func s3CLI(t *testing.T, srv *s3test.Server) *cli {
-	t.Helper()
-	id, secret := srv.Credentials()
-	c := newCLI(t)
-	c.repo = "s3://" + srv.NewBucket(t) + "/mesh"
-	c.env = append(c.env, "BACKUPD_REPOSITORY="+c.repo, "AWS_ENDPOINT_URL="+srv.Endpoint(), "AWS_REGION="+s3test.Region,
-		"AWS_ACCESS_KEY_ID="+id, "AWS_SECRET_ACCESS_KEY="+secret, "AWS_PROFILE=",
-		"AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent")
-	return c
-}
-
 // mustRun runs backupd and fails the test unless it exits 0.
 func (c *cli) mustRun(args ...string) string {
 	c.t.Helper()
@@ -135,7 +122,7 @@ var bucketRepo = map[string]string{"repository": "bucket"}
 // status API nor the logs show the secret key.
 func TestS3DaemonRoundTrip(t *testing.T) {
 	srv := s3test.StartMinIO(t)
-	c := s3CLI(t, srv)
+	c := s3CLI(t, srv, "mesh")
 	src := genVolume(t, workload.Options{Proxies: 3, ConsulServers: 1, Scale: 0.03, Seed: 11})
 	c.mustRun("init")
 	cfg := writeS3DaemonConfig(t, srv, c, src, "30s")
@@ -227,7 +214,7 @@ func TestS3DaemonStoreDownMidBackup(t *testing.T) {
 		t.Skip("slow")
 	}
 	srv := s3test.StartMinIO(t)
-	c := s3CLI(t, srv)
+	c := s3CLI(t, srv, "mesh")
 	opt := workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.3, Seed: 12}
 	src := genVolume(t, opt)
 	c.mustRun("init")

@@ -28,6 +28,8 @@ func (g *globalOptions) storageFlags(pf *pflag.FlagSet) {
 	pf.BoolVar(&g.s3InsecureSkipVerify, "s3-insecure-skip-verify", false, "s3:// repositories: do not check the store's TLS certificate. For tests only: anyone on the path can read and change the traffic")
 	pf.DurationVar(&g.storageTimeout, "storage-timeout", 0, "s3:// repositories: deadline of each attempt of a storage operation; an attempt that runs out of it is retried (0: the retry layer's default; env BACKUPD_STORAGE_TIMEOUT)")
 	pf.IntVar(&g.uploads, "uploads", 0, "packs uploaded in parallel (0: the repository's default; env BACKUPD_UPLOADS)")
+	pf.StringVar(&g.cacheDir, "cache-dir", env.CacheDir, "s3:// repositories: keep copies of index files, snapshots and tree packs under `DIR`/<repository id>, verified on every read (default ${XDG_CACHE_HOME:-~/.cache}/backupd/repos; env BACKUPD_CACHE_DIR)")
+	pf.BoolVar(&g.noCache, "no-cache", false, "s3:// repositories: keep no local cache; read every object from the store")
 }
 
 // given reports whether flag was given on the command line (not defaulted

@@ -14,45 +14,21 @@ var ErrOverlap = errors.New("a backup of this policy and source is already runni
 
 // lock takes the backup's shared repository lock, recording its policy and
 // source in it, and refuses with ErrOverlap when a backup of the same policy
-// and source holds a live lock on this host. Of two such backups that lock
-// at once, the later lock (then the larger owner) yields, so exactly one
-// runs.
+// and source holds a live lock on this host. The check runs on the lock
+// listings the repository makes before writing the lock (an overlapping
+// backup already running refuses this one without a lock object of its
+// own) and after (another backup may have locked between our listing and
+// our write: both see each other then, and the rule picks one to yield).
+// Of two such backups that lock at once, the later lock (then the larger
+// owner) yields, so exactly one runs.
 func (a *Archiver) lock(ctx context.Context, source string) (*repository.Lock, error) {
-	opt := a.repo.Options()
-	// Before locking: an overlapping backup that is already running refuses
-	// this one without a lock object of its own.
-	if err := a.checkOverlap(ctx, repository.LockInfo{Hostname: opt.Hostname, Policy: a.opt.Policy, Source: source, Acquired: opt.Now()}); err != nil {
-		return nil, err
-	}
-	l, err := a.repo.Lock(ctx, repository.LockOptions{Command: "backup", Policy: a.opt.Policy, Source: source})
-	if err != nil {
-		return nil, err
-	}
-	// After locking: another backup may have locked between our check and
-	// our write. Both see each other now; the rule picks one to yield.
-	if err := a.checkOverlap(ctx, l.Info()); err != nil {
-		_ = l.Unlock()
-		return nil, err
-	}
-	return l, nil
-}
-
-// checkOverlap returns ErrOverlap, in a *repository.LockError naming the
-// holder, when a live lock overlaps a backup's lock mine (see overlaps).
-func (a *Archiver) checkOverlap(ctx context.Context, mine repository.LockInfo) error {
-	if mine.Policy == "" {
-		return nil
-	}
-	locks, err := a.repo.ListLocks(ctx)
-	if err != nil {
-		return err
-	}
-	for _, held := range locks {
-		if !held.Stale && overlaps(held.Info, mine) {
-			return &repository.LockError{Name: held.Name, Holder: held.Info, Err: ErrOverlap}
-		}
-	}
-	return nil
+	return a.repo.Lock(ctx, repository.LockOptions{Command: "backup", Policy: a.opt.Policy, Source: source,
+		Refuse: func(held, mine repository.LockInfo) error {
+			if mine.Policy != "" && overlaps(held, mine) {
+				return &repository.LockError{Holder: held, Err: ErrOverlap}
+			}
+			return nil
+		}})
 }
 
 // overlaps reports whether the backup holding lock held makes the backup

@@ -53,7 +53,10 @@ func As[T any](be Backend) (T, bool) {
 // stale (docs/DESIGN.md, locks).
 type ServerClock interface {
 	// ServerTime returns the store's current time, as close as one request
-	// can tell it.
+	// can tell it. It may answer without a request of its own, from a
+	// recent answer of the store to another request (its time plus the
+	// time elapsed since, on the host's monotonic clock), which tells it as
+	// closely.
 	ServerTime(ctx context.Context) (time.Time, error)
 }
 

@@ -239,7 +239,8 @@ func (d *Daemon) runVerify(ctx context.Context, cfg *config.Config, h *repoHandl
 		}
 	}
 	return d.run(ctx, h, results.Record{Kind: results.Verify, Policy: p.Name, Trigger: "scheduled", Hostname: cfg.HostFor(p, d.opt.Hostname)}, func(rec *results.Record) error {
-		repo, err := h.repo.Fresh()
+		// The store's copies are verified, not the local cache's.
+		repo, err := h.repo.FreshUncached()
 		if err != nil {
 			return err
 		}
@@ -272,7 +273,7 @@ func (d *Daemon) runVerify(ctx context.Context, cfg *config.Config, h *repoHandl
 // mismatch as a silent change itself (storing the content as found).
 func (d *Daemon) runScrub(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) results.Record {
 	return d.run(ctx, h, results.Record{Kind: results.Scrub, Policy: p.Name, Trigger: "scheduled", Hostname: cfg.HostFor(p, d.opt.Hostname)}, func(rec *results.Record) error {
-		repo, sn, err := latest(ctx, h, p, cfg.HostFor(p, d.opt.Hostname))
+		repo, sn, err := latest(ctx, h, p, cfg.HostFor(p, d.opt.Hostname), false)
 		if err != nil || sn == nil {
 			return err
 		}
@@ -306,9 +307,14 @@ func (d *Daemon) runScrub(ctx context.Context, cfg *config.Config, h *repoHandle
 
 // latest opens a fresh view of the repository with its index loaded and
 // returns the newest snapshot of the policy's source (nil if there is
-// none), taken on hostname ("" for any host).
-func latest(ctx context.Context, h *repoHandle, p config.Policy, hostname string) (*repository.Repo, *snapshot.Snapshot, error) {
-	repo, err := h.repo.Fresh()
+// none), taken on hostname ("" for any host); with uncached, a view that
+// reads nothing from the local cache.
+func latest(ctx context.Context, h *repoHandle, p config.Policy, hostname string, uncached bool) (*repository.Repo, *snapshot.Snapshot, error) {
+	fresh := h.repo.Fresh
+	if uncached {
+		fresh = h.repo.FreshUncached
+	}
+	repo, err := fresh()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -351,7 +357,8 @@ func scrubFile(ctx context.Context, repo *repository.Repo, root *os.Root, rel st
 // the restore against the RTO.
 func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) results.Record {
 	return d.run(ctx, h, results.Record{Kind: results.Drill, Policy: p.Name, Trigger: "drill", RTOSeconds: p.RTO.Seconds(), Hostname: cfg.HostFor(p, d.opt.Hostname)}, func(rec *results.Record) error {
-		repo, sn, err := latest(ctx, h, p, "")
+		// A drill proves the store's copies restorable, not the cache's.
+		repo, sn, err := latest(ctx, h, p, "", true)
 		if err != nil {
 			return err
 		}

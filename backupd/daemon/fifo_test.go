@@ -129,7 +129,7 @@ func TestDrillProofNeverWaitsOnAFIFO(t *testing.T) {
 	if rec := d.runBackup(t.Context(), cfg, h, p, "test"); rec.Outcome != results.Success {
 		t.Fatalf("backup: %+v", rec)
 	}
-	repo, sn, err := latest(t.Context(), h, p, "")
+	repo, sn, err := latest(t.Context(), h, p, "", true)
 	if err != nil || sn == nil {
 		t.Fatalf("latest: %v %v", sn, err)
 	}

@@ -51,6 +51,11 @@ func (r *Repo) LoadIndex(ctx context.Context) error {
 			r.idx.AddPack(p.ID, p.Blobs)
 		}
 	}
+	// Tree packs no index lists any more were removed by a prune.
+	r.cachePrune(backend.PackFile, func(n string) bool {
+		id, err := ParseID(n)
+		return err == nil && r.idx.HasPack(id)
+	})
 	if r.opt.IndexLoaded != nil {
 		r.opt.IndexLoaded(r.idx.Len())
 	}
@@ -92,6 +97,11 @@ func (r *Repo) ReadIndexFiles(ctx context.Context) ([]LoadedIndex, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("list index files: %w", err)
 	}
+	listed := make(map[string]bool, len(names))
+	for _, n := range names {
+		listed[n] = true
+	}
+	r.cachePrune(backend.IndexFile, func(n string) bool { return listed[n] })
 	out := make([]LoadedIndex, 0, len(names))
 	for _, n := range names {
 		li := LoadedIndex{Name: n}

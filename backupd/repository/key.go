@@ -73,6 +73,14 @@ func newRepoWithKey(be backend.Backend, key *crypto.Key, keyName string, cfg Con
 		return nil, err
 	}
 	r.keyName = keyName
+	if opt.Cache != nil {
+		c, err := opt.Cache(cfg.ID)
+		if err != nil {
+			r.log.Warn("cannot open the local cache; reading everything from the repository", "err", err)
+		} else {
+			r.cache = c
+		}
+	}
 	return r, nil
 }
 

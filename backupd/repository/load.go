@@ -92,6 +92,16 @@ func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, int64, error) {
 		return b, int64(len(b)), nil
 	}
 	h := backend.Handle{Type: backend.PackFile, Name: pack.String()}
+	// Invariant: a cached copy is used only when its hash is its name.
+	if b, ok := r.cacheLoad(h, func(b []byte) error {
+		if Hash(b) != pack {
+			return &CorruptError{What: "pack", ID: pack, Err: errors.New("content does not match its name")}
+		}
+		return nil
+	}); ok {
+		r.keepTreePack(pack, b)
+		return b, int64(len(b)), nil
+	}
 	fi, err := r.be.Stat(ctx, h)
 	if err != nil {
 		return nil, 0, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
@@ -121,6 +131,14 @@ func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, int64, error) {
 		}
 		return nil, 0, fmt.Errorf("load tree pack %s: %w", pack.Str(), err)
 	}
+	r.cacheSave(h, b)
+	r.keepTreePack(pack, b)
+	return b, int64(len(b)), nil
+}
+
+// keepTreePack keeps a verified tree pack in memory, within
+// treePackCacheBytes.
+func (r *Repo) keepTreePack(pack ID, b []byte) {
 	r.treeMu.Lock()
 	defer r.treeMu.Unlock()
 	if r.treeBytes+len(b) > treePackCacheBytes {
@@ -131,7 +149,6 @@ func (r *Repo) treePack(ctx context.Context, pack ID) ([]byte, int64, error) {
 	}
 	r.treePacks[pack] = b
 	r.treeBytes += len(b)
-	return b, int64(len(b)), nil
 }
 
 // OpenBlob decrypts, decompresses and verifies a sealed blob, appending the

@@ -28,8 +28,9 @@ import (
 //
 //   - When the backend implements backend.ServerClock (an object store
 //     shared by hosts), the lock clock is the host's clock corrected by
-//     its offset to the store's, measured with one ServerTime request when
-//     a lock is taken, at each refresh, and before locks are listed for
+//     its offset to the store's, measured with ServerTime (one request,
+//     or none when the store answered another one moments before) when a
+//     lock is taken, at each refresh, and before locks are listed for
 //     judging when this Repo holds none. Host clocks then may disagree by
 //     any amount: every host dates by the store's clock, give or take half
 //     a round trip and the store clock's resolution (a second for an HTTP
@@ -150,6 +151,12 @@ func (r *Repo) listLocks(ctx context.Context) ([]storedLock, error) {
 	}
 	var out []storedLock
 	for _, n := range names {
+		// This Repo's own lock objects are not read back: their content
+		// is what it wrote (a lock object is never rewritten).
+		if li, ok := r.ownLock(n); ok {
+			out = append(out, storedLock{n, li})
+			continue
+		}
 		b, err := backend.LoadAll(ctx, r.be, backend.Handle{Type: backend.LockFile, Name: n})
 		if errors.Is(err, backend.ErrNotFound) {
 			continue // released meanwhile
@@ -234,7 +241,7 @@ func (r *Repo) lockNow(ctx context.Context, measure bool) (time.Time, error) {
 
 // conflict returns the first live lock that blocks a request, removing the
 // stale ones it meets.
-func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered map[string]bool) (*storedLock, error) {
+func (r *Repo) conflict(ctx context.Context, want LockInfo, refuse func(held, mine LockInfo) error, recovered map[string]bool) (*storedLock, error) {
 	locks, err := r.listLocks(ctx)
 	if err != nil {
 		return nil, err
@@ -243,6 +250,7 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered map[string
 	if err != nil {
 		return nil, err
 	}
+	live := locks[:0]
 	for _, l := range locks {
 		if l.info.Owner == want.Owner {
 			continue
@@ -263,6 +271,20 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, recovered map[string
 			}
 			continue
 		}
+		live = append(live, l)
+	}
+	if refuse != nil {
+		for _, l := range live {
+			if err := refuse(l.info, want); err != nil {
+				var le *LockError
+				if errors.As(err, &le) && le.Name == "" {
+					le.Name = l.name
+				}
+				return nil, err
+			}
+		}
+	}
+	for _, l := range live {
 		if want.Exclusive || l.info.Exclusive {
 			sl := l
 			return &sl, nil
@@ -302,6 +324,13 @@ type LockOptions struct {
 	// records its own, so that others can tell which backup runs (see
 	// Locks). The repository gives them no meaning.
 	Policy, Source string
+	// Refuse, if set, is asked about every live lock of another holder
+	// that Lock finds, before it writes its lock object and again after
+	// (mine is the lock being taken): an error makes Lock return it, and
+	// remove its lock object if written. Locks it refuses are checked
+	// before those that conflict. A backup refuses to run beside an
+	// overlapping one this way, in the listings Lock makes anyway.
+	Refuse func(held, mine LockInfo) error
 }
 
 // Lock takes a shared or exclusive lock. A shared lock conflicts only with
@@ -318,7 +347,7 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 		Command: opt.Command, Policy: opt.Policy, Source: opt.Source, Owner: hex.EncodeToString(owner[:])}
 	recovered := make(map[string]bool)
 	check := func() error {
-		holder, err := r.conflict(ctx, info, recovered)
+		holder, err := r.conflict(ctx, info, opt.Refuse, recovered)
 		if err != nil {
 			return err
 		}
@@ -337,7 +366,7 @@ func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	// Check again: another writer may have locked between our list and
 	// our write. Both may back off; neither proceeds against the other.
 	if err := check(); err != nil {
-		if rerr := r.be.Remove(context.WithoutCancel(ctx), backend.Handle{Type: backend.LockFile, Name: name}); rerr != nil && !errors.Is(rerr, backend.ErrNotFound) {
+		if rerr := r.removeLock(context.WithoutCancel(ctx), name); rerr != nil && !errors.Is(rerr, backend.ErrNotFound) {
 			r.released.add(info.Owner)
 		}
 		return nil, err
@@ -362,7 +391,30 @@ func (r *Repo) writeLock(ctx context.Context, info LockInfo) (string, error) {
 	if err := r.be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: name}, bytes.NewReader(b)); err != nil && !errors.Is(err, backend.ErrExists) {
 		return "", fmt.Errorf("write lock: %w", err)
 	}
+	r.lockMu.Lock()
+	if r.ownLocks == nil {
+		r.ownLocks = map[string]LockInfo{}
+	}
+	r.ownLocks[name] = info
+	r.lockMu.Unlock()
 	return name, nil
+}
+
+// ownLock returns the content of a lock object this Repo wrote.
+func (r *Repo) ownLock(name string) (LockInfo, bool) {
+	r.lockMu.Lock()
+	defer r.lockMu.Unlock()
+	li, ok := r.ownLocks[name]
+	return li, ok
+}
+
+// removeLock removes a lock object this Repo wrote.
+func (r *Repo) removeLock(ctx context.Context, name string) error {
+	err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: name})
+	r.lockMu.Lock()
+	delete(r.ownLocks, name)
+	r.lockMu.Unlock()
+	return err
 }
 
 // refresh renews the lease until Unlock. It gives the lease up (cancelling
@@ -412,7 +464,7 @@ func (l *Lock) refresh() {
 		l.mu.Lock()
 		l.name = name
 		l.mu.Unlock()
-		if err := l.r.be.Remove(l.ctx, backend.Handle{Type: backend.LockFile, Name: old}); err != nil && !errors.Is(err, backend.ErrNotFound) {
+		if err := l.r.removeLock(l.ctx, old); err != nil && !errors.Is(err, backend.ErrNotFound) {
 			l.mu.Lock()
 			l.leaked = true
 			l.mu.Unlock()
@@ -431,7 +483,7 @@ func (l *Lock) Unlock() error {
 	l.mu.Lock()
 	name, leaked := l.name, l.leaked
 	l.mu.Unlock()
-	err := l.r.be.Remove(context.Background(), backend.Handle{Type: backend.LockFile, Name: name})
+	err := l.r.removeLock(context.Background(), name)
 	if leaked || err != nil && !errors.Is(err, backend.ErrNotFound) {
 		l.r.released.add(l.info.Owner)
 	}

@@ -181,3 +181,75 @@ func TestLockRemovedByOthersIsLost(t *testing.T) {
 	}
 	_ = l.Unlock()
 }
+
+// Taking a lock reads back none of the Repo's own lock objects, only the
+// other holders' (once per listing: before and after writing its own).
+func TestLockReadsOnlyOthersLocks(t *testing.T) {
+	_, m := repotest.NewMem(t)
+	var loads atomic.Int32
+	be := &fault.Backend{Backend: m, Hook: func(op fault.Op, h backend.Handle) error {
+		if op == fault.OpLoad && h.Type == backend.LockFile {
+			loads.Add(1)
+		}
+		return nil
+	}}
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name   string
+		others int
+		want   int32
+	}{
+		{"alone", 0, 0},
+		{"beside another holder", 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range tc.others {
+				other, err := repotest.Reopen(t, m, repository.Options{}).Lock(ctx, repository.LockOptions{Command: "backup"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = other.Unlock() })
+			}
+			r := repotest.Reopen(t, be, repository.Options{})
+			loads.Store(0)
+			l, err := r.Lock(ctx, repository.LockOptions{Command: "backup", Refuse: func(held, mine repository.LockInfo) error {
+				if held.Owner == mine.Owner {
+					t.Errorf("Refuse asked about the lock's own object")
+				}
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := loads.Load(); got != tc.want {
+				t.Errorf("%d lock objects read, want %d", got, tc.want)
+			}
+			_ = l.Unlock()
+		})
+	}
+}
+
+// A lock Refuse refuses is not taken, and its object is removed.
+func TestLockRefuse(t *testing.T) {
+	r, be := repotest.NewMem(t)
+	ctx := t.Context()
+	held, err := r.Lock(ctx, repository.LockOptions{Command: "backup", Policy: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	refused := errors.New("refused")
+	_, err = repotest.Reopen(t, be, repository.Options{}).Lock(ctx, repository.LockOptions{Command: "backup",
+		Refuse: func(h, _ repository.LockInfo) error {
+			if h.Policy == "p" {
+				return refused
+			}
+			return nil
+		}})
+	if !errors.Is(err, refused) {
+		t.Fatalf("lock beside a refused holder: %v, want the Refuse error", err)
+	}
+	if n := countLocks(t, be); n != 1 {
+		t.Errorf("%d lock objects, want only the holder's", n)
+	}
+}

@@ -46,6 +46,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Hostname is recorded in locks and snapshots.
 	Hostname string
+	// Cache, if set, opens the local cache of the repository whose config
+	// id is repoID (see Cache); Open and Init call it once. A cache that
+	// cannot be opened is logged and not used. Nil: no cache (the default:
+	// a repository in a directory is its own cache).
+	Cache func(repoID string) (Cache, error)
 	// IndexLoaded, if set, is told how many blobs the index holds after
 	// LoadIndex, so the caller can size its memory budget.
 	IndexLoaded func(blobs int)

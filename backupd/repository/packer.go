@@ -100,6 +100,7 @@ func (r *Repo) finishPack(ctx context.Context, p *packer) error {
 		return fmt.Errorf("save pack %s: %w", id.Str(), err)
 	}
 	r.opt.Faults.Hit(faultpoint.AfterPackPut)
+	r.cacheTreePack(id, p)
 	r.idx.AddPack(id, p.blobs)
 	r.mu.Lock()
 	for _, pb := range p.blobs {
@@ -112,6 +113,29 @@ func (r *Repo) finishPack(ctx context.Context, p *packer) error {
 		return r.writeDelta(ctx)
 	}
 	return nil
+}
+
+// cacheTreePack keeps a copy of a stored tree pack small enough for
+// treePack to load whole in the local cache, read back from its temp file:
+// the next backup reads the trees it refers to from there.
+func (r *Repo) cacheTreePack(id ID, p *packer) {
+	if r.cache == nil || p.size > treePackCacheBytes/2 || len(p.blobs) == 0 {
+		return
+	}
+	for _, pb := range p.blobs {
+		if pb.Type != TreeBlob {
+			return
+		}
+	}
+	b := make([]byte, p.size)
+	if _, err := p.f.ReadAt(b, 0); err != nil {
+		r.log.Debug("cannot keep a copy of a tree pack in the local cache", "pack", id.Str(), "err", err)
+		return
+	}
+	if Hash(b) != id {
+		return // the temp file changed under us: keep nothing
+	}
+	r.cacheSave(backend.Handle{Type: backend.PackFile, Name: id.String()}, b)
 }
 
 // writeDelta writes the packs stored since the last index file.

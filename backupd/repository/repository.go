@@ -34,6 +34,9 @@ type Repo struct {
 	lastIndex time.Time
 	indexIDs  []ID    // index files loaded or written
 	damage    *Damage // loaded by LoadIndex
+	// cache holds local copies of immutable objects (cache.go); nil for
+	// none.
+	cache Cache
 	// treePacks caches whole tree packs (see treePack).
 	treeMu    sync.Mutex
 	treePacks map[ID][]byte
@@ -56,6 +59,10 @@ type Repo struct {
 	// released are the locks this process gave up whose objects are left
 	// (shared by the Repos Fresh makes, see lock.go).
 	released *releasedLocks
+	// ownLocks are the lock objects this Repo wrote and has not removed,
+	// with their content (lock.go).
+	lockMu   sync.Mutex
+	ownLocks map[string]LockInfo
 	// keyName is the key file the password opened (keys.go).
 	keyMu   sync.Mutex
 	keyName string
@@ -95,6 +102,20 @@ func (r *Repo) Fresh() (*Repo, error) {
 	}
 	nr.keyName = r.KeyName()
 	nr.released = r.released
+	nr.cache = r.cache
+	return nr, nil
+}
+
+// FreshUncached is Fresh without the local cache (Options.Cache): every
+// object is read from the backend. Check, repair and restore drills use it:
+// they judge the repository's own copies, which an intact copy in the
+// cache would hide.
+func (r *Repo) FreshUncached() (*Repo, error) {
+	nr, err := r.Fresh()
+	if err != nil {
+		return nil, err
+	}
+	nr.cache = nil
 	return nr, nil
 }
 

@@ -92,21 +92,24 @@ func (r *Repo) ListSnapshots(ctx context.Context) ([]ID, error) {
 		ids = append(ids, id)
 		return nil
 	})
-	return ids, err
+	if err != nil {
+		return nil, err
+	}
+	listed := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		listed[id.String()] = true
+	}
+	r.cachePrune(backend.SnapshotFile, func(n string) bool { return listed[n] })
+	return ids, nil
 }
 
 // loadSealed loads a whole sealed object, checks that its name is the hash
-// of its bytes (for content-named types) and opens it.
+// of its bytes (for content-named types) and opens it. Index files and
+// snapshots are read from the local cache when it holds a copy that passes
+// the same checks, and kept there when fetched.
 func (r *Repo) loadSealed(ctx context.Context, h backend.Handle, ad []byte) ([]byte, error) {
 	var plain []byte
-	// Verified inside the Load's fn, so that a retrying backend fetches
-	// again when the bytes that arrived are bad (a *CorruptError matches
-	// backend.ErrIntegrity); bad bytes never leave the fn.
-	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
-		buf, err := io.ReadAll(rd)
-		if err != nil {
-			return err
-		}
+	open := func(buf []byte) error {
 		id, perr := ParseID(h.Name)
 		if perr == nil && Hash(buf) != id {
 			return &CorruptError{What: string(h.Type), ID: id, Err: errors.New("content does not match its name")}
@@ -117,9 +120,32 @@ func (r *Repo) loadSealed(ctx context.Context, h backend.Handle, ad []byte) ([]b
 		}
 		plain = p
 		return nil
+	}
+	// Invariant: a cached copy is used only when its hash is its name and
+	// it opens with the key, as a fetched one must.
+	if _, ok := r.cacheLoad(h, open); ok {
+		return plain, nil
+	}
+	var sealed []byte
+	// Verified inside the Load's fn, so that a retrying backend fetches
+	// again when the bytes that arrived are bad (a *CorruptError matches
+	// backend.ErrIntegrity); bad bytes never leave the fn.
+	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+		buf, err := io.ReadAll(rd)
+		if err != nil {
+			return err
+		}
+		if err := open(buf); err != nil {
+			return err
+		}
+		sealed = buf
+		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if _, perr := ParseID(h.Name); perr == nil {
+		r.cacheSave(h, sealed)
 	}
 	return plain, nil
 }
@@ -128,9 +154,11 @@ func (r *Repo) loadSealed(ctx context.Context, h backend.Handle, ad []byte) ([]b
 func (r *Repo) saveSealed(ctx context.Context, t backend.FileType, plain, ad []byte) (ID, error) {
 	sealed := r.key.Seal(nil, plain, ad)
 	id := Hash(sealed)
-	err := r.be.Save(ctx, backend.Handle{Type: t, Name: id.String()}, bytes.NewReader(sealed))
+	h := backend.Handle{Type: t, Name: id.String()}
+	err := r.be.Save(ctx, h, bytes.NewReader(sealed))
 	if err != nil && !errors.Is(err, backend.ErrExists) {
 		return id, err
 	}
+	r.cacheSave(h, sealed)
 	return id, nil
 }

@@ -10,8 +10,9 @@
 // that this package, like all of the engine, never imports collectors/.
 //
 // Imports: backend, backend/local, backend/s3, backend/retry, config,
-// faultpoint, repository (for its Options) and the standard library. It never imports Prometheus,
-// collectors/ or exporter/ (docs/DESIGN.md §2.3).
+// faultpoint, repository (for its Options), repository/cache and the
+// standard library. It never imports Prometheus, collectors/ or exporter/
+// (docs/DESIGN.md §2.3).
 package location
 
 import (
@@ -33,6 +34,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
+	"github.com/meshbackup/backupd/backupd/repository/cache"
 )
 
 // Spec is where a repository is and how to reach it.
@@ -301,11 +303,20 @@ func openS3(ctx context.Context, spec Spec, opt Options, create bool) (*s3.Backe
 
 // RepositoryOptions returns o with the settings of a location that belong
 // to the repository rather than the backend: uploads, the number of packs
-// uploaded in parallel (0 keeps the repository's default). It is the one
-// place they are set, for the command line and the daemon alike.
-func RepositoryOptions(o repository.Options, uploads int) repository.Options {
-	if uploads > 0 {
-		o.Uploads = uploads
+// uploaded in parallel (0 keeps the repository's default), and the local
+// cache of an object store's immutable metadata, under
+// cacheRoot/<repository id> ("" for none). It is the one place they are
+// set, for the command line and the daemon alike.
+//
+// A directory is never cached: it is its own cache, read as fast as the
+// cache's own directory would be, and a copy would double its metadata on
+// disk.
+func RepositoryOptions(o repository.Options, spec Spec, cacheRoot string) repository.Options {
+	if spec.Uploads > 0 {
+		o.Uploads = spec.Uploads
+	}
+	if cacheRoot != "" && IsS3(spec.Location) {
+		o.Cache = cache.Opener(cacheRoot)
 	}
 	return o
 }

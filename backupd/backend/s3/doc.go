@@ -80,7 +80,8 @@
 //
 // # Optional features
 //
-// ServerClock (the Date header of a HeadBucket) and TempCleaner (aborting
+// ServerClock (the Date header of the latest quick answer, or of a HeadBucket
+// when none is under a minute old) and TempCleaner (aborting
 // stale multipart uploads). Not SpaceReporter: an object store has no free
 // space figure. Not TempDirer: packs are built on local disk.
 //

@@ -1,6 +1,9 @@
 package s3
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // NewUnchecked returns a backend without the checks of Open, for tests of
 // how object requests report what Open would have refused.
@@ -11,4 +14,13 @@ func NewUnchecked(t testing.TB, opt Options) *Backend {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// AgeClockSample makes the clock sample of b d older, as if it had been
+// taken d earlier.
+func AgeClockSample(b *Backend, d time.Duration) {
+	b.clock.mu.Lock()
+	defer b.clock.mu.Unlock()
+	b.clock.at = b.clock.at.Add(-d)
+	b.clock.date = b.clock.date.Add(-d)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -13,10 +15,16 @@ import (
 	"github.com/meshbackup/backupd/backupd/backend"
 )
 
-// ServerTime returns the store's clock, read from the Date header of a
-// HeadBucket answer (one cheap request; the header has a resolution of a
-// second).
+// ServerTime returns the store's clock. It is read from the Date header of
+// a recent answer of the store to any request (clockSampler) when there is
+// one: that Date plus the time elapsed since, on the host's monotonic
+// clock, is as close as a request of its own would tell. Otherwise it asks
+// with a HeadBucket (one cheap request). Either way the header has a
+// resolution of a second.
 func (b *Backend) ServerTime(ctx context.Context) (time.Time, error) {
+	if t, ok := b.clock.now(); ok {
+		return t, nil
+	}
 	out, err := b.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.opt.Bucket})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("server time: %w", b.mapErr(ctx, err, "check bucket", ""))
@@ -26,6 +34,60 @@ func (b *Backend) ServerTime(ctx context.Context) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("server time: the store at %s sent no Date header", b.endpoint)
 	}
 	return t, nil
+}
+
+// Bounds of a clock sample: an answer that took longer than
+// clockSampleRTT tells the moment the store read its clock too loosely
+// (the sample is the middle of the round trip); one older than
+// clockSampleAge is not used, so that the host's clock cannot drift far
+// from the store's behind a sample (at 100 ppm, 6 ms a minute).
+const (
+	clockSampleRTT = time.Second
+	clockSampleAge = time.Minute
+)
+
+// clockSampler is the HTTP transport's outermost layer: it keeps the Date
+// of the latest answer of the store whose round trip was short, for
+// ServerTime.
+type clockSampler struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	date time.Time // the answer's Date
+	at   time.Time // the middle of its round trip, with a monotonic reading
+}
+
+func (c *clockSampler) RoundTrip(req *http.Request) (*http.Response, error) {
+	sent := time.Now()
+	resp, err := c.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	rtt := time.Since(sent)
+	if rtt <= clockSampleRTT {
+		if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+			c.mu.Lock()
+			c.date, c.at = d, sent.Add(rtt/2)
+			c.mu.Unlock()
+		}
+	}
+	return resp, nil
+}
+
+// now returns the store's time from the latest sample, if it is recent.
+func (c *clockSampler) now() (time.Time, bool) {
+	if c == nil {
+		return time.Time{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() {
+		return time.Time{}, false
+	}
+	age := time.Since(c.at)
+	if age > clockSampleAge || age < 0 {
+		return time.Time{}, false
+	}
+	return c.date.Add(age), true
 }
 
 // cleanTempTimeout bounds CleanTemp, whose interface has no context.

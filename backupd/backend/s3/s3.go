@@ -28,8 +28,9 @@ import (
 // use.
 type Backend struct {
 	client   *s3.Client
-	opt      Options // defaults applied
-	endpoint string  // for messages: the base URL, or "AWS S3 (region)"
+	clock    *clockSampler // the Date of the store's latest answer (ServerTime)
+	opt      Options       // defaults applied
+	endpoint string        // for messages: the base URL, or "AWS S3 (region)"
 	log      *slog.Logger
 }
 
@@ -97,7 +98,7 @@ func newBackend(ctx context.Context, opt Options) (*Backend, error) {
 		return nil, err
 	}
 	opt.applyDefaults()
-	client, err := newClient(ctx, opt)
+	client, clock, err := newClient(ctx, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +109,7 @@ func newBackend(ctx context.Context, opt Options) (*Backend, error) {
 	}
 	return &Backend{
 		client:   client,
+		clock:    clock,
 		opt:      opt,
 		endpoint: endpoint,
 		log:      opt.Logger.With("component", "s3", "repo", "s3://"+path.Join(opt.Bucket, opt.Prefix)),
@@ -115,14 +117,15 @@ func newBackend(ctx context.Context, opt Options) (*Backend, error) {
 }
 
 // newClient builds the SDK client: the whole AWS configuration chain, our
-// HTTP transport, and no retries (a wrapper owns them).
-func newClient(ctx context.Context, opt Options) (*s3.Client, error) {
+// HTTP transport, and no retries (a wrapper owns them). The transport's
+// outermost layer samples the store's clock (ServerTime).
+func newClient(ctx context.Context, opt Options) (*s3.Client, *clockSampler, error) {
 	pathStyle, _ := parsePathStyle(opt.PathStyle) // checked by Validate
 	var caPEM []byte
 	if opt.CAFile != "" {
 		var err error
 		if caPEM, err = os.ReadFile(opt.CAFile); err != nil {
-			return nil, fmt.Errorf("s3 options: ca_file: %w", err)
+			return nil, nil, fmt.Errorf("s3 options: ca_file: %w", err)
 		}
 	}
 	log := opt.Logger
@@ -155,7 +158,7 @@ func newClient(ctx context.Context, opt Options) (*s3.Client, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("s3: load the AWS configuration (environment, shared files, profile %q): %w", opt.Profile, err)
+		return nil, nil, fmt.Errorf("s3: load the AWS configuration (environment, shared files, profile %q): %w", opt.Profile, err)
 	}
 	// The SDK's HTTP client carries AWS_CA_BUNDLE; ours starts from its
 	// transport so that Transport can wrap it.
@@ -184,12 +187,14 @@ func newClient(ctx context.Context, opt Options) (*s3.Client, error) {
 		tr.MaxIdleConnsPerHost = 32
 	}).GetTransport()
 	if caErr != nil {
-		return nil, caErr
+		return nil, nil, caErr
 	}
 	var rt http.RoundTripper = tr
 	if opt.Transport != nil {
 		rt = opt.Transport(rt)
 	}
+	clock := &clockSampler{next: rt}
+	rt = clock
 	// No redirects: S3's region redirects are errors the SDK reports.
 	cfg.HTTPClient = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
@@ -210,14 +215,14 @@ func newClient(ctx context.Context, opt Options) (*s3.Client, error) {
 		}
 	})
 	if client.Options().Region == "" {
-		return nil, errors.New("s3 options: region is not set: set region in the repository options, AWS_REGION, or the profile's region (it is required for AWS S3)")
+		return nil, nil, errors.New("s3 options: region is not set: set region in the repository options, AWS_REGION, or the profile's region (it is required for AWS S3)")
 	}
 	if e := client.Options().BaseEndpoint; e != nil && opt.Endpoint == "" {
 		if err := validEndpoint(*e); err != nil {
-			return nil, fmt.Errorf("s3: the endpoint from the AWS configuration (AWS_ENDPOINT_URL or endpoint_url): %w", err)
+			return nil, nil, fmt.Errorf("s3: the endpoint from the AWS configuration (AWS_ENDPOINT_URL or endpoint_url): %w", err)
 		}
 	}
-	return client, nil
+	return client, clock, nil
 }
 
 // headBucket checks that the bucket exists and the credentials may use it.

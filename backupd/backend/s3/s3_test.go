@@ -312,15 +312,45 @@ func TestS3(t *testing.T) {
 		}
 	})
 
+	// ServerTime answers from the Date of a recent answer without a
+	// request; it asks with a HeadBucket when the latest is over a minute
+	// old. Either way the time is the store's (MinIO runs on this host's
+	// clock).
 	t.Run("ServerTime", func(t *testing.T) {
 		t.Parallel()
-		be := newRepo(t, srv, "", nil)
-		st, err := be.ServerTime(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(st); d < -2*time.Second || d > 2*time.Second {
-			t.Fatalf("server time %v is %v away from now", st, d)
+		var requests atomic.Int32
+		be := newRepo(t, srv, "", func(o *s3.Options) {
+			o.Transport = func(rt http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					requests.Add(1)
+					return rt.RoundTrip(r)
+				})
+			}
+		})
+		for _, tc := range []struct {
+			name     string
+			age      time.Duration // the latest answer's age
+			requests int32
+		}{
+			{"after an answer", 0, 0},
+			{"answer 59s old", 59 * time.Second, 0},
+			{"answer 61s old", 61 * time.Second, 1},
+		} {
+			if _, err := be.Stat(ctx, backend.Handle{Type: backend.ConfigFile}); !errors.Is(err, backend.ErrNotFound) {
+				t.Fatal(err)
+			}
+			s3.AgeClockSample(be, tc.age)
+			before := requests.Load()
+			st, err := be.ServerTime(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := requests.Load() - before; n != tc.requests {
+				t.Errorf("%s: %d requests, want %d", tc.name, n, tc.requests)
+			}
+			if d := time.Since(st); d < -2*time.Second || d > 2*time.Second {
+				t.Errorf("%s: server time %v is %v away from now", tc.name, st, d)
+			}
 		}
 	})
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -535,6 +536,28 @@ func testRBAC(t *testing.T, ctx context.Context, env *kubetest.Env) {
 		t.Fatal(err)
 	}
 	env.Apply(t, ctx, b, "helm")
+	// As the ServiceAccount: write a policy's status, as an agent does, but
+	// not its spec.
+	dyn, err := dynamic.NewForConfig(env.ConfigAs(namespace, "backupd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies := dyn.Resource(schema.GroupVersionResource{Group: "backupd.meshbackup.io", Version: "v1alpha1", Resource: "backuppolicies"}).Namespace("payments")
+	status := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "backupd.meshbackup.io/v1alpha1", "kind": "BackupPolicy",
+		"metadata": map[string]any{"name": "mesh-default", "namespace": "payments"},
+		"status":   map[string]any{"volumes": []any{map[string]any{"name": "pvc/data-web-0", "node": "node-a"}}},
+	}}
+	if _, err := policies.ApplyStatus(ctx, "mesh-default", status, metav1.ApplyOptions{FieldManager: "backupd-agent/node-a"}); err != nil {
+		t.Errorf("the agents' ServiceAccount cannot write a policy's status: %v", err)
+	}
+	spec := status.DeepCopy()
+	delete(spec.Object, "status")
+	_ = unstructured.SetNestedField(spec.Object, "1m", "spec", "rpo")
+	if _, err := policies.Apply(ctx, "mesh-default", spec, metav1.ApplyOptions{FieldManager: "backupd-agent/node-a"}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agents' ServiceAccount changing a policy's spec: %v, want forbidden", err)
+	}
+
 	user := "system:serviceaccount:" + namespace + ":backupd"
 	for _, tc := range []struct {
 		verb, group, resource, sub, ns, name string

@@ -102,3 +102,15 @@ func Start(t testing.TB) *Env {
 		RepoRoot:  root,
 	}
 }
+
+// ConfigAs returns a copy of e.Config that impersonates the ServiceAccount
+// namespace/name (with its groups), so a test can check that what an agent
+// does is allowed by the chart's RBAC alone.
+func (e *Env) ConfigAs(namespace, name string) *rest.Config {
+	cfg := rest.CopyConfig(e.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + namespace + ":" + name,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	return cfg
+}

@@ -239,8 +239,11 @@ type VerifySpec struct {
 	FullReadEvery *int32 `json:"fullReadEvery,omitempty"`
 }
 
-// BackupPolicyStatus is kept true by the node agents: each writes the
-// entries of the volumes on its own node.
+// BackupPolicyStatus is kept true by the node agents. Volumes is a list map
+// keyed by name, so each agent server-side applies the entries of the
+// volumes on its own node as its own field manager and the entries of
+// other nodes stay; the conditions and the summary fields (lastBackupTime,
+// volumeCount) are one writer's, the agent holding the leader Lease.
 type BackupPolicyStatus struct {
 	// ObservedGeneration is the spec generation the status describes.
 	// +optional

@@ -209,6 +209,45 @@ func TestCRDsOnAPIServer(t *testing.T) {
 	})
 
 	t.Run("status", func(t *testing.T) { testStatus(t, ctx, env) })
+	t.Run("status by two agents", func(t *testing.T) { testStatusTwoAgents(t, ctx, env) })
+}
+
+// testStatusTwoAgents: two agents server-side apply their own node's volume
+// entries of one policy's status; each keeps the other's.
+func testStatusTwoAgents(t *testing.T, ctx context.Context, env *kubetest.Env) {
+	gvr := v1alpha1.GroupVersion.WithResource(v1alpha1.BackupPolicyResource)
+	ri := env.Dynamic.Resource(gvr).Namespace("consul")
+	apply := func(node, volume, snapshot string) {
+		t.Helper()
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(),
+			"kind":       "BackupPolicy",
+			"metadata":   map[string]any{"name": "consul-raft", "namespace": "consul"},
+			"status": map[string]any{"volumes": []any{map[string]any{
+				"name": "pvc/" + volume, "persistentVolumeClaim": volume, "node": node, "lastSnapshotID": snapshot,
+			}}},
+		}}
+		if _, err := ri.ApplyStatus(ctx, "consul-raft", u, metav1.ApplyOptions{FieldManager: "backupd-agent/" + node}); err != nil {
+			t.Fatalf("apply status as %s: %v", node, err)
+		}
+	}
+	apply("node-a", "data-consul-server-0", "aaaa")
+	apply("node-b", "data-consul-server-1", "bbbb")
+	apply("node-a", "data-consul-server-0", "cccc") // node-a's next backup
+	got, err := ri.Get(ctx, "consul-raft", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, _, _ := unstructured.NestedSlice(got.Object, "status", "volumes")
+	snaps := map[string]any{}
+	for _, v := range vols {
+		m := v.(map[string]any)
+		snaps[m["name"].(string)] = m["lastSnapshotID"]
+	}
+	want := map[string]any{"pvc/data-consul-server-0": "cccc", "pvc/data-consul-server-1": "bbbb"}
+	if len(snaps) != len(want) || snaps["pvc/data-consul-server-0"] != "cccc" || snaps["pvc/data-consul-server-1"] != "bbbb" {
+		t.Errorf("status volumes %v, want %v", snaps, want)
+	}
 }
 
 // testStatus writes a policy's status through the subresource, as an agent

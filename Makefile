@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 
-.PHONY: all build run run-minio demo alerts dashboards e2e test test-short lint fuzz bench bench-s3 clean
+.PHONY: all build run run-minio demo alerts dashboards crds kube-test e2e test test-short lint fuzz bench bench-s3 clean
 
 all: build
 
@@ -35,21 +35,38 @@ demo: build
 
 # Every test, including crash/fault scenarios and the fuzz seed corpora.
 test:
-	./scripts/install-tools.sh prometheus alertmanager minio
+	./scripts/install-tools.sh prometheus alertmanager minio etcd kube-apiserver helm controller-gen
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	GO=$(GO) ./scripts/test-unprivileged.sh
 
-# Regenerate the SLO rule files from alerts/alerts.go.
+# Regenerate the SLO rule files from alerts/alerts.go (and the Helm chart's
+# copy, deploy/helm/backupd/files/backupd.rules.yml).
 alerts:
 	$(GO) run ./alerts/cmd/genrules
 	./scripts/install-tools.sh prometheus
 	promtool check rules alerts/backupd.rules.yml
 	promtool test rules alerts/tests/*.yml
 
-# Regenerate the Grafana dashboards and their ConfigMaps.
+# Regenerate the Grafana dashboards, their ConfigMaps and the Helm chart's
+# copies (deploy/helm/backupd/files/dashboards/).
 dashboards:
 	$(GO) run ./dashboards/cmd/gendashboards
+
+# Regenerate the CRDs (deploy/helm/backupd/crds/) and the deepcopy code of
+# the custom resources from backupd/kube/api/v1alpha1.
+crds:
+	./scripts/install-tools.sh controller-gen
+	controller-gen object paths=./backupd/kube/api/...
+	controller-gen crd:crdVersions=v1 paths=./backupd/kube/api/... output:crd:artifacts:config=deploy/helm/backupd/crds
+
+# The Kubernetes tests alone, against a real etcd and kube-apiserver on
+# 127.0.0.1: the CRDs' validation, the Helm chart (lint, template, every
+# rendered object applied server-side). Also in make test.
+KUBE_PKGS := ./backupd/kube/... ./deploy/helm/...
+kube-test:
+	./scripts/install-tools.sh etcd kube-apiserver helm controller-gen
+	$(GO) test -count=1 -timeout 20m -v $(KUBE_PKGS)
 
 # The end-to-end SLO test alone: backupd, Prometheus with the rules,
 # Alertmanager and a webhook receiver, with faults injected (also in make test).

@@ -66,6 +66,9 @@ func Files() (map[string][]byte, error) {
 			return nil, err
 		}
 		out["deploy/kubernetes/dashboards/"+b.UID+"-configmap.yaml"] = cm
+		// The Helm chart's copy, read by its dashboard ConfigMap template
+		// (a chart cannot read files outside its directory).
+		out["deploy/helm/backupd/files/dashboards/"+b.UID+".json"] = j
 	}
 	return out, nil
 }

@@ -68,7 +68,9 @@ func anyUnder(path string, dirs ...string) bool {
 // imports metrics code, collectors never import the exporter, the exporter
 // reads only the daemon's status types, the binary carries no benchmark
 // code, and the generated artefacts
-// (alerts, dashboards) and the benchmark import no engine code.
+// (alerts, dashboards) and the benchmark import no engine code. The
+// kube-apiserver test harness (backupd/kube/kubetest) is outside the engine
+// rule and imported by tests only.
 func TestImportRules(t *testing.T) {
 	pkgs := listModule(t)
 	engine := 0
@@ -80,7 +82,13 @@ func TestImportRules(t *testing.T) {
 				}
 			}
 		}
+		// kubetest is a test helper: envtest's apiserver libraries import
+		// Prometheus, so no package may import it outside its tests.
+		forbid(p.Imports, "backupd/kube/kubetest is imported by tests only", func(d string) bool {
+			return under(d, "backupd/kube/kubetest")
+		})
 		switch {
+		case under(p.ImportPath, "backupd/kube/kubetest"):
 		case under(p.ImportPath, "backupd") && p.Name != "main":
 			engine++
 			forbid(p.Deps, "the engine never imports metrics, exporter or generator code", func(d string) bool {

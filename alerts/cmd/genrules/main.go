@@ -1,10 +1,12 @@
 // Command genrules writes the rule files generated from the SLO spec:
-// alerts/backupd.rules.yml and deploy/kubernetes/backupd-prometheusrule.yaml.
+// alerts/backupd.rules.yml, its copy in the Helm chart
+// (deploy/helm/backupd/files/backupd.rules.yml, the spec of the chart's
+// PrometheusRule) and deploy/kubernetes/backupd-prometheusrule.yaml.
 // Run it from the repository root (make alerts). Without flags it writes
 // the committed files; for a cluster of your own, e.g. kube-prometheus-stack
 // installed as release kube-prometheus-stack in namespace monitoring:
 //
-//	go run ./alerts/cmd/genrules -rules /dev/null \
+//	go run ./alerts/cmd/genrules -rules /dev/null -chart-rules "" \
 //	    -prometheusrule backupd-prometheusrule.yaml \
 //	    -job backupd -namespace monitoring -label release=kube-prometheus-stack
 //
@@ -61,6 +63,7 @@ func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("genrules", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	rules := fs.String("rules", "alerts/backupd.rules.yml", "Prometheus rule file to write")
+	chart := fs.String("chart-rules", "deploy/helm/backupd/files/backupd.rules.yml", "copy of the rule file for the Helm chart (empty: none)")
 	cr := fs.String("prometheusrule", "deploy/kubernetes/backupd-prometheusrule.yaml", "PrometheusRule manifest to write")
 	fs.StringVar(&o.Job, "job", o.Job, "scrape job of backupd, selected by the rules on up and process_start_time_seconds")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "metadata.namespace of the PrometheusRule (empty: none, kubectl apply -n decides)")
@@ -77,6 +80,11 @@ func run(args []string, stderr io.Writer) error {
 	}
 	if err := os.WriteFile(*rules, b, 0o644); err != nil {
 		return err
+	}
+	if *chart != "" {
+		if err := os.WriteFile(*chart, b, 0o644); err != nil {
+			return err
+		}
 	}
 	b, err = alerts.PrometheusRule(o)
 	if err != nil {

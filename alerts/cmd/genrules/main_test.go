@@ -17,8 +17,8 @@ import (
 // them the committed files come out.
 func TestFlags(t *testing.T) {
 	dir := t.TempDir()
-	rules, cr := filepath.Join(dir, "rules.yml"), filepath.Join(dir, "cr.yaml")
-	err := run([]string{"-rules", rules, "-prometheusrule", cr,
+	rules, cr, chart := filepath.Join(dir, "rules.yml"), filepath.Join(dir, "cr.yaml"), filepath.Join(dir, "chart.yml")
+	err := run([]string{"-rules", rules, "-chart-rules", chart, "-prometheusrule", cr,
 		"-job", "backupd-prod", "-namespace", "monitoring",
 		"-label", "release=kube-prometheus-stack", "-label", "role=backup-rules"}, io.Discard)
 	if err != nil {
@@ -65,10 +65,14 @@ func TestFlags(t *testing.T) {
 
 	// No flags: the committed files, which DefaultOptions must still give
 	// (the labels flag must not have changed them).
-	if err := run([]string{"-rules", rules, "-prometheusrule", cr}, io.Discard); err != nil {
+	if err := run([]string{"-rules", rules, "-chart-rules", chart, "-prometheusrule", cr}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for got, committed := range map[string]string{rules: "../../backupd.rules.yml", cr: "../../../deploy/kubernetes/backupd-prometheusrule.yaml"} {
+	for got, committed := range map[string]string{
+		rules: "../../backupd.rules.yml",
+		chart: "../../../deploy/helm/backupd/files/backupd.rules.yml",
+		cr:    "../../../deploy/kubernetes/backupd-prometheusrule.yaml",
+	} {
 		g, _ := os.ReadFile(got)
 		c, err := os.ReadFile(committed)
 		if err != nil {
@@ -80,7 +84,7 @@ func TestFlags(t *testing.T) {
 	}
 
 	for _, bad := range [][]string{{"-label", "release"}, {"-label", "=x"}, {"-job", ""}, {"extra"}} {
-		args := append([]string{"-rules", rules, "-prometheusrule", cr}, bad...)
+		args := append([]string{"-rules", rules, "-chart-rules", chart, "-prometheusrule", cr}, bad...)
 		if err := run(args, io.Discard); err == nil {
 			t.Errorf("genrules %v: no error", bad)
 		}

@@ -140,14 +140,15 @@ func New(repo *repository.Repo, opt Options) *Restorer {
 
 // Memory is what a restore with these options holds besides the
 // repository's index: the read-ahead budget and, for each file worker, one
-// chunk's plaintext, counted at twice the average chunk (a worker's buffer
-// grows to the largest chunk it has seen, at most chunker.MaxSize). A
+// chunk's plaintext, counted at the average chunk (a worker's buffer grows
+// to the largest chunk it has seen, at most chunker.MaxSize; counting that
+// put the small local bench set's restore over restic's peak RSS). A
 // command restoring adds it to the process's soft memory limit: against a
 // limit sized for the index alone, a restore of the 1 GiB S3 bench set ran
-// the garbage collector 200–500 times, with it about 20.
+// the garbage collector 200–500 times, with 24 MiB more about 30.
 func (o Options) Memory() int64 {
 	o = o.withDefaults()
-	n := int64(max(o.Workers, o.Reads)) * 2 * chunker.AvgSize
+	n := int64(max(o.Workers, o.Reads)) * chunker.AvgSize
 	if o.ReadAhead > 0 {
 		n += o.ReadAhead
 	}

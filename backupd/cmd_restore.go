@@ -69,6 +69,10 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err := targetOutsideRepo(opts.Target, g.repo); err != nil {
 		return err
 	}
+	ropt := restorer.Options{Delete: opts.Delete}
+	// The soft memory limit, set once the index is loaded, leaves room
+	// for the read-ahead and the file workers' chunks.
+	g.memoryExtra = ropt.Memory()
 	r, log, err := g.open(ctx)
 	if err != nil {
 		return err
@@ -84,7 +88,8 @@ func runRestore(ctx context.Context, opts restoreOptions, g *globalOptions, args
 	if err != nil {
 		return err
 	}
-	rs := restorer.New(r, restorer.Options{Delete: opts.Delete, Logger: log, Faults: r.Faults()})
+	ropt.Logger, ropt.Faults = log, r.Faults()
+	rs := restorer.New(r, ropt)
 	start := time.Now()
 	stopProgress := g.showProgress(func() string {
 		return fmt.Sprintf("restored %d files, %s", rs.Stats.Files.Load(), units.Bytes(rs.Stats.Bytes.Load()))

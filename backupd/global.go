@@ -93,6 +93,10 @@ type globalOptions struct {
 	// default taken from the environment.
 	flags *pflag.FlagSet
 
+	// memoryExtra is what the command holds besides the index, added to
+	// the soft memory limit (applyMemoryLimit): a restore's read-ahead.
+	memoryExtra int64
+
 	env    environment
 	stdin  *os.File
 	stdout io.Writer
@@ -298,9 +302,10 @@ const (
 )
 
 // memoryLimit is the soft memory limit for an index of blobs blobs under a
-// cgroup limit of cgroup bytes (0: none).
-func memoryLimit(blobs int, cgroup uint64) int64 {
-	limit := int64(memoryBase) + int64(blobs)*indexBytesPerBlob
+// cgroup limit of cgroup bytes (0: none), for a command that holds extra
+// bytes besides (a restore's read-ahead and chunk buffers).
+func memoryLimit(blobs int, extra int64, cgroup uint64) int64 {
+	limit := int64(memoryBase) + int64(blobs)*indexBytesPerBlob + max(extra, 0)
 	if cgroup > 0 {
 		limit = min(limit, int64(float64(cgroup)*cgroupShare))
 	}
@@ -311,7 +316,7 @@ func (g *globalOptions) applyMemoryLimit(blobs int) {
 	if g.env.GoMemLimit {
 		return
 	}
-	debug.SetMemoryLimit(memoryLimit(blobs, g.env.CgroupMemory))
+	debug.SetMemoryLimit(memoryLimit(blobs, g.memoryExtra, g.env.CgroupMemory))
 }
 
 // requireRepo returns the usage error for a missing --repo.

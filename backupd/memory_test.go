@@ -12,16 +12,19 @@ func TestMemoryLimitFollowsCgroup(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		blobs  int
+		extra  int64
 		cgroup uint64
 		want   int64
 	}{
-		{"no cgroup limit", 0, 0, 48 << 20},
-		{"index grows the budget", 1 << 20, 0, 48<<20 + 256<<20},
-		{"a small container", 1 << 20, 64 << 20, share(64 << 20)},
-		{"a large container", 1000, 4 << 30, 48<<20 + 1000*256},
+		{"no cgroup limit", 0, 0, 0, 48 << 20},
+		{"index grows the budget", 1 << 20, 0, 0, 48<<20 + 256<<20},
+		{"a restore's read-ahead grows it", 1000, 48 << 20, 0, 96<<20 + 1000*256},
+		{"a small container", 1 << 20, 0, 64 << 20, share(64 << 20)},
+		{"a small container caps a restore", 1000, 48 << 20, 64 << 20, share(64 << 20)},
+		{"a large container", 1000, 0, 4 << 30, 48<<20 + 1000*256},
 	} {
-		if got := memoryLimit(tc.blobs, tc.cgroup); got != tc.want {
-			t.Errorf("%s: memoryLimit(%d, %d) = %d, want %d", tc.name, tc.blobs, tc.cgroup, got, tc.want)
+		if got := memoryLimit(tc.blobs, tc.extra, tc.cgroup); got != tc.want {
+			t.Errorf("%s: memoryLimit(%d, %d, %d) = %d, want %d", tc.name, tc.blobs, tc.extra, tc.cgroup, got, tc.want)
 		}
 	}
 	old := debug.SetMemoryLimit(-1)

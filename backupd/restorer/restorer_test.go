@@ -112,3 +112,22 @@ func TestRestoreReadConcurrency(t *testing.T) {
 		})
 	}
 }
+
+// What a restore adds to the soft memory limit follows its read-ahead and
+// its number of file workers.
+func TestOptionsMemory(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  restorer.Options
+		want int64
+	}{
+		{"defaults: 16 MiB read-ahead, 8 workers", restorer.Options{}, 16<<20 + 8<<20},
+		{"no read-ahead", restorer.Options{ReadAhead: -1}, 8 << 20},
+		{"one worker", restorer.Options{Workers: 1, ReadAhead: 4 << 20}, 4<<20 + 1<<20},
+		{"more readers than workers", restorer.Options{Workers: 2, Reads: 16, ReadAhead: 32 << 20}, 32<<20 + 16<<20},
+	} {
+		if got := tc.opt.Memory(); got != tc.want {
+			t.Errorf("%s: Memory() = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -7,7 +7,7 @@
 #
 # Tools: staticcheck, restic, borg, kopia, minio, prometheus (with promtool),
 # alertmanager (Debian's binary is prometheus-alertmanager), etcd,
-# kube-apiserver, helm.
+# kube-apiserver, helm, controller-gen.
 #
 # First builds on a 2-core machine: minio about 5 minutes (1.5 GB of RAM),
 # kube-apiserver about 9 minutes (2.2 GB), etcd about 2, kopia about 2, helm
@@ -115,6 +115,10 @@ for tool in "$@"; do
 		;;
 	kube-apiserver)
 		command -v kube-apiserver >/dev/null || kube_apiserver_build
+		;;
+	controller-gen)
+		# Generates the CRDs and deepcopy code of backupd/kube/api (make crds).
+		command -v controller-gen >/dev/null || go_build_module controller-gen sigs.k8s.io/controller-tools v0.23.0 sigs.k8s.io/controller-tools/cmd/controller-gen
 		;;
 	helm)
 		command -v helm >/dev/null || go_build_module helm helm.sh/helm/v3 v3.22.0 helm.sh/helm/v3/cmd/helm

@@ -95,6 +95,17 @@ type Options struct {
 	// ProgressInterval is how often a running backup's counts are sampled
 	// for Observer.RunProgress and Status: 1s.
 	ProgressInterval time.Duration
+	// Password, if set, gives a repository's password instead of its
+	// password_file or password_env (the node agent reads it from a
+	// Kubernetes secret and keeps it in memory). The error never holds it.
+	Password func(r config.Repository) ([]byte, error)
+	// ClusterWork, if set, says whether this daemon does the work of a
+	// repository shared with other daemons: retention (forget and prune)
+	// after a backup, and verify runs. Node agents share a repository and
+	// only the one holding the leader lease answers true (it calls Retain
+	// for the other nodes' volumes). Nil: always (one daemon per
+	// repository, as `backupd run`).
+	ClusterWork func() bool
 }
 
 // Daemon is the scheduler and cycle runner.
@@ -176,6 +187,10 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 		lastSnap: map[string]time.Time{}, running: map[string]*Running{}, ticker: newTicker}, nil
 }
 
+// clusterWork reports whether this daemon does the shared repository's
+// retention and verify runs now (Options.ClusterWork).
+func (d *Daemon) clusterWork() bool { return d.opt.ClusterWork == nil || d.opt.ClusterWork() }
+
 // Ready reports whether every repository is open and its state loaded.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
 
@@ -194,7 +209,11 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		if ok && h.cfg == rc {
 			continue
 		}
-		pw, err := rc.Password()
+		password := rc.Password
+		if d.opt.Password != nil {
+			password = func() ([]byte, error) { return d.opt.Password(rc) }
+		}
+		pw, err := password()
 		if err != nil {
 			return err
 		}
@@ -390,8 +409,13 @@ func (d *Daemon) cycle(ctx context.Context, cfg *config.Config, p config.Policy)
 	if ctx.Err() != nil {
 		return
 	}
-	if d.due(h, p, results.Verify, p.Verify.Schedule) {
+	switch {
+	case d.clusterWork() && d.due(h, p, results.Verify, p.Verify.Schedule):
 		d.runVerify(ctx, cfg, h, p)
+		d.runScrub(ctx, cfg, h, p)
+	case !d.clusterWork() && d.due(h, p, results.Scrub, p.Verify.Schedule):
+		// The repository's read-back is the leader's (Options.ClusterWork);
+		// the source scrub is this node's.
 		d.runScrub(ctx, cfg, h, p)
 	}
 	if ctx.Err() != nil {

@@ -433,7 +433,7 @@ func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, h *repoHandle
 				rec.Reason = results.ReasonCorruption
 			}
 			return fmt.Errorf("%d files did not restore byte-exact", rec.MismatchedFiles)
-		case elapsed > p.RTO:
+		case p.RTO > 0 && elapsed > p.RTO: // 0: no RTO (node agent policies without one)
 			rec.Reason = results.ReasonRTO
 			return fmt.Errorf("restore took %s, over the RTO of %s", elapsed.Round(1e6), p.RTO)
 		}

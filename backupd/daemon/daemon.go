@@ -421,7 +421,7 @@ func (d *Daemon) cycle(ctx context.Context, cfg *config.Config, p config.Policy)
 	if ctx.Err() != nil {
 		return
 	}
-	if d.due(h, p, results.Drill, p.Drill.Schedule) {
+	if p.Drill.Schedule.Schedule != nil && d.due(h, p, results.Drill, p.Drill.Schedule) { // nil: drills off (a node agent's policy)
 		d.runDrill(ctx, cfg, h, p)
 	}
 }

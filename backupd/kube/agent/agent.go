@@ -261,13 +261,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: informer handler: %w", err)
 	}
 	stop := make(chan struct{})
-	defer close(stop)
 	f.Start(stop)
 	pf.Start(stop)
 	df.Start(stop)
-	defer f.Shutdown()
-	defer pf.Shutdown()
-	defer df.Shutdown()
+	defer func() {
+		// Shutdown waits for the informers, which stop on stop.
+		close(stop)
+		f.Shutdown()
+		pf.Shutdown()
+		df.Shutdown()
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), a.pods.HasSynced, a.pvcs.HasSynced, a.pvs.HasSynced, a.nss.HasSynced, a.pols.HasSynced, a.repos.HasSynced) {
 		return fmt.Errorf("agent: informers did not sync: %w", context.Cause(ctx))
 	}

@@ -99,7 +99,7 @@ type Options struct {
 	// every volume of the cluster: 10m.
 	MaintenanceInterval time.Duration
 	// Lease: name (backupd-agent-leader) and timings (15s, 10s, 2s).
-	LeaseName                                  string
+	LeaseName                                 string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 

@@ -190,9 +190,9 @@ func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir str
 	a, err := agent.New(agent.Options{
 		Clientset: env.Clientset, Dynamic: env.Dynamic, NodeName: k.node, Namespace: agentNS, ClusterName: cluster,
 		Layout: agent.Layout{KubeletDir: k.dir}, StateDir: stateDir, Logger: log,
-		Daemon:   daemon.Options{Observer: runs, Logger: log},
+		Daemon:     daemon.Options{Observer: runs, Logger: log},
 		Registerer: reg,
-		Debounce: 300 * time.Millisecond, StatusInterval: time.Second, MaintenanceInterval: 4 * time.Second,
+		Debounce:   300 * time.Millisecond, StatusInterval: time.Second, MaintenanceInterval: 4 * time.Second,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 300 * time.Millisecond,
 	})
 	if err != nil {

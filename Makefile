@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 
-.PHONY: all build run run-minio demo alerts dashboards e2e test test-short lint fuzz bench bench-s3 clean
+.PHONY: all build run run-minio demo alerts dashboards e2e kube-test test test-short lint fuzz bench bench-s3 clean
 
 all: build
 
@@ -35,7 +35,7 @@ demo: build
 
 # Every test, including crash/fault scenarios and the fuzz seed corpora.
 test:
-	./scripts/install-tools.sh prometheus alertmanager minio
+	./scripts/install-tools.sh prometheus alertmanager minio etcd kube-apiserver controller-gen
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	GO=$(GO) ./scripts/test-unprivileged.sh
@@ -56,6 +56,12 @@ dashboards:
 e2e:
 	./scripts/install-tools.sh prometheus alertmanager
 	$(GO) test -count=1 -run 'TestE2E' -v ./backupd
+
+# The Kubernetes suite alone: the CRDs and the node agents against a real
+# etcd and kube-apiserver, with MinIO (also in make test).
+kube-test:
+	./scripts/install-tools.sh etcd kube-apiserver minio controller-gen
+	$(GO) test -count=1 -timeout 10m ./backupd/kube/...
 
 test-short:
 	$(GO) test -short ./...

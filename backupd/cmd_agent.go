@@ -38,6 +38,7 @@ type agentOptions struct {
 	StatusEvery   time.Duration
 	Maintenance   time.Duration
 	Debounce      time.Duration
+	MaxConcurrent int
 }
 
 func newAgentCommand(g *globalOptions) *cobra.Command {
@@ -78,6 +79,7 @@ needs CAP_DAC_READ_SEARCH to read every file, not root. See README
 	f.StringVar(&opts.WebConfigFile, "web.config.file", "", "exporter-toolkit web config file for TLS and basic auth")
 	f.DurationVar(&opts.StatusEvery, "status-interval", 30*time.Second, "how often the policies' status is written (also after every run)")
 	f.DurationVar(&opts.Maintenance, "maintenance-interval", 10*time.Minute, "how often the leader applies retention to every volume of the cluster")
+	f.IntVar(&opts.MaxConcurrent, "max-concurrent", 2, "how many runs (backups, verify runs, drills of different volumes) may go at once on this node; 1 keeps each run's CPU and RSS figures its own")
 	f.DurationVar(&opts.Debounce, "debounce", 2*time.Second, "how long the cluster must be quiet after a change before the agent rebuilds its schedule")
 	return c
 }
@@ -144,7 +146,8 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 			servers <- exporter.New(reg, d, exporter.Options{ListenAddress: opts.ListenAddress, WebConfigFile: opts.WebConfigFile,
 				ProbeAddress: opts.ProbeAddress, Version: version, Logger: log})
 		},
-		Debounce: opts.Debounce, StatusInterval: opts.StatusEvery, MaintenanceInterval: opts.Maintenance,
+		MaxConcurrent: opts.MaxConcurrent,
+		Debounce:      opts.Debounce, StatusInterval: opts.StatusEvery, MaintenanceInterval: opts.Maintenance,
 	})
 	if err != nil {
 		return usageErr("%v", err)

@@ -38,8 +38,8 @@ func classify(ctx context.Context, err error) string {
 // run brackets one run: records its start, serializes it with every other
 // run, meters it, and records its end.
 func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, body func(*results.Record) error) results.Record {
-	d.runMu.Lock()
-	defer d.runMu.Unlock()
+	d.slots <- struct{}{}
+	defer func() { <-d.slots }()
 	rec.RunID, rec.Repository, rec.Start = newRunID(), h.cfg.Name, d.opt.Now()
 	if rec.Hostname == "" {
 		rec.Hostname = d.opt.Hostname

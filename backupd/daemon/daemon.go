@@ -4,8 +4,9 @@
 // the repository; metrics are pushed to an Observer that main wires to the
 // collectors, so this package never imports Prometheus.
 //
-// Runs are serialized daemon-wide: one run at a time keeps the memory budget
-// of one run and makes the process's CPU, RSS and I/O attributable to it. A
+// Runs are serialized daemon-wide (Options.MaxRuns, default 1): one run at a
+// time keeps the memory budget of one run and makes the process's CPU, RSS
+// and I/O attributable to it. A
 // cycle that is due while the same policy's previous cycle still runs is
 // skipped and counted.
 //
@@ -106,6 +107,11 @@ type Options struct {
 	// for the other nodes' volumes). Nil: always (one daemon per
 	// repository, as `backupd run`).
 	ClusterWork func() bool
+	// MaxRuns is how many runs (of different policies) may go at once:
+	// default 1, which keeps each run's CPU, RSS and I/O its own. Above 1
+	// a run's metered usage includes that of the runs overlapping it (the
+	// process is shared).
+	MaxRuns int
 }
 
 // Daemon is the scheduler and cycle runner.
@@ -124,7 +130,7 @@ type Daemon struct {
 	// running is the run in progress of each policy, for Status.
 	running map[string]*Running
 
-	runMu sync.Mutex // one run at a time
+	slots chan struct{} // one per run that may go at a time (Options.MaxRuns)
 
 	// ticker makes the progress ticker of a backup (tests replace it).
 	ticker func(time.Duration) (<-chan time.Time, func())
@@ -182,9 +188,13 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	if opt.ProgressInterval <= 0 {
 		opt.ProgressInterval = time.Second
 	}
+	if opt.MaxRuns <= 0 {
+		opt.MaxRuns = 1
+	}
 	return &Daemon{opt: opt, log: opt.Logger.With("component", "daemon"), cfg: cfg,
 		repos: map[string]*repoHandle{}, next: map[string]time.Time{}, active: map[string]*sync.Mutex{},
-		lastSnap: map[string]time.Time{}, running: map[string]*Running{}, ticker: newTicker}, nil
+		lastSnap: map[string]time.Time{}, running: map[string]*Running{}, ticker: newTicker,
+		slots: make(chan struct{}, opt.MaxRuns)}, nil
 }
 
 // clusterWork reports whether this daemon does the shared repository's

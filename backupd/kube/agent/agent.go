@@ -89,6 +89,10 @@ type Options struct {
 	// serves its status and metrics).
 	OnDaemon func(*daemon.Daemon)
 
+	// MaxConcurrent is how many runs of the node may go at once
+	// (daemon.Options.MaxRuns): 2, sized for 2 cores.
+	MaxConcurrent int
+
 	// Debounce is how long the cluster must be quiet before a new config
 	// is built: 2s.
 	Debounce time.Duration
@@ -169,6 +173,9 @@ func New(opt Options) (*Agent, error) {
 		if *d <= 0 {
 			*d = v
 		}
+	}
+	if opt.MaxConcurrent <= 0 {
+		opt.MaxConcurrent = 2
 	}
 	def(&opt.Debounce, 2*time.Second)
 	def(&opt.StatusInterval, 30*time.Second)
@@ -284,6 +291,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	dopt := o.Daemon
 	dopt.Hostname = o.NodeName
 	dopt.ClusterWork = a.Leading
+	dopt.MaxRuns = o.MaxConcurrent
 	dopt.Password = a.password
 	dopt.OpenBackend = a.openBackend
 	dopt.Observer = &observer{Observer: o.Daemon.Observer, a: a}

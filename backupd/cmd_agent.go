@@ -117,6 +117,10 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 	if err != nil {
 		return err
 	}
+	vm, err := collectors.NewVolumes(reg)
+	if err != nil {
+		return err
+	}
 	ropt, err := g.repoOptions(log)
 	if err != nil {
 		return err
@@ -141,7 +145,7 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 				Wrap:    func(be backend.Backend) backend.Backend { return storage.Wrap(rc.Name, be) },
 			})
 		},
-		Registerer: reg,
+		Metrics: vm,
 		OnDaemon: func(d *daemon.Daemon) {
 			servers <- exporter.New(reg, d, exporter.Options{ListenAddress: opts.ListenAddress, WebConfigFile: opts.WebConfigFile,
 				ProbeAddress: opts.ProbeAddress, Version: version, Logger: log})

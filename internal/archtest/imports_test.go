@@ -81,6 +81,9 @@ func TestImportRules(t *testing.T) {
 			}
 		}
 		switch {
+		case under(p.ImportPath, "backupd/kube/kubetest"):
+			// The test harness of a real kube-apiserver (controller-runtime's
+			// envtest, which depends on Prometheus); only tests import it.
 		case under(p.ImportPath, "backupd") && p.Name != "main":
 			engine++
 			forbid(p.Deps, "the engine never imports metrics, exporter or generator code", func(d string) bool {

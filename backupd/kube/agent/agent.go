@@ -27,7 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,9 +81,9 @@ type Options struct {
 	// the credentials read from the BackupRepository's secret; nil:
 	// location.Open with no options.
 	OpenBackend func(ctx context.Context, rc config.Repository, spec location.Spec) (backend.Backend, error)
-	// Registerer, if set, gets the agent's metrics (backupd_volume_info,
-	// backupd_agent_leader).
-	Registerer prometheus.Registerer
+	// Metrics, if set, gets the agent's metrics (collectors.Volumes:
+	// backupd_volume_info, backupd_agent_leader).
+	Metrics Metrics
 	// OnDaemon, if set, is called with the daemon before it runs (main
 	// serves its status and metrics).
 	OnDaemon func(*daemon.Daemon)
@@ -131,16 +130,28 @@ type Agent struct {
 	secrets map[string]repoSecrets // repository -> secrets read from the API
 	d       *daemon.Daemon
 
-	pods    cache.SharedIndexInformer
-	pvcs    cache.SharedIndexInformer
-	pvs     cache.SharedIndexInformer
-	nss     cache.SharedIndexInformer
-	pols    cache.SharedIndexInformer
-	repos   cache.SharedIndexInformer
-	events  record.EventRecorder
-	info    *prometheus.GaugeVec
-	leaderG prometheus.Gauge
+	pods   cache.SharedIndexInformer
+	pvcs   cache.SharedIndexInformer
+	pvs    cache.SharedIndexInformer
+	nss    cache.SharedIndexInformer
+	pols   cache.SharedIndexInformer
+	repos  cache.SharedIndexInformer
+	events record.EventRecorder
 }
+
+// Metrics receives the agent's metrics (collectors.Volumes implements it;
+// this package does not import Prometheus, docs/DESIGN.md §2.3).
+type Metrics interface {
+	// SetVolumes replaces the volume info: one row per volume, label
+	// values policy, namespace, persistentvolumeclaim, pod, volume, node.
+	SetVolumes(rows [][6]string)
+	SetLeader(on bool)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) SetVolumes([][6]string) {}
+func (nopMetrics) SetLeader(bool)         {}
 
 // repoSecrets are a repository's secrets, in memory only: never logged,
 // never in an error, a config or a file.
@@ -188,17 +199,8 @@ func New(opt Options) (*Agent, error) {
 	}
 	a := &Agent{opt: opt, log: opt.Logger.With("component", "agent", "node", opt.NodeName),
 		kick: make(chan struct{}, 1), runDone: make(chan struct{}, 1), secrets: map[string]repoSecrets{}}
-	a.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backupd_volume_info",
-		Help: "1 for each volume this agent backs up: joins a policy's series (policy label) to its Kubernetes names; the pod label is the pod mounting the PVC now, and the series is replaced when it changes."},
-		[]string{"policy", "namespace", "persistentvolumeclaim", "pod", "volume", "node"})
-	a.leaderG = prometheus.NewGauge(prometheus.GaugeOpts{Name: "backupd_agent_leader",
-		Help: "1 while this agent holds the leader lease (runs retention and verify of the shared repositories)."})
-	if opt.Registerer != nil {
-		for _, c := range []prometheus.Collector{a.info, a.leaderG} {
-			if err := opt.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("agent: register metrics: %w", err)
-			}
-		}
+	if a.opt.Metrics == nil {
+		a.opt.Metrics = nopMetrics{}
 	}
 	return a, nil
 }
@@ -372,10 +374,11 @@ func (a *Agent) rebuildLoop(ctx context.Context, running *config.Config, reload 
 }
 
 func (a *Agent) setInfo(vols []Volume) {
-	a.info.Reset()
+	rows := make([][6]string, 0, len(vols))
 	for _, v := range vols {
-		a.info.WithLabelValues(v.PolicyName(), v.Namespace, v.PVC, v.Pod, v.VolumeName, a.opt.NodeName).Set(1)
+		rows = append(rows, [6]string{v.PolicyName(), v.Namespace, v.PVC, v.Pod, v.VolumeName, a.opt.NodeName})
 	}
+	a.opt.Metrics.SetVolumes(rows)
 }
 
 // cluster reads the informers' caches.

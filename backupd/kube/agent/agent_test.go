@@ -186,13 +186,17 @@ func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir str
 	if err != nil {
 		t.Fatal(err)
 	}
+	vm, err := collectors.NewVolumes(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(testWriter{t, k.node}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := agent.New(agent.Options{
 		Clientset: env.Clientset, Dynamic: env.Dynamic, NodeName: k.node, Namespace: agentNS, ClusterName: cluster,
 		Layout: agent.Layout{KubeletDir: k.dir}, StateDir: stateDir, Logger: log,
-		Daemon:     daemon.Options{Observer: runs, Logger: log},
-		Registerer: reg,
-		Debounce:   300 * time.Millisecond, StatusInterval: time.Second, MaintenanceInterval: 4 * time.Second,
+		Daemon:   daemon.Options{Observer: runs, Logger: log},
+		Metrics:  vm,
+		Debounce: 300 * time.Millisecond, StatusInterval: time.Second, MaintenanceInterval: 4 * time.Second,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 300 * time.Millisecond,
 	})
 	if err != nil {

@@ -29,13 +29,13 @@ func (a *Agent) elect(ctx context.Context) error {
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
 					a.leading.Store(true)
-					a.leaderG.Set(1)
+					a.opt.Metrics.SetLeader(true)
 					a.log.Info("leader lease taken: this agent runs retention and verify of the shared repositories")
 					a.maintain(ctx)
 				},
 				OnStoppedLeading: func() {
 					a.leading.Store(false)
-					a.leaderG.Set(0)
+					a.opt.Metrics.SetLeader(false)
 					a.log.Info("leader lease released or lost")
 				},
 			},

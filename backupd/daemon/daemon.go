@@ -269,29 +269,34 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan *config.Config) error {
 	}
 	d.opt.Observer.Configured(d.cfg)
 	d.ready.Store(true)
-	for {
+	// Schedules of every config generation; a reload does not wait for
+	// the running cycles of the old one (a long backup must not hold up
+	// the other policies, nor a node agent's new volumes): each finishes
+	// under its config while the new schedules start.
+	var all sync.WaitGroup
+	defer all.Wait()
+	start := func(cfg *config.Config) context.CancelFunc {
 		schedCtx, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		d.mu.Lock()
-		cfg := d.cfg
-		d.mu.Unlock()
 		for _, p := range cfg.Policies {
-			wg.Add(1)
+			all.Add(1)
 			go func() {
-				defer wg.Done()
+				defer all.Done()
 				d.schedule(ctx, schedCtx, cfg, p)
 			}()
 		}
+		return stop
+	}
+	d.mu.Lock()
+	stop := start(d.cfg)
+	d.mu.Unlock()
+	for {
 		select {
 		case <-ctx.Done():
 			stop()
-			wg.Wait()
 			return nil
 		case nc := <-reload:
 			if err := d.open(ctx, nc); err != nil {
 				d.log.Error("new config not applied; keeping the old one", "err", err)
-				stop()
-				wg.Wait()
 				continue
 			}
 			d.mu.Lock()
@@ -300,7 +305,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan *config.Config) error {
 			d.opt.Observer.Configured(nc)
 			d.log.Info("config reloaded", "policies", len(nc.Policies))
 			stop() // running cycles finish; the new schedules start now
-			wg.Wait()
+			stop = start(nc)
 		}
 	}
 }
@@ -341,7 +346,7 @@ func (d *Daemon) schedule(ctx, schedCtx context.Context, cfg *config.Config, p c
 	if newest.IsZero() || now.Sub(newest) > interval {
 		next = now // run at once: the newest good snapshot is too old
 	}
-	for {
+	for first := true; ; first = false {
 		jitter := time.Duration(0)
 		if cfg.Scheduler.Jitter > 0 {
 			jitter = rand.N(cfg.Scheduler.Jitter)
@@ -358,7 +363,17 @@ func (d *Daemon) schedule(ctx, schedCtx context.Context, cfg *config.Config, p c
 		case <-wait.C:
 		}
 		lock := d.policyLock(p.Name)
-		if !lock.TryLock() {
+		switch {
+		case lock.TryLock():
+		case first:
+			// The policy's cycle under the previous config is still
+			// running: this schedule's first activation follows it.
+			lock.Lock()
+			if schedCtx.Err() != nil {
+				lock.Unlock()
+				return
+			}
+		default:
 			d.opt.Observer.Skipped(p.Name, "overlap")
 			log.Warn("cycle skipped: the previous cycle of this policy is still running")
 			next = p.Schedule.Next(d.opt.Now())

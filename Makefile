@@ -62,10 +62,11 @@ crds:
 
 # The Kubernetes tests alone, against a real etcd and kube-apiserver on
 # 127.0.0.1: the CRDs' validation, the Helm chart (lint, template, every
-# rendered object applied server-side). Also in make test.
+# rendered object applied server-side) and the node agents with MinIO. Also
+# in make test.
 KUBE_PKGS := ./backupd/kube/... ./deploy/helm/...
 kube-test:
-	./scripts/install-tools.sh etcd kube-apiserver helm controller-gen
+	./scripts/install-tools.sh etcd kube-apiserver helm controller-gen minio
 	$(GO) test -count=1 -timeout 20m -v $(KUBE_PKGS)
 
 # The end-to-end SLO test alone: backupd, Prometheus with the rules,

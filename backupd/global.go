@@ -178,7 +178,7 @@ and verifies every blob by reading it back.
 	unknownSubcommand(root)
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
 		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g),
-		newRepairCommand(g), newUnlockCommand(g), newKeyCommand(g))
+		newRepairCommand(g), newUnlockCommand(g), newKeyCommand(g), newAgentCommand(g))
 	return root
 }
 

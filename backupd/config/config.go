@@ -611,6 +611,16 @@ func (p *parser) schedule(dst *Schedule) func(*yaml.Node, string) {
 	}
 }
 
+// ParseSchedule parses a cron expression or descriptor as the config file's
+// schedule keys do (for configs built by code: the node agent's).
+func ParseSchedule(spec string) (Schedule, error) {
+	s, err := cronParser.Parse(spec)
+	if err != nil {
+		return Schedule{}, fmt.Errorf("schedule %q: %w", spec, err)
+	}
+	return Schedule{Spec: spec, Schedule: s}, nil
+}
+
 // find returns the node at a key path (for error lines of semantic checks).
 func find(n *yaml.Node, path ...any) *yaml.Node {
 	for _, step := range path {

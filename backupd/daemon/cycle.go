@@ -38,8 +38,8 @@ func classify(ctx context.Context, err error) string {
 // run brackets one run: records its start, serializes it with every other
 // run, meters it, and records its end.
 func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, body func(*results.Record) error) results.Record {
-	d.runMu.Lock()
-	defer d.runMu.Unlock()
+	d.slots <- struct{}{}
+	defer func() { <-d.slots }()
 	rec.RunID, rec.Repository, rec.Start = newRunID(), h.cfg.Name, d.opt.Now()
 	if rec.Hostname == "" {
 		rec.Hostname = d.opt.Hostname
@@ -137,10 +137,12 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 	})
 	// Retention only after a complete backup: a snapshot that skipped
 	// unreadable files must not push older, complete ones out.
-	switch rec.Outcome {
-	case results.Success:
+	switch {
+	case rec.Outcome == results.Success && !d.clusterWork():
+		// Another daemon of the repository applies retention (Retain).
+	case rec.Outcome == results.Success:
 		d.retention(ctx, cfg, h, p)
-	case results.Partial:
+	case rec.Outcome == results.Partial:
 		d.log.Warn("retention skipped: the backup could not read some files", "policy", p.Name, "files_unreadable", rec.FilesUnreadable)
 	}
 	if err := h.store.Compact(context.WithoutCancel(ctx), d.opt.ResultsKept); err != nil {
@@ -197,36 +199,70 @@ func countsOf(r *results.Record, st *archiver.Stats) {
 // prunes. It needs the exclusive lock; when another node is writing, it
 // waits for the next cycle.
 func (d *Daemon) retention(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy) {
+	host := cfg.HostFor(p, d.opt.Hostname)
+	err := d.forget(ctx, cfg, h, p, func(s *snapshot.Snapshot) bool {
+		return s.Policy == p.Name && s.Hostname == host && s.Source == p.Source
+	})
+	if errors.Is(err, repository.ErrLocked) {
+		d.log.Info("retention postponed", "policy", p.Name, "err", err)
+	} else if err != nil {
+		d.log.Warn("retention failed", "policy", p.Name, "err", err)
+	}
+}
+
+// Retain applies the retention of p, a policy of this daemon's config or
+// of another daemon sharing the repository, to the snapshots of p's name
+// and host whatever their source path (a node agent's volume moves between
+// nodes; its host names it). It is the cluster-wide half of
+// Options.ClusterWork; the repository must be one of the config's. It
+// returns repository.ErrLocked (wrapped) when a backup holds the
+// repository: try again later.
+func (d *Daemon) Retain(ctx context.Context, p config.Policy) error {
+	h := d.handle(p.Repository)
+	if h == nil {
+		return fmt.Errorf("retain %s: repository %q is not open", p.Name, p.Repository)
+	}
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	host := cfg.HostFor(p, d.opt.Hostname)
+	err := d.forget(ctx, cfg, h, p, func(s *snapshot.Snapshot) bool { return s.Policy == p.Name && s.Hostname == host })
+	if err != nil {
+		return fmt.Errorf("retain %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// forget forgets the snapshots sel picks beyond p's retention, and prunes,
+// under the exclusive lock.
+func (d *Daemon) forget(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy, sel func(*snapshot.Snapshot) bool) error {
 	keep := p.Retention.KeepPolicy()
 	if keep.Empty() {
-		return
+		return nil
 	}
 	repo, err := h.repo.Fresh()
 	if err != nil {
-		return
+		return err
 	}
 	lock, err := repo.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "forget"})
 	if err != nil {
-		d.log.Info("retention postponed", "policy", p.Name, "err", err)
-		return
+		return err
 	}
 	defer lock.Unlock()
-	host := cfg.HostFor(p, d.opt.Hostname)
 	res, err := prune.Forget(lock.Context(), repo, prune.RetentionOptions{
-		Keep: keep,
-		Select: func(s *snapshot.Snapshot) bool {
-			return s.Policy == p.Name && s.Hostname == host && s.Source == p.Source
-		},
+		Keep:         keep,
+		Select:       sel,
 		Prune:        true,
 		PruneOptions: prune.Options{Grace: cfg.Scheduler.PruneGrace, Now: d.opt.Now},
 	})
 	if err != nil {
-		d.log.Warn("retention failed", "policy", p.Name, "err", err)
-		return
+		return err
 	}
 	if res.Removed() > 0 || !res.Plan.Empty() {
 		d.log.Info("retention applied", "policy", p.Name, "forgotten", res.Removed(), "packs_marked", len(res.Plan.Mark), "packs_deleted", len(res.Plan.Delete))
+		d.refreshRepoState(context.WithoutCancel(ctx), h.cfg.Name)
 	}
+	return nil
 }
 
 // runVerify reads back the next part of the repository's rotation.
@@ -397,7 +433,7 @@ func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, h *repoHandle
 				rec.Reason = results.ReasonCorruption
 			}
 			return fmt.Errorf("%d files did not restore byte-exact", rec.MismatchedFiles)
-		case elapsed > p.RTO:
+		case p.RTO > 0 && elapsed > p.RTO: // 0: no RTO (node agent policies without one)
 			rec.Reason = results.ReasonRTO
 			return fmt.Errorf("restore took %s, over the RTO of %s", elapsed.Round(1e6), p.RTO)
 		}

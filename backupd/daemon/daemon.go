@@ -4,8 +4,9 @@
 // the repository; metrics are pushed to an Observer that main wires to the
 // collectors, so this package never imports Prometheus.
 //
-// Runs are serialized daemon-wide: one run at a time keeps the memory budget
-// of one run and makes the process's CPU, RSS and I/O attributable to it. A
+// Runs are serialized daemon-wide (Options.MaxRuns, default 1): one run at a
+// time keeps the memory budget of one run and makes the process's CPU, RSS
+// and I/O attributable to it. A
 // cycle that is due while the same policy's previous cycle still runs is
 // skipped and counted.
 //
@@ -95,6 +96,22 @@ type Options struct {
 	// ProgressInterval is how often a running backup's counts are sampled
 	// for Observer.RunProgress and Status: 1s.
 	ProgressInterval time.Duration
+	// Password, if set, gives a repository's password instead of its
+	// password_file or password_env (the node agent reads it from a
+	// Kubernetes secret and keeps it in memory). The error never holds it.
+	Password func(r config.Repository) ([]byte, error)
+	// ClusterWork, if set, says whether this daemon does the work of a
+	// repository shared with other daemons: retention (forget and prune)
+	// after a backup, and verify runs. Node agents share a repository and
+	// only the one holding the leader lease answers true (it calls Retain
+	// for the other nodes' volumes). Nil: always (one daemon per
+	// repository, as `backupd run`).
+	ClusterWork func() bool
+	// MaxRuns is how many runs (of different policies) may go at once:
+	// default 1, which keeps each run's CPU, RSS and I/O its own. Above 1
+	// a run's metered usage includes that of the runs overlapping it (the
+	// process is shared).
+	MaxRuns int
 }
 
 // Daemon is the scheduler and cycle runner.
@@ -113,7 +130,7 @@ type Daemon struct {
 	// running is the run in progress of each policy, for Status.
 	running map[string]*Running
 
-	runMu sync.Mutex // one run at a time
+	slots chan struct{} // one per run that may go at a time (Options.MaxRuns)
 
 	// ticker makes the progress ticker of a backup (tests replace it).
 	ticker func(time.Duration) (<-chan time.Time, func())
@@ -171,10 +188,18 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	if opt.ProgressInterval <= 0 {
 		opt.ProgressInterval = time.Second
 	}
+	if opt.MaxRuns <= 0 {
+		opt.MaxRuns = 1
+	}
 	return &Daemon{opt: opt, log: opt.Logger.With("component", "daemon"), cfg: cfg,
 		repos: map[string]*repoHandle{}, next: map[string]time.Time{}, active: map[string]*sync.Mutex{},
-		lastSnap: map[string]time.Time{}, running: map[string]*Running{}, ticker: newTicker}, nil
+		lastSnap: map[string]time.Time{}, running: map[string]*Running{}, ticker: newTicker,
+		slots: make(chan struct{}, opt.MaxRuns)}, nil
 }
+
+// clusterWork reports whether this daemon does the shared repository's
+// retention and verify runs now (Options.ClusterWork).
+func (d *Daemon) clusterWork() bool { return d.opt.ClusterWork == nil || d.opt.ClusterWork() }
 
 // Ready reports whether every repository is open and its state loaded.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
@@ -194,7 +219,11 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		if ok && h.cfg == rc {
 			continue
 		}
-		pw, err := rc.Password()
+		password := rc.Password
+		if d.opt.Password != nil {
+			password = func() ([]byte, error) { return d.opt.Password(rc) }
+		}
+		pw, err := password()
 		if err != nil {
 			return err
 		}
@@ -240,29 +269,34 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan *config.Config) error {
 	}
 	d.opt.Observer.Configured(d.cfg)
 	d.ready.Store(true)
-	for {
+	// Schedules of every config generation; a reload does not wait for
+	// the running cycles of the old one (a long backup must not hold up
+	// the other policies, nor a node agent's new volumes): each finishes
+	// under its config while the new schedules start.
+	var all sync.WaitGroup
+	defer all.Wait()
+	start := func(cfg *config.Config) context.CancelFunc {
 		schedCtx, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		d.mu.Lock()
-		cfg := d.cfg
-		d.mu.Unlock()
 		for _, p := range cfg.Policies {
-			wg.Add(1)
+			all.Add(1)
 			go func() {
-				defer wg.Done()
+				defer all.Done()
 				d.schedule(ctx, schedCtx, cfg, p)
 			}()
 		}
+		return stop
+	}
+	d.mu.Lock()
+	stop := start(d.cfg)
+	d.mu.Unlock()
+	for {
 		select {
 		case <-ctx.Done():
 			stop()
-			wg.Wait()
 			return nil
 		case nc := <-reload:
 			if err := d.open(ctx, nc); err != nil {
 				d.log.Error("new config not applied; keeping the old one", "err", err)
-				stop()
-				wg.Wait()
 				continue
 			}
 			d.mu.Lock()
@@ -271,7 +305,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan *config.Config) error {
 			d.opt.Observer.Configured(nc)
 			d.log.Info("config reloaded", "policies", len(nc.Policies))
 			stop() // running cycles finish; the new schedules start now
-			wg.Wait()
+			stop = start(nc)
 		}
 	}
 }
@@ -312,7 +346,7 @@ func (d *Daemon) schedule(ctx, schedCtx context.Context, cfg *config.Config, p c
 	if newest.IsZero() || now.Sub(newest) > interval {
 		next = now // run at once: the newest good snapshot is too old
 	}
-	for {
+	for first := true; ; first = false {
 		jitter := time.Duration(0)
 		if cfg.Scheduler.Jitter > 0 {
 			jitter = rand.N(cfg.Scheduler.Jitter)
@@ -329,7 +363,17 @@ func (d *Daemon) schedule(ctx, schedCtx context.Context, cfg *config.Config, p c
 		case <-wait.C:
 		}
 		lock := d.policyLock(p.Name)
-		if !lock.TryLock() {
+		switch {
+		case lock.TryLock():
+		case first:
+			// The policy's cycle under the previous config is still
+			// running: this schedule's first activation follows it.
+			lock.Lock()
+			if schedCtx.Err() != nil {
+				lock.Unlock()
+				return
+			}
+		default:
 			d.opt.Observer.Skipped(p.Name, "overlap")
 			log.Warn("cycle skipped: the previous cycle of this policy is still running")
 			next = p.Schedule.Next(d.opt.Now())
@@ -390,14 +434,19 @@ func (d *Daemon) cycle(ctx context.Context, cfg *config.Config, p config.Policy)
 	if ctx.Err() != nil {
 		return
 	}
-	if d.due(h, p, results.Verify, p.Verify.Schedule) {
+	switch {
+	case d.clusterWork() && d.due(h, p, results.Verify, p.Verify.Schedule):
 		d.runVerify(ctx, cfg, h, p)
+		d.runScrub(ctx, cfg, h, p)
+	case !d.clusterWork() && d.due(h, p, results.Scrub, p.Verify.Schedule):
+		// The repository's read-back is the leader's (Options.ClusterWork);
+		// the source scrub is this node's.
 		d.runScrub(ctx, cfg, h, p)
 	}
 	if ctx.Err() != nil {
 		return
 	}
-	if d.due(h, p, results.Drill, p.Drill.Schedule) {
+	if p.Drill.Schedule.Schedule != nil && d.due(h, p, results.Drill, p.Drill.Schedule) { // nil: drills off (a node agent's policy)
 		d.runDrill(ctx, cfg, h, p)
 	}
 }

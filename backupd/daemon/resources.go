@@ -10,7 +10,8 @@ import (
 )
 
 // usage is what one run cost the process. Runs are serialized (one at a
-// time per daemon), so the process's deltas are the run's.
+// time per daemon, unless Options.MaxRuns allows more), so the process's
+// deltas are the run's; with overlapping runs they include the others'.
 type usage struct {
 	CPUSeconds   float64
 	MaxRSS       uint64

@@ -520,15 +520,16 @@ spec:
 		if err != nil {
 			return false, err.Error()
 		}
-		onPod, onPolicy := false, false
+		onPod, onPVC, onPolicy := false, false, false
 		for _, e := range evs.Items {
 			if e.Reason != "BackupFailed" || e.Type != corev1.EventTypeWarning {
 				continue
 			}
 			onPod = onPod || e.InvolvedObject.Kind == "Pod" && e.InvolvedObject.Name == "flaky-0"
+			onPVC = onPVC || e.InvolvedObject.Kind == "PersistentVolumeClaim" && e.InvolvedObject.Name == "flaky-data"
 			onPolicy = onPolicy || e.InvolvedObject.Kind == "BackupPolicy" && e.InvolvedObject.Name == "mesh"
 		}
-		return onPod && onPolicy, fmt.Sprintf("on pod %v, on policy %v", onPod, onPolicy)
+		return onPod && onPVC && onPolicy, fmt.Sprintf("on pod %v, on PVC %v, on policy %v", onPod, onPVC, onPolicy)
 	})
 	eventually(t, "lastError in status", 20*time.Second, func() (bool, string) {
 		for _, v := range getPolicy(t, ctx, env, "mesh").Status.Volumes {
@@ -544,6 +545,14 @@ spec:
 	eventually(t, "the deleted pod's volume leaves the schedule", 30*time.Second, func() (bool, string) {
 		n := policyNames(agB.a.Volumes())
 		return !slices.Contains(n, "shop_api-data"), fmt.Sprint(n)
+	})
+	eventually(t, "the deleted pod's volume leaves the status", 20*time.Second, func() (bool, string) {
+		for _, v := range getPolicy(t, ctx, env, "mesh").Status.Volumes {
+			if v.PersistentVolumeClaim == "api-data" {
+				return false, "api-data still listed"
+			}
+		}
+		return true, ""
 	})
 	kept := len(repo.snapshots(ctx)["shop_api-data"])
 	time.Sleep(5 * time.Second) // two schedule periods and more

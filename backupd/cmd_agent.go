@@ -32,6 +32,7 @@ type agentOptions struct {
 	KubeletDir    string
 	HostRoot      string
 	StateDir      string
+	LeaseName     string
 	ListenAddress string
 	ProbeAddress  string
 	WebConfigFile string
@@ -71,6 +72,7 @@ needs CAP_DAC_READ_SEARCH to read every file, not root. See README
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (env NODE_NAME, from the downward API's spec.nodeName)")
 	f.StringVar(&opts.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the agent's namespace, holding the leader Lease (env POD_NAMESPACE)")
 	f.StringVar(&opts.ClusterName, "cluster-name", "kubernetes", "this cluster's name, the first part of every volume's snapshot host name: unique among the clusters sharing a bucket")
+	f.StringVar(&opts.LeaseName, "leader-election-lease", "backupd-agent-leader", "name of the coordination.k8s.io Lease, in --namespace, that the agents elect the leader with")
 	f.StringVar(&opts.KubeletDir, "kubelet-dir", "/var/lib/kubelet", "the kubelet's root directory as mounted in the agent (read-only, mountPropagation HostToContainer)")
 	f.StringVar(&opts.HostRoot, "host-root", "", "where the node's root is mounted, for hostPath PVs (empty: their paths as they are)")
 	f.StringVar(&opts.StateDir, "state-dir", "/var/lib/backupd-agent", "the agent's own directory: volume links, drill scratch space, repository cache; the same path on every node")
@@ -132,7 +134,7 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 	servers := make(chan *exporter.Server, 1)
 	a, err := agent.New(agent.Options{
 		Clientset: cs, Dynamic: dyn, NodeName: opts.NodeName, Namespace: opts.Namespace, ClusterName: opts.ClusterName,
-		Layout: agent.Layout{KubeletDir: opts.KubeletDir, HostRoot: opts.HostRoot}, StateDir: opts.StateDir, Logger: log,
+		Layout: agent.Layout{KubeletDir: opts.KubeletDir, HostRoot: opts.HostRoot}, StateDir: opts.StateDir, LeaseName: opts.LeaseName, Logger: log,
 		Daemon: daemon.Options{Logger: log, Observer: runs, RepoOptions: ropt,
 			RepoOptionsFor: func(rc config.Repository, o repository.Options) repository.Options {
 				return location.RepositoryOptions(o, location.Spec{Location: rc.Path, Uploads: rc.Uploads}, cacheRoot)

@@ -128,7 +128,7 @@ func TestTemplateKinds(t *testing.T) {
 	}{
 		{"default", nil, []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Role", "RoleBinding", "Service", "ServiceAccount"}},
 		{"all", []string{"testdata/values-all.yaml"}, []string{
-			"BackupRepository", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "ConfigMap", "DaemonSet", "Deployment",
+			"BackupRepository", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "ConfigMap", "DaemonSet",
 			"NetworkPolicy", "PodMonitor", "PrometheusRule", "Role", "RoleBinding", "Secret", "Secret", "Service", "ServiceAccount", "ServiceMonitor"}},
 		{"irsa", []string{"testdata/values-irsa.yaml"}, []string{
 			"BackupRepository", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "PodMonitor", "Role", "RoleBinding", "ServiceAccount"}},
@@ -168,6 +168,7 @@ func TestTemplateRefusesBadValues(t *testing.T) {
 		{"repository without password", []string{"repository.create=true", "repository.s3.bucket=b", "repository.credentials.useServiceAccount=true"}, "repository.password: set existingSecret or value"},
 		{"repository without credentials", []string{"repository.create=true", "repository.s3.bucket=b", "repository.password.value=x"}, "repository.credentials: set existingSecret"},
 		{"access key without secret", []string{"repository.create=true", "repository.s3.bucket=b", "repository.password.value=x", "repository.credentials.accessKeyID=AK"}, "repository.credentials.secretAccessKey is required"},
+		{"controller not implemented", []string{"controller.enabled=true"}, "controller.enabled: the controller Deployment is not implemented yet"},
 		{"state type", []string{"agent.state.type=pvc"}, "agent.state.type must be hostPath or emptyDir"},
 		{"service monitor without service", []string{"metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"}, "metrics.serviceMonitor.enabled needs metrics.service.enabled"},
 	} {
@@ -247,9 +248,7 @@ func TestAgentPod(t *testing.T) {
 	if len(c.Args) == 0 || c.Args[0] != "agent" || !slices.Contains(c.Args, "--node-name=$(NODE_NAME)") {
 		t.Errorf("args %v: want backupd agent --node-name=$(NODE_NAME)", c.Args)
 	}
-	if !slices.Contains(c.Args, "--leader-elect=false") {
-		t.Errorf("args %v: with the controller on, the agents must not elect a leader", c.Args)
-	}
+	checkAgentFlags(t, c.Args[1:])
 	var nodeName bool
 	for _, e := range c.Env {
 		nodeName = nodeName || e.Name == "NODE_NAME" && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"
@@ -610,3 +609,25 @@ func testRBAC(t *testing.T, ctx context.Context, env *kubetest.Env) {
 }
 
 var appsDaemonSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
+
+// checkAgentFlags fails unless every flag the chart passes is one that
+// `backupd agent` takes: a flag it does not know would crash-loop every
+// agent pod.
+func checkAgentFlags(t *testing.T, args []string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "backupd")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "../../backupd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build backupd: %v\n%s", err, out)
+	}
+	help, err := exec.CommandContext(t.Context(), bin, "agent", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("backupd agent --help: %v\n%s", err, help)
+	}
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !strings.HasPrefix(a, "--") || !strings.Contains(string(help), "--"+name+" ") {
+			t.Errorf("the chart passes %q, which backupd agent --help does not list", a)
+		}
+	}
+}

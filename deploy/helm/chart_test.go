@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/meshbackup/backupd/internal/tools"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +47,7 @@ func helmBin(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("runs helm")
 	}
-	h, err := kubetest.FindTool("helm")
+	h, err := tools.Find("helm")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package kubetest
 
 import (
+	"github.com/meshbackup/backupd/internal/tools"
 	"path/filepath"
 	"testing"
 	"time"
@@ -44,11 +45,11 @@ func Start(t testing.TB) *Env {
 	if testing.Short() {
 		t.Skip("kube-apiserver test skipped in -short mode")
 	}
-	apiserver, err := FindTool("kube-apiserver")
+	apiserver, err := tools.Find("kube-apiserver")
 	if err != nil {
 		t.Fatalf("%v (run ./scripts/install-tools.sh etcd kube-apiserver)", err)
 	}
-	etcd, err := FindTool("etcd")
+	etcd, err := tools.Find("etcd")
 	if err != nil {
 		t.Fatalf("%v (run ./scripts/install-tools.sh etcd kube-apiserver)", err)
 	}

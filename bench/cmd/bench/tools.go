@@ -3,9 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/meshbackup/backupd/internal/tools"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,7 +74,7 @@ func (b *toolBase) cmd(args ...string) invocation {
 
 // findTool returns the binary of tool name: backupd from backupdBin, the
 // others from PATH or the tool cache where install-tools.sh builds them
-// (toolCache). It returns "" if the tool is not installed.
+// (internal/tools). It returns "" if the tool is not installed.
 func findTool(name, backupdBin string) string {
 	if name == "backupd" {
 		if isExecutable(backupdBin) {
@@ -82,29 +82,14 @@ func findTool(name, backupdBin string) string {
 		}
 		return ""
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		if abs, err := filepath.Abs(p); err == nil {
-			return abs
-		}
-		return p
+	p, err := tools.Find(name)
+	if err != nil {
+		return ""
 	}
-	if p := filepath.Join(toolCache(), name); isExecutable(p) {
-		return p
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
 	}
-	return ""
-}
-
-// toolCache is the directory scripts/install-tools.sh builds tools into:
-// $BACKUPD_TOOLS, else $XDG_CACHE_HOME/backupd/bin, else
-// ~/.cache/backupd/bin.
-func toolCache() string {
-	if d := os.Getenv("BACKUPD_TOOLS"); d != "" {
-		return d
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "backupd", "bin")
-	}
-	return filepath.Join(moduleRoot(), ".cache", "bin")
+	return p
 }
 
 func isExecutable(p string) bool {

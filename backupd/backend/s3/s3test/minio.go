@@ -20,6 +20,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/meshbackup/backupd/internal/tools"
 	"math/big"
 	"net"
 	"net/http"
@@ -57,31 +58,6 @@ type Server struct {
 	log  *syncBuffer
 }
 
-// FindMinIO returns the path of the minio binary: on PATH, else in
-// ${BACKUPD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/backupd/bin}.
-func FindMinIO() (string, error) {
-	if p, err := exec.LookPath("minio"); err == nil {
-		return p, nil
-	}
-	dir := os.Getenv("BACKUPD_TOOLS")
-	if dir == "" {
-		cache := os.Getenv("XDG_CACHE_HOME")
-		if cache == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return "", fmt.Errorf("minio not on PATH and no home directory: %w", err)
-			}
-			cache = filepath.Join(home, ".cache")
-		}
-		dir = filepath.Join(cache, "backupd", "bin")
-	}
-	p := filepath.Join(dir, "minio")
-	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("minio is neither on PATH nor at %s: run ./scripts/install-tools.sh minio", p)
-	}
-	return p, nil
-}
-
 // StartMinIO starts a MinIO server for the test and stops it in
 // t.Cleanup. Without the binary it fails the test naming the install
 // script (in -short mode it skips it).
@@ -100,7 +76,7 @@ func StartMinIOTLS(t testing.TB) *Server {
 
 func startMinIO(t testing.TB, withTLS bool) *Server {
 	t.Helper()
-	bin, err := FindMinIO()
+	bin, err := tools.Find("minio")
 	if err != nil {
 		if testing.Short() {
 			t.Skipf("skipped in -short mode: %v", err)

@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"bytes"
+	"github.com/meshbackup/backupd/internal/tools"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs controller-gen")
 	}
-	cg, err := kubetest.FindTool("controller-gen")
+	cg, err := tools.Find("controller-gen")
 	if err != nil {
 		t.Fatal(err)
 	}

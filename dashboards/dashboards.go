@@ -3,9 +3,12 @@
 // Package dashboards generates backupd's Grafana dashboards with
 // grafana-foundation-sdk: an SLO overview, an operations board and a
 // fault-tolerance board. Every panel has a description, a unit and
-// thresholds; every query is PromQL over metrics the exporter registers or
-// the SLO rules record. Variables: datasource, cluster, instance (the
-// daemons; every query selects on it) and policy.
+// thresholds; every query is PromQL over metrics the exporter registers,
+// the SLO rules record, or the fault benchmark writes (the backupd_bench_*
+// families of bench/faults, loaded from its faults.om). Variables:
+// datasource, cluster, instance (the daemons; every query of a daemon's
+// series selects on it) and policy; the fault-tolerance board adds tool and
+// workload for the benchmark's series.
 //
 // Imports: grafana-foundation-sdk and YAML. It must not import engine
 // (backupd/...), collectors/ or exporter/ code (its tests may use
@@ -15,6 +18,7 @@ package dashboards
 import (
 	"fmt"
 
+	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
@@ -32,6 +36,9 @@ type Query struct {
 	Expr    string
 	Legend  string
 	Instant bool
+	// Table asks for the table format (one row per series, a Value
+	// column), for a table panel's transformations.
+	Table bool
 }
 
 // Panel is the spec of one panel.
@@ -57,6 +64,28 @@ type Panel struct {
 	// AxisUnit is a heatmap's y axis unit (its buckets' bounds); Unit is
 	// then the unit of its cells.
 	AxisUnit string
+	// Mappings show values as words and colors (a table's cells are then
+	// colored by them).
+	Mappings []Mapping
+	// Matrix, on a table, turns the rows of a Table query into a matrix:
+	// a row per value of one label, a column per value of another.
+	Matrix *Matrix
+}
+
+// Mapping shows a value as a text in a color.
+type Mapping struct {
+	Value, Text, Color string
+}
+
+// Matrix names the labels of a table's rows and columns.
+type Matrix struct {
+	Row, Column string
+}
+
+// Var is a query variable of one board, beyond the common ones: a label's
+// values from a series (multi, all by default).
+type Var struct {
+	Name, Label, Query string
 }
 
 // Step is a threshold.
@@ -69,7 +98,10 @@ type Step struct {
 type Board struct {
 	UID, Title, Description string
 	Tags                    []string
-	Panels                  []Panel
+	// From is the start of the default time range ("now-6h" if empty).
+	From   string
+	Vars   []Var
+	Panels []Panel
 }
 
 // sel is the label selector every query of a policy's series applies.
@@ -78,6 +110,14 @@ const sel = `cluster=~"$cluster", instance=~"$instance", policy=~"$policy"`
 // repoSel selects per-repository series (and the storage ones): those of
 // the chosen daemons.
 const repoSel = `cluster=~"$cluster", instance=~"$instance"`
+
+// benchSel selects the fault benchmark's series of the chosen tools and
+// workloads.
+const benchSel = `tool=~"$tool", workload=~"$workload"`
+
+// lastRun wraps a benchmark series: its newest sample in the time range
+// (each run is one sample per series, at the run's end).
+func lastRun(series string) string { return "last_over_time(" + series + "[$__range])" }
 
 func f(v float64) *float64 { return &v }
 
@@ -197,15 +237,60 @@ func operations() Board {
 	}
 }
 
+// outcomeMappings show the benchmark's outcome ranks
+// (backupd_bench_outcome_rank) as their classes, best green to worst dark
+// red. The ranks are those of bench/faults (Outcome.Rank; the dashboards
+// test compares them).
+var outcomeMappings = []Mapping{
+	{"-1", "not applicable", "text"},
+	{"0", "survived exact", "green"},
+	{"1", "recovered automatically", "green"},
+	{"2", "detected and reported", "yellow"},
+	{"3", "needed a human", "orange"},
+	{"4", "silent wrong data", "red"},
+	{"5", "data lost", "dark-red"},
+}
+
 func faults() Board {
 	return Board{
-		UID: "backupd-faults", Title: "backupd / Fault tolerance", Tags: []string{"backupd", "benchmark"},
-		Description: "How backupd behaves under faults: failures by reason, interrupted runs, corruption found, drill mismatches, silent source changes, storage errors.",
+		UID: "backupd-faults", Title: "backupd / Fault tolerance", Tags: []string{"backupd", "benchmark"}, From: "now-7d",
+		Description: "How backupd and its peers came through the fault benchmark (outcomes, detection, recovery, cost, impact on a writer), and how backupd behaves under faults in operation: failures by reason, interrupted runs, corruption found, drill mismatches, silent source changes, storage errors.",
+		Vars: []Var{
+			{"tool", "Tool", `label_values(backupd_bench_outcome_rank, tool)`},
+			{"workload", "Workload", `label_values(backupd_bench_outcome_rank{tool=~"$tool"}, workload)`},
+		},
 		Panels: []Panel{
 			{Kind: "text", Title: "About this board", W: 24, H: 3, Base: "green", Unit: "none",
-				Description: "What this board shows and what it will show.",
-				Content: "The fault-injection benchmark's own metrics (scenario results, recovery times) come with the benchmark issue. " +
-					"Until then this board shows the fault-related series backupd exports today: failures by reason, interrupted runs, corruption, drill mismatches, silent source changes and storage errors."},
+				Description: "Where the two halves of this board get their data.",
+				Content: "The benchmark panels (tool and workload variables) show the newest fault-benchmark run in the time range: `go run ./bench/cmd/bench -faults` writes `faults.om`, " +
+					"and `promtool tsdb create-blocks-from openmetrics faults.om DATA_DIR` loads it into Prometheus (widen the time range to the run's date). " +
+					"The panels below them are backupd's own fault-related series (cluster, instance and policy variables)."},
+			{Kind: "table", Title: "Benchmark outcome per tool and scenario", Unit: "none", W: 24, H: 7, Base: "text", Steps: []Step{{0, "green"}},
+				Description: "The worst outcome class of each tool in each scenario, over the chosen workloads and variants, from the newest run in the time range: survived exact and recovered automatically are good, detected and reported is damage found and named, needed a human an unlock or repair, silent wrong data and data lost are failures.",
+				Mappings:    outcomeMappings, Matrix: &Matrix{Row: "tool", Column: "scenario"},
+				Queries: []Query{{Expr: `max by (tool, scenario) (` + lastRun(`backupd_bench_outcome_rank{`+benchSel+`}`) + `)`, Instant: true, Table: true}}},
+			{Kind: "bargauge", Title: "Injected damage detected", Unit: "percentunit", W: 8, H: 9, Base: "red", Steps: []Step{{0.9, "orange"}, {1, "green"}}, Min: f(0), Max: f(1),
+				Description: "Share of the damage the benchmark injected (into the repository, or the source for bit rot) that the tool's check reported. Below 100% some damage went unnoticed.",
+				Queries:     []Query{{Expr: lastRun(`backupd_bench_detection_ratio{` + benchSel + `}`), Legend: "{{tool}} {{scenario}} {{workload}} {{variant}}", Instant: true}}},
+			{Kind: "bargauge", Title: "Time to a good snapshot after the fault", Unit: "s", W: 8, H: 9, Base: "green", Steps: []Step{{300, "yellow"}, {3600, "red"}}, Min: f(0),
+				Description: "Seconds from the fault until a snapshot whose restore matches its manifest existed again, per tool, scenario and workload. No bar: the tool never got there, or the scenario has no such figure.",
+				Queries:     []Query{{Expr: lastRun(`backupd_bench_time_to_recover_seconds{` + benchSel + `}`), Legend: "{{tool}} {{scenario}} {{workload}} {{variant}}", Instant: true}}},
+			{Kind: "bargauge", Title: "Time to detect the fault", Unit: "s", W: 8, H: 9, Base: "green", Steps: []Step{{60, "yellow"}, {3600, "red"}}, Min: f(0),
+				Description: "Seconds from the fault until the tool reported it (a failed run, a check naming the damage). No bar: it never did, or there was nothing to detect.",
+				Queries:     []Query{{Expr: lastRun(`backupd_bench_time_to_detect_seconds{` + benchSel + `}`), Legend: "{{tool}} {{scenario}} {{workload}} {{variant}}", Instant: true}}},
+			{Kind: "bargauge", Title: "Healthy phase wall time", Unit: "s", W: 10, H: 10, Base: "green", Steps: []Step{{0, "green"}}, Min: f(0),
+				Description: "Wall time of each run of the healthy phase (no fault): first backup, no-change backup, 1% change backup, restore, per tool and workload.",
+				Queries:     []Query{{Expr: lastRun(`backupd_bench_wall_seconds{scenario="healthy", ` + benchSel + `}`), Legend: "{{tool}} {{workload}} {{phase}}", Instant: true}}},
+			{Kind: "bargauge", Title: "Healthy phase peak RSS", Unit: "bytes", W: 7, H: 10, Base: "green", Steps: []Step{{0, "green"}}, Min: f(0),
+				Description: "The highest peak resident memory of a tool's healthy-phase runs, per workload.",
+				Queries:     []Query{{Expr: `max by (tool, workload) (` + lastRun(`backupd_bench_peak_rss_bytes{scenario="healthy", `+benchSel+`}`) + `)`, Legend: "{{tool}} {{workload}}", Instant: true}}},
+			{Kind: "bargauge", Title: "backupd against its targets", Unit: "percentunit", W: 7, H: 10, Base: "green", Steps: []Step{{1.0001, "red"}}, Min: f(0),
+				Description: "backupd's healthy-phase figure divided by the best peer's, as a share of its target (first backup and restore 0.8×, no-change and 1% change backup 0.25×, peak RSS 1.0× the best peer). Up to 100% the target is met.",
+				Queries: []Query{{Expr: lastRun(`backupd_bench_peer_ratio{workload=~"$workload"}`) + ` / on (measure) group_left () ` + lastRun(`backupd_bench_peer_target_ratio`),
+					Legend: "{{workload}} {{measure}}", Instant: true}}},
+			{Kind: "bargauge", Title: "Proxy writer latency during backups", Unit: "s", W: 24, H: 10, Base: "green", Steps: []Step{{0.01, "yellow"}, {0.1, "red"}}, Min: f(0),
+				Description: "Latency of the proxy-like writer's append and fsync while each tool backs up (impact scenario), and with no backup running (tool none): the median (0.5), the 99th percentile (0.99) and the maximum (1).",
+				Queries:     []Query{{Expr: lastRun(`backupd_bench_writer_latency_seconds{tool=~"$tool|none", workload=~"$workload"}`), Legend: "{{tool}} {{variant}} {{workload}} q{{quantile}}", Instant: true}}},
 			{Kind: "timeseries", Title: "Backup failures by reason", Unit: "short", W: 12, H: 8, Base: "green", Steps: []Step{{1, "red"}},
 				Description: "Failed backup runs per hour by reason: interrupted (killed or stopped mid-run), repository, source, corruption, locked.",
 				Queries:     []Query{{Expr: `sum by (policy, reason) (increase(backupd_backup_failures_total{` + sel + `}[1h]))`, Legend: "{{policy}} {{reason}}"}}},
@@ -285,6 +370,9 @@ func configure[B panelBuilder[B]](b B, p Panel) cog.Builder[dashboard.Panel] {
 			// data source (not recalculated by the panel).
 			t.Format(prometheus.PromQueryFormatHeatmap)
 		}
+		if q.Table {
+			t.Format(prometheus.PromQueryFormatTable)
+		}
 		b.WithTarget(t)
 	}
 	return b
@@ -305,7 +393,24 @@ func build(p Panel) (cog.Builder[dashboard.Panel], error) {
 		return configure(ts, p), nil
 	case "table":
 		tb := table.NewPanelBuilder().Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"lastNotNull"}))
+		if len(p.Mappings) > 0 {
+			tb.Mappings(mappings(p.Mappings))
+			tb.CellOptions(common.TableCellOptions{TableColoredBackgroundCellOptions: &common.TableColoredBackgroundCellOptions{
+				Type: common.TableCellDisplayModeColorBackground}})
+		}
+		if m := p.Matrix; m != nil {
+			tb.WithTransformation(dashboard.DataTransformerConfig{Id: "groupingToMatrix", Options: map[string]any{
+				"rowField": m.Row, "columnField": m.Column, "valueField": "Value", "emptyValue": "null"}})
+		}
 		return configure(tb, p), nil
+	case "bargauge":
+		bg := bargauge.NewPanelBuilder().Orientation(common.VizOrientationHorizontal).DisplayMode(common.BarGaugeDisplayModeBasic).
+			ValueMode(common.BarGaugeValueModeText).ShowUnfilled(true).
+			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}).Values(false))
+		if len(p.Mappings) > 0 {
+			bg.Mappings(mappings(p.Mappings))
+		}
+		return configure(bg, p), nil
 	case "heatmap":
 		hm := heatmap.NewPanelBuilder().Calculate(false).
 			RowsFrame(heatmap.NewRowsHeatmapOptionsBuilder().Layout(common.HeatmapCellLayoutLe)).
@@ -321,10 +426,23 @@ func build(p Panel) (cog.Builder[dashboard.Panel], error) {
 	return nil, fmt.Errorf("panel %q: unknown kind %q", p.Title, p.Kind)
 }
 
+func mappings(ms []Mapping) []dashboard.ValueMapping {
+	opts := map[string]dashboard.ValueMappingResult{}
+	for i, m := range ms {
+		idx := int32(i)
+		opts[m.Value] = dashboard.ValueMappingResult{Text: ptr(m.Text), Color: ptr(m.Color), Index: &idx}
+	}
+	return []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: opts}}}
+}
+
 // Build turns a board spec into a Grafana dashboard.
 func Build(b Board) (dashboard.Dashboard, error) {
+	from := b.From
+	if from == "" {
+		from = "now-6h"
+	}
 	db := dashboard.NewDashboardBuilder(b.Title).Uid(b.UID).Description(b.Description).Tags(b.Tags).
-		Refresh("1m").Time("now-6h", "now").Timezone(common.TimeZoneBrowser).Editable().
+		Refresh("1m").Time(from, "now").Timezone(common.TimeZoneBrowser).Editable().
 		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("Data source").Type("prometheus")).
 		WithVariable(dashboard.NewQueryVariableBuilder("cluster").Label("Cluster").Datasource(dsRef).
 			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_build_info, cluster)`)}).
@@ -335,6 +453,11 @@ func Build(b Board) (dashboard.Dashboard, error) {
 		WithVariable(dashboard.NewQueryVariableBuilder("policy").Label("Policy").Datasource(dsRef).
 			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_policy_rpo_seconds{cluster=~"$cluster", instance=~"$instance"}, policy)`)}).
 			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*"))
+	for _, v := range b.Vars {
+		db.WithVariable(dashboard.NewQueryVariableBuilder(v.Name).Label(v.Label).Datasource(dsRef).
+			Query(dashboard.StringOrMap{String: ptr(v.Query)}).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*"))
+	}
 	for _, p := range b.Panels {
 		pb, err := build(p)
 		if err != nil {

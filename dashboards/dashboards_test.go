@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,9 +18,20 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/meshbackup/backupd/bench/faults"
 	"github.com/meshbackup/backupd/collectors/collectorstest"
 	"github.com/meshbackup/backupd/dashboards"
 )
+
+// benchFamilies are the fault benchmark's families (bench/faults, loaded
+// from its faults.om) by name.
+func benchFamilies() map[string]faults.Family {
+	out := map[string]faults.Family{}
+	for _, f := range faults.MetricFamilies() {
+		out[f.Name] = f
+	}
+	return out
+}
 
 // The committed JSON and ConfigMaps are what the generator makes.
 func TestGeneratedFilesAreCurrent(t *testing.T) {
@@ -110,11 +122,15 @@ func ruleNames(t *testing.T) map[string]bool {
 }
 
 // Every panel has a description, a unit and thresholds; every query parses
-// as PromQL and names only metrics the exporter serves or the rules record;
-// the variables are datasource, cluster, instance and policy.
+// as PromQL and names only metrics the exporter serves, the rules record or
+// the fault benchmark writes; the variables are datasource, cluster,
+// instance and policy, then the board's own.
 func TestPanels(t *testing.T) {
 	known := collectorstest.MetricNames(t)
 	for n := range ruleNames(t) {
+		known[n] = true
+	}
+	for n := range benchFamilies() {
 		known[n] = true
 	}
 	p := parser.NewParser(parser.Options{})
@@ -127,8 +143,12 @@ func TestPanels(t *testing.T) {
 		for _, v := range d.Templating.List {
 			vars = append(vars, v.Name)
 		}
-		if !slices.Equal(vars, []string{"datasource", "cluster", "instance", "policy"}) {
-			t.Errorf("%s: variables %v", b.UID, vars)
+		want := []string{"datasource", "cluster", "instance", "policy"}
+		for _, v := range b.Vars {
+			want = append(want, v.Name)
+		}
+		if !slices.Equal(vars, want) {
+			t.Errorf("%s: variables %v, want %v", b.UID, vars, want)
 		}
 		for _, panel := range d.Panels {
 			pn := panel.Panel
@@ -159,7 +179,7 @@ func TestPanels(t *testing.T) {
 				}
 				parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
 					if vs, ok := node.(*parser.VectorSelector); ok && vs.Name != "" && !known[vs.Name] {
-						t.Errorf("%s/%s: %s is neither exported nor recorded", b.UID, panel.Title, vs.Name)
+						t.Errorf("%s/%s: %s is neither exported, recorded nor a benchmark family", b.UID, panel.Title, vs.Name)
 					}
 					return nil
 				})
@@ -392,9 +412,13 @@ func constantRules(t *testing.T) map[string]bool {
 
 // The instance variable lists the daemons of the chosen clusters, and every
 // selector of a daemon's series (exported or recorded; the rules keep
-// instance) matches instance=~"$instance" next to cluster=~"$cluster".
+// instance) matches instance=~"$instance" next to cluster=~"$cluster". The
+// benchmark's series come from no daemon (TestBenchQueriesSelectToolAndWorkload).
 func TestQueriesSelectInstance(t *testing.T) {
 	constant := constantRules(t)
+	for n := range benchFamilies() {
+		constant[n] = true
+	}
 	for uid, g := range readGenerated(t) {
 		found := false
 		for _, v := range g.Templating.List {
@@ -464,5 +488,86 @@ func TestRepositoryQueriesAggregateByRepository(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no query of a repository's series")
+	}
+}
+
+// Every selector of a benchmark series selects the tool and workload
+// variables where the family has those labels (the writer latency also
+// keeps the no-backup baseline, tool "none"), and the tool and workload
+// variables take their values from a benchmark family.
+func TestBenchQueriesSelectToolAndWorkload(t *testing.T) {
+	fams := benchFamilies()
+	n := 0
+	for _, b := range dashboards.Boards() {
+		for _, v := range b.Vars {
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(strings.TrimSuffix(strings.TrimPrefix(
+				strings.Split(v.Query, ", ")[0], "label_values("), ")"))
+			if err != nil {
+				t.Errorf("%s: variable %s: %q: %v", b.UID, v.Name, v.Query, err)
+				continue
+			}
+			vs, ok := e.(*parser.VectorSelector)
+			if !ok || !slices.Contains(fams[vs.Name].Labels, v.Name) {
+				t.Errorf("%s: variable %s from %q: not a benchmark family with that label", b.UID, v.Name, v.Query)
+			}
+		}
+		for _, p := range b.Panels {
+			for _, q := range p.Queries {
+				parser.Inspect(parseWithVariables(t, q.Expr), func(node parser.Node, _ []parser.Node) error {
+					vs, ok := node.(*parser.VectorSelector)
+					if !ok {
+						return nil
+					}
+					fam, ok := fams[vs.Name]
+					if !ok {
+						return nil
+					}
+					n++
+					for _, l := range []string{"tool", "workload"} {
+						if !slices.Contains(fam.Labels, l) {
+							continue
+						}
+						ok := false
+						for _, m := range vs.LabelMatchers {
+							ok = ok || (m.Name == l && m.Type == labels.MatchRegexp &&
+								(m.Value == "$"+l || (l == "tool" && m.Value == "$tool|"+faults.BaselineTool)))
+						}
+						if !ok {
+							t.Errorf("%s/%s: %s does not select %s=~\"$%s\"", b.UID, p.Title, vs, l, l)
+						}
+					}
+					return nil
+				})
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no query of a benchmark series")
+	}
+}
+
+// The outcome table shows each rank of backupd_bench_outcome_rank as the
+// class bench/faults gives it.
+func TestOutcomeMappings(t *testing.T) {
+	found := false
+	for _, b := range dashboards.Boards() {
+		for _, p := range b.Panels {
+			if len(p.Mappings) == 0 {
+				continue
+			}
+			found = true
+			if len(p.Mappings) != len(faults.Outcomes()) {
+				t.Errorf("%s/%s: %d mappings for %d outcome classes", b.UID, p.Title, len(p.Mappings), len(faults.Outcomes()))
+			}
+			for _, o := range faults.Outcomes() {
+				i := slices.IndexFunc(p.Mappings, func(m dashboards.Mapping) bool { return m.Value == strconv.Itoa(o.Rank()) })
+				if i < 0 || p.Mappings[i].Text != o.Label() {
+					t.Errorf("%s/%s: rank %d (%s) is not shown as %q", b.UID, p.Title, o.Rank(), o, o.Label())
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no panel maps outcome ranks")
 	}
 }

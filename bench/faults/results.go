@@ -1,10 +1,15 @@
 // Package faults holds the results of the fault-tolerance benchmark
 // (`bench/cmd/bench -faults`): for every tool, scenario and workload, a
 // cell with its outcome class, resource usage and timings, and writes them
-// out (faults.json, the report, charts and OpenMetrics).
+// out: faults.json, the report faults.md, the charts faults-*.svg and
+// faults-*.png, and faults.om, OpenMetrics text of the backupd_bench_*
+// families (MetricFamilies) for `promtool tsdb create-blocks-from
+// openmetrics` and the "backupd / Fault tolerance" dashboard.
 //
-// The harness in bench/cmd/bench fills a Results and calls Write; nothing
-// here runs a tool.
+// The harness in bench/cmd/bench fills a Results and calls Write;
+// bench/cmd/faultreport renders a faults.json again (Render). Nothing here
+// runs a tool, and nothing in the report is written in advance: which tool
+// does better where comes from the cells alone.
 package faults
 
 import (
@@ -235,10 +240,17 @@ type Latency struct {
 }
 
 // Validate checks that r is complete enough to report: known scenarios
-// and outcomes, a verdict on every cell, a reason where one is needed.
+// and outcomes, a verdict on every cell, a reason where one is needed, and
+// no two cells of the same tool, scenario, workload and variant.
 func (r *Results) Validate() error {
+	seen := map[[4]string]int{}
 	for i, c := range r.Cells {
 		where := fmt.Sprintf("cell %d (%s/%s/%s)", i, c.Tool, c.Scenario, c.Workload)
+		key := [4]string{c.Tool, c.Scenario, c.Workload, c.Variant}
+		if j, dup := seen[key]; dup {
+			return fmt.Errorf("%s: same tool, scenario, workload and variant %q as cell %d", where, c.Variant, j)
+		}
+		seen[key] = i
 		switch {
 		case !slices.Contains(Scenarios(), c.Scenario):
 			return fmt.Errorf("%s: unknown scenario %q, want one of %v", where, c.Scenario, Scenarios())
@@ -258,9 +270,11 @@ func (r *Results) Validate() error {
 	return nil
 }
 
-// Write validates r and writes it into dir as faults.json (the report,
-// charts and OpenMetrics files are added beside it by the functions of
-// this package that render them).
+// Write validates r and writes it into dir as faults.json, then renders
+// the report, the charts and the OpenMetrics file beside it (Render). Each
+// file is replaced atomically; faults.json is written first, so a failed
+// rendering never costs the measurements (`bench/cmd/faultreport` renders
+// them again).
 func Write(dir string, r *Results) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("fault results: %w", err)
@@ -269,7 +283,11 @@ func Write(dir string, r *Results) error {
 	if err != nil {
 		return fmt.Errorf("encode fault results: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, "faults.json"), append(b, '\n'))
+	if err := writeFileAtomic(filepath.Join(dir, "faults.json"), append(b, '\n')); err != nil {
+		return err
+	}
+	_, err = Render(dir, r)
+	return err
 }
 
 // Read reads a faults.json written by Write.
@@ -288,8 +306,9 @@ func Read(path string) (*Results, error) {
 	return &r, nil
 }
 
-// writeFileAtomic writes b to path through a temporary file and a rename,
-// so an interrupted run leaves the previous results whole.
+// writeFileAtomic writes b to path through a temporary file in the same
+// directory, synced, renamed into place and the directory synced, so an
+// interrupted run or a crash leaves the previous file whole.
 func writeFileAtomic(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -300,11 +319,27 @@ func writeFileAtomic(path string, b []byte) error {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", path, err)
 	}
 	return nil
 }

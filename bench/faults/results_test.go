@@ -50,8 +50,9 @@ func TestWriteReadValidate(t *testing.T) {
 		{Cell{Tool: "x", Scenario: ScenarioImpact, Outcome: SurvivedExact}, "no verdict"},
 		{Cell{Tool: "x", Scenario: ScenarioImpact, Outcome: NotApplicable, Verdict: "v"}, "without a reason"},
 		{Cell{Tool: "x", Scenario: ScenarioImpact, Outcome: SurvivedExact, Verdict: "v", Trials: []Trial{{Point: "p", Outcome: "?"}}}, "trial 0 (p)"},
+		{Cell{Tool: "restic", Scenario: ScenarioCrashBackup, Workload: "mesh", Outcome: SurvivedExact, Verdict: "v"}, "as cell 0"},
 	} {
-		err := Write(dir, &Results{Cells: []Cell{tc.cell}})
+		err := Write(dir, &Results{Cells: []Cell{ok.Cells[0], tc.cell}})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Write(%+v) = %v, want an error with %q", tc.cell, err, tc.want)
 		}

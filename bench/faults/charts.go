@@ -124,9 +124,10 @@ func label(c *Cell) string {
 	return c.Tool + " (" + c.Variant + ")"
 }
 
-// seriesOf collects the series of some cells in cell order, one per tool
-// and variant; value returns a cell's group and value, ok false for none.
-func seriesOf(r *Results, colors map[string]int, keep func(*Cell) bool, value func(*Cell) (string, float64, bool)) []series {
+// seriesOf collects the series of the cells keep accepts, in tool order,
+// one per tool and variant; values returns a cell's values by group (none
+// for a cell without the figure).
+func seriesOf(r *Results, colors map[string]int, keep func(*Cell) bool, values func(*Cell) map[string]float64) []series {
 	var out []series
 	idx := map[string]int{}
 	for _, t := range toolsOf(r) {
@@ -135,8 +136,8 @@ func seriesOf(r *Results, colors map[string]int, keep func(*Cell) bool, value fu
 			if c.Tool != t || !keep(c) {
 				continue
 			}
-			g, v, ok := value(c)
-			if !ok {
+			vs := values(c)
+			if len(vs) == 0 {
 				continue
 			}
 			n := label(c)
@@ -146,7 +147,9 @@ func seriesOf(r *Results, colors map[string]int, keep func(*Cell) bool, value fu
 				idx[n] = j
 				out = append(out, series{name: n, values: map[string]float64{}, color: colors[n]})
 			}
-			out[j].values[g] = v
+			for g, v := range vs {
+				out[j].values[g] = v
+			}
 		}
 	}
 	return out
@@ -164,9 +167,11 @@ func recoveryPanels(r *Results, colors map[string]int) [][]panel {
 			}
 		}
 		p := panel{title: "Time to a good snapshot: " + w, yLabel: "seconds", groups: groups, format: fmtSeconds,
-			series: seriesOf(r, colors, func(c *Cell) bool { return c.Workload == w }, func(c *Cell) (string, float64, bool) {
-				v, ok := optional(c.TimeToRecoverSeconds)
-				return c.Scenario, v, ok
+			series: seriesOf(r, colors, func(c *Cell) bool { return c.Workload == w }, func(c *Cell) map[string]float64 {
+				if v, ok := optional(c.TimeToRecoverSeconds); ok {
+					return map[string]float64{c.Scenario: v}
+				}
+				return nil
 			})}
 		if !p.empty() {
 			rows = append(rows, []panel{p})
@@ -225,31 +230,25 @@ func healthyPanels(r *Results, colors map[string]int) [][]panel {
 			}
 		}
 		slices.SortStableFunc(groups, func(a, b string) int { return usageRank(a) - usageRank(b) })
-		times := panel{title: "Healthy phase wall time: " + w, yLabel: "seconds", format: fmtSeconds}
+		times := panel{title: "Healthy phase wall time: " + w, yLabel: "seconds", format: fmtSeconds,
+			series: seriesOf(r, colors, keep, func(c *Cell) map[string]float64 {
+				vs := map[string]float64{}
+				for _, g := range groups {
+					if u, ok := c.Usage[g]; ok && u.WallSeconds > 0 {
+						vs[PhaseTitle(g)] = u.WallSeconds
+					}
+				}
+				return vs
+			})}
 		for _, g := range groups {
 			times.groups = append(times.groups, PhaseTitle(g))
 		}
-		// One series per tool with a value per phase.
-		for _, s := range seriesOf(r, colors, keep, func(*Cell) (string, float64, bool) { return "", 0, true }) {
-			s.values = map[string]float64{}
-			times.series = append(times.series, s)
-		}
-		for i := range times.series {
-			s := &times.series[i]
-			for _, c := range r.Cells {
-				if keep(&c) && label(&c) == s.name {
-					for _, g := range groups {
-						if u, ok := c.Usage[g]; ok && u.WallSeconds > 0 {
-							s.values[PhaseTitle(g)] = u.WallSeconds
-						}
-					}
-				}
-			}
-		}
 		rss := panel{title: "Healthy phase peak RSS: " + w, yLabel: "MiB", groups: []string{"peak RSS"}, format: fmtMiB,
-			series: seriesOf(r, colors, keep, func(c *Cell) (string, float64, bool) {
-				v, ok := healthyFigure(c, MeasurePeakRSS)
-				return "peak RSS", v / (1 << 20), ok
+			series: seriesOf(r, colors, keep, func(c *Cell) map[string]float64 {
+				if v, ok := healthyFigure(c, MeasurePeakRSS); ok {
+					return map[string]float64{"peak RSS": v / (1 << 20)}
+				}
+				return nil
 			})}
 		if times.empty() && rss.empty() {
 			continue
@@ -291,8 +290,8 @@ func latencyPanels(r *Results, colors map[string]int) [][]panel {
 		var row []panel
 		for _, q := range quantiles {
 			p := panel{title: "Writer latency " + q.name + ": " + w, yLabel: "milliseconds", format: fmtMillis, ownGroup: true}
-			for _, s := range seriesOf(r, colors, keep, func(c *Cell) (string, float64, bool) {
-				return label(c), q.get(c.Latency) * 1000, true
+			for _, s := range seriesOf(r, colors, keep, func(c *Cell) map[string]float64 {
+				return map[string]float64{label(c): q.get(c.Latency) * 1000}
 			}) {
 				p.groups = append(p.groups, s.name)
 				p.series = append(p.series, s)

@@ -42,6 +42,14 @@ func TestWriteRendersEverything(t *testing.T) {
 	if want, _ := OpenMetrics(r); !bytes.Equal(om, want) {
 		t.Error("faults.om is not OpenMetrics(r)")
 	}
+	// The same results render the same bytes (committed renderings change
+	// only when the results do).
+	for i, c := range mustCharts(t, r) {
+		again := mustCharts(t, r)[i]
+		if !bytes.Equal(c.SVG, again.SVG) || !bytes.Equal(c.PNG, again.PNG) {
+			t.Errorf("%s: two renderings differ", c.Name)
+		}
+	}
 	back, err := Read(filepath.Join(dir, "faults.json"))
 	if err != nil {
 		t.Fatal(err)

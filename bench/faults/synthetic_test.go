@@ -2,6 +2,7 @@ package faults
 
 import (
 	"fmt"
+	"testing"
 	"time"
 )
 
@@ -96,4 +97,30 @@ func synthetic() *Results {
 		}
 	}
 	return r
+}
+
+// The synthetic run the rendering tests use covers every scenario and
+// every outcome class, and is valid.
+func TestSyntheticCoversEverything(t *testing.T) {
+	r := synthetic()
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	scenarios, outcomes := map[string]bool{}, map[Outcome]bool{}
+	for _, c := range r.Cells {
+		scenarios[c.Scenario] = true
+		if c.Scenario != ScenarioHealthy {
+			outcomes[c.Outcome] = true
+		}
+	}
+	for _, s := range Scenarios() {
+		if !scenarios[s] {
+			t.Errorf("no cell of scenario %s", s)
+		}
+	}
+	for _, o := range Outcomes() {
+		if !outcomes[o] {
+			t.Errorf("no cell with outcome %s outside the healthy phase", o)
+		}
+	}
 }

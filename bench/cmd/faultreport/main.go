@@ -29,7 +29,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("faultreport", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	out := fs.String("out", "", "directory to write the renderings into (default: the directory of FILE)")
+	out := fs.String("out", "", "directory to write the renderings into, made if missing (default: the directory of FILE)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: faultreport [-out DIR] FILE\n\nRenders faults.md, faults-*.svg, faults-*.png and faults.om from FILE, a faults.json of the fault benchmark.")
 		fs.PrintDefaults()
@@ -51,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	dir := *out
 	if dir == "" {
 		dir = filepath.Dir(path)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("-out: %w", err)
 	}
 	names, err := faults.Render(dir, r)
 	for _, n := range names {

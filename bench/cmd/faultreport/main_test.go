@@ -29,7 +29,7 @@ func TestRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out := t.TempDir()
+	out := filepath.Join(t.TempDir(), "new", "dir")
 	for _, tc := range []struct {
 		name string
 		args []string

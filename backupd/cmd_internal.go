@@ -43,6 +43,10 @@ for use by hand.`,
 	return c
 }
 
+// childOOMScoreAdj is a backup child's oom_score_adj (-1000 to 1000; the
+// daemon keeps its own, 0 by default).
+const childOOMScoreAdj = "500"
+
 // runBackupChild serves one backup request of the daemon. BACKUPD_FAULT is
 // not armed here: a child's fault point comes in the request
 // (BACKUPD_CHILD_FAULT of the daemon).
@@ -54,6 +58,9 @@ func runBackupChild(ctx context.Context, g *globalOptions) error {
 	// as on SIGTERM (the daemon's death sends one), its writes to them
 	// failing instead of killing the process by SIGPIPE.
 	signal.Ignore(syscall.SIGPIPE)
+	// The out-of-memory killer of the cgroup (a pod's) takes a backup
+	// before the daemon: raising one's own score needs no privilege.
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte(childOOMScoreAdj), 0)
 	g.applyMemoryLimit(0)
 	return daemon.ServeChild(ctx, g.stdin, g.stdout, daemon.ChildOptions{
 		Logger: func(l slog.Level) *slog.Logger {

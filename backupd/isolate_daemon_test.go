@@ -449,6 +449,16 @@ policies:
 			}
 		}
 	}
+	// The child raises its oom_score_adj as it starts.
+	var adj []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if adj, err1 = os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", child)); err1 != nil || strings.TrimSpace(string(adj)) == childOOMScoreAdj {
+			break
+		}
+	}
+	if strings.TrimSpace(string(adj)) != childOOMScoreAdj {
+		t.Errorf("the child's oom_score_adj is %q (%v), want %s: the out-of-memory killer would not take it before the daemon", adj, err1, childOOMScoreAdj)
+	}
 	if !bytes.Contains(environ, []byte("AWS_CONFIG_FILE=/nonexistent")) {
 		t.Errorf("the child's environment is not the daemon's: %q", environ)
 	}
@@ -472,4 +482,46 @@ func randomHex(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// The child's command is hidden from --help; the flags that turn isolation
+// on and off are documented; a request that is not one is refused.
+func TestInternalCommandHiddenAndFlagsDocumented(t *testing.T) {
+	help := func(args ...string) string {
+		var out, errOut bytes.Buffer
+		if code := run(t.Context(), append(args, "--help"), environment{}, streams{out: &out, err: &errOut}); code != 0 {
+			t.Fatalf("%v --help: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	if h := help(); strings.Contains(h, "internal") || strings.Contains(h, "backup-run") {
+		t.Errorf("backupd --help shows the internal command:\n%s", h)
+	}
+	for _, tc := range []struct {
+		cmd  string
+		want []string
+	}{
+		{"run", []string{"--isolate-runs", "--max-concurrent", `reason "crashed"`}},
+		{"agent", []string{"--isolate-runs", "--isolate-runs=false", "child process"}},
+	} {
+		h := help(tc.cmd)
+		for _, w := range tc.want {
+			if !strings.Contains(h, w) {
+				t.Errorf("backupd %s --help does not say %q", tc.cmd, w)
+			}
+		}
+	}
+	// The binary, not run(): the command changes its process (signals,
+	// memory limit, OOM score).
+	cmd := exec.Command(binary, "internal", "backup-run")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailed || !strings.Contains(errOut.String(), "read the backup request on the standard input") {
+		t.Errorf("backup-run of an empty request: %v, %q", err, errOut.String())
+	}
+	if out.Len() != 0 {
+		t.Errorf("backup-run of an empty request reported %q", out.String())
+	}
 }

@@ -170,7 +170,9 @@ func daemonBackend(log *slog.Logger, storage *collectors.Storage, faults *faultp
 
 // stopGrace bounds how long the daemon takes to exit after SIGTERM or
 // SIGINT (README "The daemon", docs/DESIGN.md §3.6). The running run is
-// cancelled at once: a backup stops at its next chunk or directory and
+// cancelled at once (a backup in a child process, --isolate-runs, gets
+// SIGTERM, and SIGKILL after daemon.Isolation.Grace, 20 s): a backup stops
+// at its next chunk or directory and
 // indexes the packs it stored (at most 10 s, archiver.checkpoint), a verify
 // or drill at its next blob or file, and the run's record is written.
 // Nothing a run opens waits on a FIFO or device put in a file's place

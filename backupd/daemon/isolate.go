@@ -500,7 +500,9 @@ func (d *Daemon) backupInChild(ctx context.Context, h *repoHandle, p config.Poli
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = iso.Grace
 	if err := cmd.Start(); err != nil {
-		rec.Reason = results.ReasonOther
+		if ctx.Err() == nil {
+			rec.Reason = results.ReasonOther
+		}
 		return usage{}, fmt.Errorf("start the backup child process: %w", err)
 	}
 	pid := cmd.Process.Pid

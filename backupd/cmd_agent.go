@@ -40,6 +40,7 @@ type agentOptions struct {
 	Maintenance   time.Duration
 	Debounce      time.Duration
 	MaxConcurrent int
+	IsolateRuns   bool
 }
 
 func newAgentCommand(g *globalOptions) *cobra.Command {
@@ -61,7 +62,13 @@ What it reads on the node, and why: pods/<uid>/volumes/ below --kubelet-dir
 only, their paths below --host-root. Its own state (stable links to the
 volumes, drill scratch space, the repository cache) is in --state-dir. It
 needs CAP_DAC_READ_SEARCH to read every file, not root. See README
-"Kubernetes" and docs/DESIGN.md "Node agent".`,
+"Kubernetes" and docs/DESIGN.md "Node agent".
+
+Each backup runs in a child process of this binary (--isolate-runs, on by
+default): its CPU seconds, peak RSS and I/O are its own although
+--max-concurrent runs overlap, and a crash of one backup (a panic, an
+out-of-memory kill) fails that run (reason "crashed"), not the agent.
+Verify runs, scrubs and drills run in the agent's process.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAgent(cmd.Context(), opts, g)
@@ -81,7 +88,8 @@ needs CAP_DAC_READ_SEARCH to read every file, not root. See README
 	f.StringVar(&opts.WebConfigFile, "web.config.file", "", "exporter-toolkit web config file for TLS and basic auth")
 	f.DurationVar(&opts.StatusEvery, "status-interval", 30*time.Second, "how often the policies' status is written (also after every run)")
 	f.DurationVar(&opts.Maintenance, "maintenance-interval", 10*time.Minute, "how often the leader applies retention to every volume of the cluster")
-	f.IntVar(&opts.MaxConcurrent, "max-concurrent", 2, "how many runs (backups, verify runs, drills of different volumes) may go at once on this node; 1 keeps each run's CPU and RSS figures its own")
+	f.IntVar(&opts.MaxConcurrent, "max-concurrent", 2, "how many runs (backups, verify runs, drills of different volumes) may go at once on this node; a backup in a child process (--isolate-runs) keeps its CPU, RSS and I/O figures its own, an in-process run only at 1")
+	f.BoolVar(&opts.IsolateRuns, "isolate-runs", true, "run each backup in a child process (its own CPU, RSS and I/O figures; a crash of it does not end the agent); --isolate-runs=false runs them in the agent")
 	f.DurationVar(&opts.Debounce, "debounce", 2*time.Second, "how long the cluster must be quiet after a change before the agent rebuilds its schedule")
 	return c
 }
@@ -131,11 +139,17 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 	if g.noCache {
 		cacheRoot = ""
 	}
+	var iso *daemon.Isolation
+	if opts.IsolateRuns {
+		if iso, err = g.isolation(cacheRoot, storage); err != nil {
+			return err
+		}
+	}
 	servers := make(chan *exporter.Server, 1)
 	a, err := agent.New(agent.Options{
 		Clientset: cs, Dynamic: dyn, NodeName: opts.NodeName, Namespace: opts.Namespace, ClusterName: opts.ClusterName,
 		Layout: agent.Layout{KubeletDir: opts.KubeletDir, HostRoot: opts.HostRoot}, StateDir: opts.StateDir, LeaseName: opts.LeaseName, Logger: log,
-		Daemon: daemon.Options{Logger: log, Observer: runs, RepoOptions: ropt,
+		Daemon: daemon.Options{Logger: log, Observer: runs, RepoOptions: ropt, Isolate: iso,
 			RepoOptionsFor: func(rc config.Repository, o repository.Options) repository.Options {
 				return location.RepositoryOptions(o, location.Spec{Location: rc.Path, Uploads: rc.Uploads}, cacheRoot)
 			}},

@@ -37,6 +37,10 @@ type environment struct {
 	PasswordFile string // BACKUPD_PASSWORD_FILE
 	Fault        string // BACKUPD_FAULT: fault points to arm (tests)
 	GoMemLimit   bool   // GOMEMLIMIT is set: leave the memory limit alone
+	// ChildFault is BACKUPD_CHILD_FAULT (tests, not in the help): a fault
+	// point a daemon with --isolate-runs arms in its first backup child
+	// only (daemon.Isolation.Fault), not in itself.
+	ChildFault string
 
 	// Object storage settings AWS has no variable for (raw values,
 	// checked when a command opens a repository).
@@ -178,7 +182,7 @@ and verifies every blob by reading it back.
 	unknownSubcommand(root)
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
 		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g),
-		newRepairCommand(g), newUnlockCommand(g), newKeyCommand(g), newAgentCommand(g))
+		newRepairCommand(g), newUnlockCommand(g), newKeyCommand(g), newAgentCommand(g), newInternalCommand(g))
 	return root
 }
 

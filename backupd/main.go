@@ -63,6 +63,7 @@ func main() {
 		Password:     os.Getenv("BACKUPD_PASSWORD"),
 		PasswordFile: os.Getenv("BACKUPD_PASSWORD_FILE"),
 		Fault:        os.Getenv("BACKUPD_FAULT"),
+		ChildFault:   os.Getenv("BACKUPD_CHILD_FAULT"),
 		GoMemLimit:   os.Getenv("GOMEMLIMIT") != "",
 
 		S3PathStyle:      os.Getenv("BACKUPD_S3_PATH_STYLE"),

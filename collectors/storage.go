@@ -9,7 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshbackup/backupd/backupd/backend"
+	"github.com/meshbackup/backupd/backupd/daemon"
 )
+
+var _ daemon.StorageObserver = (*Storage)(nil)
 
 // Storage measures a repository's backend operations.
 type Storage struct {
@@ -70,6 +73,20 @@ func (s *Storage) RetryHook(repository string) func(op string, attempt int, err 
 	return func(op string, _ int, _ error) {
 		s.retries.WithLabelValues(repository, op).Inc()
 	}
+}
+
+// Observe counts one backend operation of a repository measured elsewhere:
+// in a daemon's backup child process, which reports its operations to the
+// daemon (daemon.StorageObserver). result is ok, not_found or error.
+func (s *Storage) Observe(repository, op, result string, d time.Duration) {
+	s.ops.WithLabelValues(repository, op, result).Inc()
+	s.duration.WithLabelValues(repository, op).Observe(d.Seconds())
+}
+
+// Retried counts one retry of a repository's backend operation measured
+// elsewhere (a backup child's, as Observe).
+func (s *Storage) Retried(repository, op string) {
+	s.retries.WithLabelValues(repository, op).Inc()
 }
 
 type measured struct {

@@ -66,3 +66,64 @@ backupd_storage_retries_total{op="stat",repository="s3"} 2
 		t.Error(err)
 	}
 }
+
+// Operations a daemon's backup child measured and reported (Observe,
+// Retried) count as the daemon's own would: the same series, beside those
+// of the wrapped backend.
+func TestObserveCountsAChildsOperations(t *testing.T) {
+	reg, _, storage, err := NewRegistry("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := storage.Wrap("local", mem.New())
+	if _, err := be.Stat(t.Context(), backend.Handle{Type: backend.SnapshotFile, Name: "none"}); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatal(err)
+	}
+	storage.Observe("local", "save", "ok", 20*time.Millisecond)
+	storage.Observe("local", "save", "ok", 3*time.Second)
+	storage.Observe("local", "stat", "not_found", time.Millisecond)
+	storage.Retried("local", "save")
+	for _, tc := range []struct {
+		metric string
+		labels []string
+		want   float64
+	}{
+		{"backupd_storage_operations_total", []string{"local", "save", "ok"}, 2},
+		{"backupd_storage_operations_total", []string{"local", "stat", "not_found"}, 2},
+		{"backupd_storage_retries_total", []string{"local", "save"}, 1},
+	} {
+		var got float64
+		switch tc.metric {
+		case "backupd_storage_operations_total":
+			got = testutil.ToFloat64(storage.ops.WithLabelValues(tc.labels...))
+		default:
+			got = testutil.ToFloat64(storage.retries.WithLabelValues(tc.labels...))
+		}
+		if got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.metric, tc.labels, got, tc.want)
+		}
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range fams {
+		if f.GetName() != "backupd_storage_operation_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "op" && lp.GetValue() == "save" {
+					found = true
+					if h := m.GetHistogram(); h.GetSampleCount() != 2 || h.GetSampleSum() < 3.02 || h.GetSampleSum() > 3.021 {
+						t.Errorf("save durations: %d samples, sum %v; want 2 summing to 3.02 s", h.GetSampleCount(), h.GetSampleSum())
+					}
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("no duration series of save")
+	}
+}

@@ -89,6 +89,12 @@ type Options struct {
 	// Exclude and OneFileSystem are the ScanOptions of the same names.
 	Exclude       []string
 	OneFileSystem bool
+	// OnLocked, if set, is called with the backup's repository lock once
+	// it is taken, before anything is stored, from the goroutine running
+	// the backup. A daemon's backup child reports the lock's owner to the
+	// daemon this way, so that the daemon can remove the lock if the child
+	// dies (docs/DESIGN.md §3.6).
+	OnLocked func(repository.LockInfo)
 }
 
 func (o *Options) applyDefaults() {
@@ -236,6 +242,9 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	defer lock.Unlock()
+	if a.opt.OnLocked != nil {
+		a.opt.OnLocked(lock.Info())
+	}
 	ctx, cancel := lockedContext(ctx, lock)
 	defer cancel()
 

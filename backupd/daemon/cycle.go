@@ -35,9 +35,19 @@ func classify(ctx context.Context, err error) string {
 	return results.ReasonRepository
 }
 
-// run brackets one run: records its start, serializes it with every other
-// run, meters it, and records its end.
+// run brackets one run in process: records its start, serializes it with
+// every other run, meters the process while it lasts, and records its end.
 func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, body func(*results.Record) error) results.Record {
+	return d.runMetered(ctx, h, rec, func(rec *results.Record) (usage, error) {
+		m := startMeter(ctx)
+		err := body(rec)
+		return m.finish(context.WithoutCancel(ctx)), err
+	})
+}
+
+// runMetered is run for a body that meters itself (a backup in a child
+// process: its own rusage).
+func (d *Daemon) runMetered(ctx context.Context, h *repoHandle, rec results.Record, body func(*results.Record) (usage, error)) results.Record {
 	d.slots <- struct{}{}
 	defer func() { <-d.slots }()
 	rec.RunID, rec.Repository, rec.Start = newRunID(), h.cfg.Name, d.opt.Now()
@@ -57,9 +67,7 @@ func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, bod
 		delete(d.running, rec.Policy)
 		d.mu.Unlock()
 	}()
-	m := startMeter(ctx)
-	err := body(&rec)
-	u := m.finish(context.WithoutCancel(ctx))
+	u, err := body(&rec)
 	rec.End = d.opt.Now()
 	rec.CPUSeconds, rec.MaxRSS, rec.ReadIOBytes, rec.WriteIOBytes = u.CPUSeconds, u.MaxRSS, u.ReadIOBytes, u.WriteIOBytes
 	if err != nil {
@@ -104,36 +112,13 @@ func (d *Daemon) run(ctx context.Context, h *repoHandle, rec results.Record, bod
 
 func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandle, p config.Policy, trigger string) results.Record {
 	host := cfg.HostFor(p, d.opt.Hostname)
-	rec := d.run(ctx, h, results.Record{Kind: results.Backup, Policy: p.Name, Trigger: trigger, Hostname: host}, func(rec *results.Record) error {
-		repo, err := h.repo.Fresh()
-		if err != nil {
-			return err
+	rec := d.runMetered(ctx, h, results.Record{Kind: results.Backup, Policy: p.Name, Trigger: trigger, Hostname: host}, func(rec *results.Record) (usage, error) {
+		if d.opt.Isolate != nil {
+			return d.backupInChild(ctx, h, p, host, rec)
 		}
-		a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: host, Tags: p.Tags,
-			Exclude: p.Exclude, OneFileSystem: p.OneFileSystem, AppendOnly: p.AppendOnly,
-			FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
-			AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink,
-			Logger: d.opt.Logger, Now: d.opt.Now, Program: "backupd daemon"})
-		if err != nil {
-			return err
-		}
-		stop := d.reportProgress(*rec, &a.Stats)
-		sn, err := a.Backup(ctx, p.Source)
-		stop()
-		st := &a.Stats
-		countsOf(rec, st)
-		rec.SilentChanges = st.SilentChanges.Load()
-		if err != nil {
-			if errors.Is(err, archiver.ErrEmptySource) || errors.Is(err, archiver.ErrSourceShrank) {
-				rec.Reason = results.ReasonSource
-			}
-			return err
-		}
-		rec.Snapshot = sn.ID.String()
-		if rec.FilesUnreadable = st.Errors.Load(); rec.FilesUnreadable > 0 {
-			rec.Outcome = results.Partial
-		}
-		return nil
+		m := startMeter(ctx)
+		err := d.backupInProcess(ctx, h, p, host, rec)
+		return m.finish(context.WithoutCancel(ctx)), err
 	})
 	// Retention only after a complete backup: a snapshot that skipped
 	// unreadable files must not push older, complete ones out.
@@ -150,6 +135,51 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, h *repoHandl
 	}
 	d.refreshRepoState(context.WithoutCancel(ctx), h.cfg.Name)
 	return rec
+}
+
+// backupInProcess runs the backup of p in the daemon's process.
+func (d *Daemon) backupInProcess(ctx context.Context, h *repoHandle, p config.Policy, host string, rec *results.Record) error {
+	repo, err := h.repo.Fresh()
+	if err != nil {
+		return err
+	}
+	a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: host, Tags: p.Tags,
+		Exclude: p.Exclude, OneFileSystem: p.OneFileSystem, AppendOnly: p.AppendOnly,
+		FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
+		AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink,
+		Logger: d.opt.Logger, Now: d.opt.Now, Program: "backupd daemon"})
+	if err != nil {
+		return err
+	}
+	stop := d.reportProgress(*rec, &a.Stats)
+	sn, err := a.Backup(ctx, p.Source)
+	stop()
+	st := &a.Stats
+	countsOf(rec, st)
+	rec.SilentChanges = st.SilentChanges.Load()
+	if err != nil {
+		return backupFailed(rec, err)
+	}
+	backupDone(rec, sn.ID.String(), st.Errors.Load())
+	return nil
+}
+
+// backupFailed gives a failed backup's record the reason of the
+// archiver's own refusals, and returns err.
+func backupFailed(rec *results.Record, err error) error {
+	if errors.Is(err, archiver.ErrEmptySource) || errors.Is(err, archiver.ErrSourceShrank) {
+		rec.Reason = results.ReasonSource
+	}
+	return err
+}
+
+// backupDone records a backup's snapshot; one saved without the files it
+// could not read is partial.
+func backupDone(rec *results.Record, snapshot string, unreadable uint64) {
+	rec.Snapshot = snapshot
+	if rec.FilesUnreadable = unreadable; unreadable > 0 {
+		rec.Outcome = results.Partial
+	}
 }
 
 // reportProgress samples the counts of the running backup base every
@@ -171,15 +201,7 @@ func (d *Daemon) reportProgress(base results.Record, st *archiver.Stats) (stop f
 			}
 			r := base
 			countsOf(&r, st)
-			d.mu.Lock()
-			if run := d.running[r.Policy]; run != nil && run.RunID == r.RunID {
-				run.FilesNew, run.FilesChanged, run.FilesUnchanged, run.FilesSkipped = r.FilesNew, r.FilesChanged, r.FilesUnchanged, r.FilesSkipped
-				run.Files = r.FilesNew + r.FilesChanged + r.FilesUnchanged + r.FilesSkipped
-				run.BytesRead, run.BytesWritten = r.BytesRead, r.BytesWritten
-				run.Updated = d.opt.Now()
-			}
-			d.mu.Unlock()
-			d.opt.Observer.RunProgress(r)
+			d.progress(r)
 		}
 	}()
 	return func() {
@@ -187,6 +209,20 @@ func (d *Daemon) reportProgress(base results.Record, st *archiver.Stats) (stop f
 		<-exited
 		stopTicker()
 	}
+}
+
+// progress reports a running backup's counts so far, r, to Status and
+// Observer.RunProgress.
+func (d *Daemon) progress(r results.Record) {
+	d.mu.Lock()
+	if run := d.running[r.Policy]; run != nil && run.RunID == r.RunID {
+		run.FilesNew, run.FilesChanged, run.FilesUnchanged, run.FilesSkipped = r.FilesNew, r.FilesChanged, r.FilesUnchanged, r.FilesSkipped
+		run.Files = r.FilesNew + r.FilesChanged + r.FilesUnchanged + r.FilesSkipped
+		run.BytesRead, run.BytesWritten = r.BytesRead, r.BytesWritten
+		run.Updated = d.opt.Now()
+	}
+	d.mu.Unlock()
+	d.opt.Observer.RunProgress(r)
 }
 
 // countsOf copies a backup's file and byte counts so far into r.

@@ -6,13 +6,15 @@
 //
 // Runs are serialized daemon-wide (Options.MaxRuns, default 1): one run at a
 // time keeps the memory budget of one run and makes the process's CPU, RSS
-// and I/O attributable to it. A
-// cycle that is due while the same policy's previous cycle still runs is
-// skipped and counted.
+// and I/O attributable to it. With Options.Isolate each backup runs in a
+// child process and is metered by the child's own rusage, so backups keep
+// their own figures however many runs overlap (docs/DESIGN.md §3.6); verify
+// runs, scrubs and drills stay in the daemon's process. A cycle that is due
+// while the same policy's previous cycle still runs is skipped and counted.
 //
 // Imports: the engine packages (archiver, restorer, checker, prune,
-// repository, results, snapshot, backend, config) and gopsutil for run
-// metering. It must not import Prometheus, collectors/ or exporter/
+// repository, results, snapshot, backend, backend/location, config,
+// faultpoint), gopsutil for run metering and x/sys/unix for signal names. It must not import Prometheus, collectors/ or exporter/
 // (docs/DESIGN.md §2.3); collectors/ and exporter/ import it for Observer,
 // RepoState and Status.
 package daemon
@@ -108,10 +110,14 @@ type Options struct {
 	// repository, as `backupd run`).
 	ClusterWork func() bool
 	// MaxRuns is how many runs (of different policies) may go at once:
-	// default 1, which keeps each run's CPU, RSS and I/O its own. Above 1
-	// a run's metered usage includes that of the runs overlapping it (the
-	// process is shared).
+	// default 1, which keeps each run's CPU, RSS and I/O its own. Above 1,
+	// a run in the daemon's process (every run without Isolate; verify
+	// runs, scrubs and drills with it) is metered with the process, so its
+	// usage includes that of the in-process runs overlapping it; a backup
+	// in a child process (Isolate) is metered alone whatever overlaps it.
 	MaxRuns int
+	// Isolate, if set, runs each backup in a child process (Isolation).
+	Isolate *Isolation
 }
 
 // Daemon is the scheduler and cycle runner.
@@ -134,6 +140,8 @@ type Daemon struct {
 
 	// ticker makes the progress ticker of a backup (tests replace it).
 	ticker func(time.Duration) (<-chan time.Time, func())
+	// childFault is set once Isolation.Fault was handed to a child.
+	childFault atomic.Bool
 }
 
 // Running is a run in progress, as Status shows it; a backup's counts are
@@ -191,6 +199,16 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	if opt.MaxRuns <= 0 {
 		opt.MaxRuns = 1
 	}
+	if opt.Isolate != nil {
+		iso := *opt.Isolate
+		if iso.Path == "" || len(iso.Args) == 0 {
+			return nil, errors.New("daemon: Isolate needs the child's executable and arguments")
+		}
+		if iso.Grace <= 0 {
+			iso.Grace = 20 * time.Second
+		}
+		opt.Isolate = &iso
+	}
 	return &Daemon{opt: opt, log: opt.Logger.With("component", "daemon"), cfg: cfg,
 		repos: map[string]*repoHandle{}, next: map[string]time.Time{}, active: map[string]*sync.Mutex{},
 		lastSnap: map[string]time.Time{}, running: map[string]*Running{}, ticker: newTicker,
@@ -219,11 +237,7 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		if ok && h.cfg == rc {
 			continue
 		}
-		password := rc.Password
-		if d.opt.Password != nil {
-			password = func() ([]byte, error) { return d.opt.Password(rc) }
-		}
-		pw, err := password()
+		pw, err := d.password(rc)
 		if err != nil {
 			return err
 		}
@@ -258,6 +272,15 @@ func (d *Daemon) open(ctx context.Context, cfg *config.Config) error {
 		d.refreshRepoState(ctx, rc.Name)
 	}
 	return nil
+}
+
+// password returns the password of repository rc: Options.Password's, or
+// the config's (its file read, its variable looked up, now).
+func (d *Daemon) password(rc config.Repository) ([]byte, error) {
+	if d.opt.Password != nil {
+		return d.opt.Password(rc)
+	}
+	return rc.Password()
 }
 
 // Run schedules until ctx ends. reload delivers new configs (from SIGHUP or

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/local"
@@ -36,6 +37,9 @@ type testDaemon struct {
 	// observer defaults to nopObserver; wrap, if set, wraps the backend.
 	observer Observer
 	wrap     func(backend.Backend) backend.Backend
+	// isolate and progress are Options.Isolate and ProgressInterval.
+	isolate  *Isolation
+	progress time.Duration
 }
 
 // open opens the daemon; its schedules are never started.
@@ -70,6 +74,7 @@ policies:
 		td.observer = nopObserver{}
 	}
 	d, err := New(cfg, Options{Observer: td.observer, Hostname: td.hostname, RepoOptions: repotest.Options(),
+		Isolate: td.isolate, ProgressInterval: td.progress,
 		OpenBackend: func(_ context.Context, rc config.Repository) (backend.Backend, error) {
 			be, err := local.Open(rc.Path, local.Options{})
 			if err != nil || td.wrap == nil {

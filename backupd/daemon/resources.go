@@ -9,9 +9,11 @@ import (
 	"github.com/shirou/gopsutil/v4/process"
 )
 
-// usage is what one run cost the process. Runs are serialized (one at a
-// time per daemon, unless Options.MaxRuns allows more), so the process's
-// deltas are the run's; with overlapping runs they include the others'.
+// usage is what one run cost. For a run in the daemon's process it is the
+// process's deltas (meter): runs are serialized (one at a time per daemon,
+// unless Options.MaxRuns allows more), so they are the run's; with
+// overlapping in-process runs they include the others'. A backup in a child
+// process (Options.Isolate) is the child's own (backupInChild).
 type usage struct {
 	CPUSeconds   float64
 	MaxRSS       uint64

@@ -539,3 +539,30 @@ func (r *Repo) RemoveLocks(ctx context.Context, force bool) ([]StoredLock, error
 	}
 	return removed, nil
 }
+
+// RemoveLocksOf removes every lock object of one holder (LockInfo.Owner),
+// live-looking or not, and returns those it removed. It is for a holder the
+// caller knows is gone: a daemon whose backup child process died removes
+// the child's lock once it has reaped it (docs/DESIGN.md §3.6), instead of
+// leaving it to the process check of stale, which a reused PID would fool
+// for a lease. A holder killed mid-refresh leaves two objects; both go.
+func (r *Repo) RemoveLocksOf(ctx context.Context, owner string) ([]StoredLock, error) {
+	if owner == "" {
+		return nil, errors.New("remove locks: no owner given")
+	}
+	locks, err := r.ListLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	removed := []StoredLock{}
+	for _, l := range locks {
+		if l.Info.Owner != owner {
+			continue
+		}
+		if err := r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: l.Name}); err != nil && !errors.Is(err, backend.ErrNotFound) {
+			return removed, fmt.Errorf("remove lock locks/%s: %w", l.Name, err)
+		}
+		removed = append(removed, l)
+	}
+	return removed, nil
+}

@@ -109,3 +109,31 @@ func TestRecoveredBackupsCountsLocksNotObjects(t *testing.T) {
 		t.Fatalf("recovered %d backups, want 2 (owners a and b)", l.RecoveredBackups)
 	}
 }
+
+// A daemon removes the lock of a backup child it saw die: every object of
+// that owner (two when it died mid-refresh), live-looking or not, and no
+// other holder's.
+func TestRemoveLocksOf(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	_, be := repotest.NewMem(t)
+	r := repotest.Reopen(t, be, repository.Options{Now: func() time.Time { return now }, LockRefresh: time.Hour})
+	putLock(t, be, "child-new", repository.LockInfo{Hostname: "otherhost", PID: 7, Command: "backup", Time: now, Owner: "child"})
+	putLock(t, be, "child-old", repository.LockInfo{Hostname: "otherhost", PID: 7, Command: "backup", Time: now.Add(-time.Minute), Owner: "child"})
+	putLock(t, be, "sibling", repository.LockInfo{Hostname: "otherhost", PID: 8, Command: "backup", Time: now, Owner: "sibling"})
+	removed, err := r.RemoveLocksOf(t.Context(), "child")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 2 || countLocks(t, be) != 1 {
+		t.Fatalf("removed %+v, %d locks left; want both of the child's removed, the sibling's kept", removed, countLocks(t, be))
+	}
+	if locks, err := r.ListLocks(t.Context()); err != nil || len(locks) != 1 || locks[0].Name != "sibling" {
+		t.Fatalf("left %+v (%v), want the sibling's", locks, err)
+	}
+	if removed, err := r.RemoveLocksOf(t.Context(), "child"); err != nil || len(removed) != 0 {
+		t.Fatalf("second removal: %+v, %v", removed, err)
+	}
+	if _, err := r.RemoveLocksOf(t.Context(), ""); err == nil {
+		t.Fatal("an empty owner removed locks")
+	}
+}

@@ -68,11 +68,15 @@ const (
 	ReasonMismatch    = "mismatch"    // restored content differs from the recorded hash
 	ReasonRTO         = "rto"         // a drill succeeded but took longer than the RTO
 	ReasonLocked      = "locked"      // the repository was locked by another writer
-	ReasonOther       = "other"
+	// ReasonCrashed: the backup's child process (docs/DESIGN.md §3.6)
+	// died by a signal or exited without a result (a panic, an OOM kill)
+	// while the daemon kept running.
+	ReasonCrashed = "crashed"
+	ReasonOther   = "other"
 )
 
 // Reasons lists every reason, for pre-creating series.
-var Reasons = []string{ReasonInterrupted, ReasonRepository, ReasonSource, ReasonCorruption, ReasonMismatch, ReasonRTO, ReasonLocked, ReasonOther}
+var Reasons = []string{ReasonInterrupted, ReasonRepository, ReasonSource, ReasonCorruption, ReasonMismatch, ReasonRTO, ReasonLocked, ReasonCrashed, ReasonOther}
 
 // Record is one run.
 type Record struct {

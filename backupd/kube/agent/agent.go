@@ -74,8 +74,8 @@ type Options struct {
 	StateDir string
 	Logger   *slog.Logger
 	// Daemon is the template of the daemon's options (observer, repository
-	// options); the agent sets Hostname, Password, ClusterWork and
-	// OpenBackend.
+	// options, isolation); the agent sets Hostname, Password, ClusterWork,
+	// OpenBackend and the isolation's Spec (the credentials it read).
 	Daemon daemon.Options
 	// OpenBackend opens a repository's backend from its spec, which holds
 	// the credentials read from the BackupRepository's secret; nil:
@@ -296,6 +296,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	dopt.MaxRuns = o.MaxConcurrent
 	dopt.Password = a.password
 	dopt.OpenBackend = a.openBackend
+	if o.Daemon.Isolate != nil {
+		iso := *o.Daemon.Isolate
+		iso.Spec = a.spec
+		dopt.Isolate = &iso
+	}
 	dopt.Observer = &observer{Observer: o.Daemon.Observer, a: a}
 	if o.Daemon.Logger == nil {
 		dopt.Logger = o.Logger
@@ -610,14 +615,27 @@ func (a *Agent) password(rc config.Repository) ([]byte, error) {
 	return slices.Clone(s.password), nil
 }
 
-func (a *Agent) openBackend(ctx context.Context, rc config.Repository) (backend.Backend, error) {
+// spec is where repository rc is, with the S3 credentials read from its
+// BackupRepository's secret.
+func (a *Agent) spec(rc config.Repository) (location.Spec, error) {
 	spec, err := location.FromConfig(rc)
 	if err != nil {
-		return nil, err
+		return location.Spec{}, err
+	}
+	if !rc.IsS3() {
+		return spec, nil
 	}
 	a.mu.Lock()
 	spec.S3.Credentials = a.secrets[rc.Name].creds
 	a.mu.Unlock()
+	return spec, nil
+}
+
+func (a *Agent) openBackend(ctx context.Context, rc config.Repository) (backend.Backend, error) {
+	spec, err := a.spec(rc)
+	if err != nil {
+		return nil, err
+	}
 	if a.opt.OpenBackend != nil {
 		return a.opt.OpenBackend(ctx, rc, spec)
 	}

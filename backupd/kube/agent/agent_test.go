@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,9 +182,45 @@ type runningAgent struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir string) *runningAgent {
+// childEnv makes this test binary a daemon's backup child
+// (daemon.ServeChild) instead of running the tests.
+const childEnv = "BACKUPD_AGENT_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		err := daemon.ServeChild(ctx, os.Stdin, os.Stdout, daemon.ChildOptions{
+			Logger: func(l slog.Level) *slog.Logger {
+				return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+			},
+		})
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "backup child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// isolated returns an agent's isolation: its backups in children that are
+// this test binary.
+func isolated(t *testing.T) *daemon.Isolation {
 	t.Helper()
-	reg, runs, _, err := collectors.NewRegistry("test")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(childEnv, "1")
+	return &daemon.Isolation{Path: exe, Args: []string{exe}}
+}
+
+// startAgent starts an agent of node k; with iso, its backups run in child
+// processes (their storage operations counted in its registry).
+func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir string, iso *daemon.Isolation) *runningAgent {
+	t.Helper()
+	reg, runs, storage, err := collectors.NewRegistry("test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,13 +232,16 @@ func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir str
 	a, err := agent.New(agent.Options{
 		Clientset: env.Clientset, Dynamic: env.Dynamic, NodeName: k.node, Namespace: agentNS, ClusterName: cluster,
 		Layout: agent.Layout{KubeletDir: k.dir}, StateDir: stateDir, Logger: log,
-		Daemon:   daemon.Options{Observer: runs, Logger: log},
+		Daemon:   daemon.Options{Observer: runs, Logger: log, Isolate: iso},
 		Metrics:  vm,
 		Debounce: 300 * time.Millisecond, StatusInterval: time.Second, MaintenanceInterval: 4 * time.Second,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 300 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if iso != nil {
+		iso.Storage = storage
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	ra := &runningAgent{a: a, reg: reg, cancel: cancel, done: make(chan error, 1)}
@@ -320,6 +361,30 @@ func gauge(t *testing.T, reg *collectors.Registry, name string, labels map[strin
 	return 0, false
 }
 
+// counter is the value of a counter series of reg.
+func counter(t *testing.T, reg *collectors.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
 func getPolicy(t *testing.T, ctx context.Context, env *kubetest.Env, name string) *v1alpha1.BackupPolicy {
 	t.Helper()
 	u, err := env.Dynamic.Resource(agent.PolicyGVR).Namespace(testNS).Get(ctx, name, metav1.GetOptions{})
@@ -434,8 +499,11 @@ spec:
 	defer func() { stopMutation(); mutWG.Wait() }()
 
 	stateA, stateB := t.TempDir(), t.TempDir()
-	agA := startAgent(t, env, ka, stateA)
-	agB := startAgent(t, env, kb, stateB)
+	// Node b's agent backs up in child processes (the node agent's
+	// default), node a's in its own process: the children get the S3
+	// credentials the agent read from the cluster.
+	agA := startAgent(t, env, ka, stateA, nil)
+	agB := startAgent(t, env, kb, stateB, isolated(t))
 
 	// Each agent backs up exactly its own node's mesh volumes; the plain
 	// pod, the opted-out PVC, the emptyDir and the secret are left out.
@@ -454,6 +522,12 @@ spec:
 		}
 		return true, ""
 	})
+	// Node b's backups ran in its children: the bucket's operations its
+	// registry counts are theirs (this test's agents do not meter their
+	// own backend).
+	if n := counter(t, agB.reg, "backupd_storage_operations_total", map[string]string{"repository": "shared", "op": "save", "result": "ok"}); n == 0 {
+		t.Error("node b's backup children reported no storage operations")
+	}
 	for p, snaps := range repo.snapshots(ctx) {
 		if !slices.Contains(wantA, p) && !slices.Contains(wantB, p) {
 			t.Errorf("snapshots of policy %s, which no rule selects", p)
@@ -633,7 +707,7 @@ spec:
 	if leader == agB {
 		k, state = kb, stateB
 	}
-	again := startAgent(t, env, k, state)
+	again := startAgent(t, env, k, state, nil)
 	eventually(t, "the restarted agent's daemon is ready", 30*time.Second, func() (bool, string) {
 		d := again.a.Daemon()
 		return d != nil && d.Ready(), "not ready"

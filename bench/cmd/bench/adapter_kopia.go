@@ -83,19 +83,19 @@ func (d *kopiaDriver) listSnapshots(stdout string) ([]string, error) {
 	return jsonIDs(stdout, "kopia snapshot list")
 }
 
-var (
-	kopiaPack  = regexp.MustCompile(`^p[0-9a-f]+.*\.f$`)
-	kopiaIndex = regexp.MustCompile(`^x[0-9a-f_]+.*\.f$`)
-)
+// kopiaBlob matches the files of kopia's filesystem storage: blob IDs
+// sharded into directories (p/c6d/b84d…-s748e….f is blob pc6db84d…-s748e…).
+var kopiaBlob = regexp.MustCompile(`\.f$`)
 
-// kopia keeps file data in p packs and directory listings and snapshot
-// manifests as contents of q packs: it has no snapshot files of its own.
+// kopia keeps file data in p packs, its index in x blobs, and directory
+// listings and snapshot manifests as contents of q packs: it has no
+// snapshot files of its own.
 func (d *kopiaDriver) repoFiles() (map[repoFileKind][]string, error) {
-	packs, _, err := listRepoFiles(d.repo, ".", kopiaPack)
+	packs, _, err := listRepoFiles(d.repo, "p", kopiaBlob)
 	if err != nil {
 		return nil, err
 	}
-	idx, _, err := listRepoFiles(d.repo, ".", kopiaIndex)
+	idx, _, err := listRepoFiles(d.repo, "x", kopiaBlob)
 	if err != nil {
 		return nil, err
 	}

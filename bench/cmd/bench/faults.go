@@ -47,6 +47,9 @@ func scenarioRegistry() []scenario {
 	return []scenario{
 		healthyScenario{},
 		crashBackupScenario{},
+		crashRestoreScenario{},
+		sourceBitRotScenario{},
+		repoCorruptionScenario{},
 	}
 }
 
@@ -61,8 +64,13 @@ type profile struct {
 	backupKills, restoreKills int
 	// bitRotFiles is how many source files rot.
 	bitRotFiles int
-	// corruptTrials is the number of trials of each kind of damage.
+	// corruptTrials is the number of trials of each kind of damage;
+	// damages names the kinds (damageKinds) to inject, nil for all.
 	corruptTrials int
+	damages       []string
+	// runLimit is the longest a tool's run may take before it is killed
+	// and counted as failed.
+	runLimit time.Duration
 }
 
 func profiles() map[string]profile {
@@ -70,11 +78,11 @@ func profiles() map[string]profile {
 		"quick": {name: "quick",
 			mesh:        workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.05},
 			small:       workload.SmallFilesOptions{Files: 20_000, Dirs: 200},
-			backupKills: 3, restoreKills: 2, bitRotFiles: 5, corruptTrials: 2},
+			backupKills: 3, restoreKills: 2, bitRotFiles: 5, corruptTrials: 2, runLimit: 2 * time.Minute},
 		"full": {name: "full",
 			mesh:        workload.Options{Proxies: 200, ConsulServers: 3, Scale: 1},
 			small:       workload.SmallFilesOptions{Files: 100_000, Dirs: 1_000},
-			backupKills: 10, restoreKills: 5, bitRotFiles: 20, corruptTrials: 5},
+			backupKills: 10, restoreKills: 5, bitRotFiles: 20, corruptTrials: 5, runLimit: 10 * time.Minute},
 	}
 }
 
@@ -84,7 +92,9 @@ const subsetShare = 10
 
 // faultsConfig is the fault benchmark's part of the command line.
 type faultsConfig struct {
-	profile   string
+	profile string
+	// custom, when set, is used instead of the named profile (tests).
+	custom    *profile
 	scenarios []string // nil: all
 	workloads []string // nil: all
 }
@@ -106,6 +116,9 @@ type faultRun struct {
 
 func runFaults(ctx context.Context, cfg *config, prog *progress) (*faults.Results, error) {
 	prof, ok := profiles()[cfg.faults.profile]
+	if cfg.faults.custom != nil {
+		prof, ok = *cfg.faults.custom, true
+	}
 	if !ok {
 		return nil, fmt.Errorf("-profile %q: want quick or full", cfg.faults.profile)
 	}

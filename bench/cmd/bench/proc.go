@@ -28,6 +28,9 @@ type procResult struct {
 	// Killed is true when the bench's SIGKILL ended the process (it was
 	// still running when the kill came).
 	Killed bool
+	// TimedOut is true when the process ran past its time limit and was
+	// killed for it (it is then Failed, not Killed).
+	TimedOut bool
 	// Failed holds "exit status N: last lines of output" for a run that
 	// neither succeeded nor was killed by the bench; "" otherwise. A
 	// warning exit (borg's 1) is not a failure.
@@ -51,8 +54,10 @@ func (p *procResult) output() string { return p.Stdout + "\n" + p.Stderr }
 // (rchar and wchar: the bytes its read and write system calls moved,
 // whatever the page cache held; its reaped children included). A run that
 // fails is reported in the result; the error is for a process that could
-// not be started or a cancelled context.
-func runProc(ctx context.Context, inv invocation, killAfter time.Duration) (*procResult, error) {
+// not be started or a cancelled context. With limit > 0 a process still
+// running after limit is killed and reported as failed (TimedOut): a tool
+// that retries a damaged object for many minutes would hold up the bench.
+func runProc(ctx context.Context, inv invocation, killAfter, limit time.Duration) (*procResult, error) {
 	cmd := exec.Command(inv.bin, inv.args...)
 	cmd.Dir = inv.dir
 	cmd.Env = inv.env
@@ -74,6 +79,14 @@ func runProc(ctx context.Context, inv invocation, killAfter time.Duration) (*pro
 			killSent.Store(true)
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 		})
+	}
+	var timedOut atomic.Bool
+	if limit > 0 {
+		t := time.AfterFunc(limit, func() {
+			timedOut.Store(true)
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		})
+		defer t.Stop()
 	}
 	// Cancellation: ask the group to stop, then kill it.
 	go func() {
@@ -101,11 +114,12 @@ func runProc(ctx context.Context, inv invocation, killAfter time.Duration) (*pro
 	if killTimer != nil {
 		killTimer.Stop()
 	}
+	// Anything the group left running (a helper process holding the
+	// output pipes) goes too; the leader is not reaped yet, so the group
+	// ID is still its own.
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	werr := cmd.Wait()
 	close(exited)
-	// Anything the killed group left running (a tool's helper process)
-	// goes too.
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
 	res.Usage.WallSeconds = wall.Seconds()
 	if ps := cmd.ProcessState; ps != nil {
@@ -118,8 +132,9 @@ func runProc(ctx context.Context, inv invocation, killAfter time.Duration) (*pro
 			}
 		}
 		res.ExitCode = ps.ExitCode()
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && killSent.Load() {
-			res.Killed = true
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			res.TimedOut = timedOut.Load()
+			res.Killed = killSent.Load() && !res.TimedOut
 		}
 	}
 	res.Usage.ReadBytes, res.Usage.WrittenBytes = rchar, wchar
@@ -128,6 +143,8 @@ func runProc(ctx context.Context, inv invocation, killAfter time.Duration) (*pro
 	}
 	var ee *exec.ExitError
 	switch {
+	case res.TimedOut:
+		res.Failed = fmt.Sprintf("killed after running for %v (the bench's limit): %s", limit, lastLines(res.Stderr+"\n"+res.Stdout, 5))
 	case werr == nil, res.Killed:
 	case errors.As(werr, &ee) && inv.warnExit != 0 && res.ExitCode == inv.warnExit:
 		res.Warning = fmt.Sprintf("exit status %d (warnings): %s", res.ExitCode, lastLines(res.Stderr, 5))

@@ -68,8 +68,6 @@ func (o SmallFilesOptions) normalize() (SmallFilesOptions, error) {
 	return o, nil
 }
 
-var smallSubdirs = []string{"config", "data", "logs", "cache"}
-
 // smallFileKind is the kind of content of a small file.
 type smallFileKind int
 

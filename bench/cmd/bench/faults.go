@@ -77,8 +77,8 @@ func profiles() map[string]profile {
 	return map[string]profile{
 		"quick": {name: "quick",
 			mesh:        workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.05},
-			small:       workload.SmallFilesOptions{Files: 20_000, Dirs: 200},
-			backupKills: 3, restoreKills: 2, bitRotFiles: 5, corruptTrials: 2, runLimit: 2 * time.Minute},
+			small:       workload.SmallFilesOptions{Files: 5_000, Dirs: 50},
+			backupKills: 3, restoreKills: 2, bitRotFiles: 5, corruptTrials: 1, runLimit: 2 * time.Minute},
 		"full": {name: "full",
 			mesh:        workload.Options{Proxies: 200, ConsulServers: 3, Scale: 1},
 			small:       workload.SmallFilesOptions{Files: 100_000, Dirs: 1_000},

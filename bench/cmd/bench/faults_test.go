@@ -202,7 +202,7 @@ func buildBackupd(t *testing.T) string {
 	return bin
 }
 
-// TestFaultsFramework runs the framework on tiny workloads with backupd
+// TestFaultsFramework runs the framework on a tiny mesh workload with backupd
 // and restic, real processes and SIGKILLs: healthy, crash-backup and
 // repo-corruption, and checks that every cell is classified, that nothing
 // lost or silently changed data, and that backupd's full check reports
@@ -226,7 +226,7 @@ func TestFaultsFramework(t *testing.T) {
 		damages: []string{"bit flip in a data pack", "bit flip in an index file", "bit flip in a snapshot file"}}
 	cfg := &config{work: filepath.Join(dir, "work"), out: filepath.Join(dir, "out"), backupd: buildBackupd(t),
 		tools: tools, seed: 1,
-		faults: faultsConfig{custom: &prof, scenarios: []string{faults.ScenarioHealthy, faults.ScenarioCrashBackup, faults.ScenarioRepoCorruption}}}
+		faults: faultsConfig{custom: &prof, workloads: []string{"mesh"}, scenarios: []string{faults.ScenarioHealthy, faults.ScenarioCrashBackup, faults.ScenarioRepoCorruption}}}
 	var stderr bytes.Buffer
 	res, err := runFaults(t.Context(), cfg, newProgress(&stderr))
 	if err != nil {
@@ -240,11 +240,11 @@ func TestFaultsFramework(t *testing.T) {
 			t.Errorf("progress line %q: %v", sc.Text(), err)
 		}
 	}
-	if want := 3 * 2 * len(tools); len(res.Cells) != want || lines != want {
+	if want := 3 * len(tools); len(res.Cells) != want || lines != want {
 		t.Fatalf("%d cells, %d progress lines, want %d", len(res.Cells), lines, want)
 	}
 	back, err := faults.Read(filepath.Join(cfg.out, "faults.json"))
-	if err != nil || len(back.Cells) != len(res.Cells) || len(back.Tools) != len(tools) || len(back.Workloads) != 2 {
+	if err != nil || len(back.Cells) != len(res.Cells) || len(back.Tools) != len(tools) || len(back.Workloads) != 1 {
 		t.Fatalf("faults.json: %v, %+v", err, back)
 	}
 	for _, c := range res.Cells {

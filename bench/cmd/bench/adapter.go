@@ -51,7 +51,7 @@ type adapter interface {
 	// repoFiles lists the repository's files of each kind the corruption
 	// scenario damages, as paths relative to repoDir; a kind the tool does
 	// not keep in files of its own is absent.
-	repoFiles() (map[repoFileKind][]string, error)
+	repoFiles(ctx context.Context) (map[repoFileKind][]string, error)
 }
 
 // repoFileKind is a kind of file in a repository.
@@ -101,18 +101,22 @@ func listRepoFiles(repoDir, sub string, re *regexp.Regexp) ([]string, map[string
 	return out, sizes, nil
 }
 
-// largerHalf returns the larger half of files by size (at least one): in
-// repositories that keep data and metadata in packs of one kind, the
-// biggest packs are the data packs.
-func largerHalf(files []string, sizes map[string]int64) []string {
-	s := append([]string(nil), files...)
-	sort.SliceStable(s, func(i, j int) bool { return sizes[s[i]] > sizes[s[j]] })
-	s = s[:max(1, (len(s)+1)/2)]
-	if len(files) == 0 {
-		return nil
+// bigFiles returns the files of at least a quarter of the biggest one's
+// size: in repositories that keep data and metadata in files of one kind
+// (backupd's packs, borg's segments), the big ones hold file data; the
+// small ones trees, a backup's last few chunks, commits.
+func bigFiles(files []string, sizes map[string]int64) []string {
+	var biggest int64
+	for _, f := range files {
+		biggest = max(biggest, sizes[f])
 	}
-	sort.Strings(s)
-	return s
+	var out []string
+	for _, f := range files {
+		if sizes[f]*4 >= biggest {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // hexID matches a hex object ID of at least 8 digits.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -79,8 +80,8 @@ func (d *backupdDriver) listSnapshots(stdout string) ([]string, error) {
 	return jsonIDs(stdout, "backupd snapshots")
 }
 
-func (d *backupdDriver) repoFiles() (map[repoFileKind][]string, error) {
-	// Data and tree packs share data/; the bigger half are data packs.
+func (d *backupdDriver) repoFiles(context.Context) (map[repoFileKind][]string, error) {
+	// Data and tree packs share data/; the big ones are data packs.
 	packs, sizes, err := listRepoFiles(d.repo, "data", hexID)
 	if err != nil {
 		return nil, err
@@ -93,7 +94,7 @@ func (d *backupdDriver) repoFiles() (map[repoFileKind][]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[repoFileKind][]string{fileDataPack: largerHalf(packs, sizes), fileIndex: idx, fileSnapshot: snaps}, nil
+	return map[repoFileKind][]string{fileDataPack: bigFiles(packs, sizes), fileIndex: idx, fileSnapshot: snaps}, nil
 }
 
 // jsonIDs returns the "id" of every object of a JSON array (restic's,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -98,7 +99,7 @@ var (
 // borg keeps data, archives and its manifest as objects in numbered
 // segment files under data/, and its index in index.N: it has no
 // snapshot files of its own.
-func (d *borgDriver) repoFiles() (map[repoFileKind][]string, error) {
+func (d *borgDriver) repoFiles(context.Context) (map[repoFileKind][]string, error) {
 	segs, sizes, err := listRepoFiles(d.repo, "data", borgSegment)
 	if err != nil {
 		return nil, err
@@ -107,5 +108,5 @@ func (d *borgDriver) repoFiles() (map[repoFileKind][]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[repoFileKind][]string{fileDataPack: largerHalf(segs, sizes), fileIndex: idx}, nil
+	return map[repoFileKind][]string{fileDataPack: bigFiles(segs, sizes), fileIndex: idx}, nil
 }

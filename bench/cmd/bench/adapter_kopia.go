@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -90,7 +91,7 @@ var kopiaBlob = regexp.MustCompile(`\.f$`)
 // kopia keeps file data in p packs, its index in x blobs, and directory
 // listings and snapshot manifests as contents of q packs: it has no
 // snapshot files of its own.
-func (d *kopiaDriver) repoFiles() (map[repoFileKind][]string, error) {
+func (d *kopiaDriver) repoFiles(context.Context) (map[repoFileKind][]string, error) {
 	packs, _, err := listRepoFiles(d.repo, "p", kopiaBlob)
 	if err != nil {
 		return nil, err

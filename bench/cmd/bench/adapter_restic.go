@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -75,18 +78,46 @@ func (d *resticDriver) listSnapshots(stdout string) ([]string, error) {
 	return jsonIDs(stdout, "restic snapshots")
 }
 
-func (d *resticDriver) repoFiles() (map[repoFileKind][]string, error) {
-	packs, sizes, err := listRepoFiles(d.repo, "data", hexID)
-	if err != nil {
-		return nil, err
-	}
+// repoFiles tells data packs from tree packs by restic's index (cat
+// index): a pack with a data blob is a data pack.
+func (d *resticDriver) repoFiles(ctx context.Context) (map[repoFileKind][]string, error) {
 	idx, _, err := listRepoFiles(d.repo, "index", hexID)
 	if err != nil {
 		return nil, err
 	}
+	dataPacks := map[string]bool{}
+	for _, rel := range idx {
+		out, err := query(ctx, d.cmd("cat", "index", filepath.Base(rel)))
+		if err != nil {
+			return nil, err
+		}
+		var ix struct {
+			Packs []struct {
+				ID    string `json:"id"`
+				Blobs []struct {
+					Type string `json:"type"`
+				} `json:"blobs"`
+			} `json:"packs"`
+		}
+		if err := json.Unmarshal([]byte(out), &ix); err != nil {
+			return nil, fmt.Errorf("restic cat index %s: %w", filepath.Base(rel), err)
+		}
+		for _, p := range ix.Packs {
+			for _, b := range p.Blobs {
+				if b.Type == "data" {
+					dataPacks[p.ID] = true
+				}
+			}
+		}
+	}
+	packs, _, err := listRepoFiles(d.repo, "data", hexID)
+	if err != nil {
+		return nil, err
+	}
+	packs = slices.DeleteFunc(packs, func(rel string) bool { return !dataPacks[filepath.Base(rel)] })
 	snaps, _, err := listRepoFiles(d.repo, "snapshots", hexID)
 	if err != nil {
 		return nil, err
 	}
-	return map[repoFileKind][]string{fileDataPack: largerHalf(packs, sizes), fileIndex: idx, fileSnapshot: snaps}, nil
+	return map[repoFileKind][]string{fileDataPack: packs, fileIndex: idx, fileSnapshot: snaps}, nil
 }

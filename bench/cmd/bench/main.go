@@ -28,7 +28,18 @@
 // through a counting reverse proxy in the bench, so the results also hold
 // each run's requests by method and bytes sent and received.
 //
-// It is run by `make bench` from the module root; see bench/README.md.
+// With -faults it runs the fault-tolerance benchmark instead: every
+// scenario of its registry (faults.go: crashes of backups and restores,
+// source bit rot, damaged repositories, ...) on every tool and workload
+// (mesh, smallfiles), each trial classified from restores compared with
+// the manifests of the snapshots they restore; the results go to
+// -out/faults.json (bench/faults):
+//
+//	go run ./bench/cmd/bench -faults [-profile quick|full] [-scenarios LIST]
+//	    [-workloads LIST] [-tools LIST] [-out DIR]
+//
+// It is run by `make bench` (and `make bench-faults`) from the module
+// root; see bench/README.md.
 //
 // Imports: bench/workload; it runs backupd as a separate process and imports
 // no engine, collector or exporter code (docs/DESIGN.md §2.3).

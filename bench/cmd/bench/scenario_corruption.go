@@ -114,7 +114,7 @@ func (repoCorruptionScenario) run(ctx context.Context, b *bed) (*faults.Cell, er
 			if err := b.reset(ctx, stateHealthy); err != nil {
 				return nil, err
 			}
-			files, err := b.a.repoFiles()
+			files, err := b.a.repoFiles(ctx)
 			if err != nil {
 				return nil, err
 			}

@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 
-.PHONY: all build run run-minio demo alerts dashboards crds kube-test e2e test test-short lint fuzz bench bench-s3 clean
+.PHONY: all build run run-minio demo alerts dashboards crds kube-test e2e test test-short lint fuzz bench bench-s3 bench-faults clean
 
 all: build
 
@@ -102,6 +102,14 @@ bench: build
 bench-s3: build
 	./scripts/install-tools.sh restic kopia minio
 	$(GO) run ./bench/cmd/bench -s3 $(BENCH_FLAGS)
+
+# The fault-tolerance benchmark: every scenario (crashes, bit rot, damaged
+# repositories, ...) on every tool and workload, the quick profile by default
+# (BENCH_FLAGS="-profile full" for the full one); results in
+# bench/results/faults.json (bench/README.md, "Fault benchmark").
+bench-faults: build
+	./scripts/install-tools.sh restic borg kopia
+	$(GO) run ./bench/cmd/bench -faults $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin var

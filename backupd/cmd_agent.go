@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/location"
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
 	"github.com/meshbackup/backupd/backupd/kube/agent"
@@ -40,6 +41,8 @@ type agentOptions struct {
 	Maintenance   time.Duration
 	Debounce      time.Duration
 	MaxConcurrent int
+	Nice          int
+	IOClass       string
 }
 
 func newAgentCommand(g *globalOptions) *cobra.Command {
@@ -61,7 +64,10 @@ What it reads on the node, and why: pods/<uid>/volumes/ below --kubelet-dir
 only, their paths below --host-root. Its own state (stable links to the
 volumes, drill scratch space, the repository cache) is in --state-dir. It
 needs CAP_DAC_READ_SEARCH to read every file, not root. See README
-"Kubernetes" and docs/DESIGN.md "Node agent".`,
+"Kubernetes" and docs/DESIGN.md "Node agent".
+
+It runs at --nice and --io-class (every thread; 0 and none change
+nothing), and never raises a priority it was started with.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAgent(cmd.Context(), opts, g)
@@ -83,6 +89,8 @@ needs CAP_DAC_READ_SEARCH to read every file, not root. See README
 	f.DurationVar(&opts.Maintenance, "maintenance-interval", 10*time.Minute, "how often the leader applies retention to every volume of the cluster")
 	f.IntVar(&opts.MaxConcurrent, "max-concurrent", 2, "how many runs (backups, verify runs, drills of different volumes) may go at once on this node; 1 keeps each run's CPU and RSS figures its own")
 	f.DurationVar(&opts.Debounce, "debounce", 2*time.Second, "how long the cluster must be quiet after a change before the agent rebuilds its schedule")
+	f.IntVar(&opts.Nice, "nice", budget.Default.Nice, "the nice value the agent runs at, 0 (unchanged) to 19 (lowest CPU priority)")
+	f.StringVar(&opts.IOClass, "io-class", budget.Default.IOString(), "the I/O class the agent runs at: idle, best-effort, best-effort:N (N from 0 to 7, lowest) or none (unchanged)")
 	return c
 }
 
@@ -96,6 +104,16 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 	}
 	if opts.Namespace == "" {
 		return usageErr("--namespace (or POD_NAMESPACE) is required")
+	}
+	prio := budget.Priority{Nice: opts.Nice}
+	if prio.IO, prio.IOLevel, err = budget.ParseIOClass(opts.IOClass); err != nil {
+		return usageErr("--io-class: %v", err)
+	}
+	if opts.Nice < 0 || opts.Nice > 19 {
+		return usageErr("--nice %d: want 0 (unchanged) to 19 (lowest priority)", opts.Nice)
+	}
+	if err := applyPriority(log, prio); err != nil {
+		return err
 	}
 	var rc *rest.Config
 	if opts.Kubeconfig != "" {

@@ -68,6 +68,10 @@ type config struct {
 	// s3 runs every tool against an S3 repository in a MinIO the bench
 	// starts, through its counting proxy.
 	s3 bool
+	// faults runs the fault benchmark instead (-faults); out is then a
+	// directory.
+	isFaults bool
+	faults   faultsConfig
 }
 
 func main() {
@@ -89,6 +93,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.isFaults {
+		prog := newProgress(stderr)
+		res, err := runFaults(ctx, cfg, prog)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: %d cells in %s, results written to %s\n", len(res.Cells),
+			res.Finished.Sub(res.Started).Round(time.Second), filepath.Join(cfg.out, "faults.json"))
+		return nil
 	}
 	log := newLogger(stderr)
 	res, err := runBench(ctx, cfg, log)
@@ -112,9 +126,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var tools string
-	fs.StringVar(&cfg.work, "work", filepath.Join(root, "var", "bench"), "work directory: cached source set, repositories, restores")
-	fs.StringVar(&cfg.out, "out", "", "results JSON file (default bench/results/latest.json, with -s3 bench/results/s3.json)")
+	var tools, scenarios, workloads string
+	fs.StringVar(&cfg.work, "work", "", "work directory: cached source set, repositories, restores (default var/bench, with -faults var/bench-faults)")
+	fs.StringVar(&cfg.out, "out", "", "results JSON file (default bench/results/latest.json, with -s3 bench/results/s3.json); with -faults the directory of faults.json (default bench/results)")
 	fs.StringVar(&cfg.backupd, "backupd", filepath.Join(root, "bin", "backupd"), "backupd binary")
 	fs.StringVar(&tools, "tools", "", "comma-separated tools to run: backupd,restic,borg,kopia (default: those found)")
 	fs.IntVar(&cfg.proxies, "proxies", 200, "proxies in the generated volume set")
@@ -128,6 +142,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.markdown, "markdown", false, "print the markdown table and ratios on stdout")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the restored trees after verification")
 	fs.BoolVar(&cfg.s3, "s3", false, "S3 mode: repositories in buckets of a MinIO started by the bench, requests counted by a proxy (borg skipped)")
+	fs.BoolVar(&cfg.isFaults, "faults", false, "run the fault-tolerance benchmark (scenarios × tools × workloads, bench/README.md) instead")
+	fs.StringVar(&cfg.faults.profile, "profile", "quick", "with -faults: quick or full (workload sizes and trials per scenario)")
+	fs.StringVar(&scenarios, "scenarios", "", "with -faults: comma-separated scenarios to run (default all: "+strings.Join(scenarioIDs(), ",")+")")
+	fs.StringVar(&workloads, "workloads", "", "with -faults: comma-separated workloads (default all: "+strings.Join(workloadNames(), ",")+")")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: bench [flags]\n\nWhole-process benchmark of backupd against restic, borg and kopia.\n\n")
 		fs.PrintDefaults()
@@ -155,12 +173,32 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case cfg.maxSteps < 1:
 		return nil, fmt.Errorf("-max-steps %d: want at least 1", cfg.maxSteps)
 	}
-	if tools != "" {
-		for _, t := range strings.Split(tools, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				cfg.tools = append(cfg.tools, t)
-			}
+	cfg.tools = splitList(tools)
+	cfg.faults.scenarios, cfg.faults.workloads = splitList(scenarios), splitList(workloads)
+	if cfg.isFaults {
+		switch {
+		case cfg.s3:
+			return nil, errors.New("-faults and -s3: the fault benchmark uses local repositories")
+		case cfg.faults.profile != "quick" && cfg.faults.profile != "full":
+			return nil, fmt.Errorf("-profile %q: want quick or full", cfg.faults.profile)
 		}
+		if _, err := selectScenarios(cfg.faults.scenarios); err != nil {
+			return nil, err
+		}
+		if _, err := selectWorkloads(cfg.faults.workloads, profiles()[cfg.faults.profile]); err != nil {
+			return nil, err
+		}
+		if cfg.out == "" {
+			cfg.out = filepath.Join(root, "bench", "results")
+		}
+		if cfg.work == "" {
+			cfg.work = filepath.Join(root, "var", "bench-faults")
+		}
+	} else if scenarios != "" || workloads != "" {
+		return nil, errors.New("-scenarios and -workloads need -faults")
+	}
+	if cfg.work == "" {
+		cfg.work = filepath.Join(root, "var", "bench")
 	}
 	if cfg.out == "" {
 		cfg.out = filepath.Join(root, "bench", "results", "latest.json")
@@ -175,6 +213,26 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// splitList splits a comma-separated flag value; nil when it is empty.
+func splitList(v string) []string {
+	var out []string
+	for _, t := range strings.Split(v, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// scenarioIDs lists the registered scenarios.
+func scenarioIDs() []string {
+	var ids []string
+	for _, s := range scenarioRegistry() {
+		ids = append(ids, s.id())
+	}
+	return ids
 }
 
 // moduleRoot returns the nearest directory at or above the working directory

@@ -152,7 +152,7 @@ func s3Env(t *s3Target) []string {
 
 // newDriver creates the driver of tool name working in home, creating the
 // directories it needs. With s3 set the repository is in s3's bucket.
-func newDriver(name, bin, home string, s3 *s3Target) (driver, error) {
+func newDriver(name, bin, home string, s3 *s3Target) (adapter, error) {
 	b := toolBase{bin: bin, home: home, repo: filepath.Join(home, "repo"), s3: s3}
 	dirs := []string{home}
 	env := baseEnv()
@@ -161,7 +161,7 @@ func newDriver(name, bin, home string, s3 *s3Target) (driver, error) {
 	if s3 != nil {
 		env = append(env, s3Env(s3)...)
 	}
-	var d driver
+	var d adapter
 	switch name {
 	case "backupd":
 		if s3 != nil {
@@ -225,83 +225,6 @@ func baseEnv() []string {
 func underTarget(target, src string) string {
 	return filepath.Join(target, strings.TrimPrefix(filepath.Clean(src), string(filepath.Separator)))
 }
-
-type backupdDriver struct{ toolBase }
-
-func (d *backupdDriver) name() string           { return "backupd" }
-func (d *backupdDriver) versionCmd() invocation { return d.cmd("--version") }
-func (d *backupdDriver) initCmd() invocation    { return d.repoCmd("init") }
-func (d *backupdDriver) backupCmd(src string, _ int) invocation {
-	return d.repoCmd("backup", "--policy", "bench", "--json", src)
-}
-func (d *backupdDriver) restoreCmd(_, target string, _ int) invocation {
-	return d.repoCmd("restore", "--target", target, "--json", "latest")
-}
-
-// repoCmd is backupd's command with --repo (and the S3 flags) after it.
-func (d *backupdDriver) repoCmd(command string, args ...string) invocation {
-	all := []string{command, "--repo", d.repo}
-	if d.s3 != nil {
-		all = append(all, backupdS3Flags()...)
-	}
-	return d.cmd(append(all, args...)...)
-}
-func (d *backupdDriver) restoredRoot(target, _ string) string { return target }
-
-type resticDriver struct{ toolBase }
-
-func (d *resticDriver) name() string           { return "restic" }
-func (d *resticDriver) versionCmd() invocation { return d.cmd("version") }
-func (d *resticDriver) initCmd() invocation    { return d.cmd("init") }
-func (d *resticDriver) backupCmd(src string, _ int) invocation {
-	return d.cmd("backup", "--json", "--quiet", src)
-}
-func (d *resticDriver) restoreCmd(_, target string, _ int) invocation {
-	return d.cmd("restore", "latest", "--target", target)
-}
-func (d *resticDriver) restoredRoot(target, src string) string { return underTarget(target, src) }
-
-type borgDriver struct{ toolBase }
-
-func (d *borgDriver) name() string           { return "borg" }
-func (d *borgDriver) versionCmd() invocation { return d.cmd("--version") }
-func (d *borgDriver) initCmd() invocation    { return d.cmd("init", "--encryption=repokey", d.repo) }
-func (d *borgDriver) archive(seq int) string { return fmt.Sprintf("%s::snap%d", d.repo, seq) }
-func (d *borgDriver) backupCmd(src string, seq int) invocation {
-	inv := d.cmd("create", "--compression", "lz4", d.archive(seq), src)
-	inv.warnExit = 1
-	return inv
-}
-func (d *borgDriver) restoreCmd(_, target string, seq int) invocation {
-	inv := d.cmd("extract", d.archive(seq))
-	inv.dir = target // borg extracts into the working directory
-	inv.warnExit = 1
-	return inv
-}
-func (d *borgDriver) restoredRoot(target, src string) string { return underTarget(target, src) }
-
-type kopiaDriver struct{ toolBase }
-
-func (d *kopiaDriver) name() string           { return "kopia" }
-func (d *kopiaDriver) versionCmd() invocation { return d.cmd("--version") }
-func (d *kopiaDriver) initCmd() invocation {
-	if d.s3 != nil {
-		// The keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
-		// (kopia's defaults for --access-key and --secret-access-key), so
-		// they are not on the command line.
-		return d.cmd("repository", "create", "s3", "--bucket", d.s3.bucket, "--endpoint", d.s3.endpoint,
-			"--disable-tls", "--region", s3Region)
-	}
-	return d.cmd("repository", "create", "filesystem", "--path", d.repo)
-}
-func (d *kopiaDriver) backupCmd(src string, _ int) invocation {
-	return d.cmd("snapshot", "create", src)
-}
-func (d *kopiaDriver) restoreCmd(src, target string, _ int) invocation {
-	// With a path as the source kopia restores its latest snapshot.
-	return d.cmd("snapshot", "restore", src, target)
-}
-func (d *kopiaDriver) restoredRoot(target, _ string) string { return target }
 
 // dirSize returns the sum of the sizes of the regular files under dir.
 func dirSize(dir string) (int64, error) {

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshbackup/backupd/bench/faults"
+	"github.com/meshbackup/backupd/bench/workload"
+)
+
+// The fault benchmark (-faults): every selected scenario on every
+// selected tool and workload, each tool × workload on its own bed (a
+// working source and the tool's home, with saved states of both), the
+// results in faults.json (bench/faults).
+//
+// A scenario is one file implementing scenario and one line in
+// scenarioRegistry.
+
+// scenario is one fault scenario of the benchmark.
+type scenario interface {
+	// id is the scenario's identifier (faults.Scenario*).
+	id() string
+	// notApplicable returns why the scenario cannot be applied to the
+	// tool on the workload, "" when it can.
+	notApplicable(b *bed) string
+	// run runs the scenario's trials on b and returns the cell (Tool,
+	// Scenario and Workload are filled in by the caller). It leaves b's
+	// working source with the content it found (b.srcManifest), possibly
+	// with new inodes, and b's home in any state: the next scenario resets
+	// it. The error is for what keeps the bench itself from going on (a
+	// cancelled run, a full disk); a tool's failure is a result.
+	run(ctx context.Context, b *bed) (*faults.Cell, error)
+}
+
+// scenarioRegistry lists the scenarios in the order they run.
+func scenarioRegistry() []scenario {
+	return []scenario{
+		healthyScenario{},
+		crashBackupScenario{},
+	}
+}
+
+// profile is the size of a run: the workloads' sizes and the trials per
+// scenario.
+type profile struct {
+	name  string
+	mesh  workload.Options
+	small workload.SmallFilesOptions
+	// backupKills is the number of SIGKILLs of each of the first and the
+	// incremental backup; restoreKills of the restore.
+	backupKills, restoreKills int
+	// bitRotFiles is how many source files rot.
+	bitRotFiles int
+	// corruptTrials is the number of trials of each kind of damage.
+	corruptTrials int
+}
+
+func profiles() map[string]profile {
+	return map[string]profile{
+		"quick": {name: "quick",
+			mesh:        workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.05},
+			small:       workload.SmallFilesOptions{Files: 20_000, Dirs: 200},
+			backupKills: 3, restoreKills: 2, bitRotFiles: 5, corruptTrials: 2},
+		"full": {name: "full",
+			mesh:        workload.Options{Proxies: 200, ConsulServers: 3, Scale: 1},
+			small:       workload.SmallFilesOptions{Files: 100_000, Dirs: 1_000},
+			backupKills: 10, restoreKills: 5, bitRotFiles: 20, corruptTrials: 5},
+	}
+}
+
+// subsetShare is the share of the data the tools' partial verification
+// reads per run: 1/subsetShare.
+const subsetShare = 10
+
+// faultsConfig is the fault benchmark's part of the command line.
+type faultsConfig struct {
+	profile   string
+	scenarios []string // nil: all
+	workloads []string // nil: all
+}
+
+// faultRun is one run of the fault benchmark.
+type faultRun struct {
+	cfg      *config
+	prof     profile
+	progress *progress
+	res      *faults.Results
+	outDir   string
+	runDir   string
+	// bins are the tools' binaries, order the tools selected.
+	bins  map[string]string
+	order []string
+	// now is the clock (the tests' could be another).
+	now func() time.Time
+}
+
+func runFaults(ctx context.Context, cfg *config, prog *progress) (*faults.Results, error) {
+	prof, ok := profiles()[cfg.faults.profile]
+	if !ok {
+		return nil, fmt.Errorf("-profile %q: want quick or full", cfg.faults.profile)
+	}
+	scns, err := selectScenarios(cfg.faults.scenarios)
+	if err != nil {
+		return nil, err
+	}
+	wls, err := selectWorkloads(cfg.faults.workloads, prof)
+	if err != nil {
+		return nil, err
+	}
+	bins, order, err := selectTools(cfg.tools, cfg.backupd)
+	if err != nil {
+		return nil, err
+	}
+	fr := &faultRun{cfg: cfg, prof: prof, progress: prog, outDir: cfg.out, bins: bins, order: order, now: time.Now,
+		runDir: filepath.Join(cfg.work, "run")}
+	fr.res = &faults.Results{Started: fr.now().UTC(), Profile: prof.name, Seed: cfg.seed, Host: faultHost()}
+	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", cfg.out, err)
+	}
+	if err := os.RemoveAll(fr.runDir); err != nil {
+		return nil, fmt.Errorf("remove the previous run: %w", err)
+	}
+	if err := os.MkdirAll(fr.runDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	// bin/backupd is rebuilt by whoever works on the tree: run a copy.
+	if b, ok := bins["backupd"]; ok {
+		cp := filepath.Join(fr.runDir, "bin", "backupd")
+		if err := os.MkdirAll(filepath.Dir(cp), 0o755); err != nil {
+			return nil, fmt.Errorf("copy backupd: %w", err)
+		}
+		if err := copyFile(b, cp, 0o755); err != nil {
+			return nil, fmt.Errorf("copy backupd: %w", err)
+		}
+		bins["backupd"] = cp
+	}
+	for _, name := range order {
+		t, err := toolInfo(ctx, name, bins[name], filepath.Join(fr.runDir, "version-"+name))
+		if err != nil {
+			return nil, err
+		}
+		fr.res.Tools = append(fr.res.Tools, t)
+		prog.logf("%-8s %s (%s)", name, t.Version, bins[name])
+	}
+	var prepared []*preparedWorkload
+	for _, w := range wls {
+		pw, err := prepareWorkload(ctx, w, filepath.Join(cfg.work, "sets"), prog)
+		if err != nil {
+			return nil, err
+		}
+		prepared = append(prepared, pw)
+		fr.res.Workloads = append(fr.res.Workloads, pw.info)
+	}
+	prog.total = len(prepared) * len(order) * len(scns)
+	for _, pw := range prepared {
+		for _, tool := range order {
+			if err := fr.runBed(ctx, pw, tool, scns); err != nil {
+				return fr.res, err
+			}
+		}
+	}
+	fr.res.Finished = fr.now().UTC()
+	if err := faults.Write(fr.outDir, fr.res); err != nil {
+		return fr.res, err
+	}
+	return fr.res, nil
+}
+
+// runBed runs every scenario on one tool and workload: the bed's
+// baseline first (the healthy phase, whose states the others start from),
+// then each scenario.
+func (fr *faultRun) runBed(ctx context.Context, pw *preparedWorkload, tool string, scns []scenario) error {
+	dir := filepath.Join(fr.runDir, pw.w.name, tool)
+	b, err := newBed(ctx, fr, pw, tool, dir)
+	if err != nil {
+		return err
+	}
+	fr.progress.begin("baseline", tool, pw.w.name)
+	baseErr := b.prepareBaseline(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for _, s := range scns {
+		fr.progress.begin(s.id(), tool, pw.w.name)
+		cell := &faults.Cell{}
+		switch reason := s.notApplicable(b); {
+		case reason != "":
+			cell = &faults.Cell{Outcome: faults.NotApplicable, Reason: reason, Verdict: "not applicable: " + reason}
+		case baseErr != nil && s.id() != faults.ScenarioHealthy:
+			cell = notRun(fmt.Errorf("the healthy phase failed: %w", baseErr))
+		default:
+			c, err := s.run(ctx, b)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				cell = notRun(err)
+			} else {
+				cell = c
+			}
+		}
+		cell.Tool, cell.Scenario, cell.Workload = tool, s.id(), pw.w.name
+		if cell.Outcome == "" {
+			cell.Outcome = faults.Worst(trialOutcomes(cell.Trials)...)
+		}
+		fr.res.Cells = append(fr.res.Cells, *cell)
+		fr.progress.cellDone(cell)
+		// Results so far survive an interrupted run.
+		fr.res.Finished = fr.now().UTC()
+		if err := faults.Write(fr.outDir, fr.res); err != nil {
+			return err
+		}
+	}
+	if !fr.cfg.keep {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// notRun is the cell of a scenario the bench could not run.
+func notRun(err error) *faults.Cell {
+	return &faults.Cell{Outcome: faults.NotApplicable, Reason: "the bench could not run it: " + err.Error(),
+		Verdict: "not run: " + err.Error()}
+}
+
+func trialOutcomes(ts []faults.Trial) []faults.Outcome {
+	var os []faults.Outcome
+	for _, t := range ts {
+		os = append(os, t.Outcome)
+	}
+	return os
+}
+
+func selectScenarios(want []string) ([]scenario, error) {
+	all := scenarioRegistry()
+	if want == nil {
+		return all, nil
+	}
+	var out []scenario
+	for _, id := range want {
+		i := slices.IndexFunc(all, func(s scenario) bool { return s.id() == id })
+		if i < 0 {
+			var ids []string
+			for _, s := range all {
+				ids = append(ids, s.id())
+			}
+			return nil, fmt.Errorf("-scenarios: unknown scenario %q (want some of %s)", id, strings.Join(ids, ","))
+		}
+		out = append(out, all[i])
+	}
+	// Run in registry order, whatever the order named.
+	slices.SortStableFunc(out, func(a, b scenario) int {
+		return slices.IndexFunc(all, func(s scenario) bool { return s.id() == a.id() }) -
+			slices.IndexFunc(all, func(s scenario) bool { return s.id() == b.id() })
+	})
+	return slices.CompactFunc(out, func(a, b scenario) bool { return a.id() == b.id() }), nil
+}
+
+// toolInfo records a tool's version and settings.
+func toolInfo(ctx context.Context, name, bin, home string) (faults.Tool, error) {
+	a, err := newAdapter(name, bin, home)
+	if err != nil {
+		return faults.Tool{}, err
+	}
+	out, err := query(ctx, a.versionCmd())
+	if err != nil {
+		return faults.Tool{}, fmt.Errorf("%s version: %w", name, err)
+	}
+	v := shortVersion(lastLines(out, 1))
+	if v == "" {
+		v = lastLines(out, 1)
+	}
+	return faults.Tool{Name: name, Version: v, Settings: a.settings()}, nil
+}
+
+func faultHost() faults.Host {
+	h := faults.Host{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH}
+	h.Hostname, _ = os.Hostname()
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		h.Kernel = utsString(u.Sysname[:]) + " " + utsString(u.Release[:])
+	}
+	return h
+}
+
+// cellRand returns the random stream of one cell's trials: a function of
+// the run's seed, the scenario, tool and workload.
+func cellRand(seed uint64, parts ...string) *rand.Rand {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	s := h.Sum64()
+	return rand.New(rand.NewPCG(seed, s))
+}
+
+// killMoments draws n moments within d (between 5% and 95% of it), in
+// increasing order.
+func killMoments(r *rand.Rand, n int, d time.Duration) []time.Duration {
+	ms := make([]time.Duration, n)
+	for i := range ms {
+		ms[i] = time.Duration((0.05 + 0.9*r.Float64()) * float64(d))
+	}
+	slices.Sort(ms)
+	return ms
+}
+
+func fsecs(f float64) *float64 { return &f }
+
+// errNoSnapshot is a backup that succeeded without printing its snapshot.
+var errNoSnapshot = errors.New("no snapshot ID")

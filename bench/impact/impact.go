@@ -128,6 +128,14 @@ func (w *Writer) Latency() faults.Latency {
 	return Summarize(w.samples)
 }
 
+// Samples returns the latency of every append so far, in order (to merge
+// the samples of several writers, with Summarize).
+func (w *Writer) Samples() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.samples)
+}
+
 // Stop stops the writer, closes its file and returns the summary of every
 // append, and the error that stopped it early, if one did.
 func (w *Writer) Stop() (faults.Latency, error) {

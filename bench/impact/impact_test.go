@@ -109,6 +109,9 @@ func TestWriterAppendsAndTimesEachLine(t *testing.T) {
 			t.Errorf("line %d: %d bytes", lines, n)
 		}
 	}
+	if got := len(w.Samples()); got != l.Samples {
+		t.Errorf("Samples has %d, the summary %d", got, l.Samples)
+	}
 	if lines != l.Samples || lines < 5 {
 		t.Fatalf("%d lines in the file, %d samples: want equal, and at least 5 in 300 ms at one per 10 ms", lines, l.Samples)
 	}

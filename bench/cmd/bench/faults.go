@@ -58,6 +58,7 @@ func scenarioRegistry() []scenario {
 	return []scenario{
 		healthyScenario{},
 		crashBackupScenario{},
+		outageScenario{},
 		proxyCrashScenario{},
 		impactScenario{},
 	}

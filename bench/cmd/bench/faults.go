@@ -60,6 +60,7 @@ func scenarioRegistry() []scenario {
 		crashBackupScenario{},
 		outageScenario{},
 		proxyCrashScenario{},
+		lostWritesScenario{},
 		impactScenario{},
 	}
 }

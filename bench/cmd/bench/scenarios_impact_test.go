@@ -142,4 +142,3 @@ func TestScenariosWithRestic(t *testing.T) {
 		t.Log("dm-flakey is available here: the lost-writes scenario should be built")
 	}
 }
-

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/location"
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
 	"github.com/meshbackup/backupd/backupd/kube/agent"
@@ -41,6 +42,8 @@ type agentOptions struct {
 	Debounce      time.Duration
 	MaxConcurrent int
 	IsolateRuns   bool
+	Nice          int
+	IOClass       string
 }
 
 func newAgentCommand(g *globalOptions) *cobra.Command {
@@ -68,7 +71,10 @@ Each backup runs in a child process of this binary (--isolate-runs, on by
 default): its CPU seconds, peak RSS and I/O are its own although
 --max-concurrent runs overlap, and a crash of one backup (a panic, an
 out-of-memory kill) fails that run (reason "crashed"), not the agent.
-Verify runs, scrubs and drills run in the agent's process.`,
+Verify runs, scrubs and drills run in the agent's process.
+
+It runs at --nice and --io-class (every thread; 0 and none change
+nothing), and never raises a priority it was started with.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAgent(cmd.Context(), opts, g)
@@ -91,6 +97,8 @@ Verify runs, scrubs and drills run in the agent's process.`,
 	f.IntVar(&opts.MaxConcurrent, "max-concurrent", 2, "how many runs (backups, verify runs, drills of different volumes) may go at once on this node; a backup in a child process (--isolate-runs) keeps its CPU, RSS and I/O figures its own, an in-process run only at 1")
 	f.BoolVar(&opts.IsolateRuns, "isolate-runs", true, "run each backup in a child process (its own CPU, RSS and I/O figures; a crash of it does not end the agent); --isolate-runs=false runs them in the agent")
 	f.DurationVar(&opts.Debounce, "debounce", 2*time.Second, "how long the cluster must be quiet after a change before the agent rebuilds its schedule")
+	f.IntVar(&opts.Nice, "nice", budget.Default.Nice, "the nice value the agent runs at, 0 (unchanged) to 19 (lowest CPU priority)")
+	f.StringVar(&opts.IOClass, "io-class", budget.Default.IOString(), "the I/O class the agent runs at: idle, best-effort, best-effort:N (N from 0 to 7, lowest) or none (unchanged)")
 	return c
 }
 
@@ -104,6 +112,16 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 	}
 	if opts.Namespace == "" {
 		return usageErr("--namespace (or POD_NAMESPACE) is required")
+	}
+	prio := budget.Priority{Nice: opts.Nice}
+	if prio.IO, prio.IOLevel, err = budget.ParseIOClass(opts.IOClass); err != nil {
+		return usageErr("--io-class: %v", err)
+	}
+	if opts.Nice < 0 || opts.Nice > 19 {
+		return usageErr("--nice %d: want 0 (unchanged) to 19 (lowest priority)", opts.Nice)
+	}
+	if err := applyPriority(log, prio); err != nil {
+		return err
 	}
 	var rc *rest.Config
 	if opts.Kubeconfig != "" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/backend/location"
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/internal/units"
 )
 
@@ -25,6 +26,8 @@ type backupOptions struct {
 	Tags             []string
 	Exclude          []string
 	OneFileSystem    bool
+	ReadRate         string
+	CPULimit         float64
 }
 
 // backupSummary is the --json output of backup.
@@ -65,7 +68,11 @@ whole and re-hashes every old chunk, changed or not. Files renamed within
 their directory are matched to their old version by inode. A directory
 whose entries, and everything below them, have the same names and metadata
 as when the previous snapshot was made is taken from it whole; every
---full-walk-every'th backup of a policy checks every file again.`,
+--full-walk-every'th backup of a policy checks every file again.
+
+--read-rate and --cpu-limit keep the backup's impact on the host down: the
+source is read at most that fast (a backup reading N bytes takes at least
+N / rate), and the process uses at most that many cores on average.`,
 		Args: exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBackup(cmd.Context(), opts, g, args)
@@ -82,6 +89,8 @@ as when the previous snapshot was made is taken from it whole; every
 	f.StringArrayVar(&opts.Exclude, "exclude", nil, "a gitignore-style pattern of paths below PATH not to back up, e.g. '*.tmp', '/cache/', '**/lost+found' (repeat)")
 	f.BoolVar(&opts.OneFileSystem, "one-file-system", false, "store directories on another file system (mount points) as empty directories")
 	f.Float64Var(&opts.MaxShrink, "max-shrink", 0.9, "refuse a backup that lost more than this share of both the files and the bytes of the newest healthy snapshot (1: never)")
+	f.StringVar(&opts.ReadRate, "read-rate", "", "read the source at most this fast, e.g. 50MiB/s or 200MB/s (default: no limit)")
+	f.Float64Var(&opts.CPULimit, "cpu-limit", 0, "use at most this many cores on average, e.g. 0.5 (default 0: no limit)")
 	return c
 }
 
@@ -105,6 +114,18 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	if err := checkHostAndTags(opts.Host, opts.Tags); err != nil {
 		return err
 	}
+	var limits budget.Limits
+	if opts.ReadRate != "" {
+		r, err := units.ParseRate(opts.ReadRate)
+		if err != nil {
+			return usageErr("--read-rate: %v", err)
+		}
+		limits.ReadRate = r
+	}
+	if opts.CPULimit != 0 && !(opts.CPULimit >= budget.MinCPU && opts.CPULimit <= 1024) {
+		return usageErr("--cpu-limit %g: want a number of cores from %g to 1024, such as 0.5", opts.CPULimit, budget.MinCPU)
+	}
+	limits.CPU = opts.CPULimit
 	for _, p := range opts.Exclude {
 		if strings.TrimSpace(p) == "" {
 			return usageErr("--exclude %q: want a gitignore-style pattern", p)
@@ -129,7 +150,7 @@ func runBackup(ctx context.Context, opts backupOptions, g *globalOptions, args [
 	a, err := archiver.New(r, archiver.Options{Policy: opts.Policy, AppendOnly: opts.AppendOnly,
 		FullReadEvery: opts.FullReadEvery, FullWalkEvery: opts.FullWalkEvery,
 		Logger: log, Program: "backupd " + version, AllowEmptySource: opts.AllowEmptySource, MaxShrink: opts.MaxShrink,
-		Hostname: opts.Host, Tags: opts.Tags, Exclude: opts.Exclude, OneFileSystem: opts.OneFileSystem})
+		Hostname: opts.Host, Tags: opts.Tags, Exclude: opts.Exclude, OneFileSystem: opts.OneFileSystem, Budget: limits})
 	if err != nil {
 		return usageErr("%v", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/location"
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/daemon"
 	"github.com/meshbackup/backupd/backupd/faultpoint"
@@ -56,7 +57,13 @@ its CPU seconds, peak RSS and I/O are its own even when --max-concurrent
 lets runs overlap, and a crash of the backup (a panic, an out-of-memory
 kill) fails that run (reason "crashed") instead of ending the daemon; the
 next backup needs no unlock. On SIGTERM a child gets SIGTERM, and SIGKILL
-20 seconds later. Verify runs, scrubs and drills run in the daemon.`,
+20 seconds later. Verify runs, scrubs and drills run in the daemon.
+
+Priority: the daemon runs at nice 10 and I/O class best-effort 7 (every
+thread), unless the config's scheduler.priority says otherwise ("off"
+changes nothing); it never raises a priority it was started with. A
+reload does not change it. Policies may also limit their backups' source
+reads and CPU (budget: {read_rate, cpu}); see deploy/CONFIG.md.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDaemon(cmd.Context(), opts, g, args)
@@ -96,6 +103,9 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	cfg, err := config.Load(opts.ConfigFile)
 	if err != nil {
 		return usageErr("%v", err)
+	}
+	if err := applyPriority(log, cfg.Scheduler.Priority); err != nil {
+		return err
 	}
 	for _, f := range config.CheckPaths(cfg) {
 		log.Warn("config names a path that will not work as it stands", "config", opts.ConfigFile, "finding", f.String())
@@ -148,6 +158,19 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 		return nil
 	}
 	return err
+}
+
+// applyPriority sets the daemon's CPU and I/O priority on every thread of
+// the process (docs/DESIGN.md §3.9), before it starts its work.
+func applyPriority(log *slog.Logger, p budget.Priority) error {
+	threads, err := budget.Apply(p)
+	if err != nil {
+		return fmt.Errorf("scheduler.priority %s: %w", p, err)
+	}
+	if p != budget.Off {
+		log.Info("running at low priority", "nice", p.Nice, "io_class", p.IOString(), "threads", threads)
+	}
+	return nil
 }
 
 // daemonBackend opens a config's repository through backend/location

@@ -20,7 +20,7 @@
 // it (every FullWalkEvery'th backup loads every parent tree again, and one
 // found unreadable makes that backup read the files below it).
 //
-// Imports: repository, snapshot, chunker, faultpoint and regfile; it reaches storage
+// Imports: repository, snapshot, chunker, faultpoint, regfile and budget; it reaches storage
 // only through repository, never a backend implementation. Like all of the
 // engine it never imports Prometheus, collectors/ or exporter/
 // (docs/DESIGN.md §2.3).
@@ -37,6 +37,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/internal/units"
@@ -95,6 +96,9 @@ type Options struct {
 	// daemon this way, so that the daemon can remove the lock if the child
 	// dies (docs/DESIGN.md §3.6).
 	OnLocked func(repository.LockInfo)
+	// Budget limits the backup's source reads and the process's CPU
+	// (docs/DESIGN.md §3.9); zero limits nothing.
+	Budget budget.Limits
 }
 
 func (o *Options) applyDefaults() {
@@ -168,6 +172,8 @@ type Archiver struct {
 	// reuseByDigest is set for a backup whose parent allows subtrees to be
 	// reused by their scan digest (see Options.FullWalkEvery).
 	reuseByDigest bool
+	// budget enforces Options.Budget for the running backup (nil: none).
+	budget *budget.Budget
 	// beforeOpen is for tests only: a file worker calls it with a file's
 	// path just before opening it, after the scan listed its directory
 	// (the moment to swap something in; docs/DESIGN.md §8).
@@ -179,6 +185,9 @@ func New(repo *repository.Repo, opt Options) (*Archiver, error) {
 	opt.applyDefaults()
 	if opt.Policy == "" {
 		return nil, errors.New("archiver: policy name is required")
+	}
+	if err := opt.Budget.Validate(); err != nil {
+		return nil, fmt.Errorf("archiver: budget: %w", err)
 	}
 	for _, p := range opt.AppendOnly {
 		if _, err := filepath.Match(p, "x"); err != nil {
@@ -228,6 +237,7 @@ func (a *Archiver) BackupScan(ctx context.Context, scan *Scan) (*snapshot.Snapsh
 // backupScan is Backup from a scan already started. The snapshot's time is
 // when the scan started.
 func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.Snapshot, error) {
+	a.budget = budget.New(a.opt.Budget)
 	root, err := scan.rootListing(ctx)
 	if err != nil {
 		return nil, err

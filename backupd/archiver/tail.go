@@ -2,7 +2,7 @@ package archiver
 
 import (
 	"context"
-	"os"
+	"io"
 	"path/filepath"
 	"slices"
 
@@ -27,7 +27,7 @@ func (a *Archiver) appendOnly(name string) bool {
 // chunks and the offset to chunk from, and sets node.TailRuns when content
 // was taken unread. ok is false when a full read is due but the file could
 // not be re-read: the parent's version must then be kept.
-func (w *worker) keptContent(ctx context.Context, f *os.File, job *fileJob, node *snapshot.Node, size int64) (kept []repository.ID, offset int64, ok bool) {
+func (w *worker) keptContent(ctx context.Context, f io.ReaderAt, job *fileJob, node *snapshot.Node, size int64) (kept []repository.ID, offset int64, ok bool) {
 	pn := job.parent
 	if pn == nil || !(job.moved || job.verify || w.a.appendOnly(job.name)) || pn.Inode != node.Inode || size < int64(pn.Size) || len(pn.Content) == 0 {
 		return nil, 0, true
@@ -72,7 +72,7 @@ func (w *worker) keptContent(ctx context.Context, f *os.File, job *fileJob, node
 // and everything after it are chunked again, and edited is true. It returns
 // the kept chunks and the offset to chunk from; ok false means read the
 // whole file.
-func (w *worker) tail(ctx context.Context, f *os.File, pn *snapshot.Node, full bool) (kept []repository.ID, offset int64, ok, edited bool) {
+func (w *worker) tail(ctx context.Context, f io.ReaderAt, pn *snapshot.Node, full bool) (kept []repository.ID, offset int64, ok, edited bool) {
 	n := len(pn.Content)
 	ends, err := snapshot.ChunkEnds(w.a.repo, pn.Content)
 	if err != nil || ends[n-1] != int64(pn.Size) {

@@ -48,6 +48,12 @@ type walker struct {
 // from the pair (docs/DESIGN.md §8 scenario 11).
 func (w *walker) walkDir(ctx context.Context, l *listing, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
 	defer l.dir.release() // each file job holds its own reference
+	// The walk's own CPU (comparing a directory's entries with the parent
+	// and the scan that stays a bounded look-ahead in front of it) counts
+	// against the budget, not only the file reads.
+	if err := w.a.budget.Wait(ctx); err != nil {
+		return nil, err
+	}
 	w.a.Stats.Dirs.Add(1)
 	if l.err != nil {
 		w.a.warn(l.path, l.err)

@@ -62,11 +62,14 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	info := entryFromStat(job.name, st)
 	node := baseNode(&info)
 	node.Type = snapshot.TypeFile
-	content, offset, ok := w.keptContent(ctx, f, job, &node, st.Size)
+	// Every read of the file's data goes through the budget (read rate,
+	// CPU); f itself only seeks.
+	src := w.a.budget.Reader(ctx, f)
+	content, offset, ok := w.keptContent(ctx, src, job, &node, st.Size)
 	if !ok {
 		return w.keepParent(job, errors.New("could not re-read it to compare with the backup"))
 	}
-	content, size, ok, err := w.chunkFrom(ctx, f, job, content, offset)
+	content, size, ok, err := w.chunkFrom(ctx, f, src, job, content, offset)
 	if !ok || err != nil {
 		return err
 	}
@@ -118,18 +121,18 @@ func (w *worker) skip(job *fileJob) {
 	w.a.Stats.FilesSkipped.Add(1)
 }
 
-// chunkFrom chunks f from offset on, appending the chunks' ids to content,
-// and hands the chunks the repository lacks to the savers. It returns the
-// content and the file's size; ok is false if reading failed, which
-// fileError has dealt with.
-func (w *worker) chunkFrom(ctx context.Context, f *os.File, job *fileJob, content []repository.ID, offset int64) (_ []repository.ID, size int64, ok bool, err error) {
+// chunkFrom chunks f, read through src, from offset on, appending the
+// chunks' ids to content, and hands the chunks the repository lacks to the
+// savers. It returns the content and the file's size; ok is false if
+// reading failed, which fileError has dealt with.
+func (w *worker) chunkFrom(ctx context.Context, f *os.File, src io.Reader, job *fileJob, content []repository.ID, offset int64) (_ []repository.ID, size int64, ok bool, err error) {
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return nil, 0, false, w.fileError(job, err)
 	}
 	if w.window == nil {
 		w.window = make([]byte, chunker.MaxSize+1<<20)
 	}
-	c := chunker.New(w.table, f, w.window)
+	c := chunker.New(w.table, src, w.window)
 	size = offset
 	for {
 		if err := ctx.Err(); err != nil {

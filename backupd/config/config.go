@@ -3,8 +3,9 @@
 // file, the line, the key and what was expected. Paths in the file are
 // relative to the file's directory. See deploy/CONFIG.md for every key.
 //
-// Imports: the standard library, YAML and cron parsing; no other module
-// package, so collectors/ may use its types. Like all of the engine it never
+// Imports: the standard library, YAML and cron parsing, and of the module
+// only snapshot and budget (for their types), so collectors/ may use its
+// types. Like all of the engine it never
 // imports Prometheus, collectors/ or exporter/ (docs/DESIGN.md §2.3).
 package config
 
@@ -23,7 +24,9 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/backupd/snapshot"
+	"github.com/meshbackup/backupd/internal/units"
 )
 
 // Config is the whole file.
@@ -224,6 +227,10 @@ type Policy struct {
 	// OneFileSystem stores directories on another file system than the
 	// source (mount points) as empty directories.
 	OneFileSystem bool `yaml:"one_file_system"`
+	// Budget limits what the policy's backups and scrubs read from the
+	// source per second and the CPU they use (docs/DESIGN.md §3.9); zero
+	// limits nothing.
+	Budget budget.Limits `yaml:"budget"`
 }
 
 // HostFor returns the host name the daemon uses for policy p, on a machine
@@ -246,6 +253,12 @@ type Scheduler struct {
 	Jitter time.Duration `yaml:"jitter"`
 	// PruneGrace is the grace period of the prune after forget.
 	PruneGrace time.Duration `yaml:"prune_grace"`
+	// Priority is the CPU and I/O priority the daemon runs at
+	// (docs/DESIGN.md §3.9): budget.Default unless the file sets it,
+	// budget.Off for "priority: off".
+	Priority budget.Priority `yaml:"priority"`
+	// prioritySet records that the file has a priority key.
+	prioritySet bool
 }
 
 // Error is a configuration mistake at a place in the file.
@@ -405,6 +418,12 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 			"tags":               p.strings(&v.Tags),
 			"exclude":            p.strings(&v.Exclude),
 			"one_file_system":    p.boolean(&v.OneFileSystem),
+			"budget":             func(c *yaml.Node, k string) { p.decode(c, k, &v.Budget) },
+		})
+	case *budget.Limits:
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"read_rate": p.rate(&v.ReadRate),
+			"cpu":       p.cores(&v.CPU),
 		})
 	case *Retention:
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
@@ -428,6 +447,24 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
 			"jitter":      p.duration(&v.Jitter),
 			"prune_grace": p.duration(&v.PruneGrace),
+			"priority": func(c *yaml.Node, k string) {
+				v.prioritySet = true
+				p.decode(c, k, &v.Priority)
+			},
+		})
+	case *budget.Priority:
+		if n.Kind == yaml.ScalarNode {
+			if n.Value != "off" {
+				p.fail(n, key, "expected off, or a mapping with nice and io_class, got %s", kind(n))
+				return
+			}
+			*v = budget.Off
+			return
+		}
+		*v = budget.Default // what the mapping leaves out keeps its default
+		p.mapping(n, key, map[string]func(*yaml.Node, string){
+			"nice":     p.nice(&v.Nice),
+			"io_class": p.ioClass(v),
 		})
 	default:
 		panic(fmt.Sprintf("config: no decoder for %T", out))
@@ -578,6 +615,70 @@ func (p *parser) fraction(dst *float64, example string) func(*yaml.Node, string)
 			return
 		}
 		*dst = f
+	}
+}
+
+// rate decodes a rate of bytes per second such as 50MiB/s.
+func (p *parser) rate(dst *int64) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "a rate such as 50MiB/s")
+		if !ok {
+			return
+		}
+		r, err := units.ParseRate(v)
+		if err != nil {
+			p.fail(n, key, "expected a positive rate of bytes per second such as 50MiB/s or 200MB/s: %v", err)
+			return
+		}
+		*dst = r
+	}
+}
+
+// cores decodes a CPU limit in cores.
+func (p *parser) cores(dst *float64) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "a number of cores")
+		if !ok {
+			return
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f >= budget.MinCPU) || f > 1024 {
+			p.fail(n, key, "expected a number of cores from %g to 1024, such as 0.5 for half a core, got %q", budget.MinCPU, v)
+			return
+		}
+		*dst = f
+	}
+}
+
+// nice decodes a nice value backupd may take without privileges.
+func (p *parser) nice(dst *int) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "a nice value")
+		if !ok {
+			return
+		}
+		c, err := strconv.Atoi(v)
+		if err != nil || c < 0 || c > 19 {
+			p.fail(n, key, "expected a nice value from 0 (unchanged) to 19 (lowest priority), got %q", v)
+			return
+		}
+		*dst = c
+	}
+}
+
+// ioClass decodes an I/O class into dst's IO and IOLevel.
+func (p *parser) ioClass(dst *budget.Priority) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "an I/O class")
+		if !ok {
+			return
+		}
+		c, l, err := budget.ParseIOClass(v)
+		if err != nil {
+			p.fail(n, key, "%v", err)
+			return
+		}
+		dst.IO, dst.IOLevel = c, l
 	}
 }
 

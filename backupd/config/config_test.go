@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshbackup/backupd/backupd/budget"
 )
 
 func TestGoodConfig(t *testing.T) {
@@ -40,7 +42,7 @@ func TestBadConfigs(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: allow_empty_source, append_only, drill, exclude, full_read_every, full_walk_every, host, max_shrink, name, one_file_system, repository, retention, rpo, rto, schedule, source, tags, verify)"},
+		{"unknown key", "    rto: 2m", "    rto: 2m\n    rot: 3m", "good.yaml:13: policies[0].rot: unknown key (expected one of: allow_empty_source, append_only, budget, drill, exclude, full_read_every, full_walk_every, host, max_shrink, name, one_file_system, repository, retention, rpo, rto, schedule, source, tags, verify)"},
 		{"bad duration", "rpo: 5m", "rpo: five minutes", `good.yaml:11: policies[0].rpo: expected a positive duration such as 90s, 15m or 24h, got "five minutes"`},
 		{"negative duration", "rto: 2m", "rto: -2m", `good.yaml:12: policies[0].rto: expected a positive duration`},
 		{"bad cron", `schedule: "@every 1m"`, `schedule: "61 * * * *"`, "good.yaml:10: policies[0].schedule: expected a cron schedule"},
@@ -58,6 +60,18 @@ func TestBadConfigs(t *testing.T) {
 		{"no policies", "policies:", "nothing:", "unknown key"},
 		{"max shrink out of range", "full_walk_every: 5", "full_walk_every: 5\n    max_shrink: 1.5", `policies[0].max_shrink: expected a share 0 < x <= 1 (0.9 refuses a backup that lost nine in ten of its files and bytes), got "1.5"`},
 		{"allow empty not a bool", "full_walk_every: 5", "full_walk_every: 5\n    allow_empty_source: \"yes\"", `policies[0].allow_empty_source: expected true or false, got "yes"`},
+		{"read rate without /s", "full_walk_every: 5", "full_walk_every: 5\n    budget: {read_rate: 50MiB}", `good.yaml:23: policies[0].budget.read_rate: expected a positive rate of bytes per second such as 50MiB/s or 200MB/s: "50MiB" is not a rate`},
+		{"read rate zero", "full_walk_every: 5", "full_walk_every: 5\n    budget: {read_rate: 0MiB/s}", `policies[0].budget.read_rate: expected a positive rate of bytes per second`},
+		{"read rate not a size", "full_walk_every: 5", "full_walk_every: 5\n    budget: {read_rate: fast/s}", `policies[0].budget.read_rate: expected a positive rate`},
+		{"cpu zero", "full_walk_every: 5", "full_walk_every: 5\n    budget: {cpu: 0}", `policies[0].budget.cpu: expected a number of cores from 0.01 to 1024, such as 0.5 for half a core, got "0"`},
+		{"cpu not a number", "full_walk_every: 5", "full_walk_every: 5\n    budget: {cpu: half}", `policies[0].budget.cpu: expected a number of cores`},
+		{"budget unknown key", "full_walk_every: 5", "full_walk_every: 5\n    budget: {write_rate: 1MiB/s}", `policies[0].budget.write_rate: unknown key (expected one of: cpu, read_rate)`},
+		{"priority word", "jitter: 5s", "jitter: 5s\n  priority: low", `good.yaml:25: scheduler.priority: expected off, or a mapping with nice and io_class, got the value "low"`},
+		{"nice too high", "jitter: 5s", "jitter: 5s\n  priority: {nice: 25}", `scheduler.priority.nice: expected a nice value from 0 (unchanged) to 19 (lowest priority), got "25"`},
+		{"nice negative", "jitter: 5s", "jitter: 5s\n  priority: {nice: -5}", `scheduler.priority.nice: expected a nice value from 0 (unchanged) to 19`},
+		{"io class realtime", "jitter: 5s", "jitter: 5s\n  priority: {io_class: realtime}", `scheduler.priority.io_class: "realtime" is not an I/O class: want idle, best-effort, best-effort:N`},
+		{"io level out of range", "jitter: 5s", "jitter: 5s\n  priority: {io_class: \"best-effort:9\"}", `scheduler.priority.io_class: "best-effort:9" is not an I/O class`},
+		{"priority unknown key", "jitter: 5s", "jitter: 5s\n  priority: {cpu: 1}", `scheduler.priority.cpu: unknown key (expected one of: io_class, nice)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(string(good), tc.from) {
@@ -72,6 +86,49 @@ func TestBadConfigs(t *testing.T) {
 				t.Fatalf("error %q\nwant it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestImpactSettings: the daemon runs at budget.Default unless the file
+// says otherwise; "off" changes nothing; a mapping sets what it names and
+// keeps the defaults of the rest; a policy's budget is decoded in bytes per
+// second and cores.
+func TestImpactSettings(t *testing.T) {
+	good, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, add string
+		want      budget.Priority
+	}{
+		{"default", "", budget.Default},
+		{"off", "  priority: off\n", budget.Off},
+		{"nice only", "  priority: {nice: 15}\n", budget.Priority{Nice: 15, IO: budget.IOBestEffort, IOLevel: 7}},
+		{"idle", "  priority: {nice: 5, io_class: idle}\n", budget.Priority{Nice: 5, IO: budget.IOIdle}},
+		{"io level", "  priority: {io_class: \"best-effort:4\"}\n", budget.Priority{Nice: 10, IO: budget.IOBestEffort, IOLevel: 4}},
+		{"io unchanged", "  priority: {io_class: none}\n", budget.Priority{Nice: 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("testdata/good.yaml", append(append([]byte(nil), good...), "\n"+tc.add...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Scheduler.Priority; got != tc.want {
+				t.Errorf("priority %+v, want %+v", got, tc.want)
+			}
+			if b := cfg.Policies[0].Budget; b != (budget.Limits{}) {
+				t.Errorf("budget %+v without a budget key", b)
+			}
+		})
+	}
+	withBudget := strings.Replace(string(good), "full_walk_every: 5", "full_walk_every: 5\n    budget: {read_rate: 50MiB/s, cpu: 0.5}", 1)
+	cfg, err := Parse("testdata/good.yaml", []byte(withBudget))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := cfg.Policies[0].Budget; b != (budget.Limits{ReadRate: 50 << 20, CPU: 0.5}) {
+		t.Errorf("budget %+v, want 50 MiB/s and half a core", b)
 	}
 }
 

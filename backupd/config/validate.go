@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshbackup/backupd/backupd/budget"
 )
 
 // hostRE is what a configured host name may be: a DNS name or a pod-ish
@@ -50,6 +52,9 @@ func (p *parser) validate(root *yaml.Node, cfg *Config, dir string) {
 	}
 	if cfg.Scheduler.PruneGrace == 0 {
 		cfg.Scheduler.PruneGrace = 24 * time.Hour
+	}
+	if !cfg.Scheduler.prioritySet {
+		cfg.Scheduler.Priority = budget.Default
 	}
 }
 

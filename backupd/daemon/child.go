@@ -96,7 +96,7 @@ func serveBackup(ctx context.Context, req childRequest, opt ChildOptions, log *s
 	a, err := archiver.New(repo, archiver.Options{Policy: b.Policy, Hostname: b.Host, Tags: b.Tags,
 		Exclude: b.Exclude, OneFileSystem: b.OneFileSystem, AppendOnly: b.AppendOnly,
 		FullReadEvery: b.FullReadEvery, FullWalkEvery: b.FullWalkEvery,
-		AllowEmptySource: b.AllowEmptySource, MaxShrink: b.MaxShrink,
+		AllowEmptySource: b.AllowEmptySource, MaxShrink: b.MaxShrink, Budget: b.Budget,
 		Logger: log, Program: b.Program,
 		OnLocked: func(li repository.LockInfo) {
 			// Before anything is stored: the daemon removes this lock

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/meshbackup/backupd/backupd/archiver"
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/backupd/checker"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/prune"
@@ -146,7 +147,7 @@ func (d *Daemon) backupInProcess(ctx context.Context, h *repoHandle, p config.Po
 	a, err := archiver.New(repo, archiver.Options{Policy: p.Name, Hostname: host, Tags: p.Tags,
 		Exclude: p.Exclude, OneFileSystem: p.OneFileSystem, AppendOnly: p.AppendOnly,
 		FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
-		AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink,
+		AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink, Budget: p.Budget,
 		Logger: d.opt.Logger, Now: d.opt.Now, Program: "backupd daemon"})
 	if err != nil {
 		return err
@@ -357,12 +358,15 @@ func (d *Daemon) runScrub(ctx context.Context, cfg *config.Config, h *repoHandle
 		}
 		defer root.Close()
 		var buf []byte
+		// The scrub reads the source as a backup does: within the policy's
+		// budget (docs/DESIGN.md §3.9).
+		bud := budget.New(p.Budget)
 		return snapshot.Walk(ctx, repo, sn.Tree, ".", func(rel string, n *snapshot.Node) error {
 			if n.TailRuns > 0 {
 				return nil
 			}
 			path := filepath.Join(p.Source, rel)
-			same, err := scrubFile(ctx, repo, root, rel, *n, &buf)
+			same, err := scrubFile(ctx, repo, bud, root, rel, *n, &buf)
 			if err != nil || same == nil {
 				return nil // gone or changed openly: the next backup handles it
 			}
@@ -405,7 +409,7 @@ func latest(ctx context.Context, h *repoHandle, p config.Policy, hostname string
 // whether its content still matches the node. It never waits on a FIFO or
 // device put in the file's place (regfile.OpenInRoot; docs/DESIGN.md §8
 // scenario 38).
-func scrubFile(ctx context.Context, repo *repository.Repo, root *os.Root, rel string, n snapshot.Node, buf *[]byte) (*bool, error) {
+func scrubFile(ctx context.Context, repo *repository.Repo, bud *budget.Budget, root *os.Root, rel string, n snapshot.Node, buf *[]byte) (*bool, error) {
 	f, fi, err := regfile.OpenInRoot(root, rel)
 	if errors.Is(err, regfile.ErrNotRegular) {
 		return nil, nil
@@ -417,7 +421,7 @@ func scrubFile(ctx context.Context, repo *repository.Repo, root *os.Root, rel st
 	if m, ok := snapshot.FileMetaOf(fi); !ok || !snapshot.SameMetadata(n, m) {
 		return nil, nil
 	}
-	ok, err := snapshot.VerifyFile(ctx, repo, f, n, buf)
+	ok, err := snapshot.VerifyFile(ctx, repo, bud.Reader(ctx, f), n, buf)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshbackup/backupd/backupd/archiver"
 	"github.com/meshbackup/backupd/backupd/backend/location"
+	"github.com/meshbackup/backupd/backupd/budget"
 	"github.com/meshbackup/backupd/backupd/config"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/results"
@@ -144,18 +145,19 @@ func (r childRepository) spec() location.Spec {
 
 // childBackup are the archiver options of the policy's backup.
 type childBackup struct {
-	Policy           string   `json:"policy"`
-	Source           string   `json:"source"`
-	Host             string   `json:"host"`
-	Tags             []string `json:"tags,omitempty"`
-	Exclude          []string `json:"exclude,omitempty"`
-	OneFileSystem    bool     `json:"one_file_system,omitempty"`
-	AppendOnly       []string `json:"append_only"` // null: the archiver's default
-	FullReadEvery    int      `json:"full_read_every,omitempty"`
-	FullWalkEvery    int      `json:"full_walk_every,omitempty"`
-	AllowEmptySource bool     `json:"allow_empty_source,omitempty"`
-	MaxShrink        float64  `json:"max_shrink,omitempty"`
-	Program          string   `json:"program"`
+	Policy           string        `json:"policy"`
+	Source           string        `json:"source"`
+	Host             string        `json:"host"`
+	Tags             []string      `json:"tags,omitempty"`
+	Exclude          []string      `json:"exclude,omitempty"`
+	OneFileSystem    bool          `json:"one_file_system,omitempty"`
+	AppendOnly       []string      `json:"append_only"` // null: the archiver's default
+	FullReadEvery    int           `json:"full_read_every,omitempty"`
+	FullWalkEvery    int           `json:"full_walk_every,omitempty"`
+	AllowEmptySource bool          `json:"allow_empty_source,omitempty"`
+	MaxShrink        float64       `json:"max_shrink,omitempty"`
+	Budget           budget.Limits `json:"budget,omitempty"`
+	Program          string        `json:"program"`
 }
 
 // Message types of a child.
@@ -450,7 +452,7 @@ func (d *Daemon) childRequest(h *repoHandle, p config.Policy, host, runID string
 		Hostname: d.opt.Hostname, CacheRoot: iso.CacheRoot, ProgressInterval: d.opt.ProgressInterval, LogLevel: minLevel(d.log.Handler()),
 		Backup: childBackup{Policy: p.Name, Source: p.Source, Host: host, Tags: p.Tags, Exclude: p.Exclude, OneFileSystem: p.OneFileSystem,
 			AppendOnly: p.AppendOnly, FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
-			AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink, Program: "backupd daemon"}}
+			AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink, Budget: p.Budget, Program: "backupd daemon"}}
 	if iso.Fault != "" && d.childFault.CompareAndSwap(false, true) {
 		req.Fault = iso.Fault
 	}

@@ -44,7 +44,7 @@ func TestScrubFindsSilentChanges(t *testing.T) {
 	}
 	defer root.Close()
 	var buf []byte
-	same, err := scrubFile(t.Context(), repo, root, "raft.db", node, &buf)
+	same, err := scrubFile(t.Context(), repo, nil, root, "raft.db", node, &buf)
 	if err != nil || same == nil || !*same {
 		t.Fatalf("untouched file: same=%v err=%v", same, err)
 	}
@@ -54,13 +54,13 @@ func TestScrubFindsSilentChanges(t *testing.T) {
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if same, _ := scrubFile(t.Context(), repo, root, "raft.db", node, &buf); same != nil {
+	if same, _ := scrubFile(t.Context(), repo, nil, root, "raft.db", node, &buf); same != nil {
 		t.Fatal("a file with changed metadata is the next backup's job, not scrub's")
 	}
 	fi, _ := os.Stat(p)
 	st := fi.Sys().(*syscall.Stat_t)
 	node.MtimeNS, node.CtimeNS, node.Inode = fi.ModTime().UnixNano(), st.Ctim.Sec*1e9+st.Ctim.Nsec, st.Ino
-	same, err = scrubFile(t.Context(), repo, root, "raft.db", node, &buf)
+	same, err = scrubFile(t.Context(), repo, nil, root, "raft.db", node, &buf)
 	if err != nil || same == nil || *same {
 		t.Fatalf("silent change not found: same=%v err=%v", same, err)
 	}

@@ -42,14 +42,29 @@ type scenario interface {
 	run(ctx context.Context, b *bed) (*faults.Cell, error)
 }
 
+// variantScenario is a scenario that runs some tools more than once, with
+// different settings: each run is a cell of its own, told apart by
+// Cell.Variant (backupd with and without its impact budget).
+type variantScenario interface {
+	scenario
+	// variants returns the variants of the tool on b; none: run alone.
+	variants(b *bed) []string
+	// runVariant is run for one variant.
+	runVariant(ctx context.Context, b *bed, variant string) (*faults.Cell, error)
+}
+
 // scenarioRegistry lists the scenarios in the order they run.
 func scenarioRegistry() []scenario {
 	return []scenario{
 		healthyScenario{},
 		crashBackupScenario{},
 		crashRestoreScenario{},
+		outageScenario{},
 		sourceBitRotScenario{},
 		repoCorruptionScenario{},
+		proxyCrashScenario{},
+		lostWritesScenario{},
+		impactScenario{},
 	}
 }
 
@@ -204,34 +219,49 @@ func (fr *faultRun) runBed(ctx context.Context, pw *preparedWorkload, tool strin
 		return ctx.Err()
 	}
 	for _, s := range scns {
-		fr.progress.begin(s.id(), tool, pw.w.name)
-		cell := &faults.Cell{}
-		switch reason := s.notApplicable(b); {
-		case reason != "":
-			cell = &faults.Cell{Outcome: faults.NotApplicable, Reason: reason, Verdict: "not applicable: " + reason}
-		case baseErr != nil && s.id() != faults.ScenarioHealthy:
-			cell = notRun(fmt.Errorf("the healthy phase failed: %w", baseErr))
-		default:
-			c, err := s.run(ctx, b)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				cell = notRun(err)
-			} else {
-				cell = c
+		variants := []string{""}
+		vs, hasVariants := s.(variantScenario)
+		if hasVariants && s.notApplicable(b) == "" {
+			if v := vs.variants(b); len(v) > 0 {
+				variants = v
 			}
 		}
-		cell.Tool, cell.Scenario, cell.Workload = tool, s.id(), pw.w.name
-		if cell.Outcome == "" {
-			cell.Outcome = faults.Worst(trialOutcomes(cell.Trials)...)
-		}
-		fr.res.Cells = append(fr.res.Cells, *cell)
-		fr.progress.cellDone(cell)
-		// Results so far survive an interrupted run.
-		fr.res.Finished = fr.now().UTC()
-		if err := faults.Write(fr.outDir, fr.res); err != nil {
-			return err
+		for _, variant := range variants {
+			fr.progress.begin(s.id(), tool, pw.w.name)
+			cell := &faults.Cell{}
+			switch reason := s.notApplicable(b); {
+			case reason != "":
+				cell = &faults.Cell{Outcome: faults.NotApplicable, Reason: reason, Verdict: "not applicable: " + reason}
+			case baseErr != nil && s.id() != faults.ScenarioHealthy:
+				cell = notRun(fmt.Errorf("the healthy phase failed: %w", baseErr))
+			default:
+				var c *faults.Cell
+				var err error
+				if variant != "" {
+					c, err = vs.runVariant(ctx, b, variant)
+				} else {
+					c, err = s.run(ctx, b)
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					cell = notRun(err)
+				} else {
+					cell = c
+				}
+			}
+			cell.Tool, cell.Scenario, cell.Workload, cell.Variant = tool, s.id(), pw.w.name, variant
+			if cell.Outcome == "" {
+				cell.Outcome = faults.Worst(trialOutcomes(cell.Trials)...)
+			}
+			fr.res.Cells = append(fr.res.Cells, *cell)
+			fr.progress.cellDone(cell)
+			// Results so far survive an interrupted run.
+			fr.res.Finished = fr.now().UTC()
+			if err := faults.Write(fr.outDir, fr.res); err != nil {
+				return err
+			}
 		}
 	}
 	if !fr.cfg.keep {

@@ -67,6 +67,8 @@ type minioServer struct {
 	version string
 	bin     string
 	done    chan error // receives cmd.Wait's result
+	// dir and versionOut are startMinioAt's, to start it again.
+	dir, versionOut string
 }
 
 // startMinio starts the MinIO binary bin with its data (and log) under dir
@@ -91,7 +93,14 @@ func startMinio(ctx context.Context, bin, dir string, creds s3Creds) (*minioServ
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", port)
+	return startMinioAt(ctx, bin, dir, creds, net.JoinHostPort("127.0.0.1", port), string(out), logf)
+}
+
+// startMinioAt is startMinio on addr (host:port), with the output of
+// --version and the open log file: to start a MinIO again where it was.
+func startMinioAt(ctx context.Context, bin, dir string, creds s3Creds, addr, versionOut string, logf *os.File) (*minioServer, error) {
+	data, certs := filepath.Join(dir, "data"), filepath.Join(dir, "certs")
+	out := []byte(versionOut)
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--certs-dir", certs, data)
 	cmd.Env = append(baseEnv(), "MINIO_ROOT_USER="+creds.accessKey, "MINIO_ROOT_PASSWORD="+creds.secretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
@@ -103,7 +112,8 @@ func startMinio(ctx context.Context, bin, dir string, creds s3Creds) (*minioServ
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start minio: %w", err)
 	}
-	s := &minioServer{cmd: cmd, addr: addr, creds: creds, version: minioVersion(bin, string(out)), bin: bin, done: make(chan error, 1)}
+	s := &minioServer{cmd: cmd, addr: addr, creds: creds, version: minioVersion(bin, string(out)), bin: bin, done: make(chan error, 1),
+		dir: dir, versionOut: versionOut}
 	go func() { s.done <- cmd.Wait() }()
 	if err := s.waitReady(ctx, 2*time.Minute); err != nil {
 		s.stop()

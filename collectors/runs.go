@@ -30,7 +30,17 @@ var (
 type Runs struct {
 	mu       sync.Mutex
 	policies map[string]config.Policy // configured, by name
-	repos    map[string]bool
+	// removed are the policies a config removed, with when: a run of
+	// theirs that was still going counts into no series (it would bring
+	// back the series Configured deleted, for good: a node agent's volume
+	// that moved away or whose pod was deleted).
+	removed map[string]time.Time
+	// configured is set by the first Configured; early are the policies
+	// whose repository series RepositoryState set before it (the daemon
+	// opens its repositories first), deleted then unless configured.
+	configured bool
+	early      map[string]bool
+	repos      map[string]bool
 
 	// reported holds, per running backup (by run id), the counts its
 	// RunProgress calls have already added; RunFinished adds the rest.
@@ -103,7 +113,7 @@ func (m *Runs) histogram(name, help string, labels ...string) histogramVec {
 
 // NewRuns returns the run metrics; register them with Register.
 func NewRuns() *Runs {
-	m := &Runs{policies: map[string]config.Policy{}, repos: map[string]bool{}, reported: map[string]results.Record{}}
+	m := &Runs{policies: map[string]config.Policy{}, removed: map[string]time.Time{}, early: map[string]bool{}, repos: map[string]bool{}, reported: map[string]results.Record{}}
 	m.backupRuns = m.counter("backup_runs_total", "Backup runs completed, successful or not.", "policy", "kind")
 	m.backupFailures = m.counter("backup_failures_total", "Backup runs that failed, by reason.", "policy", "kind", "reason")
 	m.consecutive = m.gauge("backup_consecutive_failures", "Backup runs that failed in a row (0 after a success).", "policy")
@@ -189,12 +199,24 @@ func (m *Runs) Configured(cfg *config.Config) {
 	for _, p := range cfg.Policies {
 		now[p.Name] = p
 	}
+	t := time.Now()
+	for name, at := range m.removed {
+		if _, ok := now[name]; ok || t.Sub(at) > removedKept {
+			delete(m.removed, name)
+		}
+	}
 	for name := range m.policies {
 		if _, ok := now[name]; !ok {
 			m.deletePolicy(name)
+			m.removed[name] = t
 		}
 	}
-	m.policies = now
+	for name := range m.early {
+		if _, ok := now[name]; !ok {
+			m.deletePolicy(name) // another daemon's, in a shared repository
+		}
+	}
+	m.policies, m.early, m.configured = now, map[string]bool{}, true
 	for _, p := range cfg.Policies {
 		n := p.Name
 		for _, k := range backupKinds {
@@ -245,6 +267,19 @@ func (m *Runs) Configured(cfg *config.Config) {
 	}
 }
 
+// removedKept is how long runs of a removed policy are left uncounted:
+// longer than any run.
+const removedKept = 24 * time.Hour
+
+// isRemoved reports whether a config removed the policy (its series are
+// gone and must stay so).
+func (m *Runs) isRemoved(policy string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.removed[policy]
+	return ok
+}
+
 func ts(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // Restored sets the "last" gauges from the records kept in a repository.
@@ -282,7 +317,7 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 
 // RunStarted marks a backup in progress.
 func (m *Runs) RunStarted(r results.Record) {
-	if r.Kind == results.Backup {
+	if r.Kind == results.Backup && !m.isRemoved(r.Policy) {
 		m.inProgress.set(1, r.Policy)
 		m.lastAttempt.set(ts(r.Start), r.Policy)
 	}
@@ -291,7 +326,7 @@ func (m *Runs) RunStarted(r results.Record) {
 // RunProgress adds what a running backup read, wrote and counted since
 // its last report, so rates show live throughput.
 func (m *Runs) RunProgress(r results.Record) {
-	if r.Kind != results.Backup {
+	if r.Kind != results.Backup || m.isRemoved(r.Policy) {
 		return
 	}
 	m.progressMu.Lock()
@@ -320,8 +355,15 @@ func (m *Runs) addBackupCounts(r, before results.Record) {
 
 func exemplar(r results.Record) prometheus.Labels { return prometheus.Labels{"run_id": r.RunID} }
 
-// RunFinished counts a finished run.
+// RunFinished counts a finished run; not one of a policy a config removed
+// while it ran (its series are gone).
 func (m *Runs) RunFinished(r results.Record) {
+	if r.Kind != results.Verify && m.isRemoved(r.Policy) {
+		m.progressMu.Lock()
+		delete(m.reported, r.RunID)
+		m.progressMu.Unlock()
+		return
+	}
 	failed := r.Outcome != results.Success
 	reason := r.Reason
 	if reason == "" {
@@ -391,7 +433,11 @@ func (m *Runs) RunFinished(r results.Record) {
 }
 
 // Skipped counts a skipped run.
-func (m *Runs) Skipped(policy, reason string) { m.skipped.add(1, policy, reason) }
+func (m *Runs) Skipped(policy, reason string) {
+	if !m.isRemoved(policy) {
+		m.skipped.add(1, policy, reason)
+	}
+}
 
 // Missed counts runs missed while the daemon was down.
 func (m *Runs) Missed(policy string, n int) { m.missed.add(float64(n), policy) }
@@ -417,13 +463,23 @@ func (m *Runs) RepositoryState(s daemon.RepoState) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Only configured policies: a shared repository holds other daemons'
+	// (other nodes' volumes), whose series are theirs.
+	mine := func(pol string) bool {
+		if !m.configured {
+			m.early[pol] = true
+			return true
+		}
+		_, ok := m.policies[pol]
+		return ok
+	}
 	for pol, n := range s.Snapshots {
-		if _, ok := m.policies[pol]; ok || len(m.policies) == 0 {
+		if mine(pol) {
 			m.repoSnapshots.set(float64(n), s.Name, pol)
 		}
 	}
 	for pol, t := range s.LastBackupSuccess {
-		if _, ok := m.policies[pol]; ok || len(m.policies) == 0 {
+		if mine(pol) {
 			m.lastSuccess.set(ts(t), pol)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/kube/kubetest"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/restorer"
+	"github.com/meshbackup/backupd/backupd/results"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/bench/workload"
 	"github.com/meshbackup/backupd/collectors"
@@ -52,6 +53,9 @@ type kubeletStandIn struct {
 	cs   kubernetes.Interface
 	node string
 	dir  string // the kubelet's root directory
+	// wl gives the workload options of a pod's i-th volume; nil:
+	// volumeOptions.
+	wl func(pod string, i int) workload.Options
 }
 
 func newKubeletStandIn(t *testing.T, ctx context.Context, cs kubernetes.Interface, node string) *kubeletStandIn {
@@ -98,6 +102,14 @@ func (k *kubeletStandIn) provision(ctx context.Context, ns, claim string, ann ma
 // it Running. It returns the directories by volume name.
 func (k *kubeletStandIn) runPod(ctx context.Context, pod *corev1.Pod) map[string]string {
 	k.t.Helper()
+	return k.runPodWith(ctx, pod, nil)
+}
+
+// runPodWith is runPod where the volumes named in existing are not
+// generated but mounted from the given directories (moved into place): a
+// PVC's file system that was mounted on another node before.
+func (k *kubeletStandIn) runPodWith(ctx context.Context, pod *corev1.Pod, existing map[string]string) map[string]string {
+	k.t.Helper()
 	pod.Spec.NodeName = k.node
 	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}
 	got, err := k.cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
@@ -116,7 +128,21 @@ func (k *kubeletStandIn) runPod(ctx context.Context, pod *corev1.Pod) map[string
 		default:
 			d = filepath.Join(vols, "kubernetes.io~secret", v.Name)
 		}
-		if err := workload.Generate(d, volumeOptions(got.Name, i)); err != nil {
+		if from, ok := existing[v.Name]; ok {
+			if err := os.MkdirAll(filepath.Dir(d), 0o750); err != nil {
+				k.t.Fatal(err)
+			}
+			if err := os.Rename(from, d); err != nil {
+				k.t.Fatalf("mount volume %s: %v", v.Name, err)
+			}
+			dirs[v.Name] = d
+			continue
+		}
+		wl := volumeOptions
+		if k.wl != nil {
+			wl = k.wl
+		}
+		if err := workload.Generate(d, wl(got.Name, i)); err != nil {
 			k.t.Fatalf("lay out volume %s: %v", v.Name, err)
 		}
 		dirs[v.Name] = d
@@ -132,6 +158,15 @@ func (k *kubeletStandIn) runPod(ctx context.Context, pod *corev1.Pod) map[string
 // deletion) and unmounts its volumes, as the kubelet would.
 func (k *kubeletStandIn) deletePod(ctx context.Context, ns, name string) {
 	k.t.Helper()
+	k.deletePodKeeping(ctx, ns, name, nil)
+}
+
+// deletePodKeeping is deletePod where the PVC volumes named in keep are
+// unmounted, not destroyed: their file systems are moved to new
+// directories, returned by volume name, to be mounted on another node
+// (runPodWith).
+func (k *kubeletStandIn) deletePodKeeping(ctx context.Context, ns, name string, keep []string) map[string]string {
+	k.t.Helper()
 	p, err := k.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		k.t.Fatal(err)
@@ -140,9 +175,22 @@ func (k *kubeletStandIn) deletePod(ctx context.Context, ns, name string) {
 	if err := k.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		k.t.Fatalf("delete pod: %v", err)
 	}
+	kept := map[string]string{}
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil || !slices.Contains(keep, v.Name) {
+			continue
+		}
+		from := filepath.Join(k.dir, "pods", string(p.UID), "volumes", "kubernetes.io~csi", "pv-"+ns+"-"+v.PersistentVolumeClaim.ClaimName, "mount")
+		to := filepath.Join(k.t.TempDir(), "detached")
+		if err := os.Rename(from, to); err != nil {
+			k.t.Fatalf("unmount volume %s: %v", v.Name, err)
+		}
+		kept[v.Name] = to
+	}
 	if err := os.RemoveAll(filepath.Join(k.dir, "pods", string(p.UID))); err != nil {
 		k.t.Fatal(err)
 	}
+	return kept
 }
 
 // volumeOptions are the workload options of a pod's i-th volume.
@@ -176,11 +224,42 @@ var (
 type runningAgent struct {
 	a      *agent.Agent
 	reg    *collectors.Registry
+	rec    *recorder
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir string) *runningAgent {
+// recorder keeps the records of the runs the daemon finished, and passes
+// them on.
+type recorder struct {
+	daemon.Observer
+	mu       sync.Mutex
+	finished []results.Record
+}
+
+func (r *recorder) RunFinished(rec results.Record) {
+	r.Observer.RunFinished(rec)
+	r.mu.Lock()
+	r.finished = append(r.finished, rec)
+	r.mu.Unlock()
+}
+
+// records returns the finished runs of a policy and kind, oldest first.
+func (r *recorder) records(policy string, kind results.Kind) []results.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []results.Record
+	for _, rec := range r.finished {
+		if rec.Policy == policy && rec.Kind == kind {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// startAgent runs an agent for the stand-in's node; mods change its
+// options before it starts.
+func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir string, mods ...func(*agent.Options)) *runningAgent {
 	t.Helper()
 	reg, runs, _, err := collectors.NewRegistry("test")
 	if err != nil {
@@ -191,19 +270,24 @@ func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir str
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t, k.node}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(agent.Options{
+	rec := &recorder{Observer: runs}
+	opt := agent.Options{
 		Clientset: env.Clientset, Dynamic: env.Dynamic, NodeName: k.node, Namespace: agentNS, ClusterName: cluster,
 		Layout: agent.Layout{KubeletDir: k.dir}, StateDir: stateDir, Logger: log,
-		Daemon:   daemon.Options{Observer: runs, Logger: log},
+		Daemon:   daemon.Options{Observer: rec, Logger: log},
 		Metrics:  vm,
 		Debounce: 300 * time.Millisecond, StatusInterval: time.Second, MaintenanceInterval: 4 * time.Second,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 300 * time.Millisecond,
-	})
+	}
+	for _, m := range mods {
+		m(&opt)
+	}
+	a, err := agent.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	ra := &runningAgent{a: a, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	ra := &runningAgent{a: a, reg: reg, rec: rec, cancel: cancel, done: make(chan error, 1)}
 	go func() { ra.done <- a.Run(ctx) }()
 	t.Cleanup(ra.stop)
 	return ra
@@ -320,6 +404,29 @@ func gauge(t *testing.T, reg *collectors.Registry, name string, labels map[strin
 	return 0, false
 }
 
+// seriesWith returns the names of the metrics that have a series with the
+// label value.
+func seriesWith(t *testing.T, reg *collectors.Registry, label, value string) []string {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range fams {
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					out = append(out, f.GetName())
+					break metrics
+				}
+			}
+		}
+	}
+	return out
+}
+
 func getPolicy(t *testing.T, ctx context.Context, env *kubetest.Env, name string) *v1alpha1.BackupPolicy {
 	t.Helper()
 	u, err := env.Dynamic.Resource(agent.PolicyGVR).Namespace(testNS).Get(ctx, name, metav1.GetOptions{})
@@ -333,10 +440,20 @@ func getPolicy(t *testing.T, ctx context.Context, env *kubetest.Env, name string
 	return &bp
 }
 
-// TestAgentsOnTwoNodes runs two agents as two nodes against a real
-// kube-apiserver and one MinIO bucket (README "Kubernetes", docs/DESIGN.md
-// "Node agent").
-func TestAgentsOnTwoNodes(t *testing.T) {
+// testCluster is a kube-apiserver with backupd's CRDs and a MinIO bucket
+// holding an initialised repository, which the BackupRepository "shared"
+// names.
+type testCluster struct {
+	env  *kubetest.Env
+	spec location.Spec
+	repo repoView
+}
+
+// startCluster starts the apiserver and MinIO, initialises the repository
+// and applies the namespaces (testNS, agentNS), the repository's Secret,
+// the BackupRepository "shared" and the given documents.
+func startCluster(t *testing.T, docs string) *testCluster {
+	t.Helper()
 	env := kubetest.Start(t)
 	mc := s3test.StartMinIO(t)
 	bucket := mc.NewBucket(t)
@@ -351,8 +468,6 @@ func TestAgentsOnTwoNodes(t *testing.T) {
 	if _, err := repository.Init(ctx, be, []byte(repoPass), repository.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	repo := repoView{t: t, spec: spec}
-
 	env.Apply(t, ctx, []byte(fmt.Sprintf(`
 apiVersion: v1
 kind: Namespace
@@ -383,9 +498,19 @@ spec:
     credentialsSecretRef: {namespace: %[2]s, name: repo}
   passwordSecretRef: {namespace: %[2]s, name: repo, key: password}
 ---
+%[9]s
+`, testNS, agentNS, repoPass, id, secret, bucket, mc.Endpoint(), s3test.Region, docs)), "test")
+	return &testCluster{env: env, spec: spec, repo: repoView{t: t, spec: spec}}
+}
+
+// TestAgentsOnTwoNodes runs two agents as two nodes against a real
+// kube-apiserver and one MinIO bucket (README "Kubernetes", docs/DESIGN.md
+// "Node agent").
+func TestAgentsOnTwoNodes(t *testing.T) {
+	c := startCluster(t, `
 apiVersion: backupd.meshbackup.io/v1alpha1
 kind: BackupPolicy
-metadata: {name: mesh, namespace: %[1]s}
+metadata: {name: mesh, namespace: shop}
 spec:
   repository: shared
   meshDefault: true
@@ -394,7 +519,8 @@ spec:
   retention: {keepLast: 2}
   drill: {schedule: "@every 1h"}
   verify: {schedule: "@every 1h"}
-`, testNS, agentNS, repoPass, id, secret, bucket, mc.Endpoint(), s3test.Region)), "test")
+`)
+	env, repo, ctx := c.env, c.repo, t.Context()
 
 	ka := newKubeletStandIn(t, ctx, env.Clientset, "node-a")
 	kb := newKubeletStandIn(t, ctx, env.Clientset, "node-b")

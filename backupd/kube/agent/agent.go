@@ -101,6 +101,15 @@ type Options struct {
 	// MaintenanceInterval is how often the leader applies retention to
 	// every volume of the cluster: 10m.
 	MaintenanceInterval time.Duration
+	// LockWait is how long a backup waits for the exclusive repository
+	// lock of the leader's retention to go before it fails as locked
+	// (repository.Options.SharedLockWait, unless the daemon's
+	// RepoOptions set it): 2m.
+	LockWait time.Duration
+	// RetainRetry is how soon the leader tries again the retention of a
+	// volume that a backup's lock postponed, instead of waiting for the
+	// next maintenance pass: 1m (with up to 20% of jitter).
+	RetainRetry time.Duration
 	// Lease: name (backupd-agent-leader) and timings (15s, 10s, 2s).
 	LeaseName                                 string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -112,6 +121,9 @@ type Stats struct {
 	Reloads atomic.Int64
 	// Retained counts the leader's successful retention passes of a volume.
 	Retained atomic.Int64
+	// RetainPostponed counts the leader's retention passes of a volume
+	// that a backup's lock postponed (tried again after RetainRetry).
+	RetainPostponed atomic.Int64
 }
 
 // Agent is a node agent.
@@ -205,6 +217,8 @@ func New(opt Options) (*Agent, error) {
 	def(&opt.Debounce, 2*time.Second)
 	def(&opt.StatusInterval, 30*time.Second)
 	def(&opt.MaintenanceInterval, 10*time.Minute)
+	def(&opt.LockWait, 2*time.Minute)
+	def(&opt.RetainRetry, time.Minute)
 	def(&opt.LeaseDuration, 15*time.Second)
 	def(&opt.RenewDeadline, 10*time.Second)
 	def(&opt.RetryPeriod, 2*time.Second)
@@ -311,6 +325,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	dopt.MaxRuns = o.MaxConcurrent
 	dopt.Password = a.password
 	dopt.OpenBackend = a.openBackend
+	if dopt.RepoOptions.SharedLockWait == 0 {
+		dopt.RepoOptions.SharedLockWait = o.LockWait
+	}
 	dopt.Observer = &observer{Observer: o.Daemon.Observer, a: a}
 	if o.Daemon.Logger == nil {
 		dopt.Logger = o.Logger

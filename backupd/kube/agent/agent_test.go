@@ -398,6 +398,9 @@ func gauge(t *testing.T, reg *collectors.Registry, name string, labels map[strin
 			if g := m.GetGauge(); g != nil {
 				return g.GetValue(), true
 			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue(), true
+			}
 			return m.GetUntyped().GetValue(), true
 		}
 	}

@@ -99,13 +99,24 @@ func (s *fileStates) record(t *testing.T, root string) {
 }
 
 // inPlace reports whether the workload writes the file at p in place
-// (appends, truncation, rewrites without a rename): a reader may see any
-// prefix of one of its states, and an access log's content moves to
-// access.log.1 on rotation. Every other file is replaced by a rename and
-// must be one of its states exactly.
+// (appends, truncation, rewrites or new files written without a rename):
+// a reader may see any prefix of one of its states, and an access log's
+// content moves to access.log.1 on rotation. Every other file is replaced
+// by a rename and must be one of its states exactly.
 func inPlace(p string) bool {
 	b := path.Base(p)
-	return strings.HasPrefix(b, "access.log") || b == "bootstrap.json" || strings.HasSuffix(b, ".pem")
+	return strings.HasPrefix(b, "access.log") || b == "bootstrap.json" || strings.HasSuffix(b, ".pem") ||
+		strings.Contains(p, "/tap/") || strings.Contains(p, "/serviceaccount/..")
+}
+
+// tempOf returns the file that p, the workload's temporary file of a
+// replacement by rename (".stats.txt.tmp"), is replacing.
+func tempOf(p string) (string, bool) {
+	b := path.Base(p)
+	if strings.HasPrefix(b, ".") && strings.HasSuffix(b, ".tmp") && len(b) > len("..tmp") {
+		return path.Join(path.Dir(p), b[1:len(b)-len(".tmp")]), true
+	}
+	return "", false
 }
 
 // check compares every file of a restored snapshot with the recorded
@@ -121,13 +132,17 @@ func (s *fileStates) check(restored map[string]workload.Entry, target string) []
 		if _, ok := s.states[p][e.Hash]; ok {
 			continue
 		}
-		if inPlace(p) {
+		of, isTemp := tempOf(p)
+		if isTemp || inPlace(p) {
+			if !isTemp {
+				of = p
+			}
 			got, err := os.ReadFile(filepath.Join(target, filepath.FromSlash(p)))
-			if err == nil && s.prefixOfAny(p, got) {
+			if err == nil && s.prefixOfAny(of, got) {
 				continue
 			}
 		}
-		bad = append(bad, fmt.Sprintf("%s (%d bytes) is none of the %d states it was written in", p, e.Size, len(s.states[p])))
+		bad = append(bad, fmt.Sprintf("%s (%d bytes, %.12s) is none of the %d states it was written in", p, e.Size, e.Hash, len(s.states[p])))
 	}
 	slices.Sort(bad)
 	return bad
@@ -427,4 +442,166 @@ func TestPodDeletedMidBackup(t *testing.T) {
 	t.Logf("agent stopped in %s", time.Since(stopAt))
 	checkRepository(t, ctx, repo)
 	t.Logf("checked in %s", time.Since(stopAt))
+}
+
+// TestProxyCrashLoopDuringBackups is docs/DESIGN.md §8 scenario 10 at the
+// agent's level: a mesh pod's proxy container crash-loops while the agent
+// backs its volume up. At chunks the backups read (the after-chunk fault
+// point), the proxy crashes and restarts (workload.Crash: access.log
+// truncated, PEMs reissued and bootstrap.json rewritten in place, stats
+// restarted) and runs a minute (workload.Mutate: log appends and
+// rotations, files replaced by rename, tap traces dropped); every state
+// the files are left in is recorded as it is written.
+func TestProxyCrashLoopDuringBackups(t *testing.T) {
+	c := startCluster(t, `
+apiVersion: backupd.meshbackup.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: mesh, namespace: shop}
+spec:
+  repository: shared
+  meshDefault: true
+  schedule: "@every 2s"
+  rpo: 1m
+  retention: {keepLast: 100}
+  appendOnly: ["access.log"]
+  drill: {schedule: "@every 1h"}
+  verify: {schedule: "@every 1h"}
+`)
+	env, repo, ctx := c.env, c.repo, t.Context()
+	ka := newKubeletStandIn(t, ctx, env.Clientset, "node-a")
+	wl := wlOpt
+	wl.Proxies, wl.LogRotateBytes = 2, 4<<10 // rotations at most steps
+	ka.wl = func(string, int) workload.Options { return wl }
+	ka.provision(ctx, testNS, "web-data", nil)
+	vol := ka.runPod(ctx, meshPod("web-0", istio, "web-data"))["data"]
+	states := newFileStates()
+	states.record(t, vol)
+	initial, err := workload.Manifest(vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		crashing atomic.Bool
+		mu       sync.Mutex
+		crashes  int
+		lastAt   time.Time
+	)
+	proxiesOnly := workload.Activity{Server: func(int) bool { return false }}
+	hook := func(int) {
+		if !crashing.Load() {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(lastAt) < 150*time.Millisecond {
+			return
+		}
+		lastAt = time.Now()
+		if err := workload.Crash(vol, wl, crashes%wl.Proxies); err != nil {
+			t.Errorf("crash: %v", err)
+			return
+		}
+		crashes++
+		states.record(t, vol)
+		if err := workload.MutateSome(vol, wl, 1, proxiesOnly); err != nil {
+			t.Errorf("mutate: %v", err)
+			return
+		}
+		states.record(t, vol)
+	}
+	ag := startAgent(t, env, ka, t.TempDir(), withFaults(faultpoint.NewHook(faultpoint.AfterChunk, hook)))
+	const pol = "shop_web-data"
+	eventually(t, "a first snapshot of the volume", 60*time.Second, func() (bool, string) {
+		return len(repo.snapshots(ctx)[pol]) > 0, "none yet"
+	})
+	first := repo.snapshots(ctx)[pol][0]
+
+	// The crash loop: started by a change the next backup reads.
+	crashing.Store(true)
+	mu.Lock()
+	if err := workload.MutateSome(vol, wl, 1, proxiesOnly); err != nil {
+		t.Fatal(err)
+	}
+	states.record(t, vol)
+	mu.Unlock()
+	startRuns := len(ag.rec.records(pol, results.Backup))
+	eventually(t, "backups during a crash loop", 90*time.Second, func() (bool, string) {
+		mu.Lock()
+		n := crashes
+		mu.Unlock()
+		runs := len(ag.rec.records(pol, results.Backup)) - startRuns
+		return n >= 8 && runs >= 5, fmt.Sprintf("%d crashes, %d backups", n, runs)
+	})
+	crashing.Store(false)
+	mu.Lock() // no crash is under way
+	mu.Unlock()
+	if err := agentRunning(ag); err != nil {
+		t.Fatal(err)
+	}
+
+	// Once the proxy is quiet, the next snapshot is the volume, exactly.
+	quiet := time.Now()
+	var latest *snapshot.Snapshot
+	eventually(t, "a snapshot after the crash loop", 30*time.Second, func() (bool, string) {
+		for _, s := range repo.snapshots(ctx)[pol] {
+			if s.Time.After(quiet) {
+				latest = s
+				return true, ""
+			}
+		}
+		return false, "none yet"
+	})
+	recs := ag.rec.records(pol, results.Backup)
+	for _, r := range recs {
+		// Files that vanish (rotated away, traces dropped) and files that
+		// change under the backup fail no run.
+		if r.Outcome != results.Success {
+			t.Errorf("backup %s during the crash loop: %s (%s): %s", r.RunID, r.Outcome, r.Reason, r.Error)
+		}
+	}
+	if err := agentRunning(ag); err != nil {
+		t.Fatal(err)
+	}
+	want, err := workload.Manifest(vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps := repo.snapshots(ctx)[pol]
+	t.Logf("%d crashes, %d backups, %d snapshots", crashes, len(recs), len(snaps))
+	if len(snaps) < 7 {
+		t.Errorf("%d snapshots, want one of each backup (at least 7)", len(snaps))
+	}
+	for _, sn := range snaps {
+		target, m := restoreSnapshot(t, ctx, repo, sn)
+		if bad := states.check(m, target); len(bad) > 0 {
+			t.Errorf("snapshot %s (seq %d): %d files are none of their states: %v", sn.ID.Str(), sn.Seq, len(bad), bad[:min(len(bad), 10)])
+		}
+		switch sn.ID {
+		case first.ID:
+			if d := workload.Diff(initial, m, true); len(d) > 0 {
+				t.Errorf("the snapshot from before the crash loop does not restore byte-exact: %v", d[:min(len(d), 10)])
+			}
+		case latest.ID:
+			if d := workload.Diff(want, m, true); len(d) > 0 {
+				t.Errorf("the snapshot after the crash loop differs from the volume: %v", d[:min(len(d), 10)])
+			}
+		}
+	}
+
+	// Nothing failed, so nothing is reported as failed.
+	eventually(t, "the status after the crash loop", 20*time.Second, func() (bool, string) {
+		for _, v := range getPolicy(t, ctx, env, "mesh").Status.Volumes {
+			if v.PersistentVolumeClaim == "web-data" {
+				return v.LastError == "" && v.LastSnapshotID != "" && v.LastSnapshotID != first.ID.String(),
+					fmt.Sprintf("lastError %q, lastSnapshotID %q", v.LastError, v.LastSnapshotID)
+			}
+		}
+		return false, "web-data not listed"
+	})
+	if ev := c.eventsOn(t, ctx, "Pod", "web-0"); hasLine(ev, "Warning/") {
+		t.Errorf("Warning events on the crash-looping pod: %v", ev)
+	}
+	ag.stop()
+	checkRepository(t, ctx, repo)
 }

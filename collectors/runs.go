@@ -53,6 +53,7 @@ type Runs struct {
 	backupRuns, backupFailures, readBytes, writtenBytes, files, cpu counterVec
 	ioRead, ioWritten                                               counterVec
 	consecutive, inProgress, maxRSS, lastSuccess, lastAttempt       gaugeVec
+	lastDuration, lastRead, lastWritten                             gaugeVec
 	backupDuration                                                  histogramVec
 	rpo, rto                                                        gaugeVec
 	missed, skipped                                                 counterVec
@@ -128,6 +129,9 @@ func NewRuns() *Runs {
 	m.ioRead = m.counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy")
 	m.ioWritten = m.counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy")
 	m.maxRSS = m.gauge("last_backup_max_rss_bytes", "Peak resident memory of the process during the last backup run.", "policy")
+	m.lastDuration = m.gauge("last_backup_duration_seconds", "Duration of the last completed backup run (partial ones included).", "policy")
+	m.lastRead = m.gauge("last_backup_read_bytes", "Source bytes the last completed backup run read.", "policy")
+	m.lastWritten = m.gauge("last_backup_written_bytes", "Bytes the last completed backup run stored, after deduplication and compression.", "policy")
 	m.lastSuccess = m.gauge("last_backup_success_timestamp_seconds", "Time of the newest good snapshot, read from the repository.", "policy")
 	m.lastAttempt = m.gauge("last_backup_attempt_timestamp_seconds", "Start time of the last backup run.", "policy")
 	m.rpo = m.gauge("policy_rpo_seconds", "Recovery point objective of the policy.", "policy")
@@ -244,7 +248,8 @@ func (m *Runs) Configured(cfg *config.Config) {
 		}
 		// Timestamps start at 0 ("never"): a policy without a good backup
 		// is out of its RPO, which is what the rules should say.
-		for _, g := range []gaugeVec{m.consecutive, m.inProgress, m.maxRSS, m.unreadable, m.lastSuccess, m.lastAttempt, m.lastDrill, m.lastDrillAttempt} {
+		for _, g := range []gaugeVec{m.consecutive, m.inProgress, m.maxRSS, m.unreadable, m.lastDuration, m.lastRead, m.lastWritten,
+			m.lastSuccess, m.lastAttempt, m.lastDrill, m.lastDrillAttempt} {
 			g.touch(n)
 		}
 		m.rpo.set(p.RPO.Seconds(), n)
@@ -296,7 +301,7 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 		m.lastAttempt.set(ts(r.Start), r.Policy)
 		if r.Completed() {
 			streak[r.Policy] = 0
-			m.maxRSS.set(float64(r.MaxRSS), r.Policy)
+			m.setLastCompleted(r)
 			m.unreadable.set(float64(r.FilesUnreadable), r.Policy)
 		} else {
 			streak[r.Policy]++
@@ -313,6 +318,14 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 			m.coverage.set(r.Coverage, r.Repository)
 		}
 	}
+}
+
+// setLastCompleted sets the gauges of the last completed backup.
+func (m *Runs) setLastCompleted(r results.Record) {
+	m.maxRSS.set(float64(r.MaxRSS), r.Policy)
+	m.lastDuration.set(r.Duration().Seconds(), r.Policy)
+	m.lastRead.set(float64(r.BytesRead), r.Policy)
+	m.lastWritten.set(float64(r.BytesWritten), r.Policy)
 }
 
 // RunStarted marks a backup in progress.
@@ -391,7 +404,7 @@ func (m *Runs) RunFinished(r results.Record) {
 		} else {
 			m.consecutive.set(0, r.Policy)
 			m.backupDuration.observe(r.Duration().Seconds(), r, r.Policy)
-			m.maxRSS.set(float64(r.MaxRSS), r.Policy)
+			m.setLastCompleted(r)
 		}
 		// Only what progress reports have not added yet.
 		m.progressMu.Lock()

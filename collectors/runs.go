@@ -30,7 +30,17 @@ var (
 type Runs struct {
 	mu       sync.Mutex
 	policies map[string]config.Policy // configured, by name
-	repos    map[string]bool
+	// removed are the policies a config removed, with when: a run of
+	// theirs that was still going counts into no series (it would bring
+	// back the series Configured deleted, for good: a node agent's volume
+	// that moved away or whose pod was deleted).
+	removed map[string]time.Time
+	// configured is set by the first Configured; early are the policies
+	// whose repository series RepositoryState set before it (the daemon
+	// opens its repositories first), deleted then unless configured.
+	configured bool
+	early      map[string]bool
+	repos      map[string]bool
 
 	// reported holds, per running backup (by run id), the counts its
 	// RunProgress calls have already added; RunFinished adds the rest.
@@ -43,6 +53,7 @@ type Runs struct {
 	backupRuns, backupFailures, readBytes, writtenBytes, files, cpu counterVec
 	ioRead, ioWritten                                               counterVec
 	consecutive, inProgress, maxRSS, lastSuccess, lastAttempt       gaugeVec
+	lastDuration, lastRead, lastWritten                             gaugeVec
 	backupDuration                                                  histogramVec
 	rpo, rto                                                        gaugeVec
 	missed, skipped                                                 counterVec
@@ -103,7 +114,7 @@ func (m *Runs) histogram(name, help string, labels ...string) histogramVec {
 
 // NewRuns returns the run metrics; register them with Register.
 func NewRuns() *Runs {
-	m := &Runs{policies: map[string]config.Policy{}, repos: map[string]bool{}, reported: map[string]results.Record{}}
+	m := &Runs{policies: map[string]config.Policy{}, removed: map[string]time.Time{}, early: map[string]bool{}, repos: map[string]bool{}, reported: map[string]results.Record{}}
 	m.backupRuns = m.counter("backup_runs_total", "Backup runs completed, successful or not.", "policy", "kind")
 	m.backupFailures = m.counter("backup_failures_total", "Backup runs that failed, by reason.", "policy", "kind", "reason")
 	m.consecutive = m.gauge("backup_consecutive_failures", "Backup runs that failed in a row (0 after a success).", "policy")
@@ -118,6 +129,9 @@ func NewRuns() *Runs {
 	m.ioRead = m.counter("backup_io_read_bytes_total", "Bytes the process read from storage devices during backup runs (/proc/self/io).", "policy")
 	m.ioWritten = m.counter("backup_io_written_bytes_total", "Bytes the process wrote to storage devices during backup runs (/proc/self/io).", "policy")
 	m.maxRSS = m.gauge("last_backup_max_rss_bytes", "Peak resident memory of the process during the last backup run.", "policy")
+	m.lastDuration = m.gauge("last_backup_duration_seconds", "Duration of the last completed backup run (partial ones included).", "policy")
+	m.lastRead = m.gauge("last_backup_read_bytes", "Source bytes the last completed backup run read.", "policy")
+	m.lastWritten = m.gauge("last_backup_written_bytes", "Bytes the last completed backup run stored, after deduplication and compression.", "policy")
 	m.lastSuccess = m.gauge("last_backup_success_timestamp_seconds", "Time of the newest good snapshot, read from the repository.", "policy")
 	m.lastAttempt = m.gauge("last_backup_attempt_timestamp_seconds", "Start time of the last backup run.", "policy")
 	m.rpo = m.gauge("policy_rpo_seconds", "Recovery point objective of the policy.", "policy")
@@ -189,12 +203,24 @@ func (m *Runs) Configured(cfg *config.Config) {
 	for _, p := range cfg.Policies {
 		now[p.Name] = p
 	}
+	t := time.Now()
+	for name, at := range m.removed {
+		if _, ok := now[name]; ok || t.Sub(at) > removedKept {
+			delete(m.removed, name)
+		}
+	}
 	for name := range m.policies {
 		if _, ok := now[name]; !ok {
 			m.deletePolicy(name)
+			m.removed[name] = t
 		}
 	}
-	m.policies = now
+	for name := range m.early {
+		if _, ok := now[name]; !ok {
+			m.deletePolicy(name) // another daemon's, in a shared repository
+		}
+	}
+	m.policies, m.early, m.configured = now, map[string]bool{}, true
 	for _, p := range cfg.Policies {
 		n := p.Name
 		for _, k := range backupKinds {
@@ -222,7 +248,8 @@ func (m *Runs) Configured(cfg *config.Config) {
 		}
 		// Timestamps start at 0 ("never"): a policy without a good backup
 		// is out of its RPO, which is what the rules should say.
-		for _, g := range []gaugeVec{m.consecutive, m.inProgress, m.maxRSS, m.unreadable, m.lastSuccess, m.lastAttempt, m.lastDrill, m.lastDrillAttempt} {
+		for _, g := range []gaugeVec{m.consecutive, m.inProgress, m.maxRSS, m.unreadable, m.lastDuration, m.lastRead, m.lastWritten,
+			m.lastSuccess, m.lastAttempt, m.lastDrill, m.lastDrillAttempt} {
 			g.touch(n)
 		}
 		m.rpo.set(p.RPO.Seconds(), n)
@@ -245,6 +272,19 @@ func (m *Runs) Configured(cfg *config.Config) {
 	}
 }
 
+// removedKept is how long runs of a removed policy are left uncounted:
+// longer than any run.
+const removedKept = 24 * time.Hour
+
+// isRemoved reports whether a config removed the policy (its series are
+// gone and must stay so).
+func (m *Runs) isRemoved(policy string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.removed[policy]
+	return ok
+}
+
 func ts(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // Restored sets the "last" gauges from the records kept in a repository.
@@ -261,7 +301,7 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 		m.lastAttempt.set(ts(r.Start), r.Policy)
 		if r.Completed() {
 			streak[r.Policy] = 0
-			m.maxRSS.set(float64(r.MaxRSS), r.Policy)
+			m.setLastCompleted(r)
 			m.unreadable.set(float64(r.FilesUnreadable), r.Policy)
 		} else {
 			streak[r.Policy]++
@@ -280,9 +320,17 @@ func (m *Runs) setLast(r results.Record, streak map[string]int) {
 	}
 }
 
+// setLastCompleted sets the gauges of the last completed backup.
+func (m *Runs) setLastCompleted(r results.Record) {
+	m.maxRSS.set(float64(r.MaxRSS), r.Policy)
+	m.lastDuration.set(r.Duration().Seconds(), r.Policy)
+	m.lastRead.set(float64(r.BytesRead), r.Policy)
+	m.lastWritten.set(float64(r.BytesWritten), r.Policy)
+}
+
 // RunStarted marks a backup in progress.
 func (m *Runs) RunStarted(r results.Record) {
-	if r.Kind == results.Backup {
+	if r.Kind == results.Backup && !m.isRemoved(r.Policy) {
 		m.inProgress.set(1, r.Policy)
 		m.lastAttempt.set(ts(r.Start), r.Policy)
 	}
@@ -291,7 +339,7 @@ func (m *Runs) RunStarted(r results.Record) {
 // RunProgress adds what a running backup read, wrote and counted since
 // its last report, so rates show live throughput.
 func (m *Runs) RunProgress(r results.Record) {
-	if r.Kind != results.Backup {
+	if r.Kind != results.Backup || m.isRemoved(r.Policy) {
 		return
 	}
 	m.progressMu.Lock()
@@ -320,8 +368,15 @@ func (m *Runs) addBackupCounts(r, before results.Record) {
 
 func exemplar(r results.Record) prometheus.Labels { return prometheus.Labels{"run_id": r.RunID} }
 
-// RunFinished counts a finished run.
+// RunFinished counts a finished run; not one of a policy a config removed
+// while it ran (its series are gone).
 func (m *Runs) RunFinished(r results.Record) {
+	if r.Kind != results.Verify && m.isRemoved(r.Policy) {
+		m.progressMu.Lock()
+		delete(m.reported, r.RunID)
+		m.progressMu.Unlock()
+		return
+	}
 	failed := r.Outcome != results.Success
 	reason := r.Reason
 	if reason == "" {
@@ -349,7 +404,7 @@ func (m *Runs) RunFinished(r results.Record) {
 		} else {
 			m.consecutive.set(0, r.Policy)
 			m.backupDuration.observe(r.Duration().Seconds(), r, r.Policy)
-			m.maxRSS.set(float64(r.MaxRSS), r.Policy)
+			m.setLastCompleted(r)
 		}
 		// Only what progress reports have not added yet.
 		m.progressMu.Lock()
@@ -391,7 +446,11 @@ func (m *Runs) RunFinished(r results.Record) {
 }
 
 // Skipped counts a skipped run.
-func (m *Runs) Skipped(policy, reason string) { m.skipped.add(1, policy, reason) }
+func (m *Runs) Skipped(policy, reason string) {
+	if !m.isRemoved(policy) {
+		m.skipped.add(1, policy, reason)
+	}
+}
 
 // Missed counts runs missed while the daemon was down.
 func (m *Runs) Missed(policy string, n int) { m.missed.add(float64(n), policy) }
@@ -417,13 +476,23 @@ func (m *Runs) RepositoryState(s daemon.RepoState) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Only configured policies: a shared repository holds other daemons'
+	// (other nodes' volumes), whose series are theirs.
+	mine := func(pol string) bool {
+		if !m.configured {
+			m.early[pol] = true
+			return true
+		}
+		_, ok := m.policies[pol]
+		return ok
+	}
 	for pol, n := range s.Snapshots {
-		if _, ok := m.policies[pol]; ok || len(m.policies) == 0 {
+		if mine(pol) {
 			m.repoSnapshots.set(float64(n), s.Name, pol)
 		}
 	}
 	for pol, t := range s.LastBackupSuccess {
-		if _, ok := m.policies[pol]; ok || len(m.policies) == 0 {
+		if mine(pol) {
 			m.lastSuccess.set(ts(t), pol)
 		}
 	}

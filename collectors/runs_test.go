@@ -150,6 +150,64 @@ func TestPolicyAddedAndRemoved(t *testing.T) {
 	}
 }
 
+// A run of a policy that a reload removed while the run went on (a node
+// agent's volume whose pod was deleted, or that moved to another node)
+// brings none of its series back: they would stay until the process ends,
+// one set for every pod that ever ran. Configured again, it counts.
+func TestRunOfARemovedPolicyCountsNowhere(t *testing.T) {
+	for _, kind := range []results.Kind{results.Backup, results.Drill, results.Scrub} {
+		t.Run(string(kind), func(t *testing.T) {
+			r := NewRuns()
+			r.Configured(testConfig("mesh", "other"))
+			run := rec(kind, results.Failure, results.ReasonSource, 0, time.Second)
+			r.RunStarted(run)
+			r.RunProgress(run)
+			r.Configured(testConfig("other"))
+			r.RunProgress(run)
+			r.RunFinished(run)
+			r.Skipped("mesh", "overlap")
+			if got := expose(t, r); strings.Contains(string(got), `policy="mesh"`) {
+				t.Fatalf("series of the removed policy came back:\n%s", got)
+			}
+			r.Configured(testConfig("mesh", "other"))
+			again := rec(kind, results.Success, "", time.Hour, time.Second)
+			r.RunStarted(again)
+			r.RunFinished(again)
+			want := map[results.Kind]string{results.Backup: `backupd_backup_runs_total{kind="scheduled",policy="mesh"} 1`,
+				results.Drill: `backupd_restore_runs_total{kind="drill",policy="mesh"} 1`,
+				results.Scrub: `backupd_source_silent_changes_total{policy="mesh"} 0`}[kind]
+			if got := expose(t, r); !strings.Contains(string(got), want) {
+				t.Fatalf("the policy configured again: want %s in\n%s", want, got)
+			}
+		})
+	}
+}
+
+// A repository shared by node agents holds every node's policies: a
+// daemon exports the repository series of its own only, whether the state
+// comes before its first config (at start), after it, or after a config
+// with no policy left.
+func TestRepositoryStateOnlyOfConfiguredPolicies(t *testing.T) {
+	st := daemon.RepoState{Name: "local", Up: true, Snapshots: map[string]int{"mesh": 2, "foreign": 5},
+		LastBackupSuccess: map[string]time.Time{"mesh": t0, "foreign": t0}}
+	r := NewRuns()
+	r.RepositoryState(st)
+	r.Configured(testConfig("mesh"))
+	r.RepositoryState(st)
+	got := string(expose(t, r))
+	if strings.Contains(got, `policy="foreign"`) {
+		t.Errorf("series of another daemon's policy:\n%s", got)
+	}
+	if !strings.Contains(got, `backupd_repository_snapshots{policy="mesh",repository="local"} 2`) {
+		t.Errorf("no snapshot count of the configured policy:\n%s", got)
+	}
+	r.Configured(testConfig())
+	r.RepositoryState(st)
+	if got := string(expose(t, r)); strings.Contains(got, `policy="`) {
+		t.Errorf("series of a policy with none configured:\n%s", got)
+	}
+}
+
 func TestStorageLint(t *testing.T) {
 	s := NewStorage()
 	reg := prometheus.NewPedanticRegistry()

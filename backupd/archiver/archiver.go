@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -163,6 +164,13 @@ var ErrEmptySource = errors.New("the source is empty but its previous snapshot w
 // holds a placeholder file looks like this).
 var ErrSourceShrank = errors.New("the source shrank drastically since its previous snapshot (is the volume mounted?)")
 
+// ErrSourceGone fails a backup whose source directory was removed, or
+// whose path led to another directory, by the time its files were read
+// (docs/DESIGN.md §8, a pod deleted mid-backup): the files not yet read
+// when the volume was unmounted would be missing from the snapshot, which
+// would pass for the volume's content. It matches fs.ErrNotExist too.
+var ErrSourceGone = fmt.Errorf("the source directory was removed or replaced while it was backed up (its volume unmounted?), so no snapshot was saved: %w", fs.ErrNotExist)
+
 // Archiver runs backups into one repository.
 type Archiver struct {
 	repo  *repository.Repo
@@ -292,6 +300,10 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 	// Invariant: packs, then index, then snapshot.
 	if err := a.repo.Flush(ctx); err != nil {
 		a.checkpoint(ctx)
+		return nil, fmt.Errorf("backup %s: %w", abs, err)
+	}
+	// Invariant: no snapshot of a source that went away under the walk.
+	if err := scan.sameRoot(); err != nil {
 		return nil, fmt.Errorf("backup %s: %w", abs, err)
 	}
 	sn := a.newSnapshot(scan, snaps, parent, treeID)

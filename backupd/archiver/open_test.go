@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -257,5 +258,62 @@ func TestDirHandlesBoundedAndClosed(t *testing.T) {
 	}
 	if n := openFDs(t); n != base {
 		t.Errorf("%d descriptors open after a cancelled backup, %d before", n, base)
+	}
+}
+
+// Scenario: the source directory goes away while its files are read (a
+// node agent's volume unmounted when its pod is deleted, docs/DESIGN.md §8):
+// removed, or its path (a symlink, as the agent's stable source link)
+// pointed at another directory. The files not yet read would be missing
+// from a snapshot that passes for the volume's content: the backup fails
+// with ErrSourceGone (which matches fs.ErrNotExist, a source failure) and
+// saves none. A source that stays backs up as before.
+func TestSourceGoneMidBackupSavesNoSnapshot(t *testing.T) {
+	for _, how := range []string{"removed", "link repointed", "stays"} {
+		t.Run(how, func(t *testing.T) {
+			vol, other := t.TempDir(), t.TempDir()
+			for i := range 4 {
+				if err := os.WriteFile(filepath.Join(vol, fmt.Sprintf("f%d", i)), []byte(strings.Repeat("x", 100*(i+1))), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src := filepath.Join(t.TempDir(), "volume")
+			if err := os.Symlink(vol, src); err != nil {
+				t.Fatal(err)
+			}
+			r, _ := repotest.NewMem(t)
+			swap := func() {
+				var err error
+				switch how {
+				case "removed":
+					err = os.RemoveAll(vol)
+				case "link repointed":
+					tmp := src + ".new"
+					if err = os.Symlink(other, tmp); err == nil {
+						err = os.Rename(tmp, src)
+					}
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			sn, _, err := backupSwapping(t, r, src, filepath.Join(src, "f0"), swap, nil)
+			snaps, _, lerr := snapshot.LoadAll(t.Context(), r)
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if how == "stays" {
+				if err != nil || sn == nil || len(snaps) != 1 {
+					t.Fatalf("backup of a source that stayed: %v, %d snapshots", err, len(snaps))
+				}
+				return
+			}
+			if !errors.Is(err, ErrSourceGone) || !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("backup of a source that went away: err %v, want ErrSourceGone", err)
+			}
+			if sn != nil || len(snaps) != 0 {
+				t.Fatalf("a snapshot was saved of a source that went away: %v, %d listed", sn, len(snaps))
+			}
+		})
 	}
 }

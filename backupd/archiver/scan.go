@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -227,6 +228,23 @@ func prescan(ctx context.Context, source string, opt ScanOptions, ahead int64) *
 		s.scanDir(ctx, abs, h, nil)
 	}()
 	return s
+}
+
+// sameRoot checks that the source path still leads to the directory the
+// scan opened (ErrSourceGone if not): once the walk is done, a source
+// removed or unmounted meanwhile has lost the files not yet read.
+func (s *sourceScan) sameRoot() error {
+	fi, err := os.Stat(s.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ErrSourceGone
+	}
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if st := statT(fi); st.Ino != s.rootInfo.inode || st.Dev != s.rootDev {
+		return ErrSourceGone
+	}
+	return nil
 }
 
 // Stop ends the scan, waits for its goroutine and closes every directory

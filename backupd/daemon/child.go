@@ -88,6 +88,9 @@ func serveBackup(ctx context.Context, req childRequest, opt ChildOptions, log *s
 	}
 	ropt := location.RepositoryOptions(opt.RepoOptions, spec, req.CacheRoot)
 	ropt.Logger, ropt.Hostname, ropt.Faults = log, req.Hostname, faults
+	if req.SharedLockWait > 0 {
+		ropt.SharedLockWait = req.SharedLockWait
+	}
 	repo, err := repository.Open(ctx, be, req.Password, ropt)
 	if err != nil {
 		return failed(fmt.Errorf("repository %q: %w", req.Repository.Name, err))

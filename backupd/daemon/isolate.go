@@ -87,8 +87,11 @@ type childRequest struct {
 	// Password is the repository's password (base64 in the JSON).
 	Password []byte `json:"password"`
 	// Hostname is the daemon's: the child's locks carry it.
-	Hostname         string        `json:"hostname"`
-	CacheRoot        string        `json:"cache_root,omitempty"`
+	Hostname  string `json:"hostname"`
+	CacheRoot string `json:"cache_root,omitempty"`
+	// SharedLockWait is the daemon's repository.Options.SharedLockWait:
+	// the child's backup waits as long for an exclusive lock to go.
+	SharedLockWait   time.Duration `json:"shared_lock_wait,omitempty"`
 	Backup           childBackup   `json:"backup"`
 	ProgressInterval time.Duration `json:"progress_interval"`
 	LogLevel         slog.Level    `json:"log_level"`
@@ -449,7 +452,7 @@ func (d *Daemon) childRequest(h *repoHandle, p config.Policy, host, runID string
 		return childRequest{}, err
 	}
 	req := childRequest{Protocol: childProtocol, RunID: runID, Repository: requestRepository(h.cfg.Name, spec), Password: pw,
-		Hostname: d.opt.Hostname, CacheRoot: iso.CacheRoot, ProgressInterval: d.opt.ProgressInterval, LogLevel: minLevel(d.log.Handler()),
+		Hostname: d.opt.Hostname, CacheRoot: iso.CacheRoot, SharedLockWait: d.opt.RepoOptions.SharedLockWait, ProgressInterval: d.opt.ProgressInterval, LogLevel: minLevel(d.log.Handler()),
 		Backup: childBackup{Policy: p.Name, Source: p.Source, Host: host, Tags: p.Tags, Exclude: p.Exclude, OneFileSystem: p.OneFileSystem,
 			AppendOnly: p.AppendOnly, FullReadEvery: p.FullReadEvery, FullWalkEvery: p.FullWalkEvery,
 			AllowEmptySource: p.AllowEmptySource, MaxShrink: p.MaxShrink, Budget: p.Budget, Program: "backupd daemon"}}

@@ -47,6 +47,8 @@ type Set struct {
 	after int
 	hits  int
 	kill  func()
+	// each, if set, is called at every hit instead of kill at the Nth.
+	each func(n int)
 }
 
 // Parse arms a point from a spec such as "after-pack-put:3". An empty spec
@@ -83,6 +85,14 @@ func NewFunc(name string, n int, fn func()) *Set {
 	return &Set{name: name, after: n, kill: fn}
 }
 
+// NewHook arms name to call fn at every hit, with the hit's number (from
+// 1), on the goroutine that hit it; for in-process tests that hold a run
+// at a point (fn blocks) or change its input there. Hits may come from
+// several goroutines at once; fn must be safe for that.
+func NewHook(name string, fn func(n int)) *Set {
+	return &Set{name: name, each: fn}
+}
+
 // Hit marks that the program passed point name.
 func (s *Set) Hit(name string) {
 	if s == nil || name != s.name {
@@ -90,9 +100,12 @@ func (s *Set) Hit(name string) {
 	}
 	s.mu.Lock()
 	s.hits++
-	fire := s.hits == s.after
+	n := s.hits
 	s.mu.Unlock()
-	if fire {
+	switch {
+	case s.each != nil:
+		s.each(n)
+	case n == s.after:
 		s.kill()
 	}
 }

@@ -40,3 +40,15 @@ func TestHitFiresOnceAtTheNthHit(t *testing.T) {
 	var none *Set
 	none.Hit(AfterChunk) // a nil set is a no-op
 }
+
+func TestHookSeesEveryHit(t *testing.T) {
+	var seen []int
+	s := NewHook(AfterChunk, func(n int) { seen = append(seen, n) })
+	for range 3 {
+		s.Hit(AfterChunk)
+		s.Hit(AfterPackPut)
+	}
+	if len(seen) != 3 || seen[0] != 1 || seen[2] != 3 {
+		t.Fatalf("hook saw hits %v, want [1 2 3]", seen)
+	}
+}

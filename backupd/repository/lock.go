@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"sync"
 	"syscall"
@@ -335,8 +336,39 @@ type LockOptions struct {
 
 // Lock takes a shared or exclusive lock. A shared lock conflicts only with
 // exclusive ones; an exclusive lock with every other. The lease is
-// refreshed until Unlock.
+// refreshed until Unlock. A shared lock that meets another holder's
+// exclusive one is tried again for up to Options.SharedLockWait.
 func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
+	var deadline time.Time // monotonic: not the lock's clock, which may be the store's
+	if !opt.Exclusive && r.opt.SharedLockWait > 0 {
+		deadline = time.Now().Add(r.opt.SharedLockWait)
+	}
+	for attempt := 0; ; attempt++ {
+		l, err := r.lock(ctx, opt)
+		var le *LockError
+		if err == nil || deadline.IsZero() || !errors.Is(err, ErrLocked) || !errors.As(err, &le) || !le.Holder.Exclusive {
+			return l, err
+		}
+		wait := min(time.Second<<min(attempt, 3), 5*time.Second) + mrand.N(time.Second)
+		if time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		if attempt == 0 {
+			r.log.Info("waiting for another holder's exclusive lock", "lock", le.Name, "holder", le.Holder.Hostname,
+				"command", le.Holder.Command, "wait_max_seconds", r.opt.SharedLockWait.Seconds())
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (waiting for the exclusive lock locks/%s of %s)", context.Cause(ctx), le.Name, le.Holder.Hostname)
+		case <-t.C:
+		}
+	}
+}
+
+// lock is one attempt of Lock.
+func (r *Repo) lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	var owner [8]byte
 	_, _ = rand.Read(owner[:])
 	now, err := r.lockNow(ctx, true)

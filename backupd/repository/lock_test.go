@@ -2,6 +2,7 @@ package repository_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os/exec"
@@ -251,5 +252,59 @@ func TestLockRefuse(t *testing.T) {
 	}
 	if n := countLocks(t, be); n != 1 {
 		t.Errorf("%d lock objects, want only the holder's", n)
+	}
+}
+
+// SharedLockWait: a shared lock (a backup's) that meets another holder's
+// exclusive lock (retention) waits for it to go instead of failing; it
+// still fails when the exclusive lock outlasts the wait, and at once
+// without a wait. An exclusive lock never waits. A cancelled context ends
+// the wait.
+func TestSharedLockWaitsForAnExclusiveOne(t *testing.T) {
+	ctx := t.Context()
+	_, be := repotest.NewMem(t)
+	holder := repotest.Reopen(t, be, repository.Options{Hostname: "leader"})
+	backup := func(wait time.Duration) *repository.Repo {
+		return repotest.Reopen(t, be, repository.Options{Hostname: "node-b", SharedLockWait: wait})
+	}
+	shared := repository.LockOptions{Command: "backup", Policy: "p", Source: "/src"}
+
+	x, err := holder.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "forget"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup(0).Lock(ctx, shared); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("no wait: want ErrLocked, got %v", err)
+	}
+	if _, err := backup(1500*time.Millisecond).Lock(ctx, shared); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("an exclusive lock held longer than the wait: want ErrLocked, got %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(300*time.Millisecond, cancel)
+	if _, err := backup(time.Minute).Lock(cctx, shared); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled while waiting: want context.Canceled, got %v", err)
+	}
+	released := make(chan struct{})
+	time.AfterFunc(1500*time.Millisecond, func() {
+		_ = x.Unlock()
+		close(released)
+	})
+	l, err := backup(time.Minute).Lock(ctx, shared)
+	if err != nil {
+		t.Fatalf("a shared lock waiting for an exclusive one released meanwhile: %v", err)
+	}
+	select {
+	case <-released:
+	default:
+		t.Fatal("the shared lock was taken while the exclusive one was held")
+	}
+	// The other way round: an exclusive lock does not wait for a backup.
+	waiting := repotest.Reopen(t, be, repository.Options{Hostname: "leader", SharedLockWait: time.Minute})
+	if _, err := waiting.Lock(ctx, repository.LockOptions{Exclusive: true, Command: "forget"}); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("exclusive lock beside a backup's: want ErrLocked at once, got %v", err)
+	}
+	_ = l.Unlock()
+	if n := countLocks(t, be); n != 0 {
+		t.Fatalf("%d lock objects left", n)
 	}
 }

@@ -36,6 +36,15 @@ type Options struct {
 	// Lock lease: a lock not refreshed within StaleAfter is stale.
 	LockRefresh time.Duration
 	StaleAfter  time.Duration
+	// SharedLockWait is how long Lock keeps trying a shared lock (a
+	// backup's) while another holder's exclusive lock (forget, prune:
+	// the retention a node agents' leader applies to every volume) is in
+	// the way, before it fails with ErrLocked: retention is short, and a
+	// backup that fails waits for its next activation. It tries again
+	// after 1, 2, 4, then every 5 seconds (with up to a second of jitter).
+	// 0, the default: it fails at once. An exclusive lock never waits
+	// (the caller postpones its work).
+	SharedLockWait time.Duration
 	// MaxClockSkew is how far in the future a lock may be dated (another
 	// host's clock running ahead) and still be honoured; a lock dated
 	// later is stale. 5 minutes by default.

@@ -39,7 +39,8 @@ func MetricNames(t testing.TB) map[string]bool {
 // MetricLabels returns the label names of every series name the exporter
 // serves for a one-policy config (histogram _bucket/_sum/_count included;
 // le is not listed), without the target labels Prometheus adds (job,
-// instance).
+// instance); the node agent's metrics (collectors.Volumes) are among them,
+// the policy one of its volumes.
 func MetricLabels(t testing.TB) map[string]map[string]bool {
 	t.Helper()
 	// The version the build info shows is left as it is.
@@ -53,6 +54,12 @@ func MetricLabels(t testing.TB) map[string]map[string]bool {
 	}
 	runs.Configured(cfg)
 	_ = storage.Wrap("r", nil)
+	vols, err := collectors.NewVolumes(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols.SetVolumes([][6]string{{"p", "ns", "claim", "pod-0", "data", "node-a"}})
+	vols.SetLeader(true)
 	feed(runs, time.Now())
 	fams, err := reg.Gather()
 	if err != nil {

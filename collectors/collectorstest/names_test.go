@@ -29,6 +29,9 @@ func TestMetricNamesHasEveryDescribedMetric(t *testing.T) {
 	if err := collectors.NewStorage().Register(&rec); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := collectors.NewVolumes(&rec); err != nil {
+		t.Fatal(err)
+	}
 	known := MetricNames(t)
 	n := 0
 	for _, c := range rec.cs {

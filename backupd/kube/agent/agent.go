@@ -101,6 +101,15 @@ type Options struct {
 	// MaintenanceInterval is how often the leader applies retention to
 	// every volume of the cluster: 10m.
 	MaintenanceInterval time.Duration
+	// LockWait is how long a backup waits for the exclusive repository
+	// lock of the leader's retention to go before it fails as locked
+	// (repository.Options.SharedLockWait, unless the daemon's
+	// RepoOptions set it): 2m.
+	LockWait time.Duration
+	// RetainRetry is how soon the leader tries again the retention of a
+	// volume that a backup's lock postponed, instead of waiting for the
+	// next maintenance pass: 1m (with up to 20% of jitter).
+	RetainRetry time.Duration
 	// Lease: name (backupd-agent-leader) and timings (15s, 10s, 2s).
 	LeaseName                                 string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -112,6 +121,9 @@ type Stats struct {
 	Reloads atomic.Int64
 	// Retained counts the leader's successful retention passes of a volume.
 	Retained atomic.Int64
+	// RetainPostponed counts the leader's retention passes of a volume
+	// that a backup's lock postponed (tried again after RetainRetry).
+	RetainPostponed atomic.Int64
 }
 
 // Agent is a node agent.
@@ -127,8 +139,11 @@ type Agent struct {
 
 	mu      sync.Mutex
 	volumes []Volume
-	secrets map[string]repoSecrets // repository -> secrets read from the API
-	d       *daemon.Daemon
+	// departed are the volumes that left the schedule (by policy name),
+	// with when, so that a run of theirs still going is reported by name.
+	departed map[string]departedVolume
+	secrets  map[string]repoSecrets // repository -> secrets read from the API
+	d        *daemon.Daemon
 
 	pods   cache.SharedIndexInformer
 	pvcs   cache.SharedIndexInformer
@@ -138,6 +153,17 @@ type Agent struct {
 	repos  cache.SharedIndexInformer
 	events record.EventRecorder
 }
+
+// departedVolume is a volume that left this node's schedule.
+type departedVolume struct {
+	Volume
+	at  time.Time
+	why string
+}
+
+// departedKept is how long a departed volume is remembered for the Events
+// of a run of it still going: longer than any backup.
+const departedKept = 24 * time.Hour
 
 // Metrics receives the agent's metrics (collectors.Volumes implements it;
 // this package does not import Prometheus, docs/DESIGN.md §2.3).
@@ -191,6 +217,8 @@ func New(opt Options) (*Agent, error) {
 	def(&opt.Debounce, 2*time.Second)
 	def(&opt.StatusInterval, 30*time.Second)
 	def(&opt.MaintenanceInterval, 10*time.Minute)
+	def(&opt.LockWait, 2*time.Minute)
+	def(&opt.RetainRetry, time.Minute)
 	def(&opt.LeaseDuration, 15*time.Second)
 	def(&opt.RenewDeadline, 10*time.Second)
 	def(&opt.RetryPeriod, 2*time.Second)
@@ -198,7 +226,8 @@ func New(opt Options) (*Agent, error) {
 		opt.LeaseName = "backupd-agent-leader"
 	}
 	a := &Agent{opt: opt, log: opt.Logger.With("component", "agent", "node", opt.NodeName),
-		kick: make(chan struct{}, 1), runDone: make(chan struct{}, 1), secrets: map[string]repoSecrets{}}
+		kick: make(chan struct{}, 1), runDone: make(chan struct{}, 1), secrets: map[string]repoSecrets{},
+		departed: map[string]departedVolume{}}
 	if a.opt.Metrics == nil {
 		a.opt.Metrics = nopMetrics{}
 	}
@@ -301,6 +330,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		iso.Spec = a.spec
 		dopt.Isolate = &iso
 	}
+	if dopt.RepoOptions.SharedLockWait == 0 {
+		dopt.RepoOptions.SharedLockWait = o.LockWait
+	}
 	dopt.Observer = &observer{Observer: o.Daemon.Observer, a: a}
 	if o.Daemon.Logger == nil {
 		dopt.Logger = o.Logger
@@ -310,9 +342,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.mu.Lock()
-	a.d, a.volumes = d, vols
+	a.d = d
 	a.mu.Unlock()
-	a.setInfo(vols)
+	a.setVolumes(vols, true)
 	if o.OnDaemon != nil {
 		o.OnDaemon(d)
 	}
@@ -357,25 +389,120 @@ func (a *Agent) rebuildLoop(ctx context.Context, running *config.Config, reload 
 			debounce = nil
 			cfg, vols := a.build(ctx)
 			if sameConfig(cfg, running) && pending == nil {
-				a.mu.Lock()
-				a.volumes = vols // pod names may change without changing the config
-				a.mu.Unlock()
-				a.setInfo(vols)
+				a.setVolumes(vols, false) // pod names may change without changing the config
 				continue
 			}
 			pending, pendingVols = cfg, vols
 		case out <- pending:
 			running = pending
-			a.mu.Lock()
-			a.volumes = pendingVols
-			a.mu.Unlock()
-			a.setInfo(pendingVols)
+			a.setVolumes(pendingVols, false)
 			a.Stats.Reloads.Add(1)
 			a.log.Info("config handed to the daemon", "volumes", len(pendingVols), "repositories", len(pending.Repositories))
 			pending, pendingVols = nil, nil
 			a.kickStatus()
 		}
 	}
+}
+
+// setVolumes makes vols the volumes of the schedule: the info metric
+// follows, and (but for the first schedule) a volume that joins or leaves
+// it gets a Normal Event on its PVC and policy, VolumeScheduled or
+// VolumeReleased, saying why.
+func (a *Agent) setVolumes(vols []Volume, initial bool) {
+	now := time.Now()
+	a.mu.Lock()
+	old := a.volumes
+	a.volumes = vols
+	for k, dv := range a.departed {
+		if now.Sub(dv.at) > departedKept {
+			delete(a.departed, k)
+		}
+	}
+	byName := map[string]bool{}
+	for _, v := range vols {
+		byName[v.PolicyName()] = true
+		delete(a.departed, v.PolicyName())
+	}
+	var left []departedVolume
+	for _, v := range old {
+		if !byName[v.PolicyName()] {
+			dv := departedVolume{Volume: v, at: now, why: a.whyDeparted(v)}
+			a.departed[v.PolicyName()] = dv
+			left = append(left, dv)
+		}
+	}
+	a.mu.Unlock()
+	a.setInfo(vols)
+	if initial {
+		return
+	}
+	had := map[string]bool{}
+	for _, v := range old {
+		had[v.PolicyName()] = true
+	}
+	for _, v := range vols {
+		if !had[v.PolicyName()] {
+			a.volumeEvent(v, corev1.EventTypeNormal, "VolumeScheduled",
+				fmt.Sprintf("volume %s (%s) of pod %s/%s is backed up on node %s", v.VolumeName, v.StatusName(), v.Namespace, v.Pod, a.opt.NodeName))
+		}
+	}
+	for _, dv := range left {
+		a.log.Info("volume left the schedule; its snapshots are kept", "namespace", dv.Namespace, "pod", dv.Pod, "volume", dv.VolumeName, "why", dv.why)
+		a.volumeEvent(dv.Volume, corev1.EventTypeNormal, "VolumeReleased",
+			fmt.Sprintf("volume %s (%s) of pod %s/%s is no longer backed up on node %s: %s; its snapshots are kept", dv.VolumeName, dv.StatusName(), dv.Namespace, dv.Pod, a.opt.NodeName, dv.why))
+	}
+}
+
+// whyDeparted says why a volume left the schedule, from the informers'
+// caches.
+func (a *Agent) whyDeparted(v Volume) string {
+	if why := a.podGone(v); why != "" {
+		return why
+	}
+	if fi, err := os.Stat(v.Dir); err != nil || !fi.IsDir() {
+		return "its directory is not mounted"
+	}
+	return "no BackupPolicy selects it any more"
+}
+
+// podGone says how the volume's pod went away (deleted, being deleted,
+// no longer running), or "" while it runs.
+func (a *Agent) podGone(v Volume) string {
+	if a.pods == nil {
+		return ""
+	}
+	o, ok, _ := a.pods.GetStore().GetByKey(v.Namespace + "/" + v.Pod)
+	pod, _ := o.(*corev1.Pod)
+	switch {
+	case !ok || pod == nil || string(pod.UID) != v.PodUID:
+		return fmt.Sprintf("pod %s/%s was deleted", v.Namespace, v.Pod)
+	case pod.DeletionTimestamp != nil:
+		return fmt.Sprintf("pod %s/%s is being deleted", v.Namespace, v.Pod)
+	case pod.Status.Phase != corev1.PodRunning:
+		return fmt.Sprintf("pod %s/%s is %s", v.Namespace, v.Pod, pod.Status.Phase)
+	}
+	return ""
+}
+
+// volumeEvent records an Event on the volume's PVC (if it has one and it
+// still exists) and its BackupPolicy.
+func (a *Agent) volumeEvent(v Volume, typ, reason, msg string) {
+	if a.events == nil {
+		return
+	}
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	if v.PVC != "" && a.pvcs != nil {
+		if o, ok, _ := a.pvcs.GetStore().GetByKey(v.Namespace + "/" + v.PVC); ok {
+			if pvc, ok := o.(*corev1.PersistentVolumeClaim); ok {
+				a.events.Event(pvc, typ, reason, msg)
+			}
+		}
+	}
+	bp := v.Policy
+	a.events.Event(&corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "BackupPolicy", Namespace: bp.Namespace, Name: bp.Name, UID: bp.UID},
+		typ, reason, msg)
 }
 
 func (a *Agent) setInfo(vols []Volume) {
@@ -668,13 +795,7 @@ func (a *Agent) runFinished(r results.Record) {
 	if r.Outcome != results.Failure || r.Reason == results.ReasonInterrupted || (r.Kind != results.Backup && r.Kind != results.Drill) {
 		return
 	}
-	var vol *Volume
-	for _, v := range a.Volumes() {
-		if v.PolicyName() == r.Policy {
-			vol = &v
-			break
-		}
-	}
+	vol, gone := a.volumeOf(r.Policy)
 	if vol == nil || a.events == nil {
 		return
 	}
@@ -683,19 +804,34 @@ func (a *Agent) runFinished(r results.Record) {
 		reason, what = "DrillFailed", "restore drill"
 	}
 	msg := fmt.Sprintf("%s of volume %s (%s) on node %s failed (%s): %s", what, vol.VolumeName, vol.StatusName(), a.opt.NodeName, r.Reason, r.Error)
+	if gone != "" {
+		// Said first: the message is cut at 1000 characters.
+		msg = fmt.Sprintf("%s of volume %s (%s) on node %s did not finish: %s during the run, the volume went away; its earlier snapshots are kept (%s: %s)",
+			what, vol.VolumeName, vol.StatusName(), a.opt.NodeName, gone, r.Reason, r.Error)
+	}
 	if len(msg) > 1000 {
 		msg = msg[:1000]
 	}
 	a.events.Event(&corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: vol.Namespace, Name: vol.Pod, UID: types.UID(vol.PodUID)},
 		corev1.EventTypeWarning, reason, msg)
-	if vol.PVC != "" {
-		if o, ok, _ := a.pvcs.GetStore().GetByKey(vol.Namespace + "/" + vol.PVC); ok {
-			if pvc, ok := o.(*corev1.PersistentVolumeClaim); ok {
-				a.events.Event(pvc, corev1.EventTypeWarning, reason, msg)
-			}
+	a.volumeEvent(*vol, corev1.EventTypeWarning, reason, msg)
+}
+
+// volumeOf returns the volume of a daemon policy, one of the schedule or
+// one that left it (its run was still going), and how its pod went away
+// if it did.
+func (a *Agent) volumeOf(policy string) (vol *Volume, gone string) {
+	a.mu.Lock()
+	for _, v := range a.volumes {
+		if v.PolicyName() == policy {
+			a.mu.Unlock()
+			return &v, a.podGone(v)
 		}
 	}
-	bp := vol.Policy
-	a.events.Event(&corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "BackupPolicy", Namespace: bp.Namespace, Name: bp.Name, UID: bp.UID},
-		corev1.EventTypeWarning, reason, msg)
+	dv, ok := a.departed[policy]
+	a.mu.Unlock()
+	if ok {
+		return &dv.Volume, dv.why
+	}
+	return nil, ""
 }

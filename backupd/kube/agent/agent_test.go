@@ -29,6 +29,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/kube/kubetest"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/restorer"
+	"github.com/meshbackup/backupd/backupd/results"
 	"github.com/meshbackup/backupd/backupd/snapshot"
 	"github.com/meshbackup/backupd/bench/workload"
 	"github.com/meshbackup/backupd/collectors"
@@ -54,6 +55,9 @@ type kubeletStandIn struct {
 	cs   kubernetes.Interface
 	node string
 	dir  string // the kubelet's root directory
+	// wl gives the workload options of a pod's i-th volume; nil:
+	// volumeOptions.
+	wl func(pod string, i int) workload.Options
 }
 
 func newKubeletStandIn(t *testing.T, ctx context.Context, cs kubernetes.Interface, node string) *kubeletStandIn {
@@ -100,6 +104,14 @@ func (k *kubeletStandIn) provision(ctx context.Context, ns, claim string, ann ma
 // it Running. It returns the directories by volume name.
 func (k *kubeletStandIn) runPod(ctx context.Context, pod *corev1.Pod) map[string]string {
 	k.t.Helper()
+	return k.runPodWith(ctx, pod, nil)
+}
+
+// runPodWith is runPod where the volumes named in existing are not
+// generated but mounted from the given directories (moved into place): a
+// PVC's file system that was mounted on another node before.
+func (k *kubeletStandIn) runPodWith(ctx context.Context, pod *corev1.Pod, existing map[string]string) map[string]string {
+	k.t.Helper()
 	pod.Spec.NodeName = k.node
 	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}
 	got, err := k.cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
@@ -118,7 +130,21 @@ func (k *kubeletStandIn) runPod(ctx context.Context, pod *corev1.Pod) map[string
 		default:
 			d = filepath.Join(vols, "kubernetes.io~secret", v.Name)
 		}
-		if err := workload.Generate(d, volumeOptions(got.Name, i)); err != nil {
+		if from, ok := existing[v.Name]; ok {
+			if err := os.MkdirAll(filepath.Dir(d), 0o750); err != nil {
+				k.t.Fatal(err)
+			}
+			if err := os.Rename(from, d); err != nil {
+				k.t.Fatalf("mount volume %s: %v", v.Name, err)
+			}
+			dirs[v.Name] = d
+			continue
+		}
+		wl := volumeOptions
+		if k.wl != nil {
+			wl = k.wl
+		}
+		if err := workload.Generate(d, wl(got.Name, i)); err != nil {
 			k.t.Fatalf("lay out volume %s: %v", v.Name, err)
 		}
 		dirs[v.Name] = d
@@ -134,6 +160,15 @@ func (k *kubeletStandIn) runPod(ctx context.Context, pod *corev1.Pod) map[string
 // deletion) and unmounts its volumes, as the kubelet would.
 func (k *kubeletStandIn) deletePod(ctx context.Context, ns, name string) {
 	k.t.Helper()
+	k.deletePodKeeping(ctx, ns, name, nil)
+}
+
+// deletePodKeeping is deletePod where the PVC volumes named in keep are
+// unmounted, not destroyed: their file systems are moved to new
+// directories, returned by volume name, to be mounted on another node
+// (runPodWith).
+func (k *kubeletStandIn) deletePodKeeping(ctx context.Context, ns, name string, keep []string) map[string]string {
+	k.t.Helper()
 	p, err := k.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		k.t.Fatal(err)
@@ -142,9 +177,22 @@ func (k *kubeletStandIn) deletePod(ctx context.Context, ns, name string) {
 	if err := k.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		k.t.Fatalf("delete pod: %v", err)
 	}
+	kept := map[string]string{}
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil || !slices.Contains(keep, v.Name) {
+			continue
+		}
+		from := filepath.Join(k.dir, "pods", string(p.UID), "volumes", "kubernetes.io~csi", "pv-"+ns+"-"+v.PersistentVolumeClaim.ClaimName, "mount")
+		to := filepath.Join(k.t.TempDir(), "detached")
+		if err := os.Rename(from, to); err != nil {
+			k.t.Fatalf("unmount volume %s: %v", v.Name, err)
+		}
+		kept[v.Name] = to
+	}
 	if err := os.RemoveAll(filepath.Join(k.dir, "pods", string(p.UID))); err != nil {
 		k.t.Fatal(err)
 	}
+	return kept
 }
 
 // volumeOptions are the workload options of a pod's i-th volume.
@@ -178,10 +226,41 @@ var (
 type runningAgent struct {
 	a      *agent.Agent
 	reg    *collectors.Registry
+	rec    *recorder
 	cancel context.CancelFunc
 	done   chan error
 }
 
+// recorder keeps the records of the runs the daemon finished, and passes
+// them on.
+type recorder struct {
+	daemon.Observer
+	mu       sync.Mutex
+	finished []results.Record
+}
+
+func (r *recorder) RunFinished(rec results.Record) {
+	r.Observer.RunFinished(rec)
+	r.mu.Lock()
+	r.finished = append(r.finished, rec)
+	r.mu.Unlock()
+}
+
+// records returns the finished runs of a policy and kind, oldest first.
+func (r *recorder) records(policy string, kind results.Kind) []results.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []results.Record
+	for _, rec := range r.finished {
+		if rec.Policy == policy && rec.Kind == kind {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// startAgent runs an agent for the stand-in's node; mods change its
+// options before it starts.
 // childEnv makes this test binary a daemon's backup child
 // (daemon.ServeChild) instead of running the tests.
 const childEnv = "BACKUPD_AGENT_TEST_CHILD"
@@ -204,21 +283,19 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// isolated returns an agent's isolation: its backups in children that are
-// this test binary.
-func isolated(t *testing.T) *daemon.Isolation {
+// isolated makes an agent back up in children that are this test binary
+// (their storage operations counted in its registry).
+func isolated(t *testing.T) func(*agent.Options) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(childEnv, "1")
-	return &daemon.Isolation{Path: exe, Args: []string{exe}}
+	return func(o *agent.Options) { o.Daemon.Isolate = &daemon.Isolation{Path: exe, Args: []string{exe}} }
 }
 
-// startAgent starts an agent of node k; with iso, its backups run in child
-// processes (their storage operations counted in its registry).
-func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir string, iso *daemon.Isolation) *runningAgent {
+func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir string, mods ...func(*agent.Options)) *runningAgent {
 	t.Helper()
 	reg, runs, storage, err := collectors.NewRegistry("test")
 	if err != nil {
@@ -229,22 +306,27 @@ func startAgent(t *testing.T, env *kubetest.Env, k *kubeletStandIn, stateDir str
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t, k.node}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(agent.Options{
+	rec := &recorder{Observer: runs}
+	opt := agent.Options{
 		Clientset: env.Clientset, Dynamic: env.Dynamic, NodeName: k.node, Namespace: agentNS, ClusterName: cluster,
 		Layout: agent.Layout{KubeletDir: k.dir}, StateDir: stateDir, Logger: log,
-		Daemon:   daemon.Options{Observer: runs, Logger: log, Isolate: iso},
+		Daemon:   daemon.Options{Observer: rec, Logger: log},
 		Metrics:  vm,
 		Debounce: 300 * time.Millisecond, StatusInterval: time.Second, MaintenanceInterval: 4 * time.Second,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 300 * time.Millisecond,
-	})
+	}
+	for _, m := range mods {
+		m(&opt)
+	}
+	if opt.Daemon.Isolate != nil {
+		opt.Daemon.Isolate.Storage = storage
+	}
+	a, err := agent.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if iso != nil {
-		iso.Storage = storage
-	}
 	ctx, cancel := context.WithCancel(t.Context())
-	ra := &runningAgent{a: a, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	ra := &runningAgent{a: a, reg: reg, rec: rec, cancel: cancel, done: make(chan error, 1)}
 	go func() { ra.done <- a.Run(ctx) }()
 	t.Cleanup(ra.stop)
 	return ra
@@ -355,10 +437,36 @@ func gauge(t *testing.T, reg *collectors.Registry, name string, labels map[strin
 			if g := m.GetGauge(); g != nil {
 				return g.GetValue(), true
 			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue(), true
+			}
 			return m.GetUntyped().GetValue(), true
 		}
 	}
 	return 0, false
+}
+
+// seriesWith returns the names of the metrics that have a series with the
+// label value.
+func seriesWith(t *testing.T, reg *collectors.Registry, label, value string) []string {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range fams {
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					out = append(out, f.GetName())
+					break metrics
+				}
+			}
+		}
+	}
+	return out
 }
 
 // counter is the value of a counter series of reg.
@@ -398,10 +506,20 @@ func getPolicy(t *testing.T, ctx context.Context, env *kubetest.Env, name string
 	return &bp
 }
 
-// TestAgentsOnTwoNodes runs two agents as two nodes against a real
-// kube-apiserver and one MinIO bucket (README "Kubernetes", docs/DESIGN.md
-// "Node agent").
-func TestAgentsOnTwoNodes(t *testing.T) {
+// testCluster is a kube-apiserver with backupd's CRDs and a MinIO bucket
+// holding an initialised repository, which the BackupRepository "shared"
+// names.
+type testCluster struct {
+	env  *kubetest.Env
+	spec location.Spec
+	repo repoView
+}
+
+// startCluster starts the apiserver and MinIO, initialises the repository
+// and applies the namespaces (testNS, agentNS), the repository's Secret,
+// the BackupRepository "shared" and the given documents.
+func startCluster(t *testing.T, docs string) *testCluster {
+	t.Helper()
 	env := kubetest.Start(t)
 	mc := s3test.StartMinIO(t)
 	bucket := mc.NewBucket(t)
@@ -416,8 +534,6 @@ func TestAgentsOnTwoNodes(t *testing.T) {
 	if _, err := repository.Init(ctx, be, []byte(repoPass), repository.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	repo := repoView{t: t, spec: spec}
-
 	env.Apply(t, ctx, []byte(fmt.Sprintf(`
 apiVersion: v1
 kind: Namespace
@@ -448,9 +564,19 @@ spec:
     credentialsSecretRef: {namespace: %[2]s, name: repo}
   passwordSecretRef: {namespace: %[2]s, name: repo, key: password}
 ---
+%[9]s
+`, testNS, agentNS, repoPass, id, secret, bucket, mc.Endpoint(), s3test.Region, docs)), "test")
+	return &testCluster{env: env, spec: spec, repo: repoView{t: t, spec: spec}}
+}
+
+// TestAgentsOnTwoNodes runs two agents as two nodes against a real
+// kube-apiserver and one MinIO bucket (README "Kubernetes", docs/DESIGN.md
+// "Node agent").
+func TestAgentsOnTwoNodes(t *testing.T) {
+	c := startCluster(t, `
 apiVersion: backupd.meshbackup.io/v1alpha1
 kind: BackupPolicy
-metadata: {name: mesh, namespace: %[1]s}
+metadata: {name: mesh, namespace: shop}
 spec:
   repository: shared
   meshDefault: true
@@ -459,7 +585,8 @@ spec:
   retention: {keepLast: 2}
   drill: {schedule: "@every 1h"}
   verify: {schedule: "@every 1h"}
-`, testNS, agentNS, repoPass, id, secret, bucket, mc.Endpoint(), s3test.Region)), "test")
+`)
+	env, repo, ctx := c.env, c.repo, t.Context()
 
 	ka := newKubeletStandIn(t, ctx, env.Clientset, "node-a")
 	kb := newKubeletStandIn(t, ctx, env.Clientset, "node-b")
@@ -502,7 +629,7 @@ spec:
 	// Node b's agent backs up in child processes (the node agent's
 	// default), node a's in its own process: the children get the S3
 	// credentials the agent read from the cluster.
-	agA := startAgent(t, env, ka, stateA, nil)
+	agA := startAgent(t, env, ka, stateA)
 	agB := startAgent(t, env, kb, stateB, isolated(t))
 
 	// Each agent backs up exactly its own node's mesh volumes; the plain
@@ -707,7 +834,7 @@ spec:
 	if leader == agB {
 		k, state = kb, stateB
 	}
-	again := startAgent(t, env, k, state, nil)
+	again := startAgent(t, env, k, state)
 	eventually(t, "the restarted agent's daemon is ready", 30*time.Second, func() (bool, string) {
 		d := again.a.Daemon()
 		return d != nil && d.Ready(), "not ready"

@@ -2,11 +2,15 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/meshbackup/backupd/backupd/repository"
 )
 
 // elect takes part in the leader election until ctx ends. The leader does
@@ -50,7 +54,8 @@ func (a *Agent) elect(ctx context.Context) error {
 
 // maintain is the leader's work until ctx ends (the lease is lost):
 // retention of every volume the policies' status lists, whichever node
-// backs it up, every MaintenanceInterval; the policies' conditions every
+// backs it up, every MaintenanceInterval, and again after RetainRetry for
+// the volumes a backup's lock postponed; the policies' conditions every
 // StatusInterval.
 func (a *Agent) maintain(ctx context.Context) {
 	retain := time.NewTicker(a.opt.MaintenanceInterval)
@@ -58,26 +63,38 @@ func (a *Agent) maintain(ctx context.Context) {
 	conds := time.NewTicker(a.opt.StatusInterval)
 	defer conds.Stop()
 	applied := map[string]string{}
-	a.retainAll(ctx)
+	postponed := a.retainAll(ctx, nil)
+	var retry <-chan time.Time
 	for {
 		a.writeConditions(ctx, applied)
+		if len(postponed) > 0 && retry == nil {
+			retry = time.After(a.opt.RetainRetry + rand.N(a.opt.RetainRetry/5+1))
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-retain.C:
-			a.retainAll(ctx)
+			retry = nil
+			postponed = a.retainAll(ctx, nil)
+		case <-retry:
+			retry = nil
+			postponed = a.retainAll(ctx, postponed)
 		case <-conds.C:
 		}
 	}
 }
 
-// retainAll applies each policy's retention to each PVC its status lists.
-// A volume no longer listed (its pod is gone) keeps all its snapshots.
-func (a *Agent) retainAll(ctx context.Context) {
+// retainAll applies each policy's retention to each PVC its status lists
+// (only to those of the set only, if not nil). A volume no longer listed
+// (its pod is gone) keeps all its snapshots. It returns the volumes (by
+// daemon policy name) whose retention a lock postponed: a backup was
+// running, which is no failure; they are tried again soon.
+func (a *Agent) retainAll(ctx context.Context, only map[string]bool) map[string]bool {
 	d := a.Daemon()
 	if d == nil {
-		return
+		return nil
 	}
+	postponed := map[string]bool{}
 	for _, bp := range a.policies() {
 		if bp.Spec.Retention == nil {
 			continue
@@ -87,15 +104,28 @@ func (a *Agent) retainAll(ctx context.Context) {
 				continue
 			}
 			v := Volume{Namespace: bp.Namespace, PVC: e.PersistentVolumeClaim, Policy: bp}
+			if only != nil && !only[v.PolicyName()] {
+				continue
+			}
 			p, err := PolicyConfig(v, a.opt.ClusterName, "", "")
 			if err != nil {
 				continue
 			}
-			if err := d.Retain(ctx, p); err != nil {
-				a.log.Info("retention postponed", "policy", p.Name, "err", err)
+			err = d.Retain(ctx, p)
+			switch {
+			case errors.Is(err, repository.ErrLocked):
+				postponed[p.Name] = true
+				a.Stats.RetainPostponed.Add(1)
+				a.log.Info("retention postponed: a backup holds the repository; trying again soon", "policy", p.Name, "retry_in", a.opt.RetainRetry, "err", err)
+				continue
+			case err != nil:
+				if ctx.Err() == nil {
+					a.log.Warn("retention failed; trying again at the next maintenance pass", "policy", p.Name, "err", err)
+				}
 				continue
 			}
 			a.Stats.Retained.Add(1)
 		}
 	}
+	return postponed
 }

@@ -534,7 +534,8 @@ spec:
 		return n >= 8 && runs >= 5, fmt.Sprintf("%d crashes, %d backups", n, runs)
 	})
 	crashing.Store(false)
-	mu.Lock() // no crash is under way
+	mu.Lock() // held: no crash is under way
+	t.Logf("%d proxy crashes injected", crashes)
 	mu.Unlock()
 	if err := agentRunning(ag); err != nil {
 		t.Fatal(err)

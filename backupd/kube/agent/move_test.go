@@ -79,7 +79,7 @@ spec:
 			lastA = s
 		}
 	}
-	vol = kb.runPodWith(ctx, meshPod("mover-1", istio, "moving-data"), map[string]string{"data": kept["data"]})["data"]
+	kb.runPodWith(ctx, meshPod("mover-1", istio, "moving-data"), map[string]string{"data": kept["data"]})
 
 	// node-b's first backup of the PVC: same host name, parent from node-a,
 	// little read and written.

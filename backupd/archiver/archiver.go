@@ -153,6 +153,10 @@ type Stats struct {
 	// Replaced counts files replaced (renamed over) between the scan and
 	// their reading; they are read as found.
 	Replaced atomic.Uint64
+	// Renamed counts files renamed within their directory between the
+	// scan and their reading (a rotated log); they are read under their
+	// new name and stored under the name the scan listed.
+	Renamed atomic.Uint64
 }
 
 // ErrEmptySource refuses a backup of an empty source whose previous snapshot
@@ -323,12 +327,12 @@ func (a *Archiver) backupScan(ctx context.Context, scan *sourceScan) (*snapshot.
 // are logged one by one at DEBUG: files rewritten where the previous
 // backup had not read them, and files replaced since the scan.
 func (a *Archiver) logRewrites() {
-	rw, rp := a.Stats.Rewritten.Load(), a.Stats.Replaced.Load()
-	if rw == 0 && rp == 0 {
+	rw, rp, rn := a.Stats.Rewritten.Load(), a.Stats.Replaced.Load(), a.Stats.Renamed.Load()
+	if rw == 0 && rp == 0 && rn == 0 {
 		return
 	}
-	a.log.Info("files rewritten or replaced while the source changed, read again (details at debug level)",
-		"files_rewritten", rw, "files_replaced_since_scan", rp,
+	a.log.Info("files rewritten, replaced or renamed while the source changed, read again (details at debug level)",
+		"files_rewritten", rw, "files_replaced_since_scan", rp, "files_renamed_since_scan", rn,
 		"files_changed", a.Stats.FilesChanged.Load(), "files_new", a.Stats.FilesNew.Load())
 }
 

@@ -120,7 +120,7 @@ func listDir(ctx context.Context, d dirFD, path string, buf []byte) *listing {
 	fd := int(d)
 	names, err := readNames(d, path, buf)
 	l.err = err
-	slices.Sort(names) // access.log before access.log.1: see the rotation note in walkDir
+	slices.Sort(names)
 	l.entries = make([]entryInfo, 0, len(names))
 	for i, name := range names {
 		if i%256 == 255 && ctx.Err() != nil {

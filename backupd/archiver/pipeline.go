@@ -18,15 +18,17 @@ type fileResult struct {
 }
 
 type fileJob struct {
-	path   string
-	name   string
-	dir    *dirHandle     // the directory the scan listed it in; the job's reference
-	inode  uint64         // as listed
-	parent *snapshot.Node // the previous version: same name, or same inode (moved)
-	moved  bool           // parent is the node of another name with this inode
-	known  bool           // the parent snapshot had a file of this name
-	verify bool           // unchanged, but due for its periodic full read
-	res    *fileResult
+	path    string
+	name    string
+	dir     *dirHandle     // the directory the scan listed it in; the job's reference
+	inode   uint64         // as listed
+	size    int64          // as listed
+	mtimeNS int64          // as listed
+	parent  *snapshot.Node // the previous version: same name, or same inode (moved)
+	moved   bool           // parent is the node of another name with this inode
+	known   bool           // the parent snapshot had a file of this name
+	verify  bool           // unchanged, but due for its periodic full read
+	res     *fileResult
 }
 
 type dirResult struct {

@@ -41,11 +41,13 @@ type walker struct {
 // parent is the directory's tree in the parent snapshot and parentID its
 // id, both nil if it had none.
 //
-// Rotation note: names are read in sorted order, so access.log is read
-// before access.log.1. If the log rotates between the two reads, the bytes
-// that moved are read from access.log.1; if it rotates before both, each is
-// read whole. Either way no line written before the backup started is lost
-// from the pair (docs/DESIGN.md §8 scenario 11).
+// Rotation note: each name is stored with the file the scan listed under
+// it. A log rotated after the listing (access.log renamed access.log.1, a
+// new access.log created) is read under its new name and stored as
+// access.log, the older rotations likewise (worker.openRenamed); a name
+// the scan did not list waits for the next backup. So no line written
+// before the backup started is lost, and the snapshot is the directory as
+// listed (docs/DESIGN.md §8 scenario 11).
 func (w *walker) walkDir(ctx context.Context, l *listing, parent *snapshot.Tree, parentID *repository.ID) (*dirResult, error) {
 	defer l.dir.release() // each file job holds its own reference
 	// The walk's own CPU (comparing a directory's entries with the parent
@@ -231,7 +233,7 @@ func newFileJob(p string, ce *entryInfo, pn *snapshot.Node, verify bool, prev *p
 	if pn != nil && pn.Type != snapshot.TypeFile {
 		pn = nil
 	}
-	job := &fileJob{path: p, name: ce.name, inode: ce.inode, parent: pn, known: pn != nil, verify: verify, res: &fileResult{done: make(chan struct{})}}
+	job := &fileJob{path: p, name: ce.name, inode: ce.inode, size: ce.size, mtimeNS: ce.mtimeNS, parent: pn, known: pn != nil, verify: verify, res: &fileResult{done: make(chan struct{})}}
 	// A file renamed within the directory (a rotated log) is compared
 	// with its old node, chunk by chunk.
 	if pn == nil || pn.Inode != ce.inode {

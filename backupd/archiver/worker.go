@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"syscall"
 
@@ -49,6 +50,22 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 		h(job.path)
 	}
 	f, st, err := openSource(job)
+	if (err == nil && st.Ino != job.inode) || errors.Is(err, fs.ErrNotExist) {
+		// The name holds another file now, or none: the file the scan
+		// listed may have been renamed within its directory (a log
+		// rotated, access.log to access.log.1, after the listing and
+		// before this read). Its bytes were written before the listing;
+		// read them, under the name it was listed with, rather than lose
+		// them from the snapshot (docs/DESIGN.md §8 scenario 11).
+		if mf, mst, name, ok := w.openRenamed(job); ok {
+			if f != nil {
+				f.Close()
+			}
+			f, st, err = mf, mst, nil
+			w.a.log.Debug("file renamed since the scan; read under its new name", "path", job.path, "now", name)
+			w.a.Stats.Renamed.Add(1)
+		}
+	}
 	if err != nil {
 		return w.openFailed(job, err)
 	}
@@ -93,6 +110,53 @@ func openSource(job *fileJob) (*os.File, *unix.Stat_t, error) {
 		return nil, nil, fmt.Errorf("internal error: %s queued without its directory", job.path)
 	}
 	return regfile.OpenAt(int(job.dir.fd), job.name, job.path)
+}
+
+// openRenamed looks for the file the scan listed for job under another
+// name in the same directory: the inode listed, a regular file, no
+// smaller and no older than listed (a rotated log only grows; an inode
+// number reused by a new file is most likely smaller or has an older
+// modification time than the file listed had). It opens the directory
+// again (the scan's descriptor is shared and read to its end) and opens
+// the name found relative to it, checking the inode again after the open.
+func (w *worker) openRenamed(job *fileJob) (*os.File, *unix.Stat_t, string, bool) {
+	if job.dir == nil {
+		return nil, nil, "", false
+	}
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = unix.Openat(int(job.dir.fd), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return nil, nil, "", false
+	}
+	d := dirFD(fd)
+	defer d.Close()
+	names, _ := readNames(d, job.path, make([]byte, 8<<10))
+	for _, name := range names {
+		if name == job.name {
+			continue
+		}
+		var st unix.Stat_t
+		if err := retryEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+			continue
+		}
+		if st.Ino != job.inode || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < job.size || st.Mtim.Sec*1e9+st.Mtim.Nsec < job.mtimeNS {
+			continue
+		}
+		p := filepath.Join(filepath.Dir(job.path), name)
+		f, fst, err := regfile.OpenAt(fd, name, p)
+		if err != nil {
+			return nil, nil, "", false
+		}
+		if fst.Ino != job.inode {
+			f.Close()
+			return nil, nil, "", false
+		}
+		return f, fst, name, true
+	}
+	return nil, nil, "", false
 }
 
 // openFailed handles a file that could not be opened: gone or replaced by

@@ -89,7 +89,7 @@ func runDaemon(ctx context.Context, opts runOptions, g *globalOptions, _ []strin
 	if opts.ConfigFile == "" {
 		return usageErr("--config is required")
 	}
-	for _, f := range []string{"s3-path-style", "s3-ca-file", "s3-insecure-skip-verify", "storage-timeout", "uploads"} {
+	for _, f := range []string{"s3-path-style", "s3-ca-file", "s3-insecure-skip-verify", "storage-timeout", "storage-retry-for", "uploads"} {
 		if g.given(f) {
 			return usageErr("--%s applies to --repo; the daemon takes it per repository from its config (deploy/CONFIG.md)", f)
 		}

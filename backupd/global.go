@@ -47,7 +47,9 @@ type environment struct {
 	S3PathStyle    string // BACKUPD_S3_PATH_STYLE
 	S3CAFile       string // BACKUPD_S3_CA_FILE
 	StorageTimeout string // BACKUPD_STORAGE_TIMEOUT
-	Uploads        string // BACKUPD_UPLOADS
+	// StorageRetryFor is BACKUPD_STORAGE_RETRY_FOR.
+	StorageRetryFor string
+	Uploads         string // BACKUPD_UPLOADS
 	// For tests only, not in the help: BACKUPD_S3_PART_SIZE (bytes, at
 	// least 5 MiB) makes packs above it multipart uploads, and
 	// BACKUPD_S3_STALE_UPLOAD_AGE (a duration) is how old an unfinished
@@ -89,6 +91,7 @@ type globalOptions struct {
 	s3CAFile             string
 	s3InsecureSkipVerify bool
 	storageTimeout       time.Duration
+	storageRetryFor      time.Duration
 	uploads              int
 	// The local cache (see cacheOpener).
 	cacheDir string
@@ -143,6 +146,7 @@ Environment:
   BACKUPD_S3_PATH_STYLE    instead of --s3-path-style
   BACKUPD_S3_CA_FILE       instead of --s3-ca-file
   BACKUPD_STORAGE_TIMEOUT  instead of --storage-timeout
+  BACKUPD_STORAGE_RETRY_FOR instead of --storage-retry-for
   BACKUPD_UPLOADS          instead of --uploads
   BACKUPD_CACHE_DIR        instead of --cache-dir
   AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,

@@ -69,6 +69,7 @@ func main() {
 		S3PathStyle:      os.Getenv("BACKUPD_S3_PATH_STYLE"),
 		S3CAFile:         os.Getenv("BACKUPD_S3_CA_FILE"),
 		StorageTimeout:   os.Getenv("BACKUPD_STORAGE_TIMEOUT"),
+		StorageRetryFor:  os.Getenv("BACKUPD_STORAGE_RETRY_FOR"),
 		Uploads:          os.Getenv("BACKUPD_UPLOADS"),
 		S3PartSize:       os.Getenv("BACKUPD_S3_PART_SIZE"),
 		S3StaleUploadAge: os.Getenv("BACKUPD_S3_STALE_UPLOAD_AGE"),

@@ -55,6 +55,7 @@ func writeS3DaemonConfig(t *testing.T, srv *s3test.Server, c *cli, src, rpo stri
     path: %s
     password_env: BACKUPD_PASSWORD
     timeout: 3s
+    retry_for: 2s # shorter than TestS3DaemonStoreDownMidBackup's outage, which fails the run
     uploads: 2
     s3:
       endpoint: %s

@@ -27,6 +27,7 @@ func (g *globalOptions) storageFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&g.s3CAFile, "s3-ca-file", env.S3CAFile, "s3:// repositories: also trust the PEM certificates in this file (env BACKUPD_S3_CA_FILE)")
 	pf.BoolVar(&g.s3InsecureSkipVerify, "s3-insecure-skip-verify", false, "s3:// repositories: do not check the store's TLS certificate. For tests only: anyone on the path can read and change the traffic")
 	pf.DurationVar(&g.storageTimeout, "storage-timeout", 0, "s3:// repositories: deadline of each attempt of a storage operation; an attempt that runs out of it is retried (0: the retry layer's default; env BACKUPD_STORAGE_TIMEOUT)")
+	pf.DurationVar(&g.storageRetryFor, "storage-retry-for", 0, "s3:// repositories: how long a storage operation that keeps failing transiently (the store stopped or unreachable) is retried before the command fails (0: the retry layer's default, 1m; env BACKUPD_STORAGE_RETRY_FOR)")
 	pf.IntVar(&g.uploads, "uploads", 0, "packs uploaded in parallel (0: the repository's default; env BACKUPD_UPLOADS)")
 	pf.StringVar(&g.cacheDir, "cache-dir", env.CacheDir, "s3:// repositories: keep copies of index files, snapshots and tree packs under `DIR`/<repository id>, verified on every read (default ${XDG_CACHE_HOME:-~/.cache}/backupd/repos; env BACKUPD_CACHE_DIR)")
 	pf.BoolVar(&g.noCache, "no-cache", false, "s3:// repositories: keep no local cache; read every object from the store")
@@ -70,6 +71,17 @@ func (g *globalOptions) spec() (location.Spec, error) {
 	if timeout < 0 {
 		return location.Spec{}, usageErr("%s %s: want a duration of zero or more", g.source("storage-timeout", "BACKUPD_STORAGE_TIMEOUT", g.env.StorageTimeout), timeout)
 	}
+	retryFor := g.storageRetryFor
+	if !g.given("storage-retry-for") && g.env.StorageRetryFor != "" {
+		d, err := time.ParseDuration(g.env.StorageRetryFor)
+		if err != nil {
+			return location.Spec{}, usageErr("BACKUPD_STORAGE_RETRY_FOR %s: want a duration such as 30s or 5m", escape(g.env.StorageRetryFor))
+		}
+		retryFor = d
+	}
+	if retryFor < 0 {
+		return location.Spec{}, usageErr("%s %s: want a duration of zero or more", g.source("storage-retry-for", "BACKUPD_STORAGE_RETRY_FOR", g.env.StorageRetryFor), retryFor)
+	}
 	if !g.given("uploads") && g.env.Uploads != "" {
 		n, err := strconv.Atoi(g.env.Uploads)
 		if err != nil {
@@ -87,14 +99,14 @@ func (g *globalOptions) spec() (location.Spec, error) {
 		}
 		// Flags given for a directory are a mistake; variables set in the
 		// environment for another repository are not.
-		for _, f := range []string{"s3-path-style", "s3-ca-file", "s3-insecure-skip-verify", "storage-timeout"} {
+		for _, f := range []string{"s3-path-style", "s3-ca-file", "s3-insecure-skip-verify", "storage-timeout", "storage-retry-for"} {
 			if g.given(f) {
 				return location.Spec{}, usageErr("--%s applies to s3:// repositories only; --repo %s is a directory", f, escape(g.repo))
 			}
 		}
 		return spec, nil
 	}
-	spec.Timeout = timeout
+	spec.Timeout, spec.RetryFor = timeout, retryFor
 	if err := location.CheckPathStyle(g.s3PathStyle); err != nil {
 		return location.Spec{}, usageErr("%s %v", g.source("s3-path-style", "BACKUPD_S3_PATH_STYLE", g.env.S3PathStyle), err)
 	}

@@ -56,6 +56,11 @@ type Repository struct {
 	// Timeout bounds each attempt of a storage operation of an object
 	// store (0: the retry layer's default). Not for a directory.
 	Timeout time.Duration `yaml:"timeout"`
+	// RetryFor is how long a storage operation of an object store that
+	// keeps failing transiently (the store stopped or unreachable) is
+	// retried before the run fails (0: the retry layer's default, 1
+	// minute). Not for a directory.
+	RetryFor time.Duration `yaml:"retry_for"`
 	// Uploads is how many packs are uploaded in parallel (0: the
 	// repository's default).
 	Uploads int `yaml:"uploads"`
@@ -379,6 +384,7 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 			"password_env":  p.str(&v.PasswordEnv),
 			"host":          p.str(&v.Host),
 			"timeout":       p.duration(&v.Timeout),
+			"retry_for":     p.duration(&v.RetryFor),
 			"uploads":       p.atLeast(&v.Uploads, 1),
 			"s3":            func(c *yaml.Node, k string) { v.s3Set = true; p.decode(c, k, &v.S3) },
 		})

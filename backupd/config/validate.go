@@ -144,6 +144,8 @@ func (p *parser) validateLocation(root *yaml.Node, i int, r *Repository, abs fun
 			return fail(fmt.Sprintf("s3 settings for a directory repository (path %q): use path: s3://BUCKET[/PREFIX], or remove the s3 block", r.Path), "s3")
 		case r.Timeout != 0:
 			return fail("timeout applies to object storage (path: s3://...) only: a directory's operations are not retried or timed out", "timeout")
+		case r.RetryFor != 0:
+			return fail("retry_for applies to object storage (path: s3://...) only: a directory's operations are not retried", "retry_for")
 		}
 		r.Path = abs(r.Path)
 		return true

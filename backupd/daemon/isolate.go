@@ -104,6 +104,7 @@ type childRepository struct {
 	Name     string        `json:"name"`
 	Location string        `json:"location"`
 	Timeout  time.Duration `json:"timeout,omitempty"`
+	RetryFor time.Duration `json:"retry_for,omitempty"`
 	Uploads  int           `json:"uploads,omitempty"`
 	S3       *childS3      `json:"s3,omitempty"`
 }
@@ -124,7 +125,7 @@ type childS3 struct {
 }
 
 func requestRepository(name string, s location.Spec) childRepository {
-	r := childRepository{Name: name, Location: s.Location, Timeout: s.Timeout, Uploads: s.Uploads}
+	r := childRepository{Name: name, Location: s.Location, Timeout: s.Timeout, RetryFor: s.RetryFor, Uploads: s.Uploads}
 	if s.S3 != (location.S3{}) {
 		c := s.S3
 		r.S3 = &childS3{Endpoint: c.Endpoint, Region: c.Region, PathStyle: c.PathStyle, CAFile: c.CAFile,
@@ -136,7 +137,7 @@ func requestRepository(name string, s location.Spec) childRepository {
 }
 
 func (r childRepository) spec() location.Spec {
-	s := location.Spec{Location: r.Location, Timeout: r.Timeout, Uploads: r.Uploads}
+	s := location.Spec{Location: r.Location, Timeout: r.Timeout, RetryFor: r.RetryFor, Uploads: r.Uploads}
 	if c := r.S3; c != nil {
 		s.S3 = location.S3{Endpoint: c.Endpoint, Region: c.Region, PathStyle: c.PathStyle, CAFile: c.CAFile,
 			InsecureSkipVerify: c.InsecureSkipVerify, Profile: c.Profile, AllowUnconditionalWrites: c.AllowUnconditionalWrites,

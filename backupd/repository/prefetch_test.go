@@ -263,7 +263,7 @@ func TestPrefetcherCorruptAndTransient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			retries := atomic.Int32{}
-			be := retry.New(tc.pr, retry.Options{Base: time.Millisecond, Max: time.Millisecond,
+			be := retry.New(tc.pr, retry.Options{RetryFor: -1, Base: time.Millisecond, Max: time.Millisecond,
 				OnRetry: func(string, int, error) { retries.Add(1) }})
 			r := repotest.Reopen(t, be, repository.Options{})
 			if err := r.LoadIndex(t.Context()); err != nil {

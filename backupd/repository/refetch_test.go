@@ -143,7 +143,7 @@ func TestVerifiedLoadsAreRefetched(t *testing.T) {
 				t.Run(l.name, func(t *testing.T) {
 					fb := &flipper{Backend: m, always: always, loads: map[backend.Handle]int{}}
 					var retries int
-					be := retry.New(fb, retry.Options{Sleep: noSleep, OnRetry: func(string, int, error) { retries++ }})
+					be := retry.New(fb, retry.Options{RetryFor: -1, Sleep: noSleep, OnRetry: func(string, int, error) { retries++ }})
 					rr := repotest.Reopen(t, be, repository.Options{})
 					if err := rr.LoadIndex(ctx); err != nil {
 						t.Fatal(err)
@@ -178,7 +178,7 @@ func TestVerifiedLoadsAreRefetched(t *testing.T) {
 	}
 	t.Run("data pack fetched twice when flipped once", func(t *testing.T) {
 		fb := &flipper{Backend: m, loads: map[backend.Handle]int{}}
-		rr := repotest.Reopen(t, retry.New(fb, retry.Options{Sleep: noSleep}), repository.Options{})
+		rr := repotest.Reopen(t, retry.New(fb, retry.Options{RetryFor: -1, Sleep: noSleep}), repository.Options{})
 		if err := rr.LoadIndex(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +222,7 @@ func TestAmbiguousSavesSucceedThroughRetries(t *testing.T) {
 	amb := &ambiguousSave{Backend: m, done: map[backend.FileType]bool{}, types: map[backend.FileType]bool{
 		backend.LockFile: true, backend.MarkerFile: true, backend.PackFile: true, backend.IndexFile: true, backend.SnapshotFile: true}}
 	noSleep := func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
-	r := repotest.Reopen(t, retry.New(amb, retry.Options{Sleep: noSleep}), repository.Options{LockRefresh: time.Hour})
+	r := repotest.Reopen(t, retry.New(amb, retry.Options{RetryFor: -1, Sleep: noSleep}), repository.Options{LockRefresh: time.Hour})
 	l, err := r.Lock(ctx, repository.LockOptions{Command: "backup"})
 	if err != nil {
 		t.Fatalf("lock: %v", err)

@@ -46,6 +46,11 @@ type Spec struct {
 	// Timeout bounds each attempt of a backend operation of an object
 	// store (retry.Options.Timeout; 0: the retry layer's default). It does not apply to a directory: see Open.
 	Timeout time.Duration
+	// RetryFor is how long an operation failing transiently (the store
+	// stopped, unreachable, throttling) is retried before it fails
+	// (retry.Options.RetryFor; 0: the retry layer's default, 1 minute).
+	// Object stores only.
+	RetryFor time.Duration
 	// Uploads is how many packs are uploaded in parallel (0: the
 	// repository's default). It is a repository option, which Open does
 	// not use: pass it to RepositoryOptions.
@@ -187,8 +192,8 @@ func (spec Spec) check() error {
 	if err := Check(spec.Location); err != nil {
 		return err
 	}
-	if spec.Timeout < 0 || spec.Uploads < 0 {
-		return errors.New("timeout and uploads must not be negative")
+	if spec.Timeout < 0 || spec.Uploads < 0 || spec.RetryFor < 0 {
+		return errors.New("timeout, retry_for and uploads must not be negative")
 	}
 	if !IsS3(spec.Location) {
 		if spec.S3 != (S3{}) {
@@ -228,7 +233,7 @@ func open(ctx context.Context, spec Spec, opt Options, create bool) (backend.Bac
 		// spec.Timeout: the opening (its bucket check, and Create's
 		// probes, which start afresh each attempt), every operation, the
 		// reading of the store's clock that dates locks, and CleanTemp.
-		ro := retry.Options{Timeout: spec.Timeout, OnRetry: opt.OnRetry, Logger: opt.Logger}
+		ro := retry.Options{Timeout: spec.Timeout, RetryFor: spec.RetryFor, OnRetry: opt.OnRetry, Logger: opt.Logger}
 		var b *s3.Backend
 		if err := retry.Do(ctx, ro, OpOpen, func(actx context.Context) error {
 			var err error
@@ -325,7 +330,7 @@ func RepositoryOptions(o repository.Options, spec Spec, cacheRoot string) reposi
 // credentials its s3 block names read from their variables or files.
 // Errors name the repository and the key, never a credential.
 func FromConfig(rc config.Repository) (Spec, error) {
-	spec := Spec{Location: rc.Path, Timeout: rc.Timeout, Uploads: rc.Uploads}
+	spec := Spec{Location: rc.Path, Timeout: rc.Timeout, RetryFor: rc.RetryFor, Uploads: rc.Uploads}
 	if !rc.IsS3() {
 		return spec, nil
 	}

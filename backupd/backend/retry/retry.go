@@ -74,6 +74,7 @@ const (
 	DefaultMax                = 10 * time.Second
 	DefaultTimeout            = 2 * time.Minute
 	DefaultIntegrityRefetches = 2
+	DefaultRetryFor           = time.Minute
 )
 
 // NoTimeout as Options.Timeout disables the per-attempt deadline.
@@ -90,11 +91,18 @@ const (
 
 // Options tune the wrapper. Zero values take the defaults.
 type Options struct {
-	// MaxAttempts bounds the attempts of one operation, the first
-	// included: 5 by default, which with the default delays spans about
-	// 3 s of backoff on average and at most 6 s, enough to ride out a
-	// store's brief throttling without stalling a backup for minutes.
+	// MaxAttempts is the least number of attempts of one operation, the
+	// first included, before it fails: 5 by default, about 3 s of backoff
+	// on average with the default delays. RetryFor may allow more.
 	MaxAttempts int
+	// RetryFor is how long an operation that keeps failing transiently
+	// (a store stopped or unreachable, answering 503 for a while) is tried
+	// again after MaxAttempts, counted from its first attempt, the delays
+	// growing up to Max: so an outage shorter than RetryFor
+	// is ridden out, and one longer fails the operation once RetryFor has
+	// passed. 1 minute by default, the order of restic's and kopia's
+	// patience with a stopped store; negative: only MaxAttempts counts.
+	RetryFor time.Duration
 	// Base and Max shape the backoff: before retry n (1-based) the
 	// wrapper sleeps a uniformly random time in [0, min(Max, Base·2^(n-1)))
 	// ("full jitter", so that many clients throttled at once spread out).
@@ -129,6 +137,9 @@ type Options struct {
 	// Sleep waits d or until ctx ends, returning ctx's error then. By
 	// default a timer; tests inject one that records the delays.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock RetryFor is measured by; time.Now by default.
+	// Tests inject one that the injected Sleep advances.
+	Now func() time.Time
 }
 
 func (o *Options) applyDefaults() {
@@ -161,6 +172,12 @@ func (o *Options) applyDefaults() {
 	}
 	if o.Sleep == nil {
 		o.Sleep = sleep
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RetryFor == 0 {
+		o.RetryFor = DefaultRetryFor
 	}
 }
 
@@ -253,9 +270,17 @@ func (b *Backend) wait(ctx context.Context, op string, h backend.Handle, attempt
 	return nil
 }
 
+// giveUp reports whether an operation that began at start and whose
+// attempt n failed transiently is over: MaxAttempts made and RetryFor
+// passed.
+func (b *Backend) giveUp(n int, start time.Time) bool {
+	return n >= b.opt.MaxAttempts && b.opt.Now().Sub(start) >= b.opt.RetryFor
+}
+
 // do runs one operation with the attempt loop shared by Save, Stat and
 // Remove (and List, through its own attempt function).
 func (b *Backend) do(ctx context.Context, op string, h backend.Handle, timeout bool, attempt func(actx context.Context, n int) error) error {
+	start := b.opt.Now()
 	for n := 1; ; n++ {
 		actx, cancel := b.attemptCtx(ctx, timeout)
 		err := attempt(actx, n)
@@ -264,8 +289,8 @@ func (b *Backend) do(ctx context.Context, op string, h backend.Handle, timeout b
 		if err == nil || !retry {
 			return err
 		}
-		if n >= b.opt.MaxAttempts {
-			return fmt.Errorf("%w (gave up after %d attempts)", err, n)
+		if b.giveUp(n, start) {
+			return fmt.Errorf("%w (gave up after %d attempts in %s)", err, n, b.opt.Now().Sub(start).Round(time.Millisecond))
 		}
 		if werr := b.wait(ctx, op, h, n, err); werr != nil {
 			return werr
@@ -295,6 +320,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker) 
 // after an integrity failure. fn is called once per fetch.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(io.Reader) error) error {
 	refetches := 0
+	start := b.opt.Now()
 	for n, retries := 1, 1; ; n++ {
 		actx, cancel := b.attemptCtx(ctx, true)
 		err := b.be.Load(actx, h, length, offset, fn)
@@ -304,8 +330,8 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 		case err == nil:
 			return nil
 		case retry:
-			if n-refetches >= b.opt.MaxAttempts {
-				return fmt.Errorf("%w (gave up after %d attempts)", err, n-refetches)
+			if b.giveUp(n-refetches, start) {
+				return fmt.Errorf("%w (gave up after %d attempts in %s)", err, n-refetches, b.opt.Now().Sub(start).Round(time.Millisecond))
 			}
 		case errors.Is(err, backend.ErrIntegrity) && ctx.Err() == nil:
 			if refetches >= b.opt.IntegrityRefetches {

@@ -169,7 +169,7 @@ func TestAttempts(t *testing.T) {
 				}
 				var retries []int
 				var ns noSleep
-				be := retry.New(sb, retry.Options{
+				be := retry.New(sb, retry.Options{RetryFor: -1,
 					MaxAttempts: 4, IntegrityRefetches: -1, Sleep: ns.sleep,
 					OnRetry: func(gotOp string, attempt int, _ error) {
 						if gotOp != op {
@@ -217,7 +217,7 @@ func TestBackoff(t *testing.T) {
 	}
 	delays := func(src rand.Source) []time.Duration {
 		var ns noSleep
-		be := retry.New(newScripted(failFirst(100, errTransient)), retry.Options{
+		be := retry.New(newScripted(failFirst(100, errTransient)), retry.Options{RetryFor: -1,
 			MaxAttempts: len(caps) + 1, Base: base, Max: maxDelay, Rand: src, Sleep: ns.sleep,
 		})
 		if _, err := be.Stat(t.Context(), testHandle); !errors.Is(err, errTransient) {
@@ -315,7 +315,7 @@ func TestTimeout(t *testing.T) {
 			}
 			hb := &hanging{Backend: m, hang: tc.hang}
 			var ns noSleep
-			be := retry.New(hb, retry.Options{MaxAttempts: 3, Timeout: tc.timeout, Sleep: ns.sleep})
+			be := retry.New(hb, retry.Options{RetryFor: -1, MaxAttempts: 3, Timeout: tc.timeout, Sleep: ns.sleep})
 			ctx := t.Context()
 			if tc.parent > 0 {
 				var cancel context.CancelFunc
@@ -388,7 +388,7 @@ func TestIntegrityRefetch(t *testing.T) {
 			fb := &flipping{Backend: m, flips: tc.flips}
 			var ns noSleep
 			retries := 0
-			be := retry.New(fb, retry.Options{Sleep: ns.sleep, OnRetry: func(op string, _ int, err error) {
+			be := retry.New(fb, retry.Options{RetryFor: -1, Sleep: ns.sleep, OnRetry: func(op string, _ int, err error) {
 				if !errors.Is(err, backend.ErrIntegrity) {
 					t.Errorf("retry of %s after %v", op, err)
 				}
@@ -438,7 +438,7 @@ func TestCancelStopsRetries(t *testing.T) {
 	defer cancel()
 	// A real, context-aware sleep of up to an hour: only cancellation can
 	// end it.
-	be := retry.New(sb, retry.Options{Base: time.Hour, Max: time.Hour, Rand: maxSource{},
+	be := retry.New(sb, retry.Options{RetryFor: -1, Base: time.Hour, Max: time.Hour, Rand: maxSource{},
 		OnRetry: func(string, int, error) { cancel() }})
 	start := time.Now()
 	_, err := be.Stat(ctx, testHandle)
@@ -462,7 +462,7 @@ func TestSaveRewindsAndExists(t *testing.T) {
 		t.Parallel()
 		sb := newScripted(failFirst(2, errTransient))
 		var ns noSleep
-		be := retry.New(sb, retry.Options{Sleep: ns.sleep})
+		be := retry.New(sb, retry.Options{RetryFor: -1, Sleep: ns.sleep})
 		if err := be.Save(t.Context(), h, strings.NewReader(content)); err != nil {
 			t.Fatal(err)
 		}
@@ -488,7 +488,7 @@ func TestSaveRewindsAndExists(t *testing.T) {
 			return m.Save(ctx, h, rd)
 		}}
 		var ns noSleep
-		be := retry.New(amb, retry.Options{Sleep: ns.sleep})
+		be := retry.New(amb, retry.Options{RetryFor: -1, Sleep: ns.sleep})
 		err := be.Save(t.Context(), h, strings.NewReader(content))
 		if !errors.Is(err, backend.ErrExists) {
 			t.Fatalf("got %v, want ErrExists", err)
@@ -544,7 +544,7 @@ func TestListRestartsWithoutDuplicates(t *testing.T) {
 	}
 	bl := &brokenList{Backend: m, cut: 3}
 	var ns noSleep
-	be := retry.New(bl, retry.Options{Sleep: ns.sleep})
+	be := retry.New(bl, retry.Options{RetryFor: -1, Sleep: ns.sleep})
 	var got []string
 	if err := be.List(t.Context(), backend.SnapshotFile, func(fi backend.FileInfo) error {
 		got = append(got, fi.Name)
@@ -562,7 +562,7 @@ func TestListRestartsWithoutDuplicates(t *testing.T) {
 
 	t.Run("error of fn not retried", func(t *testing.T) {
 		bl := &brokenList{Backend: m, cut: -1}
-		be := retry.New(bl, retry.Options{Sleep: ns.sleep})
+		be := retry.New(bl, retry.Options{RetryFor: -1, Sleep: ns.sleep})
 		err := be.List(t.Context(), backend.SnapshotFile, func(backend.FileInfo) error { return errTransient })
 		if !errors.Is(err, errTransient) || bl.calls != 1 {
 			t.Errorf("got %v after %d listings, want fn's error after 1", err, bl.calls)
@@ -574,7 +574,7 @@ func TestLogsOneWarningPerRetry(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	var ns noSleep
-	be := retry.New(newScripted(failFirst(2, errTransient)), retry.Options{
+	be := retry.New(newScripted(failFirst(2, errTransient)), retry.Options{RetryFor: -1,
 		Sleep: ns.sleep, Logger: slog.New(slog.NewTextHandler(&buf, nil)),
 	})
 	if err := be.Remove(t.Context(), testHandle); err != nil {
@@ -596,7 +596,7 @@ func TestLogsOneWarningPerRetry(t *testing.T) {
 func TestUnwrap(t *testing.T) {
 	t.Parallel()
 	m := mem.New()
-	be := retry.New(m, retry.Options{})
+	be := retry.New(m, retry.Options{RetryFor: -1})
 	if got, ok := backend.As[*mem.Mem](be); !ok || got != m {
 		t.Errorf("As did not find the wrapped backend")
 	}
@@ -638,7 +638,7 @@ func TestWrapRetriesTheOptionalFeatures(t *testing.T) {
 	instant := func(context.Context, time.Duration) error { return nil }
 	var retried []string
 	cm := &clockMem{Mem: mem.New(), fails: 2}
-	be := retry.Wrap(cm, retry.Options{Sleep: instant, OnRetry: func(op string, _ int, _ error) { retried = append(retried, op) }})
+	be := retry.Wrap(cm, retry.Options{RetryFor: -1, Sleep: instant, OnRetry: func(op string, _ int, _ error) { retried = append(retried, op) }})
 	sc, ok := backend.As[backend.ServerClock](be)
 	if !ok {
 		t.Fatal("no server clock through the wrapper")
@@ -660,14 +660,14 @@ func TestWrapRetriesTheOptionalFeatures(t *testing.T) {
 		t.Errorf("CleanTemp after two transient failures: %v after %d calls, want success after 3", err, cm.cleans)
 	}
 	cm = &clockMem{Mem: mem.New(), fails: 100}
-	sc, _ = backend.As[backend.ServerClock](retry.Wrap(cm, retry.Options{Sleep: instant}))
+	sc, _ = backend.As[backend.ServerClock](retry.Wrap(cm, retry.Options{RetryFor: -1, Sleep: instant}))
 	if _, err := sc.ServerTime(t.Context()); !backend.IsTransient(err) || cm.reads != retry.DefaultMaxAttempts {
 		t.Errorf("a clock that keeps failing: %v after %d reads, want a transient error after %d", err, cm.reads, retry.DefaultMaxAttempts)
 	}
-	if _, ok := backend.As[backend.ServerClock](retry.Wrap(mem.New(), retry.Options{})); ok {
+	if _, ok := backend.As[backend.ServerClock](retry.Wrap(mem.New(), retry.Options{RetryFor: -1})); ok {
 		t.Error("Wrap offers a server clock over a backend without one")
 	}
-	if _, ok := backend.As[backend.TempCleaner](retry.Wrap(mem.New(), retry.Options{})); ok {
+	if _, ok := backend.As[backend.TempCleaner](retry.Wrap(mem.New(), retry.Options{RetryFor: -1})); ok {
 		t.Error("Wrap offers CleanTemp over a backend without it")
 	}
 }
@@ -690,7 +690,7 @@ func TestDo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0
-			err := retry.Do(t.Context(), retry.Options{Sleep: instant}, "open", func(context.Context) error {
+			err := retry.Do(t.Context(), retry.Options{RetryFor: -1, Sleep: instant}, "open", func(context.Context) error {
 				calls++
 				if calls <= tc.fails {
 					return tc.fail
@@ -701,5 +701,88 @@ func TestDo(t *testing.T) {
 				t.Fatalf("%d calls, err %v; want %d calls, error %v", calls, err, tc.wantCalls, tc.wantErr)
 			}
 		})
+	}
+}
+
+// fakeClock is the clock of RetryFor: its sleep advances it instead of
+// waiting.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	return ctx.Err()
+}
+
+// A store that is down (every attempt fails transiently) for a while: an
+// outage shorter than RetryFor is ridden out by every operation, one longer
+// fails it once RetryFor has passed, not before and not much later, after a
+// bounded number of attempts.
+func TestRetryFor(t *testing.T) {
+	t.Parallel()
+	const outage = 30 * time.Second
+	cases := []struct {
+		name     string
+		retryFor time.Duration // 0: the default
+		ok       bool
+	}{
+		{"outage shorter than the default", 0, true},
+		{"outage longer than RetryFor", 10 * time.Second, false},
+		{"RetryFor off: MaxAttempts alone", -1, false},
+	}
+	for _, op := range []string{retry.OpSave, retry.OpLoad, retry.OpStat, retry.OpList, retry.OpRemove} {
+		for _, tc := range cases {
+			t.Run(op+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				clock := &fakeClock{now: time.Unix(1e9, 0)}
+				start := clock.Now()
+				sb := newScripted(func(string, int) error {
+					if clock.Now().Sub(start) < outage {
+						return backend.Transient(errors.New("connection refused"))
+					}
+					return nil
+				})
+				if err := sb.Mem.Save(t.Context(), testHandle, strings.NewReader("snapshot")); err != nil {
+					t.Fatal(err)
+				}
+				be := retry.New(sb, retry.Options{RetryFor: tc.retryFor, Sleep: clock.sleep, Now: clock.Now})
+				err := runOp(t.Context(), be, op)
+				took := clock.Now().Sub(start)
+				if tc.ok {
+					if err != nil {
+						t.Fatalf("a %s outage with RetryFor %s: %v", outage, retry.DefaultRetryFor, err)
+					}
+					if took < outage {
+						t.Fatalf("succeeded after %s, within the outage", took)
+					}
+					return
+				}
+				if err == nil {
+					t.Fatalf("a %s outage ridden out with RetryFor %s", outage, tc.retryFor)
+				}
+				if !strings.Contains(err.Error(), "gave up after") {
+					t.Errorf("error %q does not say it gave up", err)
+				}
+				if tc.retryFor > 0 && (took < tc.retryFor || took > tc.retryFor+retry.DefaultMax) {
+					t.Errorf("gave up after %s, want between %s and %s", took, tc.retryFor, tc.retryFor+retry.DefaultMax)
+				}
+				if tc.retryFor < 0 && sb.count(op) != retry.DefaultMaxAttempts {
+					t.Errorf("%d attempts with RetryFor off, want %d", sb.count(op), retry.DefaultMaxAttempts)
+				}
+				if n := sb.count(op); n > 100 {
+					t.Errorf("%d attempts in %s: not bounded by the backoff", n, took)
+				}
+			})
+		}
 	}
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshbackup/backupd/backupd/backend"
 	"github.com/meshbackup/backupd/backupd/backend/backendtest"
+	"github.com/meshbackup/backupd/backupd/backend/retry"
 	"github.com/meshbackup/backupd/backupd/backend/s3"
 	"github.com/meshbackup/backupd/backupd/backend/s3/s3test"
 )
@@ -61,6 +64,41 @@ func TestKilledStore(t *testing.T) {
 	}
 	if err := be.Save(ctx, backend.Handle{Type: backend.SnapshotFile, Name: "s2"}, strings.NewReader("after")); err != nil {
 		t.Fatalf("save after restart: %v", err)
+	}
+}
+
+// TestRestartedStoreRiddenOut: through the retry layer with its default
+// RetryFor, a save and a load issued while MinIO is down (killed, restarted
+// 5 s later on the same port and data) wait for it and succeed, each retry
+// counted; the saved object is there afterwards.
+func TestRestartedStoreRiddenOut(t *testing.T) {
+	srv := s3test.StartMinIO(t)
+	ctx := t.Context()
+	var retries atomic.Int64
+	be := retry.Wrap(newRepo(t, srv, "repo", nil), retry.Options{OnRetry: func(string, int, error) { retries.Add(1) }})
+	h := backend.Handle{Type: backend.SnapshotFile, Name: "s1"}
+	if err := be.Save(ctx, h, strings.NewReader("before")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		time.Sleep(5 * time.Second)
+		srv.Restart(t)
+	}()
+	h2 := backend.Handle{Type: backend.SnapshotFile, Name: "s2"}
+	if err := be.Save(ctx, h2, strings.NewReader("during")); err != nil {
+		t.Fatalf("save across a 5 s outage: %v", err)
+	}
+	<-restarted
+	if retries.Load() == 0 {
+		t.Fatal("the save during the outage was not retried")
+	}
+	for name, want := range map[backend.Handle]string{h: "before", h2: "during"} {
+		if got, err := backend.LoadAll(ctx, be, name); err != nil || string(got) != want {
+			t.Fatalf("%v after the outage: %q %v", name, got, err)
+		}
 	}
 }
 

@@ -24,6 +24,9 @@ func RepoConfig(r *v1alpha1.BackupRepository, caFile string) (config.Repository,
 	if u := r.Spec.Uploads; u != nil {
 		rc.Uploads = int(*u)
 	}
+	if t := r.Spec.RetryFor; t != nil {
+		rc.RetryFor = t.Duration
+	}
 	if t := r.Spec.Timeout; t != nil {
 		rc.Timeout = t.Duration
 	}

@@ -63,6 +63,16 @@ type BackupRepositorySpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.timeout must be a positive duration, such as 30s or 2m"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// RetryFor is how long a storage operation that keeps failing
+	// transiently (the store stopped or unreachable) is retried before
+	// the run fails; S3 only. Default: the retry layer's, 1 minute.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[-+]?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.retryFor must be a positive duration, such as 30s or 5m"
+	// +optional
+	RetryFor *metav1.Duration `json:"retryFor,omitempty"`
 }
 
 // S3Location is a bucket (and a prefix in it) of an S3-compatible store,

@@ -66,7 +66,7 @@ crds:
 # in make test.
 KUBE_PKGS := ./backupd/kube/... ./deploy/helm/...
 kube-test:
-	./scripts/install-tools.sh etcd kube-apiserver helm controller-gen minio
+	./scripts/install-tools.sh etcd kube-apiserver helm controller-gen minio prometheus
 	$(GO) test -count=1 -timeout 20m -v $(KUBE_PKGS)
 
 # The end-to-end SLO test alone: backupd, Prometheus with the rules,

@@ -7,8 +7,11 @@
 // the SLO rules record, or the fault benchmark writes (the backupd_bench_*
 // families of bench/faults, loaded from its faults.om). Variables:
 // datasource, cluster, instance (the daemons; every query of a daemon's
-// series selects on it) and policy; the fault-tolerance board adds tool and
-// workload for the benchmark's series.
+// series selects on it), namespace (the Kubernetes namespaces of the node
+// agents' volumes, from backupd_volume_info) and policy (those of the
+// chosen namespaces, and every policy of a daemon outside Kubernetes); the
+// fault-tolerance board adds tool and workload for the benchmark's series.
+// The SLO overview has a table per PersistentVolumeClaim.
 //
 // Imports: grafana-foundation-sdk and YAML. It must not import engine
 // (backupd/...), collectors/ or exporter/ code (its tests may use
@@ -70,6 +73,15 @@ type Panel struct {
 	// Matrix, on a table, turns the rows of a Table query into a matrix:
 	// a row per value of one label, a column per value of another.
 	Matrix *Matrix
+	// Columns, on a table of Table queries (one per column, in order),
+	// merge the queries' rows by their labels into one row each: the
+	// value of query i is column i, with its title and unit.
+	Columns []Column
+}
+
+// Column is one value column of a merged table.
+type Column struct {
+	Title, Unit string
 }
 
 // Mapping shows a value as a text in a color.
@@ -110,6 +122,23 @@ const sel = `cluster=~"$cluster", instance=~"$instance", policy=~"$policy"`
 // repoSel selects per-repository series (and the storage ones): those of
 // the chosen daemons.
 const repoSel = `cluster=~"$cluster", instance=~"$instance"`
+
+// volumeSel selects the node agents' volume info series of the chosen
+// daemons and namespaces.
+const volumeSel = `cluster=~"$cluster", instance=~"$instance", namespace=~"$namespace"`
+
+// VolumeLabels are the Kubernetes labels per-PVC queries give a policy's
+// series, from backupd_volume_info (kube-state-metrics' names).
+const VolumeLabels = "namespace, persistentvolumeclaim, pod, node"
+
+// perPVC gives each series of expr (a policy's series) the Kubernetes
+// names of its volume, one row per PersistentVolumeClaim: a policy of the
+// node agent is one volume (docs/DESIGN.md §3.8), and a PVC that moved
+// between nodes keeps its newest value. Series of policies outside
+// Kubernetes have no volume info and drop out.
+func perPVC(expr string) string {
+	return "max by (" + VolumeLabels + ") (" + expr + " * on (cluster, instance, policy) group_left (" + VolumeLabels + ") backupd_volume_info{" + volumeSel + "})"
+}
 
 // benchSel selects the fault benchmark's series of the chosen tools and
 // workloads.
@@ -169,6 +198,19 @@ func sloOverview() Board {
 			{Kind: "stat", Title: "Last drill", Unit: "bool_yes_no", W: 8, H: 8, Base: "red", Steps: []Step{{1, "green"}},
 				Description: "Whether the last restore drill of each policy passed: restored, proved byte-exact and within the RTO.",
 				Queries:     []Query{{Expr: `backupd_last_restore_drill_success_timestamp_seconds{` + sel + `} >= bool backupd_last_restore_drill_timestamp_seconds{` + sel + `}`, Legend: "{{instance}} {{policy}}", Instant: true}}},
+			{Kind: "table", Title: "Volumes per PersistentVolumeClaim (Kubernetes)", Unit: "s", W: 24, H: 9, Base: "green", Steps: []Step{{0, "green"}},
+				Description: "One row per PVC the node agents back up, in the chosen namespaces, with the pod mounting it and its node: " +
+					"time since its newest good backup, its RPO and whether it is met now, time since its last passing drill, and its last backup's duration and stored bytes. " +
+					"Joined through backupd_volume_info, so the same join gives any backupd series kube-state-metrics' labels. Empty for daemons outside Kubernetes.",
+				Columns: []Column{{"Last good backup (age)", "s"}, {"RPO", "s"}, {"RPO met", "bool_yes_no"}, {"Last good drill (age)", "s"}, {"Last backup took", "s"}, {"Last backup stored", "bytes"}},
+				Queries: []Query{
+					{Expr: `time() - ` + perPVC(`backupd_last_backup_success_timestamp_seconds{`+sel+`}`), Instant: true, Table: true},
+					{Expr: perPVC(`backupd_policy_rpo_seconds{` + sel + `}`), Instant: true, Table: true},
+					{Expr: perPVC(`backupd:rpo_compliant:bool{` + sel + `}`), Instant: true, Table: true},
+					{Expr: `time() - ` + perPVC(`backupd_last_restore_drill_success_timestamp_seconds{`+sel+`}`), Instant: true, Table: true},
+					{Expr: perPVC(`backupd_last_backup_duration_seconds{` + sel + `}`), Instant: true, Table: true},
+					{Expr: perPVC(`backupd_last_backup_written_bytes{` + sel + `}`), Instant: true, Table: true},
+				}},
 		},
 	}
 }
@@ -398,6 +440,17 @@ func build(p Panel) (cog.Builder[dashboard.Panel], error) {
 			tb.CellOptions(common.TableCellOptions{TableColoredBackgroundCellOptions: &common.TableColoredBackgroundCellOptions{
 				Type: common.TableCellDisplayModeColorBackground}})
 		}
+		if len(p.Columns) > 0 {
+			rename := map[string]any{}
+			for i, c := range p.Columns {
+				name := fmt.Sprintf("Value #%c", 'A'+i)
+				rename[name] = c.Title
+				tb.OverrideByName(c.Title, []dashboard.DynamicConfigValue{{Id: "unit", Value: c.Unit}})
+			}
+			tb.WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}})
+			tb.WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
+				"excludeByName": map[string]any{"Time": true}, "renameByName": rename}})
+		}
 		if m := p.Matrix; m != nil {
 			tb.WithTransformation(dashboard.DataTransformerConfig{Id: "groupingToMatrix", Options: map[string]any{
 				"rowField": m.Row, "columnField": m.Column, "valueField": "Value", "emptyValue": "null"}})
@@ -435,6 +488,12 @@ func mappings(ms []Mapping) []dashboard.ValueMapping {
 	return []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: opts}}}
 }
 
+// PolicyVariableQuery is the PromQL of the policy variable's values: the
+// policies of the chosen daemons, less those of node agents' volumes in
+// namespaces not chosen (a daemon outside Kubernetes has no volume info:
+// its policies stay listed).
+const PolicyVariableQuery = `group by (policy) (backupd_policy_rpo_seconds{cluster=~"$cluster", instance=~"$instance"} unless on (cluster, instance, policy) backupd_volume_info{cluster=~"$cluster", instance=~"$instance", namespace!~"$namespace"})`
+
 // Build turns a board spec into a Grafana dashboard.
 func Build(b Board) (dashboard.Dashboard, error) {
 	from := b.From
@@ -450,9 +509,14 @@ func Build(b Board) (dashboard.Dashboard, error) {
 		WithVariable(dashboard.NewQueryVariableBuilder("instance").Label("Instance").Datasource(dsRef).
 			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_build_info{cluster=~"$cluster"}, instance)`)}).
 			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*")).
+		WithVariable(dashboard.NewQueryVariableBuilder("namespace").Label("Namespace").Datasource(dsRef).
+			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_volume_info{cluster=~"$cluster", instance=~"$instance"}, namespace)`)}).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*")).
+		// All policies is the list of those shown, not ".*": choosing a
+		// namespace then narrows every panel to its volumes' policies.
 		WithVariable(dashboard.NewQueryVariableBuilder("policy").Label("Policy").Datasource(dsRef).
-			Query(dashboard.StringOrMap{String: ptr(`label_values(backupd_policy_rpo_seconds{cluster=~"$cluster", instance=~"$instance"}, policy)`)}).
-			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true).AllValue(".*"))
+			Query(dashboard.StringOrMap{String: ptr(`query_result(` + PolicyVariableQuery + `)`)}).Regex(`/policy="([^"]+)"/`).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).IncludeAll(true).Multi(true))
 	for _, v := range b.Vars {
 		db.WithVariable(dashboard.NewQueryVariableBuilder(v.Name).Label(v.Label).Datasource(dsRef).
 			Query(dashboard.StringOrMap{String: ptr(v.Query)}).

@@ -143,7 +143,7 @@ func TestPanels(t *testing.T) {
 		for _, v := range d.Templating.List {
 			vars = append(vars, v.Name)
 		}
-		want := []string{"datasource", "cluster", "instance", "policy"}
+		want := []string{"datasource", "cluster", "instance", "namespace", "policy"}
 		for _, v := range b.Vars {
 			want = append(want, v.Name)
 		}

@@ -13,6 +13,7 @@ func Concrete(expr string) string {
 		"$__range", "1h",
 		"$cluster", ".*",
 		"$instance", ".*",
+		"$namespace", ".*",
 		"$policy", ".*",
 		"$tool", ".*",
 		"$workload", ".*",

@@ -1,21 +1,15 @@
 package faults
 
 import (
-	"encoding/json"
-	"fmt"
 	"math"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/meshbackup/backupd/dashboards"
+	"github.com/meshbackup/backupd/internal/promtest"
 	"github.com/meshbackup/backupd/internal/tools"
 )
 
@@ -55,10 +49,6 @@ func checkOnPrometheus(t *testing.T, r *Results, everyPanel bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prom, err := tools.Find("prometheus")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	if _, err := Render(dir, r); err != nil {
 		t.Fatal(err)
@@ -67,7 +57,7 @@ func checkOnPrometheus(t *testing.T, r *Results, everyPanel bool) {
 	if out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", filepath.Join(dir, "faults.om"), data).CombinedOutput(); err != nil {
 		t.Fatalf("promtool tsdb create-blocks-from openmetrics: %v\n%s", err, out)
 	}
-	addr := startPrometheus(t, prom, dir, data)
+	prom := promtest.Start(t, promtest.Options{Data: data})
 	at := r.Finished
 	if at.IsZero() {
 		at = r.Started
@@ -81,7 +71,7 @@ func checkOnPrometheus(t *testing.T, r *Results, everyPanel bool) {
 					continue
 				}
 				n++
-				res, err := instantQuery(addr, dashboards.Concrete(q.Expr), at)
+				res, err := prom.QueryAt(dashboards.Concrete(q.Expr), at)
 				if err != nil {
 					t.Errorf("%s/%s: %v", b.UID, p.Title, err)
 					continue
@@ -108,7 +98,7 @@ func checkOnPrometheus(t *testing.T, r *Results, everyPanel bool) {
 
 // checkOutcomeTable compares the outcome table's query with the worst
 // rank per tool and scenario of the cells.
-func checkOutcomeTable(t *testing.T, r *Results, res []promSample) {
+func checkOutcomeTable(t *testing.T, r *Results, res []promtest.Sample) {
 	t.Helper()
 	want := map[string]int{}
 	for _, c := range r.Cells {
@@ -133,7 +123,7 @@ func checkOutcomeTable(t *testing.T, r *Results, res []promSample) {
 
 // checkTargets compares the targets panel (ratio ÷ target) with
 // HealthyRatios.
-func checkTargets(t *testing.T, r *Results, res []promSample) {
+func checkTargets(t *testing.T, r *Results, res []promtest.Sample) {
 	t.Helper()
 	got := map[string]float64{}
 	for _, s := range res {
@@ -157,98 +147,4 @@ func checkTargets(t *testing.T, r *Results, res []promSample) {
 	if len(got) != n {
 		t.Errorf("targets panel has %d series, want %d", len(got), n)
 	}
-}
-
-// startPrometheus runs Prometheus on the TSDB in data, with retention long
-// enough for any run's date, on a free 127.0.0.1 port, until the test ends.
-func startPrometheus(t *testing.T, prom, dir, data string) string {
-	t.Helper()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1m\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	logPath := filepath.Join(dir, "prometheus.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+data, "--storage.tsdb.retention.time=100y",
-		"--web.listen-address="+addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("Prometheus not ready after a minute: %v\n%s", err, log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// promSample is one series of an instant vector.
-type promSample struct {
-	Metric map[string]string
-	Value  float64
-}
-
-// instantQuery runs an instant query at a time and returns its vector.
-func instantQuery(addr, q string, at time.Time) ([]promSample, error) {
-	u := "http://" + addr + "/api/v1/query?" + url.Values{
-		"query": {q}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}.Encode()
-	resp, err := http.Get(u)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("query %q: %w", q, err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("query %q: %s", q, body.Error)
-	}
-	if body.Data.ResultType != "vector" {
-		return nil, fmt.Errorf("query %q: result type %s", q, body.Data.ResultType)
-	}
-	var out []promSample
-	for _, s := range body.Data.Result {
-		str, _ := s.Value[1].(string)
-		v, err := strconv.ParseFloat(str, 64)
-		if err != nil {
-			return nil, fmt.Errorf("query %q: value %v: %w", q, s.Value[1], err)
-		}
-		out = append(out, promSample{s.Metric, v})
-	}
-	return out, nil
 }

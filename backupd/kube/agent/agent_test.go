@@ -704,6 +704,9 @@ spec:
 	if v, _ := gauge(t, agB.reg, "backupd_last_backup_success_timestamp_seconds", map[string]string{"policy": "shop_api-data"}); v <= 0 {
 		t.Errorf("backupd_last_backup_success_timestamp_seconds of api-data on node-b = %v", v)
 	}
+	// The dashboards' namespace variable and per-PVC table, on a real
+	// Prometheus scraping both agents.
+	checkPVCDashboard(t, map[string]string{"web-data": "node-a", "api-data": "node-b"}, agA, agB)
 
 	// A new pod is picked up.
 	ka.runPod(ctx, meshPod("new-0", istio, "new-data"))

@@ -157,7 +157,7 @@ func NewRuns() *Runs {
 	m.repoLogical = m.gauge("repository_logical_bytes", "Bytes of source data in the newest snapshot of each policy, summed.", "repository")
 	m.repoFree = m.gauge("repository_free_bytes", "Free bytes on the repository's file system (absent for object storage, which reports none).", "repository")
 	m.repoSnapshots = m.gauge("repository_snapshots", "Snapshots in the repository.", "repository", "policy")
-	m.silent = m.counter("source_silent_changes_total", "Files whose content changed while mtime, ctime, size and inode did not (found by scrub, or by a backup's periodic full read of an append-only file).", "policy")
+	m.silent = m.counter("source_silent_changes_total", "Files whose content changed while their size and mtime did not: with ctime and inode unchanged too (found by scrub, or by a backup's periodic full read of an append-only file), or with only the ctime moved (found by a backup).", "policy")
 	return m
 }
 

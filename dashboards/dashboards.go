@@ -346,7 +346,7 @@ func faults() Board {
 				Description: "Files whose restored content differed from the hash recorded at backup time, in the last 7 days.",
 				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_restore_drill_mismatched_files_total{` + sel + `}[7d]))`, Legend: "{{policy}}", Instant: true}}},
 			{Kind: "stat", Title: "Silent source changes (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "orange"}},
-				Description: "Source files whose content changed while mtime, ctime, size and inode did not (bit rot under the file system), found by scrub in the last 7 days.",
+				Description: "Source files whose content changed while their size and mtime did not (bit rot under the file system, or an edit whose times were put back), found by scrub or a backup in the last 7 days.",
 				Queries:     []Query{{Expr: `sum by (policy) (increase(backupd_source_silent_changes_total{` + sel + `}[7d]))`, Legend: "{{policy}}", Instant: true}}},
 			{Kind: "stat", Title: "Interrupted or crashed runs (7d)", Unit: "short", W: 6, H: 6, Base: "green", Steps: []Step{{1, "yellow"}},
 				Description: "Backup runs that did not finish, in the last 7 days: interrupted (the daemon was killed or stopped) or crashed (the backup's child process died: a panic, an out-of-memory kill).",

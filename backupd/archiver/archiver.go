@@ -142,7 +142,9 @@ type Stats struct {
 	// SilentChanges counts files whose metadata had not changed but whose
 	// content, re-read in full because part of it had been taken unread
 	// (an append-only file's periodic full read), no longer matched: an
-	// edit in place made while the file grew, or bit rot. The content is
+	// edit in place made while the file grew, or bit rot; and files read
+	// because only their ctime changed whose content differs with the
+	// same size and mtime (worker.checkSilentChange). The content is
 	// stored as found; the earlier version stays in older snapshots.
 	SilentChanges atomic.Uint64
 	// Rewritten counts files whose content changed from a point the

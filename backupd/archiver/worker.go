@@ -92,11 +92,33 @@ func (w *worker) saveFile(ctx context.Context, job *fileJob) error {
 	}
 	node.Size = uint64(size)
 	node.Content = content
+	w.checkSilentChange(job, &node)
 	h := snapshot.ContentHash(content)
 	node.Hash = &h
 	w.count(job, node)
 	job.res.node = node
 	return nil
+}
+
+// checkSilentChange reports a file read because its ctime changed whose
+// content differs from its previous version although its size and
+// modification time do not. A writer moves the mtime; a content change
+// without it is bit rot (under a chmod, chown or anything else that moved
+// the ctime, which user space cannot put back) or an edit whose times were
+// put back (touch -r, cp -p, rsync -t). It is stored as found, as every
+// change is; the older snapshots keep the earlier version, and the
+// operator is told (a warning naming the file, Stats.SilentChanges,
+// backupd_source_silent_changes_total). A file unchanged in every
+// attribute but due for its periodic full read is tail.go's case.
+func (w *worker) checkSilentChange(job *fileJob, node *snapshot.Node) {
+	pn := job.parent
+	if pn == nil || job.verify || job.moved || pn.Inode != node.Inode || pn.Size != node.Size || pn.MtimeNS != node.MtimeNS ||
+		pn.CtimeNS == node.CtimeNS || slices.Equal(pn.Content, node.Content) {
+		return
+	}
+	w.a.log.Warn("file content changed but its size and modification time did not; stored as found (bit rot, or an edit whose times were put back)",
+		"path", job.path, "metadata_unchanged", false)
+	w.a.Stats.SilentChanges.Add(1)
 }
 
 // openSource opens the file of a job for reading (regfile.OpenAt): relative

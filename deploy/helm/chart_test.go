@@ -250,6 +250,13 @@ func TestAgentPod(t *testing.T) {
 		t.Errorf("args %v: want backupd agent --node-name=$(NODE_NAME)", c.Args)
 	}
 	checkAgentFlags(t, c.Args[1:])
+	// The impact budget and the runs' bounds are the agent's defaults,
+	// passed explicitly so that a values file can change them.
+	for _, a := range []string{"--max-concurrent=2", "--isolate-runs=true", "--nice=10", "--io-class=best-effort:7"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args %v lack %s", c.Args, a)
+		}
+	}
 	var nodeName bool
 	for _, e := range c.Env {
 		nodeName = nodeName || e.Name == "NODE_NAME" && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"

@@ -41,9 +41,12 @@ func (outageScenario) notApplicable(*bed) string { return "" }
 // outageFor is how long MinIO stays down.
 const outageFor = 10 * time.Second
 
-// outageHang bounds a run that does not end after the fault: it is a hang.
+// outageHang bounds a run that does not end after the fault: it is a
+// hang. A minute past the outage (and ten healthy runs) is longer than
+// any tool's retries of a store that is back, and than backupd's
+// retry_for of one that is not.
 func outageHang(healthy time.Duration) time.Duration {
-	return outageFor + 2*time.Minute + 10*healthy
+	return outageFor + time.Minute + 10*healthy
 }
 
 func (outageScenario) run(ctx context.Context, b *bed) (*faults.Cell, error) {
@@ -82,6 +85,7 @@ type outageEvidence struct {
 	// succeeded: the run rode the outage out and made a snapshot.
 	succeeded bool
 	hung      bool
+	hangAfter time.Duration // from the fault to the kill of a hung run
 	failed    string
 	// next is the backup after the repository came back.
 	nextFailed string
@@ -96,7 +100,7 @@ func classifyOutage(e outageEvidence) (faults.Outcome, string) {
 	var v verdicts
 	v.judgeRestores(e.restores)
 	if e.hung {
-		v.add(faults.NeededHuman, "the backup hung after the fault and had to be killed")
+		v.add(faults.NeededHuman, "the backup was still running %s after the fault and had to be killed", e.hangAfter)
 	}
 	if e.nextFailed != "" {
 		v.add(faults.NeededHuman, "the next backup, the repository back, failed: %s", e.nextFailed)
@@ -241,6 +245,9 @@ func outageTrial(ctx context.Context, b *bed, kind string, cell *faults.Cell) (f
 // judgeOutageRun records the failed (or hung, or successful) run.
 func judgeOutageRun(b *bed, p *procResult, hung bool, fault, exitAt time.Time, tr *faults.Trial, e *outageEvidence) error {
 	e.hung = hung
+	if hung && !fault.IsZero() {
+		e.hangAfter = exitAt.Sub(fault).Round(time.Second)
+	}
 	p, snap, err := b.recordBackup(p, nil, b.src, b.srcManifest, "snapshot of the backup during the outage")
 	if err != nil {
 		return err
@@ -304,6 +311,10 @@ func (b *bed) boundedBackup(ctx context.Context, src string, limit time.Duration
 	defer cancel()
 	p, err = b.run(rctx, b.a.backupCmd(src, b.seq), 0)
 	if err != nil && ctx.Err() == nil && rctx.Err() != nil {
+		return p, true, nil
+	}
+	// Killed by the profile's time limit, shorter than limit: a hang too.
+	if err == nil && p.TimedOut {
 		return p, true, nil
 	}
 	return p, false, err

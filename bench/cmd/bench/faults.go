@@ -93,7 +93,7 @@ func profiles() map[string]profile {
 		"quick": {name: "quick",
 			mesh:        workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.05},
 			small:       workload.SmallFilesOptions{Files: 5_000, Dirs: 50},
-			backupKills: 3, restoreKills: 2, bitRotFiles: 5, corruptTrials: 1, runLimit: 2 * time.Minute},
+			backupKills: 2, restoreKills: 2, bitRotFiles: 5, corruptTrials: 1, runLimit: 90 * time.Second},
 		"full": {name: "full",
 			mesh:        workload.Options{Proxies: 200, ConsulServers: 3, Scale: 1},
 			small:       workload.SmallFilesOptions{Files: 100_000, Dirs: 1_000},

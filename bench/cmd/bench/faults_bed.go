@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -412,23 +414,48 @@ func (b *bed) baseline(ctx context.Context) error {
 	}
 	b.base.firstBytes = b.states[stateFirst].bytes
 	b.base.changeBytes = b.states[stateHealthy].bytes
+	// The full restore, three times into a fresh target: the median run
+	// by wall time is the figure (one run on a shared machine can be
+	// twice as slow as the next); every one is checked.
 	last := b.snaps[len(b.snaps)-1]
 	target := filepath.Join(b.dir, "restore-healthy")
-	syscall.Sync()
-	p, rc, err := b.restore(ctx, last, target, 0)
-	if err != nil {
-		return err
+	type restoreRun struct {
+		p  *procResult
+		rc restoreCheck
 	}
-	b.base.restore, b.base.restoreCheck = p, rc
-	b.logf("%-32s %7.2fs wall: %s", "full restore", p.Usage.WallSeconds, rc)
-	if err := removeTree(target); err != nil {
-		return err
+	var runs []restoreRun
+	for range healthyRestores {
+		syscall.Sync()
+		p, rc, err := b.restore(ctx, last, target, 0)
+		if err != nil {
+			return err
+		}
+		if err := removeTree(target); err != nil {
+			return err
+		}
+		if !rc.Ran {
+			return fmt.Errorf("full restore: %s", rc.Failed)
+		}
+		runs = append(runs, restoreRun{p, rc})
+		if !rc.exact() {
+			break // the first wrong restore is the finding
+		}
 	}
-	if !rc.Ran {
-		return fmt.Errorf("full restore: %s", rc.Failed)
+	slices.SortFunc(runs, func(x, y restoreRun) int { return cmp.Compare(x.p.Usage.WallSeconds, y.p.Usage.WallSeconds) })
+	mid := runs[len(runs)/2]
+	for _, r := range runs {
+		if !r.rc.exact() {
+			mid = r
+		}
 	}
+	b.base.restore, b.base.restoreCheck = mid.p, mid.rc
+	b.logf("%-32s %7.2fs wall (median of %d): %s", "full restore", mid.p.Usage.WallSeconds, len(runs), mid.rc)
 	return nil
 }
+
+// healthyRestores is how many times the healthy phase restores the
+// newest snapshot; the median run is its restore figure.
+const healthyRestores = 3
 
 // dur is a run's wall time as a duration.
 func dur(p *procResult) time.Duration {

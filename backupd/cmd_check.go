@@ -27,7 +27,9 @@ exists, and every index entry agrees with its pack's trailer. --read-data
 also reads every pack back, decrypts and re-hashes every blob;
 --read-data-subset N/T reads the packs of part N of T (run 1/T .. T/T in
 turn to cover everything). Exits 3 when anything is damaged, naming the
-packs, blobs, snapshots and files affected.`,
+packs, blobs, snapshots and files affected: the first 10 per pack and per
+snapshot, with counts of the rest (--json lists all), and a last
+"damaged:" line with every damaged repository file.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCheck(cmd.Context(), opts, g, args)
@@ -90,15 +92,66 @@ func runCheck(ctx context.Context, opts checkOptions, g *globalOptions, _ []stri
 	return nil
 }
 
+// checkListed is how many problems per pack, and affected files per
+// snapshot, the text report of check lists before counting the rest.
+const checkListed = 10
+
+// damagedObjects names the repository files the problems are in, each
+// once, in the order found: what an operator replaces or repairs.
+func damagedObjects(rep *checker.Report) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range rep.Problems {
+		name := p.Object
+		if p.Pack != "" {
+			name = "data/" + p.Pack
+		}
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		out = append(out, escape(name))
+	}
+	return out
+}
+
 func printCheckReport(g *globalOptions, rep *checker.Report) {
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(g.stdout, "warning: %s\n", escape(w))
 	}
+	// A damaged pack of a big repository makes thousands of problems
+	// (one per blob) and affects hundreds of thousands of files (every
+	// snapshot's): the text report lists the first few of each pack and
+	// of each snapshot and counts the rest; --json lists everything.
+	perGroup := map[string]int{}
 	for _, p := range rep.Problems {
+		group := p.Kind + " " + p.Pack
+		if perGroup[group]++; p.Pack != "" && perGroup[group] > checkListed {
+			continue
+		}
 		fmt.Fprintf(g.stdout, "error: %s: %s\n", p.Kind, escape(p.Message))
 	}
+	for _, p := range rep.Problems {
+		group := p.Kind + " " + p.Pack
+		if n := perGroup[group]; p.Pack != "" && n > checkListed {
+			fmt.Fprintf(g.stdout, "error: %s: %d more in pack %s (all of them with --json)\n", p.Kind, n-checkListed, p.Pack)
+			perGroup[group] = 0
+		}
+	}
+	perSnap := map[string]int{}
 	for _, a := range rep.Affected {
-		fmt.Fprintf(g.stdout, "affected: snapshot %s (policy %s) file %s\n", a.Snapshot, escape(a.Policy), escape(a.Path))
+		if perSnap[a.Snapshot]++; perSnap[a.Snapshot] <= checkListed {
+			fmt.Fprintf(g.stdout, "affected: snapshot %s (policy %s) file %s\n", a.Snapshot, escape(a.Policy), escape(a.Path))
+		}
+	}
+	for _, a := range rep.Affected {
+		if n := perSnap[a.Snapshot]; n > checkListed {
+			fmt.Fprintf(g.stdout, "affected: snapshot %s (policy %s): %d more files (all of them with --json)\n", a.Snapshot, escape(a.Policy), n-checkListed)
+			perSnap[a.Snapshot] = 0
+		}
+	}
+	if damaged := damagedObjects(rep); len(damaged) > 0 {
+		fmt.Fprintf(g.stdout, "damaged: %s\n", strings.Join(damaged, ", "))
 	}
 	if rep.Recorded != "" {
 		fmt.Fprintf(g.stdout, "recorded the damage found in %s: backups store the damaged blobs again instead of reusing them\n", rep.Recorded)

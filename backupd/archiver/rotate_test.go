@@ -21,7 +21,7 @@ func TestRotatedBetweenScanAndRead(t *testing.T) {
 		files   map[string]string // before the backup
 		change  func(t *testing.T, dir string)
 		want    map[string]string // in the snapshot
-		renamed uint64
+		renamed uint64            // at least: a worker may read a listed name before the change
 	}{
 		{
 			name:  "first rotation",
@@ -42,7 +42,7 @@ func TestRotatedBetweenScanAndRead(t *testing.T) {
 				write(t, dir, "access.log", b)
 			},
 			want:    map[string]string{"access.log": a, "access.log.1": o},
-			renamed: 2,
+			renamed: 1,
 		},
 		{
 			name:  "renamed, not yet reopened",
@@ -84,8 +84,8 @@ func TestRotatedBetweenScanAndRead(t *testing.T) {
 					t.Errorf("%s in the snapshot = %q (present %v), want %q", name, got, ok, want)
 				}
 			}
-			if n := ar.Stats.Renamed.Load(); n != tc.renamed {
-				t.Errorf("Stats.Renamed = %d, want %d", n, tc.renamed)
+			if n := ar.Stats.Renamed.Load(); n < tc.renamed || n > uint64(len(tc.files)) {
+				t.Errorf("Stats.Renamed = %d, want %d to %d", n, tc.renamed, len(tc.files))
 			}
 		})
 	}

@@ -71,10 +71,11 @@ func Mount(backing, mountpoint string) (*FS, error) {
 		return nil, fmt.Errorf("lostwrites: backing directory %s: %w", backing, err)
 	}
 	root := &gofs.LoopbackRoot{Path: backing, Dev: st.Dev}
+	//lint:ignore SA1019 NodeWrapChilder would wrap a LoopbackNode built by the loopback; NewNode builds ours with the undo log's handle
 	root.NewNode = func(r *gofs.LoopbackRoot, _ *gofs.Inode, _ string, _ *syscall.Stat_t) gofs.InodeEmbedder {
 		return &node{LoopbackNode: gofs.LoopbackNode{RootData: r}, fs: f}
 	}
-	rootNode := root.NewNode(root, nil, "", &st)
+	rootNode := root.NewNode(root, nil, "", &st) //lint:ignore SA1019 as above
 	root.RootNode = rootNode
 	timeout := time.Duration(0) // no attribute caching: sizes are always the backing's
 	server, err := gofs.Mount(mountpoint, rootNode, &gofs.Options{

@@ -102,6 +102,8 @@ type Options struct {
 	// is ridden out, and one longer fails the operation once RetryFor has
 	// passed. 1 minute by default, the order of restic's and kopia's
 	// patience with a stopped store; negative: only MaxAttempts counts.
+	// Once an operation has given up, the store counts as down until one
+	// succeeds: operations meanwhile get MaxAttempts only.
 	RetryFor time.Duration
 	// Base and Max shape the backoff: before retry n (1-based) the
 	// wrapper sleeps a uniformly random time in [0, min(Max, Base·2^(n-1)))
@@ -200,6 +202,12 @@ type Backend struct {
 
 	mu  sync.Mutex
 	rnd *rand.Rand
+	// down (under mu) is set when an operation gives up and cleared when
+	// one succeeds: while it is set the store is down and further
+	// operations get MaxAttempts only, not RetryFor each, so a run's
+	// cleanup after the failure (its index, its lock) does not wait out
+	// RetryFor again and again.
+	down bool
 }
 
 var (
@@ -272,9 +280,27 @@ func (b *Backend) wait(ctx context.Context, op string, h backend.Handle, attempt
 
 // giveUp reports whether an operation that began at start and whose
 // attempt n failed transiently is over: MaxAttempts made and RetryFor
-// passed.
+// passed, or MaxAttempts alone while the store is known to be down (an
+// operation gave up since the last that succeeded). It records a give-up.
 func (b *Backend) giveUp(n int, start time.Time) bool {
-	return n >= b.opt.MaxAttempts && b.opt.Now().Sub(start) >= b.opt.RetryFor
+	if n < b.opt.MaxAttempts {
+		return false
+	}
+	elapsed := b.opt.Now().Sub(start)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.down || elapsed >= b.opt.RetryFor {
+		b.down = true
+		return true
+	}
+	return false
+}
+
+// succeeded records that an operation succeeded: the store is up.
+func (b *Backend) succeeded() {
+	b.mu.Lock()
+	b.down = false
+	b.mu.Unlock()
 }
 
 // do runs one operation with the attempt loop shared by Save, Stat and
@@ -286,7 +312,11 @@ func (b *Backend) do(ctx context.Context, op string, h backend.Handle, timeout b
 		err := attempt(actx, n)
 		retry := err != nil && retryable(ctx, actx, err)
 		cancel()
-		if err == nil || !retry {
+		if err == nil {
+			b.succeeded()
+			return nil
+		}
+		if !retry {
 			return err
 		}
 		if b.giveUp(n, start) {
@@ -328,6 +358,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 		cancel()
 		switch {
 		case err == nil:
+			b.succeeded()
 			return nil
 		case retry:
 			if b.giveUp(n-refetches, start) {

@@ -786,3 +786,47 @@ func TestRetryFor(t *testing.T) {
 		}
 	}
 }
+
+// Once an operation has given up on a store that stays down, the next
+// ones (a failed run's cleanup) give up after MaxAttempts instead of
+// waiting out RetryFor each; an operation that succeeds brings RetryFor
+// back.
+func TestRetryForOncePerOutage(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	down := true
+	sb := newScripted(func(string, int) error {
+		if down {
+			return backend.Transient(errors.New("connection refused"))
+		}
+		return nil
+	})
+	if err := sb.Mem.Save(t.Context(), testHandle, strings.NewReader("snapshot")); err != nil {
+		t.Fatal(err)
+	}
+	be := retry.New(sb, retry.Options{RetryFor: 30 * time.Second, Sleep: clock.sleep, Now: clock.Now})
+	elapsed := func(f func() error) (time.Duration, error) {
+		start := clock.Now()
+		err := f()
+		return clock.Now().Sub(start), err
+	}
+	stat := func() error { _, err := be.Stat(t.Context(), testHandle); return err }
+	took, err := elapsed(stat)
+	if err == nil || took < 30*time.Second {
+		t.Fatalf("first operation on a dead store: %v after %s, want a failure after 30s", err, took)
+	}
+	before := sb.count(retry.OpStat)
+	took, err = elapsed(stat)
+	if err == nil || took >= 30*time.Second || sb.count(retry.OpStat)-before != retry.DefaultMaxAttempts {
+		t.Fatalf("second operation: %v after %s and %d attempts, want a failure after %d attempts", err, took, sb.count(retry.OpStat)-before, retry.DefaultMaxAttempts)
+	}
+	down = false
+	if err := stat(); err != nil {
+		t.Fatal(err)
+	}
+	down = true
+	took, err = elapsed(stat)
+	if err == nil || took < 30*time.Second {
+		t.Fatalf("after a success, an operation on a dead store: %v after %s, want RetryFor again", err, took)
+	}
+}

@@ -80,7 +80,13 @@ func runCheck(ctx context.Context, opts checkOptions, g *globalOptions, _ []stri
 	}
 	if g.json {
 		rep.Problems, rep.Affected, rep.Warnings, rep.Suggestions = nonNil(rep.Problems), nonNil(rep.Affected), nonNil(rep.Warnings), nonNil(rep.Suggestions)
-		if err := g.printJSON(rep); err != nil {
+		// damaged comes last: a reader of the tail of a long report
+		// (thousands of affected files) still finds what is damaged.
+		out := struct {
+			*checker.Report
+			Damaged []string `json:"damaged"`
+		}{rep, nonNil(damagedObjects(rep))}
+		if err := g.printJSON(out); err != nil {
 			return err
 		}
 	} else {
@@ -106,13 +112,24 @@ func damagedObjects(rep *checker.Report) []string {
 		if p.Pack != "" {
 			name = "data/" + p.Pack
 		}
-		if name == "" || seen[name] {
+		if !isRepoFile(name) || seen[name] {
 			continue
 		}
 		seen[name] = true
-		out = append(out, escape(name))
+		out = append(out, name)
 	}
 	return out
+}
+
+// isRepoFile reports whether a problem's object names a file of the
+// repository (not a snapshot's file or a blob).
+func isRepoFile(name string) bool {
+	for _, dir := range []string{"data/", "index/", "snapshots/", "keys/"} {
+		if strings.HasPrefix(name, dir) {
+			return true
+		}
+	}
+	return name == "config"
 }
 
 func printCheckReport(g *globalOptions, rep *checker.Report) {
@@ -151,6 +168,9 @@ func printCheckReport(g *globalOptions, rep *checker.Report) {
 		}
 	}
 	if damaged := damagedObjects(rep); len(damaged) > 0 {
+		for i := range damaged {
+			damaged[i] = escape(damaged[i])
+		}
 		fmt.Fprintf(g.stdout, "damaged: %s\n", strings.Join(damaged, ", "))
 	}
 	if rep.Recorded != "" {

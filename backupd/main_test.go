@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -272,6 +273,23 @@ func TestCorruptionExitsThree(t *testing.T) {
 	checkOut, _, code := c.run(nil, "check", "--read-data")
 	if code != exitCorrupt || !strings.Contains(checkOut, "corrupt-blob") || !strings.Contains(checkOut, "affected: snapshot") {
 		t.Fatalf("check exit %d:\n%s", code, checkOut)
+	}
+	// The JSON report ends with every damaged pack, each once.
+	jsonOut, _, code := c.run(nil, "check", "--read-data", "--json")
+	var rep struct {
+		Damaged []string `json:"damaged"`
+	}
+	if err := json.Unmarshal([]byte(jsonOut), &rep); code != exitCorrupt || err != nil {
+		t.Fatalf("check --json exit %d: %v\n%s", code, err, jsonOut)
+	}
+	slices.Sort(rep.Damaged)
+	var want []string
+	for _, p := range packs {
+		want = append(want, "data/"+filepath.Base(p))
+	}
+	slices.Sort(want)
+	if !slices.Equal(rep.Damaged, want) || strings.LastIndex(jsonOut, `"damaged"`) < strings.LastIndex(jsonOut, `"affected"`) {
+		t.Errorf("damaged %v, want every pack %v, last in the report", rep.Damaged, want)
 	}
 	out, errOut, code := c.run(nil, "restore", "--target", t.TempDir(), "latest")
 	if code != exitCorrupt || !strings.Contains(errOut, "files not restored") {

@@ -46,6 +46,24 @@ func (g *globalOptions) source(flag, envVar, envValue string) string {
 	return envVar
 }
 
+// durationFlag is a duration flag's value: the flag if given, else the
+// environment variable envVar (raw value envValue) if set, else the flag's
+// default. A bad or negative value is a usage error naming its source;
+// example shows a good value.
+func (g *globalOptions) durationFlag(flag, envVar, envValue string, value time.Duration, example string) (time.Duration, error) {
+	if !g.given(flag) && envValue != "" {
+		d, err := time.ParseDuration(envValue)
+		if err != nil {
+			return 0, usageErr("%s %s: want a duration such as %s", envVar, escape(envValue), example)
+		}
+		value = d
+	}
+	if value < 0 {
+		return 0, usageErr("%s %s: want a duration of zero or more", g.source(flag, envVar, envValue), value)
+	}
+	return value, nil
+}
+
 // spec checks --repo and the object storage flags and returns the
 // location to open. Every mistake is a usage error (exit 2) naming the
 // flag or variable.
@@ -60,28 +78,15 @@ func (g *globalOptions) spec() (location.Spec, error) {
 		}
 		return usageErr("--repo %s: %v", escape(g.repo), err)
 	}
-	timeout, uploads := g.storageTimeout, g.uploads
-	if !g.given("storage-timeout") && g.env.StorageTimeout != "" {
-		d, err := time.ParseDuration(g.env.StorageTimeout)
-		if err != nil {
-			return location.Spec{}, usageErr("BACKUPD_STORAGE_TIMEOUT %s: want a duration such as 30s or 2m", escape(g.env.StorageTimeout))
-		}
-		timeout = d
+	timeout, err := g.durationFlag("storage-timeout", "BACKUPD_STORAGE_TIMEOUT", g.env.StorageTimeout, g.storageTimeout, "30s or 2m")
+	if err != nil {
+		return location.Spec{}, err
 	}
-	if timeout < 0 {
-		return location.Spec{}, usageErr("%s %s: want a duration of zero or more", g.source("storage-timeout", "BACKUPD_STORAGE_TIMEOUT", g.env.StorageTimeout), timeout)
+	retryFor, err := g.durationFlag("storage-retry-for", "BACKUPD_STORAGE_RETRY_FOR", g.env.StorageRetryFor, g.storageRetryFor, "30s or 5m")
+	if err != nil {
+		return location.Spec{}, err
 	}
-	retryFor := g.storageRetryFor
-	if !g.given("storage-retry-for") && g.env.StorageRetryFor != "" {
-		d, err := time.ParseDuration(g.env.StorageRetryFor)
-		if err != nil {
-			return location.Spec{}, usageErr("BACKUPD_STORAGE_RETRY_FOR %s: want a duration such as 30s or 5m", escape(g.env.StorageRetryFor))
-		}
-		retryFor = d
-	}
-	if retryFor < 0 {
-		return location.Spec{}, usageErr("%s %s: want a duration of zero or more", g.source("storage-retry-for", "BACKUPD_STORAGE_RETRY_FOR", g.env.StorageRetryFor), retryFor)
-	}
+	uploads := g.uploads
 	if !g.given("uploads") && g.env.Uploads != "" {
 		n, err := strconv.Atoi(g.env.Uploads)
 		if err != nil {

@@ -54,7 +54,9 @@ spec:
 	agB := startAgent(t, env, kb, state)
 	const pol = "shop_moving-data"
 	host := cluster + "_" + pol
-	eventually(t, "node-a backs the PVC up, retention applied", 60*time.Second, func() (bool, string) {
+	// Retention can be postponed pass after pass under load while the
+	// backups hold the lock (noted in the issue): two minutes.
+	eventually(t, "node-a backs the PVC up, retention applied", 2*time.Minute, func() (bool, string) {
 		n := len(repo.snapshots(ctx)[pol])
 		return n >= 3 && agA.a.Stats.Retained.Load() > 0, fmt.Sprintf("%d snapshots, %d retention passes", n, agA.a.Stats.Retained.Load())
 	})

@@ -285,11 +285,17 @@ func (r *Repo) conflict(ctx context.Context, want LockInfo, refuse func(held, mi
 			}
 		}
 	}
+	// Another exclusive holder first: an exclusive lock waits out only
+	// shared ones (Options.ExclusiveLockWait).
 	for _, l := range live {
-		if want.Exclusive || l.info.Exclusive {
+		if l.info.Exclusive {
 			sl := l
 			return &sl, nil
 		}
+	}
+	if want.Exclusive && len(live) > 0 {
+		sl := live[0]
+		return &sl, nil
 	}
 	return nil, nil
 }
@@ -337,7 +343,10 @@ type LockOptions struct {
 // Lock takes a shared or exclusive lock. A shared lock conflicts only with
 // exclusive ones; an exclusive lock with every other. The lease is
 // refreshed until Unlock. A shared lock that meets another holder's
-// exclusive one is tried again for up to Options.SharedLockWait.
+// exclusive one is tried again for up to Options.SharedLockWait; an
+// exclusive lock that meets only shared ones waits for them to end for up
+// to Options.ExclusiveLockWait, its own object written so that no new
+// shared lock is taken meanwhile.
 func (r *Repo) Lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	var deadline time.Time // monotonic: not the lock's clock, which may be the store's
 	if !opt.Exclusive && r.opt.SharedLockWait > 0 {
@@ -388,7 +397,13 @@ func (r *Repo) lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 		}
 		return nil
 	}
-	if err := check(); err != nil {
+	// waitable is a conflict an exclusive lock may wait out: only shared
+	// holders in the way.
+	waitable := func(err error) bool {
+		var le *LockError
+		return opt.Exclusive && r.opt.ExclusiveLockWait > 0 && errors.As(err, &le) && errors.Is(err, ErrLocked) && !le.Holder.Exclusive
+	}
+	if err := check(); err != nil && !waitable(err) {
 		return nil, err
 	}
 	name, err := r.writeLock(ctx, info)
@@ -397,7 +412,11 @@ func (r *Repo) lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	}
 	// Check again: another writer may have locked between our list and
 	// our write. Both may back off; neither proceeds against the other.
-	if err := check(); err != nil {
+	err = check()
+	if waitable(err) {
+		err = r.waitShared(ctx, err, check, waitable)
+	}
+	if err != nil {
 		if rerr := r.removeLock(context.WithoutCancel(ctx), name); rerr != nil && !errors.Is(rerr, backend.ErrNotFound) {
 			r.released.add(info.Owner)
 		}
@@ -407,6 +426,35 @@ func (r *Repo) lock(ctx context.Context, opt LockOptions) (*Lock, error) {
 	l := &Lock{r: r, info: info, name: name, ctx: lctx, cancel: cancel, done: make(chan struct{}), RecoveredBackups: len(recovered)}
 	go l.refresh()
 	return l, nil
+}
+
+// waitShared waits, for up to Options.ExclusiveLockWait, until check no
+// longer finds the shared locks in the way of an exclusive one whose object
+// is written (err is the first conflict). It returns check's last error:
+// nil once they are gone, another exclusive holder's at once.
+func (r *Repo) waitShared(ctx context.Context, err error, check func() error, waitable func(error) bool) error {
+	var le *LockError
+	errors.As(err, &le)
+	r.log.Info("waiting for shared locks (backups) to end before taking the exclusive lock", "lock", le.Name,
+		"holder", le.Holder.Hostname, "command", le.Holder.Command, "wait_max_seconds", r.opt.ExclusiveLockWait.Seconds())
+	deadline := time.Now().Add(r.opt.ExclusiveLockWait)
+	wait := 250 * time.Millisecond
+	for waitable(err) {
+		if time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (waiting for the shared lock locks/%s of %s)", context.Cause(ctx), le.Name, le.Holder.Hostname)
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+		err = check()
+		errors.As(err, &le)
+	}
+	return err
 }
 
 func (r *Repo) writeLock(ctx context.Context, info LockInfo) (string, error) {

@@ -308,3 +308,104 @@ func TestSharedLockWaitsForAnExclusiveOne(t *testing.T) {
 		t.Fatalf("%d lock objects left", n)
 	}
 }
+
+// ExclusiveLockWait: an exclusive lock (the leader's retention) that meets
+// backups' shared locks writes its object and waits for them to end; a
+// backup starting meanwhile waits behind it instead of keeping it out, and
+// goes on once it is released. It gives up (its object removed) when the
+// shared lock outlasts the wait, and at once when another exclusive lock
+// is in the way.
+func TestExclusiveLockWaitsOutSharedOnes(t *testing.T) {
+	ctx := t.Context()
+	_, be := repotest.NewMem(t)
+	nodeA := repotest.Reopen(t, be, repository.Options{Hostname: "node-a"})
+	nodeB := repotest.Reopen(t, be, repository.Options{Hostname: "node-b", SharedLockWait: time.Minute})
+	leader := func(wait time.Duration) *repository.Repo {
+		return repotest.Reopen(t, be, repository.Options{Hostname: "leader", ExclusiveLockWait: wait})
+	}
+	shared := repository.LockOptions{Command: "backup", Policy: "p", Source: "/src"}
+	forget := repository.LockOptions{Exclusive: true, Command: "forget"}
+
+	first, err := nodeA.Lock(ctx, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No wait: the exclusive lock fails at once, and leaves no object.
+	if _, err := leader(0).Lock(ctx, forget); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("no wait: want ErrLocked, got %v", err)
+	}
+	// A wait shorter than the backup: it gives up and removes its object.
+	if _, err := leader(600*time.Millisecond).Lock(ctx, forget); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("a backup outlasting the wait: want ErrLocked, got %v", err)
+	}
+	if n := countLocks(t, be); n != 1 {
+		t.Fatalf("%d lock objects after the exclusive lock gave up, want the backup's only", n)
+	}
+
+	type result struct {
+		l   *repository.Lock
+		err error
+		at  time.Time
+	}
+	excl := make(chan result, 1)
+	go func() {
+		l, err := leader(30*time.Second).Lock(ctx, forget)
+		excl <- result{l, err, time.Now()}
+	}()
+	// Once the exclusive lock's object is there, a new backup waits.
+	deadline := time.Now().Add(10 * time.Second)
+	for countLocks(t, be) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting exclusive lock wrote no object")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	second := make(chan result, 1)
+	go func() {
+		l, err := nodeB.Lock(ctx, shared)
+		second <- result{l, err, time.Now()}
+	}()
+	time.Sleep(700 * time.Millisecond)
+	select {
+	case r := <-second:
+		t.Fatalf("a backup took its shared lock beside a waiting exclusive one (err %v)", r.err)
+	case r := <-excl:
+		t.Fatalf("the exclusive lock was taken while a backup held its shared one (err %v)", r.err)
+	default:
+	}
+	releasedFirst := time.Now()
+	if err := first.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	x := <-excl
+	if x.err != nil {
+		t.Fatalf("the exclusive lock, once the backup ended: %v", x.err)
+	}
+	if x.at.Before(releasedFirst) {
+		t.Fatal("the exclusive lock was taken before the backup ended")
+	}
+	// Another exclusive lock is not waited for.
+	if _, err := leader(30*time.Second).Lock(ctx, forget); !errors.Is(err, repository.ErrLocked) {
+		t.Fatalf("beside another exclusive lock: want ErrLocked at once, got %v", err)
+	}
+	select {
+	case r := <-second:
+		t.Fatalf("the waiting backup took its lock while the exclusive one was held (err %v)", r.err)
+	default:
+	}
+	releasedX := time.Now()
+	if err := x.l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	s := <-second
+	if s.err != nil {
+		t.Fatalf("the backup waiting behind the exclusive lock: %v", s.err)
+	}
+	if s.at.Before(releasedX) {
+		t.Fatal("the waiting backup was let in before the exclusive lock was released")
+	}
+	_ = s.l.Unlock()
+	if n := countLocks(t, be); n != 0 {
+		t.Fatalf("%d lock objects left", n)
+	}
+}

@@ -42,9 +42,20 @@ type Options struct {
 	// the way, before it fails with ErrLocked: retention is short, and a
 	// backup that fails waits for its next activation. It tries again
 	// after 1, 2, 4, then every 5 seconds (with up to a second of jitter).
-	// 0, the default: it fails at once. An exclusive lock never waits
-	// (the caller postpones its work).
+	// 0, the default: it fails at once. An exclusive lock waits only as
+	// ExclusiveLockWait says.
 	SharedLockWait time.Duration
+	// ExclusiveLockWait is how long an exclusive lock (forget, prune)
+	// that finds only shared locks (backups) in its way waits for them to
+	// end instead of failing with ErrLocked. Its lock object is written
+	// before it waits, so backups starting meanwhile see it and wait
+	// (SharedLockWait) rather than keep it out for ever: without this, a
+	// repository whose backups follow one another never gets its
+	// retention. Another exclusive lock is never waited for. It is checked
+	// again after 250 ms, doubling to every 2 seconds. 0, the default:
+	// fail at once. At most LockRefresh/2 (the lock object is not
+	// refreshed while it waits).
+	ExclusiveLockWait time.Duration
 	// MaxClockSkew is how far in the future a lock may be dated (another
 	// host's clock running ahead) and still be honoured; a lock dated
 	// later is stale. 5 minutes by default.
@@ -94,6 +105,7 @@ func (o *Options) applyDefaults(be backend.Backend) {
 	if o.StaleAfter == 0 {
 		o.StaleAfter = 5 * time.Minute
 	}
+	o.ExclusiveLockWait = min(o.ExclusiveLockWait, o.LockRefresh/2)
 	if o.MaxClockSkew == 0 {
 		o.MaxClockSkew = 5 * time.Minute
 	}

@@ -104,7 +104,9 @@ type Options struct {
 	// LockWait is how long a backup waits for the exclusive repository
 	// lock of the leader's retention to go before it fails as locked
 	// (repository.Options.SharedLockWait, unless the daemon's
-	// RepoOptions set it): 2m.
+	// RepoOptions set it): 2m. The leader's retention waits up to a
+	// quarter of it for the backups' shared locks to end
+	// (repository.Options.ExclusiveLockWait) before it is postponed.
 	LockWait time.Duration
 	// RetainRetry is how soon the leader tries again the retention of a
 	// volume that a backup's lock postponed, instead of waiting for the
@@ -332,6 +334,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if dopt.RepoOptions.SharedLockWait == 0 {
 		dopt.RepoOptions.SharedLockWait = o.LockWait
+	}
+	// The leader's retention waits a quarter of that for the backups in
+	// its way, which wait for it meanwhile: with backups following one
+	// another on the nodes it would otherwise never get the lock.
+	if dopt.RepoOptions.ExclusiveLockWait == 0 {
+		dopt.RepoOptions.ExclusiveLockWait = o.LockWait / 4
 	}
 	dopt.Observer = &observer{Observer: o.Daemon.Observer, a: a}
 	if o.Daemon.Logger == nil {

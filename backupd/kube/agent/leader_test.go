@@ -16,8 +16,8 @@ import (
 
 // TestLeaderRetriesPostponedRetention: the leader's retention of another
 // node's volume, postponed because a backup holds the repository (here a
-// third node's long backup, whose shared lock the test holds), is tried
-// again after RetainRetry, long before the next maintenance pass, and
+// third node's long backup, whose shared lock the test holds, outlasting
+// the retention's wait for it), is tried again after RetainRetry, long before the next maintenance pass, and
 // counts as no failure; the follower's backups, which meet the leader's
 // exclusive lock, wait for it (LockWait) instead of failing as locked.
 func TestLeaderRetriesPostponedRetention(t *testing.T) {
@@ -36,7 +36,11 @@ spec:
 `)
 	env, repo, ctx := c.env, c.repo, t.Context()
 	const maintenance = 30 * time.Second
-	timing := func(o *agent.Options) { o.MaintenanceInterval, o.RetainRetry = maintenance, time.Second }
+	// LockWait 20s: the leader's retention waits 5 s for the held lock
+	// before it is postponed.
+	timing := func(o *agent.Options) {
+		o.MaintenanceInterval, o.RetainRetry, o.LockWait = maintenance, time.Second, 20*time.Second
+	}
 	ka := newKubeletStandIn(t, ctx, env.Clientset, "node-a")
 	kb := newKubeletStandIn(t, ctx, env.Clientset, "node-b")
 	kb.provision(ctx, testNS, "api-data", nil)

@@ -97,7 +97,7 @@ nothing), and never raises a priority it was started with.`,
 	f.DurationVar(&opts.StatusEvery, "status-interval", 30*time.Second, "how often the policies' status is written (also after every run)")
 	f.DurationVar(&opts.Maintenance, "maintenance-interval", 10*time.Minute, "how often the leader applies retention to every volume of the cluster")
 	f.DurationVar(&opts.RetainRetry, "retain-retry", time.Minute, "how soon the leader tries again a volume's retention that a running backup postponed (instead of waiting for the next maintenance pass)")
-	f.DurationVar(&opts.LockWait, "lock-wait", 2*time.Minute, "how long a backup waits for the leader's retention (the repository's exclusive lock) to finish before it fails as locked")
+	f.DurationVar(&opts.LockWait, "lock-wait", 2*time.Minute, "how long a backup waits for the leader's retention (the repository's exclusive lock) to finish before it fails as locked; the retention waits up to a quarter of it for running backups")
 	f.IntVar(&opts.MaxConcurrent, "max-concurrent", 2, "how many runs (backups, verify runs, drills of different volumes) may go at once on this node; a backup in a child process (--isolate-runs) keeps its CPU, RSS and I/O figures its own, an in-process run only at 1")
 	f.BoolVar(&opts.IsolateRuns, "isolate-runs", true, "run each backup in a child process (its own CPU, RSS and I/O figures; a crash of it does not end the agent); --isolate-runs=false runs them in the agent")
 	f.DurationVar(&opts.Debounce, "debounce", 2*time.Second, "how long the cluster must be quiet after a change before the agent rebuilds its schedule")

@@ -290,7 +290,12 @@ func Load(path string) (*Config, error) {
 	return Parse(path, b)
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+// nameChars is what a name or tag is made of; validName bounds its
+// length (a bounded repetition in the expression would compile to 63
+// copies of it, at every start of the program).
+var nameChars = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+func validName(s string) bool { return len(s) <= 63 && nameChars.MatchString(s) }
 
 var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 

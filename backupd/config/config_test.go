@@ -145,3 +145,34 @@ func TestPasswordSources(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The name, tag, host and bucket rules, lengths included.
+func TestNameRules(t *testing.T) {
+	for _, tc := range []struct {
+		what string
+		ok   func(string) bool
+		in   string
+		want bool
+	}{
+		{"tag", ValidTag, "mesh-1.a_b", true},
+		{"tag", ValidTag, strings.Repeat("a", 63), true},
+		{"tag", ValidTag, strings.Repeat("a", 64), false},
+		{"tag", ValidTag, "-lead", false},
+		{"tag", ValidTag, "a b", false},
+		{"tag", ValidTag, "", false},
+		{"host", ValidHost, "node-1.cluster.local", true},
+		{"host", ValidHost, strings.Repeat("h", 253), true},
+		{"host", ValidHost, strings.Repeat("h", 254), false},
+		{"host", ValidHost, "node/1", false},
+		{"bucket", validBucket, "abc", true},
+		{"bucket", validBucket, "ab", false},
+		{"bucket", validBucket, strings.Repeat("b", 63), true},
+		{"bucket", validBucket, strings.Repeat("b", 64), false},
+		{"bucket", validBucket, "my-bucket-", false},
+		{"bucket", validBucket, "My-bucket", false},
+	} {
+		if got := tc.ok(tc.in); got != tc.want {
+			t.Errorf("%s %q (%d characters): valid %v, want %v", tc.what, tc.in, len(tc.in), got, tc.want)
+		}
+	}
+}

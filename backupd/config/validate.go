@@ -14,16 +14,19 @@ import (
 	"github.com/meshbackup/backupd/backupd/budget"
 )
 
-// hostRE is what a configured host name may be: a DNS name or a pod-ish
-// identity, nothing that could not be a metric or log value.
-var hostRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$`)
+// hostChars and validHost are what a configured host name may be (at
+// most 253 characters): a DNS name or a pod-ish identity, nothing that
+// could not be a metric or log value.
+var hostChars = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+func validHost(s string) bool { return len(s) <= 253 && hostChars.MatchString(s) }
 
 // ValidHost reports whether s may be a snapshot's host name, in the config
 // or on the command line.
-func ValidHost(s string) bool { return hostRE.MatchString(s) }
+func ValidHost(s string) bool { return validHost(s) }
 
 // ValidTag reports whether s may be a snapshot's tag (a name).
-func ValidTag(s string) bool { return nameRE.MatchString(s) }
+func ValidTag(s string) bool { return validName(s) }
 
 // validate checks what decoding cannot (required keys, references between
 // sections, names and objectives that fit together), makes paths absolute
@@ -81,7 +84,7 @@ func (p *parser) validateRepository(root *yaml.Node, i int, r *Repository, repos
 	at := func(k string) (*yaml.Node, string) {
 		return find(root, "repositories", i, k), fmt.Sprintf("repositories[%d].%s", i, k)
 	}
-	if !nameRE.MatchString(r.Name) {
+	if !validName(r.Name) {
 		n, k := at("name")
 		p.fail(n, k, "expected a name of letters, digits, '_', '.', '-' (max 63), got %q", r.Name)
 		return false
@@ -102,7 +105,7 @@ func (p *parser) validateRepository(root *yaml.Node, i int, r *Repository, repos
 		p.fail(n, k, "exactly one of password_file and password_env is required")
 		return false
 	}
-	if r.Host != "" && !hostRE.MatchString(r.Host) {
+	if r.Host != "" && !validHost(r.Host) {
 		n, k := at("host")
 		p.fail(n, k, "expected a host name of letters, digits, '_', '.', '-' (max 253), got %q", r.Host)
 		return false
@@ -114,9 +117,11 @@ func (p *parser) validateRepository(root *yaml.Node, i int, r *Repository, repos
 	return true
 }
 
-// bucketRE is what an S3 bucket name may be (AWS's rules, without the ones
+// bucketChars and validBucket are what an S3 bucket name may be (3 to 63 characters) (AWS's rules, without the ones
 // about reserved prefixes and suffixes, which the store enforces).
-var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+var bucketChars = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`)
+
+func validBucket(s string) bool { return len(s) >= 3 && len(s) <= 63 && bucketChars.MatchString(s) }
 
 var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 
@@ -152,7 +157,7 @@ func (p *parser) validateLocation(root *yaml.Node, i int, r *Repository, abs fun
 	}
 	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(r.Path, "s3://"), "/")
 	switch {
-	case !bucketRE.MatchString(bucket) || strings.Contains(bucket, ".."):
+	case !validBucket(bucket) || strings.Contains(bucket, ".."):
 		return fail(fmt.Sprintf("bucket %q in %q: want 3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit (s3://BUCKET[/PREFIX])", bucket, r.Path), "path")
 	case strings.ContainsAny(prefix, "?#\x00") || strings.Contains(prefix, "//") || strings.HasPrefix(prefix, "/"):
 		return fail(fmt.Sprintf("prefix %q in %q: want path segments separated by single '/', without '?' or '#'", prefix, r.Path), "path")
@@ -261,12 +266,12 @@ func (p *parser) validatePolicy(root *yaml.Node, i int, pol *Policy, repos, name
 			return false
 		}
 	}
-	if !c.check(pol.Host == "" || hostRE.MatchString(pol.Host), []any{"host"},
+	if !c.check(pol.Host == "" || validHost(pol.Host), []any{"host"},
 		"expected a host name of letters, digits, '_', '.', '-' (max 253), got %q", pol.Host) {
 		return false
 	}
 	for j, tag := range pol.Tags {
-		if !c.check(nameRE.MatchString(tag), []any{"tags", j}, "expected a tag of letters, digits, '_', '.', '-' (max 63), got %q", tag) {
+		if !c.check(validName(tag), []any{"tags", j}, "expected a tag of letters, digits, '_', '.', '-' (max 63), got %q", tag) {
 			return false
 		}
 	}
@@ -285,7 +290,7 @@ func (p *parser) validatePolicy(root *yaml.Node, i int, pol *Policy, repos, name
 
 // required checks the policy's name and the keys every policy needs.
 func (c policyCheck) required(pol *Policy, repos, names map[string]bool) bool {
-	return c.check(nameRE.MatchString(pol.Name), []any{"name"}, "expected a name of letters, digits, '_', '.', '-' (max 63), got %q", pol.Name) &&
+	return c.check(validName(pol.Name), []any{"name"}, "expected a name of letters, digits, '_', '.', '-' (max 63), got %q", pol.Name) &&
 		c.check(!names[pol.Name], []any{"name"}, "policy %q is defined twice", pol.Name) &&
 		c.check(pol.Source != "", []any{"source"}, "required: the directory to back up") &&
 		c.check(repos[pol.Repository], []any{"repository"}, "expected the name of a repository defined under 'repositories', got %q", pol.Repository) &&

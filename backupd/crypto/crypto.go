@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/argon2"
@@ -287,6 +288,12 @@ func derive(password, salt []byte, p KDFParams) (*Key, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
+	// No collection is started by the work area's allocations while
+	// Argon2 runs: one would only mark a heap about to be freed, on the
+	// cores the lanes need (a collection is forced after, in Unwrap and
+	// here in prepareWorkArea). For the few milliseconds of a derivation
+	// the heap of other goroutines grows unchecked.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	prepareWorkArea(int(p.MemoryKiB) << 10)
 	raw := argon2.IDKey(password, salt, p.Time, p.MemoryKiB, p.Threads, 32)
 	k := &Key{}

@@ -48,7 +48,7 @@ type scenario interface {
 type variantScenario interface {
 	scenario
 	// variants returns the variants of the tool on b; none: run alone.
-	variants(b *bed) []string
+	variants(tool string) []string
 	// runVariant is run for one variant.
 	runVariant(ctx context.Context, b *bed, variant string) (*faults.Cell, error)
 }
@@ -86,6 +86,15 @@ type profile struct {
 	// runLimit is the longest a tool's run may take before it is killed
 	// and counted as failed.
 	runLimit time.Duration
+	// hangGrace is how long past the outage (and ten healthy runs) a
+	// backup of the outage scenario may go on before it counts as hung
+	// and is stopped.
+	hangGrace time.Duration
+	// impactWindow is how long the impact scenario's writer runs beside
+	// each tool's first backups (repeated from the empty repository, the
+	// writer stopped in between, until the runs add up to it, at most
+	// impactMaxRuns times) and alone for the baseline.
+	impactWindow time.Duration
 }
 
 func profiles() map[string]profile {
@@ -93,11 +102,11 @@ func profiles() map[string]profile {
 		"quick": {name: "quick",
 			mesh:        workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.05},
 			small:       workload.SmallFilesOptions{Files: 5_000, Dirs: 50},
-			backupKills: 2, restoreKills: 2, bitRotFiles: 5, corruptTrials: 1, runLimit: 90 * time.Second},
+			backupKills: 2, restoreKills: 2, bitRotFiles: 5, corruptTrials: 1, runLimit: 90 * time.Second, hangGrace: 20 * time.Second, impactWindow: 5 * time.Second},
 		"full": {name: "full",
 			mesh:        workload.Options{Proxies: 200, ConsulServers: 3, Scale: 1},
 			small:       workload.SmallFilesOptions{Files: 100_000, Dirs: 1_000},
-			backupKills: 10, restoreKills: 5, bitRotFiles: 20, corruptTrials: 5, runLimit: 10 * time.Minute},
+			backupKills: 10, restoreKills: 5, bitRotFiles: 20, corruptTrials: 5, runLimit: 10 * time.Minute, hangGrace: time.Minute, impactWindow: 30 * time.Second},
 	}
 }
 
@@ -189,7 +198,7 @@ func runFaults(ctx context.Context, cfg *config, prog *progress) (*faults.Result
 		prepared = append(prepared, pw)
 		fr.res.Workloads = append(fr.res.Workloads, pw.info)
 	}
-	prog.total = len(prepared) * len(order) * len(scns)
+	prog.total = len(prepared) * cellCount(order, scns)
 	for _, pw := range prepared {
 		for _, tool := range order {
 			if err := fr.runBed(ctx, pw, tool, scns); err != nil {
@@ -202,6 +211,22 @@ func runFaults(ctx context.Context, cfg *config, prog *progress) (*faults.Result
 		return fr.res, err
 	}
 	return fr.res, nil
+}
+
+// cellCount is the number of cells the tools and scenarios make on one
+// workload: one per tool and scenario, or one per variant.
+func cellCount(tools []string, scns []scenario) int {
+	n := 0
+	for _, tool := range tools {
+		for _, s := range scns {
+			if vs, ok := s.(variantScenario); ok {
+				n += max(1, len(vs.variants(tool)))
+			} else {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // runBed runs every scenario on one tool and workload: the bed's
@@ -221,9 +246,15 @@ func (fr *faultRun) runBed(ctx context.Context, pw *preparedWorkload, tool strin
 	for _, s := range scns {
 		variants := []string{""}
 		vs, hasVariants := s.(variantScenario)
-		if hasVariants && s.notApplicable(b) == "" {
-			if v := vs.variants(b); len(v) > 0 {
-				variants = v
+		if hasVariants {
+			if v := vs.variants(tool); len(v) > 0 {
+				if s.notApplicable(b) == "" {
+					variants = v
+				} else {
+					// One cell says why, where cellCount counted one per
+					// variant.
+					fr.progress.total -= len(v) - 1
+				}
 			}
 		}
 		for _, variant := range variants {

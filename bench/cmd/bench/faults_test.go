@@ -221,12 +221,12 @@ func TestFaultsFramework(t *testing.T) {
 	prof := profile{name: "test",
 		mesh:        workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.01, Seed: 1},
 		small:       workload.SmallFilesOptions{Files: 300, Dirs: 10, Seed: 1},
-		backupKills: 1, restoreKills: 1, bitRotFiles: 2, corruptTrials: 1, runLimit: 20 * time.Second,
+		backupKills: 1, restoreKills: 1, bitRotFiles: 2, corruptTrials: 1, runLimit: 20 * time.Second, hangGrace: 5 * time.Second, impactWindow: time.Second,
 		// restic retries a truncated pack for about 45 s: left out here.
 		damages: []string{"bit flip in a data pack", "bit flip in an index file", "bit flip in a snapshot file"}}
 	cfg := &config{work: filepath.Join(dir, "work"), out: filepath.Join(dir, "out"), backupd: buildBackupd(t),
 		tools: tools, seed: 1,
-		faults: faultsConfig{custom: &prof, workloads: []string{"mesh"}, scenarios: []string{faults.ScenarioHealthy, faults.ScenarioCrashBackup, faults.ScenarioRepoCorruption}}}
+		faults: faultsConfig{custom: &prof, workloads: []string{"mesh"}, scenarios: []string{faults.ScenarioHealthy, faults.ScenarioCrashBackup, faults.ScenarioRepoCorruption, faults.ScenarioImpact}}}
 	var stderr bytes.Buffer
 	res, err := runFaults(t.Context(), cfg, newProgress(&stderr))
 	if err != nil {
@@ -240,7 +240,9 @@ func TestFaultsFramework(t *testing.T) {
 			t.Errorf("progress line %q: %v", sc.Text(), err)
 		}
 	}
-	if want := 3 * len(tools); len(res.Cells) != want || lines != want {
+	// Three scenarios a cell each per tool, and impact's: budget and
+	// no-budget for backupd, one for the others.
+	if want := 4*len(tools) + 1; len(res.Cells) != want || lines != want {
 		t.Fatalf("%d cells, %d progress lines, want %d", len(res.Cells), lines, want)
 	}
 	back, err := faults.Read(filepath.Join(cfg.out, "faults.json"))
@@ -262,6 +264,10 @@ func TestFaultsFramework(t *testing.T) {
 		case faults.ScenarioCrashBackup:
 			if len(c.Trials) != 2 || c.Orphans == nil {
 				t.Errorf("%s: %d trials, orphans %v", where, len(c.Trials), c.Orphans)
+			}
+		case faults.ScenarioImpact:
+			if c.Outcome != faults.SurvivedExact || c.Latency == nil || c.Latency.Samples == 0 || (c.Tool == "backupd") != (c.Variant != "") {
+				t.Errorf("%s/%s: %s, latency %+v", where, c.Variant, c.Outcome, c.Latency)
 			}
 		case faults.ScenarioRepoCorruption:
 			d := c.Detection

@@ -35,8 +35,8 @@ const (
 func (impactScenario) id() string                { return faults.ScenarioImpact }
 func (impactScenario) notApplicable(*bed) string { return "" }
 
-func (impactScenario) variants(b *bed) []string {
-	if b.tool == "backupd" {
+func (impactScenario) variants(tool string) []string {
+	if tool == "backupd" {
 		return []string{"budget", "no-budget"}
 	}
 	return nil
@@ -48,17 +48,6 @@ func (impactScenario) run(ctx context.Context, b *bed) (*faults.Cell, error) {
 
 func (impactScenario) runVariant(ctx context.Context, b *bed, variant string) (*faults.Cell, error) {
 	return impactRun(ctx, b, variant)
-}
-
-// impactWindow is how long the writer runs beside backups: the first
-// backup is repeated (from the empty repository each time, the writer
-// stopped in between) until the runs add up to this, at most
-// impactMaxRuns times; the baseline runs as long.
-func impactWindow(p profile) time.Duration {
-	if p.name == "full" {
-		return 30 * time.Second
-	}
-	return 5 * time.Second
 }
 
 // impactMaxRuns only bounds a tool so fast that its runs would take far
@@ -95,7 +84,7 @@ func probe(ctx context.Context, b *bed, seed uint64, fn func() error) ([]time.Du
 }
 
 func impactRun(ctx context.Context, b *bed, variant string) (*faults.Cell, error) {
-	window := impactWindow(b.fr.prof)
+	window := b.fr.prof.impactWindow
 	// The baseline: the writer alone, after the page cache's dirty data
 	// is written out.
 	syscall.Sync()

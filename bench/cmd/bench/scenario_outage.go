@@ -42,11 +42,12 @@ func (outageScenario) notApplicable(*bed) string { return "" }
 const outageFor = 10 * time.Second
 
 // outageHang bounds a run that does not end after the fault: it is a
-// hang. A minute past the outage (and ten healthy runs) is longer than
-// any tool's retries of a store that is back, and than backupd's
-// retry_for of one that is not.
-func outageHang(healthy time.Duration) time.Duration {
-	return outageFor + time.Minute + 10*healthy
+// hang. The profile's hangGrace past the outage, plus ten healthy runs:
+// every tool here that rides an S3 outage out ends within seconds of
+// MinIO's return, and every clean failure here comes within a second of
+// the fault.
+func outageHang(prof profile, healthy time.Duration) time.Duration {
+	return outageFor + prof.hangGrace + 10*healthy
 }
 
 func (outageScenario) run(ctx context.Context, b *bed) (*faults.Cell, error) {
@@ -216,7 +217,7 @@ func outageTrial(ctx context.Context, b *bed, kind string, cell *faults.Cell) (f
 			}
 		}
 	})
-	p, hung, err := b.boundedBackup(ctx, b.src, outageHang(healthy))
+	p, hung, err := b.boundedBackup(ctx, b.src, outageHang(b.fr.prof, healthy))
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -462,7 +463,7 @@ func s3OutageTrial(ctx context.Context, b *bed, tr faults.Trial, cell *faults.Ce
 		}
 		srv = s
 	})
-	p, hung, err := sb.boundedBackup(ctx, b.src, outageHang(healthy))
+	p, hung, err := sb.boundedBackup(ctx, b.src, outageHang(b.fr.prof, healthy))
 	exitAt := time.Now()
 	close(stop)
 	wg.Wait()

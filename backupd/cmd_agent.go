@@ -46,6 +46,7 @@ type agentOptions struct {
 	IsolateRuns   bool
 	Nice          int
 	IOClass       string
+	CPUClass      string
 }
 
 func newAgentCommand(g *globalOptions) *cobra.Command {
@@ -75,8 +76,8 @@ default): its CPU seconds, peak RSS and I/O are its own although
 out-of-memory kill) fails that run (reason "crashed"), not the agent.
 Verify runs, scrubs and drills run in the agent's process.
 
-It runs at --nice and --io-class (every thread; 0 and none change
-nothing), and never raises a priority it was started with.`,
+It runs at --nice, --io-class and --cpu-class (every thread; 0, none and
+normal change nothing), and never raises a priority it was started with.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAgent(cmd.Context(), opts, g)
@@ -103,6 +104,7 @@ nothing), and never raises a priority it was started with.`,
 	f.DurationVar(&opts.Debounce, "debounce", 2*time.Second, "how long the cluster must be quiet after a change before the agent rebuilds its schedule")
 	f.IntVar(&opts.Nice, "nice", budget.Default.Nice, "the nice value the agent runs at, 0 (unchanged) to 19 (lowest CPU priority)")
 	f.StringVar(&opts.IOClass, "io-class", budget.Default.IOString(), "the I/O class the agent runs at: idle, best-effort, best-effort:N (N from 0 to 7, lowest) or none (unchanged)")
+	f.StringVar(&opts.CPUClass, "cpu-class", budget.Default.CPUString(), "the CPU class the agent runs at: normal (the nice value alone) or idle (SCHED_IDLE: only CPU time no other task wants, and a waking proxy takes the CPU at once)")
 	return c
 }
 
@@ -120,6 +122,9 @@ func runAgent(ctx context.Context, opts agentOptions, g *globalOptions) error {
 	prio := budget.Priority{Nice: opts.Nice}
 	if prio.IO, prio.IOLevel, err = budget.ParseIOClass(opts.IOClass); err != nil {
 		return usageErr("--io-class: %v", err)
+	}
+	if prio.CPU, err = budget.ParseCPUClass(opts.CPUClass); err != nil {
+		return usageErr("--cpu-class: %v", err)
 	}
 	if opts.Nice < 0 || opts.Nice > 19 {
 		return usageErr("--nice %d: want 0 (unchanged) to 19 (lowest priority)", opts.Nice)

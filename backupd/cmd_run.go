@@ -168,7 +168,7 @@ func applyPriority(log *slog.Logger, p budget.Priority) error {
 		return fmt.Errorf("scheduler.priority %s: %w", p, err)
 	}
 	if p != budget.Off {
-		log.Info("running at low priority", "nice", p.Nice, "io_class", p.IOString(), "threads", threads)
+		log.Info("running at low priority", "nice", p.Nice, "io_class", p.IOString(), "cpu_class", p.CPUString(), "threads", threads)
 	}
 	return nil
 }

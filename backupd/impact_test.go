@@ -76,14 +76,18 @@ func TestDaemonRunsAtLowPriority(t *testing.T) {
 		t.Skip("starts daemons")
 	}
 	ownNice, ownIO := ownPriority(t)
+	ownCPU, err := budget.CPUPolicy(syscall.Gettid())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, priority, budget string
 		nice                   int
-		io                     string
+		io, cpu                string
 	}{
-		{"default", "", "", max(ownNice, 10), "best-effort:7"},
-		{"explicit", "  priority: {nice: 17, io_class: idle}\n", "    budget: {read_rate: 8MiB/s, cpu: 0.5}\n", max(ownNice, 17), "idle"},
-		{"off", "  priority: off\n", "", ownNice, ownIO},
+		{"default", "", "", max(ownNice, 10), "best-effort:7", ownCPU},
+		{"explicit", "  priority: {nice: 17, io_class: idle, cpu_class: idle}\n", "    budget: {read_rate: 8MiB/s, cpu: 0.5}\n", max(ownNice, 17), "idle", "idle"},
+		{"off", "  priority: off\n", "", ownNice, ownIO, ownCPU},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name == "default" && ownIO == "idle" {
@@ -118,8 +122,12 @@ func TestDaemonRunsAtLowPriority(t *testing.T) {
 					continue
 				}
 				seen++
-				if io := effectiveIO(t, tid, nice); nice != tc.nice || io != tc.io {
-					t.Errorf("thread %d of %d: nice %d, I/O %s; want nice %d, I/O %s", tid, len(tids), nice, io, tc.nice, tc.io)
+				cpu, err := budget.CPUPolicy(tid)
+				if err != nil {
+					continue // exited since
+				}
+				if io := effectiveIO(t, tid, nice); nice != tc.nice || io != tc.io || cpu != tc.cpu {
+					t.Errorf("thread %d of %d: nice %d, I/O %s, CPU %s; want nice %d, I/O %s, CPU %s", tid, len(tids), nice, io, cpu, tc.nice, tc.io, tc.cpu)
 				}
 			}
 			if seen < 4 {

@@ -36,6 +36,21 @@ const (
 	ioprioClassIdle  = 3
 )
 
+// CPUClass is a CPU scheduling policy of sched_setattr(2).
+type CPUClass int
+
+// The CPU classes a Priority may ask for.
+const (
+	// CPUUnchanged leaves the policy as it is (normally SCHED_OTHER, the
+	// nice value weighing the share).
+	CPUUnchanged CPUClass = iota
+	// CPUIdle is SCHED_IDLE: backupd runs on CPU time no other task
+	// wants, and a task of the normal policy that wakes up takes the CPU
+	// from it at once instead of waiting out its time slice
+	// (docs/DESIGN.md §3.9).
+	CPUIdle
+)
+
 // Priority is the scheduling priority backupd runs at.
 type Priority struct {
 	// Nice is the nice value, 1 (slightly below normal) to 19 (lowest);
@@ -45,6 +60,8 @@ type Priority struct {
 	// to 7 (lowest).
 	IO      IOClass
 	IOLevel int
+	// CPU is the CPU class.
+	CPU CPUClass
 }
 
 // Default is the priority of the daemon and the node agent unless
@@ -60,7 +77,30 @@ func (p Priority) String() string {
 	if p == Off {
 		return "off"
 	}
+	if p.CPU == CPUIdle {
+		return fmt.Sprintf("nice %d, I/O %s, CPU idle", p.Nice, p.IOString())
+	}
 	return fmt.Sprintf("nice %d, I/O %s", p.Nice, p.IOString())
+}
+
+// CPUString is p's CPU class as ParseCPUClass reads it.
+func (p Priority) CPUString() string {
+	if p.CPU == CPUIdle {
+		return "idle"
+	}
+	return "normal"
+}
+
+// ParseCPUClass reads a CPU class: "idle" (SCHED_IDLE) or "normal"
+// (unchanged).
+func ParseCPUClass(s string) (CPUClass, error) {
+	switch s {
+	case "idle":
+		return CPUIdle, nil
+	case "normal":
+		return CPUUnchanged, nil
+	}
+	return 0, fmt.Errorf("%q is not a CPU class: want normal (the nice value alone) or idle (SCHED_IDLE: only CPU time no other task wants)", s)
 }
 
 // IOString is p's I/O class as ParseIOClass reads it.
@@ -102,6 +142,8 @@ func (p Priority) Validate() error {
 		return fmt.Errorf("best-effort level %d: want 0 to 7", p.IOLevel)
 	case p.IO < IOUnchanged || p.IO > IOIdle:
 		return fmt.Errorf("unknown I/O class %d", p.IO)
+	case p.CPU < CPUUnchanged || p.CPU > CPUIdle:
+		return fmt.Errorf("unknown CPU class %d", p.CPU)
 	}
 	return nil
 }
@@ -155,6 +197,11 @@ func applyThread(tid int, p Priority) error {
 		}
 		nice = p.Nice
 	}
+	if p.CPU == CPUIdle {
+		if err := idleThread(tid, nice); err != nil {
+			return err
+		}
+	}
 	if p.IO == IOUnchanged {
 		return nil
 	}
@@ -181,6 +228,48 @@ func applyThread(tid int, p Priority) error {
 		return fmt.Errorf("I/O class %s: %w", p.IOString(), e)
 	}
 	return nil
+}
+
+// idleThread puts thread tid in SCHED_IDLE, keeping its nice value. Only
+// a thread of the normal or batch policy is changed: one already idle, or
+// in a real-time or deadline policy someone chose for it, keeps its own.
+func idleThread(tid, nice int) error {
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if err != nil {
+		return fmt.Errorf("get CPU policy: %w", err)
+	}
+	if attr.Policy != unix.SCHED_NORMAL && attr.Policy != unix.SCHED_BATCH {
+		return nil
+	}
+	set := &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE, Nice: int32(nice)}
+	if err := unix.SchedSetAttr(tid, set, 0); err != nil {
+		return fmt.Errorf("CPU class idle: %w", err)
+	}
+	return nil
+}
+
+// CPUPolicy returns the CPU scheduling policy of thread tid: "normal",
+// "batch", "idle", "fifo", "rr" or "deadline".
+func CPUPolicy(tid int) (string, error) {
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if err != nil {
+		return "", fmt.Errorf("get CPU policy: %w", err)
+	}
+	switch attr.Policy {
+	case unix.SCHED_NORMAL:
+		return "normal", nil
+	case unix.SCHED_BATCH:
+		return "batch", nil
+	case unix.SCHED_IDLE:
+		return "idle", nil
+	case unix.SCHED_FIFO:
+		return "fifo", nil
+	case unix.SCHED_RR:
+		return "rr", nil
+	case unix.SCHED_DEADLINE:
+		return "deadline", nil
+	}
+	return "policy " + strconv.Itoa(int(attr.Policy)), nil
 }
 
 // Threads lists the thread ids of process pid (from /proc/PID/task).

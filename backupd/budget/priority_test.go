@@ -43,6 +43,16 @@ func TestParseIOClass(t *testing.T) {
 			}
 		})
 	}
+	for in, want := range map[string]CPUClass{"idle": CPUIdle, "normal": CPUUnchanged} {
+		if c, err := ParseCPUClass(in); err != nil || c != want || (Priority{CPU: c}).CPUString() != in {
+			t.Errorf("ParseCPUClass(%q) = %v, %v; CPUString does not give it back", in, c, err)
+		}
+	}
+	for _, in := range []string{"", "batch", "fifo", "IDLE"} {
+		if _, err := ParseCPUClass(in); err == nil || !strings.Contains(err.Error(), "want normal") {
+			t.Errorf("ParseCPUClass(%q): %v, want an error saying what is accepted", in, err)
+		}
+	}
 	if err := (Priority{Nice: 20}).Validate(); err == nil {
 		t.Error("nice 20 accepted")
 	}
@@ -52,7 +62,7 @@ func TestParseIOClass(t *testing.T) {
 }
 
 // The helper process of TestPriorityAppliedToEveryThread: it applies the
-// priority in BUDGET_TEST_PRIORITY (nice,io-class), then starts threads of
+// priority in BUDGET_TEST_PRIORITY (nice,io-class[,cpu-class]), then starts threads of
 // its own, prints "ready" and waits for its standard input to close.
 func init() {
 	spec := os.Getenv("BUDGET_TEST_PRIORITY")
@@ -60,12 +70,19 @@ func init() {
 		return
 	}
 	nice, ioc, _ := strings.Cut(spec, ",")
+	ioc, cpu, _ := strings.Cut(ioc, ",")
 	p := Priority{}
 	p.Nice, _ = strconv.Atoi(nice)
 	var err error
 	if p.IO, p.IOLevel, err = ParseIOClass(ioc); err != nil {
 		fmt.Println(err)
 		os.Exit(2)
+	}
+	if cpu != "" {
+		if p.CPU, err = ParseCPUClass(cpu); err != nil {
+			fmt.Println(err)
+			os.Exit(2)
+		}
 	}
 	if _, err := Apply(p); err != nil {
 		fmt.Println(err)
@@ -106,13 +123,17 @@ func TestPriorityAppliedToEveryThread(t *testing.T) {
 		nice      int // as it would be from nice 0
 		class     string
 		level     int
+		cpu       string // the CPU policy every thread has
 	}{
-		{"default", "10,best-effort:7", 0, 10, "best-effort", 7},
-		{"idle", "5,idle", 0, 5, "idle", 0},
+		{"default", "10,best-effort:7", 0, 10, "best-effort", 7, "normal"},
+		{"idle", "5,idle", 0, 5, "idle", 0, "normal"},
 		// Nice 15 already gives best-effort 7: left as it is.
-		{"already nicer", "10,best-effort:7", 15, 15, "best-effort", 7},
+		{"already nicer", "10,best-effort:7", 15, 15, "best-effort", 7, "normal"},
 		// The kernel's default: best-effort at (nice + 20) / 5.
-		{"io unchanged", "3,none", 0, 3, "best-effort", 4},
+		{"io unchanged", "3,none", 0, 3, "best-effort", 4, "normal"},
+		// SCHED_IDLE on every thread, the nice value kept.
+		{"cpu idle", "10,best-effort:7,idle", 0, 10, "best-effort", 7, "idle"},
+		{"cpu normal", "10,best-effort:7,normal", 0, 10, "best-effort", 7, "normal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if want := min(own+tc.startNice, 19); want > tc.nice {
@@ -169,8 +190,12 @@ func TestPriorityAppliedToEveryThread(t *testing.T) {
 				if IOClassName(class) != "best-effort" {
 					level = 0
 				}
-				if nice != tc.nice || IOClassName(class) != tc.class || level != tc.level {
-					t.Errorf("thread %d: nice %d, I/O %s %d; want nice %d, I/O %s %d", tid, nice, IOClassName(class), level, tc.nice, tc.class, tc.level)
+				cpu, err := CPUPolicy(tid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if nice != tc.nice || IOClassName(class) != tc.class || level != tc.level || cpu != tc.cpu {
+					t.Errorf("thread %d: nice %d, I/O %s %d, CPU %s; want nice %d, I/O %s %d, CPU %s", tid, nice, IOClassName(class), level, cpu, tc.nice, tc.class, tc.level, tc.cpu)
 				}
 			}
 		})

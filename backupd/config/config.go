@@ -466,7 +466,7 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 	case *budget.Priority:
 		if n.Kind == yaml.ScalarNode {
 			if n.Value != "off" {
-				p.fail(n, key, "expected off, or a mapping with nice and io_class, got %s", kind(n))
+				p.fail(n, key, "expected off, or a mapping with nice, io_class and cpu_class, got %s", kind(n))
 				return
 			}
 			*v = budget.Off
@@ -474,8 +474,9 @@ func (p *parser) decode(n *yaml.Node, key string, out any) {
 		}
 		*v = budget.Default // what the mapping leaves out keeps its default
 		p.mapping(n, key, map[string]func(*yaml.Node, string){
-			"nice":     p.nice(&v.Nice),
-			"io_class": p.ioClass(v),
+			"nice":      p.nice(&v.Nice),
+			"io_class":  p.ioClass(v),
+			"cpu_class": p.cpuClass(&v.CPU),
 		})
 	default:
 		panic(fmt.Sprintf("config: no decoder for %T", out))
@@ -690,6 +691,22 @@ func (p *parser) ioClass(dst *budget.Priority) func(*yaml.Node, string) {
 			return
 		}
 		dst.IO, dst.IOLevel = c, l
+	}
+}
+
+// cpuClass decodes a CPU class.
+func (p *parser) cpuClass(dst *budget.CPUClass) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := p.scalar(n, key, "a CPU class")
+		if !ok {
+			return
+		}
+		c, err := budget.ParseCPUClass(v)
+		if err != nil {
+			p.fail(n, key, "%v", err)
+			return
+		}
+		*dst = c
 	}
 }
 

@@ -66,12 +66,13 @@ func TestBadConfigs(t *testing.T) {
 		{"cpu zero", "full_walk_every: 5", "full_walk_every: 5\n    budget: {cpu: 0}", `policies[0].budget.cpu: expected a number of cores from 0.01 to 1024, such as 0.5 for half a core, got "0"`},
 		{"cpu not a number", "full_walk_every: 5", "full_walk_every: 5\n    budget: {cpu: half}", `policies[0].budget.cpu: expected a number of cores`},
 		{"budget unknown key", "full_walk_every: 5", "full_walk_every: 5\n    budget: {write_rate: 1MiB/s}", `policies[0].budget.write_rate: unknown key (expected one of: cpu, read_rate)`},
-		{"priority word", "jitter: 5s", "jitter: 5s\n  priority: low", `good.yaml:25: scheduler.priority: expected off, or a mapping with nice and io_class, got the value "low"`},
+		{"priority word", "jitter: 5s", "jitter: 5s\n  priority: low", `good.yaml:25: scheduler.priority: expected off, or a mapping with nice, io_class and cpu_class, got the value "low"`},
 		{"nice too high", "jitter: 5s", "jitter: 5s\n  priority: {nice: 25}", `scheduler.priority.nice: expected a nice value from 0 (unchanged) to 19 (lowest priority), got "25"`},
 		{"nice negative", "jitter: 5s", "jitter: 5s\n  priority: {nice: -5}", `scheduler.priority.nice: expected a nice value from 0 (unchanged) to 19`},
 		{"io class realtime", "jitter: 5s", "jitter: 5s\n  priority: {io_class: realtime}", `scheduler.priority.io_class: "realtime" is not an I/O class: want idle, best-effort, best-effort:N`},
 		{"io level out of range", "jitter: 5s", "jitter: 5s\n  priority: {io_class: \"best-effort:9\"}", `scheduler.priority.io_class: "best-effort:9" is not an I/O class`},
-		{"priority unknown key", "jitter: 5s", "jitter: 5s\n  priority: {cpu: 1}", `scheduler.priority.cpu: unknown key (expected one of: io_class, nice)`},
+		{"priority unknown key", "jitter: 5s", "jitter: 5s\n  priority: {cpu: 1}", `scheduler.priority.cpu: unknown key (expected one of: cpu_class, io_class, nice)`},
+		{"cpu class batch", "jitter: 5s", "jitter: 5s\n  priority: {cpu_class: batch}", `scheduler.priority.cpu_class: "batch" is not a CPU class: want normal`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(string(good), tc.from) {
@@ -108,6 +109,7 @@ func TestImpactSettings(t *testing.T) {
 		{"idle", "  priority: {nice: 5, io_class: idle}\n", budget.Priority{Nice: 5, IO: budget.IOIdle}},
 		{"io level", "  priority: {io_class: \"best-effort:4\"}\n", budget.Priority{Nice: 10, IO: budget.IOBestEffort, IOLevel: 4}},
 		{"io unchanged", "  priority: {io_class: none}\n", budget.Priority{Nice: 10}},
+		{"cpu idle", "  priority: {cpu_class: idle}\n", budget.Priority{Nice: 10, IO: budget.IOBestEffort, IOLevel: 7, CPU: budget.CPUIdle}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse("testdata/good.yaml", append(append([]byte(nil), good...), "\n"+tc.add...))

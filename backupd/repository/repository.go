@@ -66,6 +66,10 @@ type Repo struct {
 	// keyName is the key file the password opened (keys.go).
 	keyMu   sync.Mutex
 	keyName string
+	// packWriteback: packs are written in the backend's own temp
+	// directory, where Save fsyncs them and links them into place, so
+	// their writeback is started as they grow (packer.go).
+	packWriteback bool
 }
 
 func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Repo, error) {
@@ -89,7 +93,14 @@ func newRepo(be backend.Backend, key *crypto.Key, cfg Config, opt Options) (*Rep
 		packers: make(map[BlobType]*packer), pending: make(map[ID]struct{}),
 		uploads: make(chan struct{}, max(opt.Uploads, 1)), cancelUpload: map[uint64]context.CancelFunc{},
 		lastIndex: opt.Now(), released: &releasedLocks{},
+		packWriteback: inBackendTemp(be, opt.TempDir),
 	}, nil
+}
+
+// inBackendTemp reports whether dir is the backend's temp directory.
+func inBackendTemp(be backend.Backend, dir string) bool {
+	td, ok := backend.As[backend.TempDirer](be)
+	return ok && td.TempDir() == dir
 }
 
 // Fresh returns a Repo on the same backend and key with an empty in-memory

@@ -74,7 +74,7 @@ func (r *Repo) SaveBlob(ctx context.Context, t BlobType, id ID, plain []byte) (b
 	p := r.packers[t]
 	if p == nil {
 		var err error
-		p, err = newPacker(r.opt.TempDir)
+		p, err = newPacker(r.opt.TempDir, r.packWriteback)
 		if err != nil {
 			r.mu.Unlock()
 			return false, 0, err

@@ -252,7 +252,7 @@ func TestAgentPod(t *testing.T) {
 	checkAgentFlags(t, c.Args[1:])
 	// The impact budget and the runs' bounds are the agent's defaults,
 	// passed explicitly so that a values file can change them.
-	for _, a := range []string{"--max-concurrent=2", "--isolate-runs=true", "--nice=10", "--io-class=best-effort:7"} {
+	for _, a := range []string{"--max-concurrent=2", "--isolate-runs=true", "--nice=10", "--io-class=best-effort:7", "--cpu-class=normal"} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("args %v lack %s", c.Args, a)
 		}

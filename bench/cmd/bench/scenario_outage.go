@@ -44,8 +44,8 @@ const outageFor = 10 * time.Second
 // outageHang bounds a run that does not end after the fault: it is a
 // hang. The profile's hangGrace past the outage, plus ten healthy runs:
 // every tool here that rides an S3 outage out ends within seconds of
-// MinIO's return, and every clean failure here comes within a second of
-// the fault.
+// MinIO's return, and every clean failure here comes within 3 s of the
+// fault.
 func outageHang(prof profile, healthy time.Duration) time.Duration {
 	return outageFor + prof.hangGrace + 10*healthy
 }

@@ -1,12 +1,11 @@
 // Package tools finds the binaries that scripts/install-tools.sh installs
-// (MinIO, etcd, kube-apiserver, Helm, controller-gen, kopia): on PATH, else
-// in its tool cache outside the clone,
+// (MinIO, etcd, kube-apiserver, Helm, controller-gen, kopia, restic): in its
+// tool cache outside the clone, else on PATH,
 // ${BACKUPD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/backupd/bin}. Tests, test
 // harnesses and the benchmark use it; the backupd binary does not.
 package tools
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,23 +28,23 @@ func Dir() (string, error) {
 	return filepath.Join(cache, "backupd", "bin"), nil
 }
 
-// Find returns the path of the named binary: on PATH, else in the tool
-// cache. The error names the install command.
+// Find returns the path of the named binary: in the tool cache, where
+// install-tools.sh puts the versions the project pins (a restic on PATH
+// may be Debian's older one), else on PATH. The error names the install
+// command.
 func Find(name string) (string, error) {
+	dir, dirErr := Dir()
+	if dirErr == nil {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	dir, err := Dir()
-	if err != nil {
-		return "", fmt.Errorf("%s not on PATH and %w: run ./scripts/install-tools.sh %s", name, err, name)
+	if dirErr != nil {
+		return "", fmt.Errorf("%s not on PATH and %w: run ./scripts/install-tools.sh %s", name, dirErr, name)
 	}
-	p := filepath.Join(dir, name)
-	fi, err := os.Stat(p)
-	if err == nil && (fi.IsDir() || fi.Mode()&0o111 == 0) {
-		err = errors.New("not an executable file")
-	}
-	if err != nil {
-		return "", fmt.Errorf("%s is neither on PATH nor at %s (%v): run ./scripts/install-tools.sh %s", name, p, err, name)
-	}
-	return p, nil
+	return "", fmt.Errorf("%s is neither at %s nor on PATH: run ./scripts/install-tools.sh %s", name, filepath.Join(dir, name), name)
 }

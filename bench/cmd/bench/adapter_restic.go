@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// restic: repository format 2 (restic 0.14's default), RESTIC_PASSWORD,
+// restic: repository format 2 (the default since restic 0.14), RESTIC_PASSWORD,
 // RESTIC_REPOSITORY and RESTIC_CACHE_DIR in the tool's home, its defaults
 // otherwise (compression auto).
 type resticDriver struct{ toolBase }

@@ -35,7 +35,7 @@ demo: build
 
 # Every test, including crash/fault scenarios and the fuzz seed corpora.
 test:
-	./scripts/install-tools.sh prometheus alertmanager minio etcd kube-apiserver helm controller-gen
+	./scripts/install-tools.sh prometheus alertmanager minio etcd kube-apiserver helm controller-gen restic
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	GO=$(GO) ./scripts/test-unprivileged.sh

@@ -2,9 +2,9 @@
 // workloads whose volumes it reads (mesh proxies appending and fsyncing
 // their access logs) keep their latency (docs/DESIGN.md §3.9):
 //
-//   - Priority: the process's CPU and I/O scheduling priority (nice value
-//     and I/O class), applied to every thread of the process, so threads
-//     created later inherit it. The daemon and the node agent apply
+//   - Priority: the process's CPU and I/O scheduling priority (nice value,
+//     I/O class, and optionally the SCHED_IDLE CPU class), applied to every
+//     thread of the process, so threads created later inherit it. The daemon and the node agent apply
 //     Default at start unless configured otherwise.
 //   - Budget: per backup, a rate limit on the bytes read from the source
 //     (a token bucket that starts empty, so reading N bytes takes at least

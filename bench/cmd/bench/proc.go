@@ -43,6 +43,12 @@ type procResult struct {
 // ok reports whether the run succeeded (possibly with warnings).
 func (p *procResult) ok() bool { return p != nil && !p.Killed && p.Failed == "" }
 
+// stopGrace is how long a tool asked to stop (SIGINT: the bench
+// cancelled, or a hung run's bound reached) has to exit before SIGKILL.
+// Every tool here that exits on SIGINT does so within a second; restic
+// on a read-only repository retries its lock removal until killed.
+const stopGrace = 3 * time.Second
+
 // output is stdout and stderr together, for tools that print results on
 // either.
 func (p *procResult) output() string { return p.Stdout + "\n" + p.Stderr }
@@ -57,6 +63,8 @@ func (p *procResult) output() string { return p.Stdout + "\n" + p.Stderr }
 // not be started or a cancelled context. With limit > 0 a process still
 // running after limit is killed and reported as failed (TimedOut): a tool
 // that retries a damaged object for many minutes would hold up the bench.
+// A cancelled context asks the group to stop (SIGINT) and kills it
+// stopGrace later.
 func runProc(ctx context.Context, inv invocation, killAfter, limit time.Duration) (*procResult, error) {
 	cmd := exec.Command(inv.bin, inv.args...)
 	cmd.Dir = inv.dir
@@ -95,7 +103,7 @@ func runProc(ctx context.Context, inv invocation, killAfter, limit time.Duration
 			_ = syscall.Kill(-pid, syscall.SIGINT)
 			select {
 			case <-exited:
-			case <-time.After(10 * time.Second):
+			case <-time.After(stopGrace):
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
 			}
 		case <-exited:

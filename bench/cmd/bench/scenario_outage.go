@@ -24,7 +24,7 @@ import (
 //     mid-backup (EROFS), then read-write again;
 //   - S3 (not borg, which has no S3 backend): the repository in a bucket
 //     of a MinIO the scenario starts, SIGKILLed mid-backup and started
-//     again on the same address and data outageFor later.
+//     again on the same address and data the profile's s3Down later.
 //
 // Evidence per trial: a clean failure or a hang (the run is stopped after
 // outageHang and the hang recorded), the time from the fault to the
@@ -38,16 +38,15 @@ type outageScenario struct{}
 func (outageScenario) id() string                { return faults.ScenarioOutage }
 func (outageScenario) notApplicable(*bed) string { return "" }
 
-// outageFor is how long MinIO stays down.
-const outageFor = 10 * time.Second
-
 // outageHang bounds a run that does not end after the fault: it is a
-// hang. The profile's hangGrace past the outage, plus ten healthy runs:
-// every tool here that rides an S3 outage out ends within seconds of
-// MinIO's return, and every clean failure here comes within 3 s of the
-// fault.
-func outageHang(prof profile, healthy time.Duration) time.Duration {
-	return outageFor + prof.hangGrace + 10*healthy
+// hang. From the run's start: down (how long the repository is away
+// before it comes back by itself; zero for the local faults, which last
+// until the run ends) and the profile's hangGrace past it, plus ten
+// healthy runs: every tool here that rides an S3 outage out ends within
+// seconds of MinIO's return, and every clean failure here comes within
+// 3 s of the fault.
+func outageHang(prof profile, down, healthy time.Duration) time.Duration {
+	return down + prof.hangGrace + 10*healthy
 }
 
 func (outageScenario) run(ctx context.Context, b *bed) (*faults.Cell, error) {
@@ -134,7 +133,7 @@ func outageTrial(ctx context.Context, b *bed, kind string, cell *faults.Cell) (f
 	case "readonly":
 		tr.Point = "repository remounted read-only once a quarter of the first backup is stored"
 	case "s3":
-		tr.Point = fmt.Sprintf("MinIO killed at half the first backup, back %s later", outageFor)
+		tr.Point = fmt.Sprintf("MinIO killed at half the first backup, back %s later", b.fr.prof.s3Down)
 		if b.tool == "borg" {
 			tr.Outcome, tr.Note = faults.NotApplicable, "borg has no S3 backend"
 			return tr, nil
@@ -217,7 +216,7 @@ func outageTrial(ctx context.Context, b *bed, kind string, cell *faults.Cell) (f
 			}
 		}
 	})
-	p, hung, err := b.boundedBackup(ctx, b.src, outageHang(b.fr.prof, healthy))
+	p, hung, err := b.boundedBackup(ctx, b.src, outageHang(b.fr.prof, 0, healthy))
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -357,8 +356,8 @@ func unmount(dir string) {
 
 // s3OutageTrial is the MinIO outage: a reference first backup into one
 // bucket (its duration and size), then the trial's into another, MinIO
-// killed at half the reference's duration and started again outageFor
-// later.
+// killed at half the reference's duration and started again the
+// profile's s3Down later.
 func s3OutageTrial(ctx context.Context, b *bed, tr faults.Trial, cell *faults.Cell) (faults.Trial, error) {
 	bin, err := tools.Find("minio")
 	if err != nil {
@@ -428,7 +427,7 @@ func s3OutageTrial(ctx context.Context, b *bed, tr faults.Trial, cell *faults.Ce
 	if err != nil {
 		return tr, err
 	}
-	tr.Point = fmt.Sprintf("MinIO killed at %.2fs of the first backup (healthy %.2fs), back %s later", healthy.Seconds()/2, healthy.Seconds(), outageFor)
+	tr.Point = fmt.Sprintf("MinIO killed at %.2fs of the first backup (healthy %.2fs), back %s later", healthy.Seconds()/2, healthy.Seconds(), b.fr.prof.s3Down)
 	var e outageEvidence
 	e.full = full - before
 	var killedAt time.Time
@@ -448,7 +447,7 @@ func s3OutageTrial(ctx context.Context, b *bed, tr faults.Trial, cell *faults.Ce
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(outageFor):
+		case <-time.After(b.fr.prof.s3Down):
 		}
 		logf, err := os.OpenFile(filepath.Join(dir, "minio.log"), os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -463,7 +462,7 @@ func s3OutageTrial(ctx context.Context, b *bed, tr faults.Trial, cell *faults.Ce
 		}
 		srv = s
 	})
-	p, hung, err := sb.boundedBackup(ctx, b.src, outageHang(b.fr.prof, healthy))
+	p, hung, err := sb.boundedBackup(ctx, b.src, outageHang(b.fr.prof, 0, healthy))
 	exitAt := time.Now()
 	close(stop)
 	wg.Wait()

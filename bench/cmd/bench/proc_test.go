@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestRunProcStopsOnCancel: a cancelled run is asked to stop with SIGINT;
+// one that ignores it is killed stopGrace later, with its whole process
+// group (the sleep the shell started included), instead of holding up the
+// bench for the rest of its sleep.
+func TestRunProcStopsOnCancel(t *testing.T) {
+	for _, tc := range []struct {
+		name, script string
+		// graced: the run ignores SIGINT and so lasts the grace.
+		graced bool
+	}{
+		{"exits on SIGINT", "sleep 60", false},
+		{"ignores SIGINT", `trap "" INT; sleep 60; echo done`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			p, err := runProc(ctx, invocation{bin: "/bin/sh", args: []string{"-c", tc.script}}, 0, 0)
+			took := time.Since(start)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("runProc of a cancelled run: error %v, want the context's deadline", err)
+			}
+			if took > stopGrace+20*time.Second {
+				t.Fatalf("runProc returned %s after the cancel: the group was not killed", took)
+			}
+			if tc.graced != (took >= stopGrace) {
+				t.Fatalf("returned %s after the start: want the %s grace only for a run that ignores SIGINT", took, stopGrace)
+			}
+			if p == nil || p.Stdout != "" {
+				t.Fatalf("the run went on past its kill: %+v", p)
+			}
+		})
+	}
+}
+
+// TestOutageHang: the hang bound counts the repository's down time only
+// for an outage that ends by itself (S3), never for the local faults that
+// last until the run exits.
+func TestOutageHang(t *testing.T) {
+	prof := profile{hangGrace: 5 * time.Second}
+	for _, tc := range []struct {
+		down, healthy, want time.Duration
+	}{
+		{0, time.Second, 15 * time.Second},
+		{5 * time.Second, time.Second, 20 * time.Second},
+		{0, 100 * time.Millisecond, 6 * time.Second},
+	} {
+		if got := outageHang(prof, tc.down, tc.healthy); got != tc.want {
+			t.Errorf("outageHang(grace 5s, down %s, healthy %s) = %s, want %s", tc.down, tc.healthy, got, tc.want)
+		}
+	}
+}

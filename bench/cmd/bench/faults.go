@@ -86,10 +86,14 @@ type profile struct {
 	// runLimit is the longest a tool's run may take before it is killed
 	// and counted as failed.
 	runLimit time.Duration
-	// hangGrace is how long past the outage's end (and ten healthy runs)
+	// hangGrace is how long past MinIO's return (and ten healthy runs)
 	// a backup of the outage scenario may go on before it counts as hung
-	// and is stopped.
-	hangGrace time.Duration
+	// and is stopped: longer than the backoff of a tool riding the
+	// outage out (backupd's retry waits up to 10 s). failGrace is the
+	// same for the local faults, which last until the run ends: a tool
+	// must fail cleanly within it (every clean failure here came within
+	// 3 s of the fault).
+	hangGrace, failGrace time.Duration
 	// s3Down is how long the outage scenario's MinIO stays down.
 	s3Down time.Duration
 	// impactWindow is how long the impact scenario's writer runs beside
@@ -104,11 +108,11 @@ func profiles() map[string]profile {
 		"quick": {name: "quick",
 			mesh:        workload.Options{Proxies: 20, ConsulServers: 1, Scale: 0.05},
 			small:       workload.SmallFilesOptions{Files: 2_000, Dirs: 20},
-			backupKills: 1, restoreKills: 2, bitRotFiles: 5, corruptTrials: 1, runLimit: 90 * time.Second, hangGrace: 5 * time.Second, s3Down: 5 * time.Second, impactWindow: 5 * time.Second},
+			backupKills: 1, restoreKills: 2, bitRotFiles: 5, corruptTrials: 1, runLimit: 90 * time.Second, hangGrace: 20 * time.Second, failGrace: 5 * time.Second, s3Down: 5 * time.Second, impactWindow: 5 * time.Second},
 		"full": {name: "full",
 			mesh:        workload.Options{Proxies: 200, ConsulServers: 3, Scale: 1},
 			small:       workload.SmallFilesOptions{Files: 100_000, Dirs: 1_000},
-			backupKills: 10, restoreKills: 5, bitRotFiles: 20, corruptTrials: 5, runLimit: 10 * time.Minute, hangGrace: time.Minute, s3Down: 10 * time.Second, impactWindow: 30 * time.Second},
+			backupKills: 10, restoreKills: 5, bitRotFiles: 20, corruptTrials: 5, runLimit: 10 * time.Minute, hangGrace: time.Minute, failGrace: 30 * time.Second, s3Down: 10 * time.Second, impactWindow: 30 * time.Second},
 	}
 }
 

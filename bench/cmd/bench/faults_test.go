@@ -221,7 +221,7 @@ func TestFaultsFramework(t *testing.T) {
 	prof := profile{name: "test",
 		mesh:        workload.Options{Proxies: 2, ConsulServers: 1, Scale: 0.01, Seed: 1},
 		small:       workload.SmallFilesOptions{Files: 300, Dirs: 10, Seed: 1},
-		backupKills: 1, restoreKills: 1, bitRotFiles: 2, corruptTrials: 1, runLimit: 20 * time.Second, hangGrace: 5 * time.Second, s3Down: 2 * time.Second, impactWindow: time.Second,
+		backupKills: 1, restoreKills: 1, bitRotFiles: 2, corruptTrials: 1, runLimit: 20 * time.Second, hangGrace: 5 * time.Second, failGrace: 2 * time.Second, s3Down: 2 * time.Second, impactWindow: time.Second,
 		// restic retries a truncated pack for about 45 s: left out here.
 		damages: []string{"bit flip in a data pack", "bit flip in an index file", "bit flip in a snapshot file"}}
 	cfg := &config{work: filepath.Join(dir, "work"), out: filepath.Join(dir, "out"), backupd: buildBackupd(t),

@@ -42,20 +42,20 @@ func TestRunProcStopsOnCancel(t *testing.T) {
 	}
 }
 
-// TestOutageHang: the hang bound counts the repository's down time only
-// for an outage that ends by itself (S3), never for the local faults that
-// last until the run exits.
+// TestOutageHang: the hang bound counts the repository's down time and
+// the hang grace only for an outage that ends by itself (S3); the local
+// faults, which last until the run exits, get the shorter fail grace.
 func TestOutageHang(t *testing.T) {
-	prof := profile{hangGrace: 5 * time.Second}
+	prof := profile{hangGrace: 20 * time.Second, failGrace: 5 * time.Second}
 	for _, tc := range []struct {
 		down, healthy, want time.Duration
 	}{
 		{0, time.Second, 15 * time.Second},
-		{5 * time.Second, time.Second, 20 * time.Second},
+		{5 * time.Second, time.Second, 35 * time.Second},
 		{0, 100 * time.Millisecond, 6 * time.Second},
 	} {
 		if got := outageHang(prof, tc.down, tc.healthy); got != tc.want {
-			t.Errorf("outageHang(grace 5s, down %s, healthy %s) = %s, want %s", tc.down, tc.healthy, got, tc.want)
+			t.Errorf("outageHang(down %s, healthy %s) = %s, want %s", tc.down, tc.healthy, got, tc.want)
 		}
 	}
 }

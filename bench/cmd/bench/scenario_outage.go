@@ -39,13 +39,14 @@ func (outageScenario) id() string                { return faults.ScenarioOutage 
 func (outageScenario) notApplicable(*bed) string { return "" }
 
 // outageHang bounds a run that does not end after the fault: it is a
-// hang. From the run's start: down (how long the repository is away
-// before it comes back by itself; zero for the local faults, which last
-// until the run ends) and the profile's hangGrace past it, plus ten
-// healthy runs: every tool here that rides an S3 outage out ends within
-// seconds of MinIO's return, and every clean failure here comes within
-// 3 s of the fault.
+// hang. From the run's start, ten healthy runs and: for an outage that
+// ends by itself after down (S3), down and the profile's hangGrace;
+// for a local fault (down zero), which lasts until the run ends, the
+// profile's failGrace.
 func outageHang(prof profile, down, healthy time.Duration) time.Duration {
+	if down == 0 {
+		return prof.failGrace + 10*healthy
+	}
 	return down + prof.hangGrace + 10*healthy
 }
 

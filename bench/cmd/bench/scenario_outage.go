@@ -463,7 +463,7 @@ func s3OutageTrial(ctx context.Context, b *bed, tr faults.Trial, cell *faults.Ce
 		}
 		srv = s
 	})
-	p, hung, err := sb.boundedBackup(ctx, b.src, outageHang(b.fr.prof, 0, healthy))
+	p, hung, err := sb.boundedBackup(ctx, b.src, outageHang(b.fr.prof, b.fr.prof.s3Down, healthy))
 	exitAt := time.Now()
 	close(stop)
 	wg.Wait()

@@ -43,15 +43,15 @@ type procResult struct {
 // ok reports whether the run succeeded (possibly with warnings).
 func (p *procResult) ok() bool { return p != nil && !p.Killed && p.Failed == "" }
 
+// output is stdout and stderr together, for tools that print results on
+// either.
+func (p *procResult) output() string { return p.Stdout + "\n" + p.Stderr }
+
 // stopGrace is how long a tool asked to stop (SIGINT: the bench
 // cancelled, or a hung run's bound reached) has to exit before SIGKILL.
 // Every tool here that exits on SIGINT does so within a second; restic
 // on a read-only repository retries its lock removal until killed.
 const stopGrace = 3 * time.Second
-
-// output is stdout and stderr together, for tools that print results on
-// either.
-func (p *procResult) output() string { return p.Stdout + "\n" + p.Stderr }
 
 // runProc runs inv as a child process in its own process group. With
 // killAfter > 0 the whole group gets SIGKILL that long after the start,

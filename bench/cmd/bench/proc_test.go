@@ -42,20 +42,22 @@ func TestRunProcStopsOnCancel(t *testing.T) {
 	}
 }
 
-// TestOutageHang: the hang bound counts the repository's down time and
-// the hang grace only for an outage that ends by itself (S3); the local
-// faults, which last until the run exits, get the shorter fail grace.
+// TestOutageHang: only the S3 outage, which ends by itself, gets
+// MinIO's down time and the hang grace; the local faults, which last
+// until the run exits, get the shorter fail grace.
 func TestOutageHang(t *testing.T) {
-	prof := profile{hangGrace: 20 * time.Second, failGrace: 5 * time.Second}
+	prof := profile{hangGrace: 20 * time.Second, failGrace: 5 * time.Second, s3Down: 5 * time.Second}
 	for _, tc := range []struct {
-		down, healthy, want time.Duration
+		name          string
+		bound         func(time.Duration) time.Duration
+		healthy, want time.Duration
 	}{
-		{0, time.Second, 15 * time.Second},
-		{5 * time.Second, time.Second, 35 * time.Second},
-		{0, 100 * time.Millisecond, 6 * time.Second},
+		{"local", prof.localHang, time.Second, 15 * time.Second},
+		{"local, short run", prof.localHang, 100 * time.Millisecond, 6 * time.Second},
+		{"s3", prof.s3Hang, time.Second, 35 * time.Second},
 	} {
-		if got := outageHang(prof, tc.down, tc.healthy); got != tc.want {
-			t.Errorf("outageHang(down %s, healthy %s) = %s, want %s", tc.down, tc.healthy, got, tc.want)
+		if got := tc.bound(tc.healthy); got != tc.want {
+			t.Errorf("%s hang bound (healthy %s) = %s, want %s", tc.name, tc.healthy, got, tc.want)
 		}
 	}
 }

@@ -27,7 +27,7 @@ import (
 //     again on the same address and data the profile's s3Down later.
 //
 // Evidence per trial: a clean failure or a hang (the run is stopped after
-// outageHang and the hang recorded), the time from the fault to the
+// localHang or s3Hang and the hang recorded), the time from the fault to the
 // run's exit, whether the next backup after the repository is back
 // succeeds (with or without a human step) and restores exact, and whether
 // it resumes instead of storing everything again (the repository's growth
@@ -38,16 +38,18 @@ type outageScenario struct{}
 func (outageScenario) id() string                { return faults.ScenarioOutage }
 func (outageScenario) notApplicable(*bed) string { return "" }
 
-// outageHang bounds a run that does not end after the fault: it is a
-// hang. From the run's start, ten healthy runs and: for an outage that
-// ends by itself after down (S3), down and the profile's hangGrace;
-// for a local fault (down zero), which lasts until the run ends, the
-// profile's failGrace.
-func outageHang(prof profile, down, healthy time.Duration) time.Duration {
-	if down == 0 {
-		return prof.failGrace + 10*healthy
-	}
-	return down + prof.hangGrace + 10*healthy
+// localHang and s3Hang bound a run that does not end after the fault:
+// it is then a hang. Both count from the run's start and allow ten
+// healthy runs. A local fault (ENOSPC, read-only) lasts until the run
+// ends, so the tool gets the profile's failGrace to fail cleanly; the
+// S3 outage ends by itself, so the tool gets MinIO's down time and the
+// profile's hangGrace past its return.
+func (p profile) localHang(healthy time.Duration) time.Duration {
+	return p.failGrace + 10*healthy
+}
+
+func (p profile) s3Hang(healthy time.Duration) time.Duration {
+	return p.s3Down + p.hangGrace + 10*healthy
 }
 
 func (outageScenario) run(ctx context.Context, b *bed) (*faults.Cell, error) {
@@ -217,7 +219,7 @@ func outageTrial(ctx context.Context, b *bed, kind string, cell *faults.Cell) (f
 			}
 		}
 	})
-	p, hung, err := b.boundedBackup(ctx, b.src, outageHang(b.fr.prof, 0, healthy))
+	p, hung, err := b.boundedBackup(ctx, b.src, b.fr.prof.localHang(healthy))
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -463,7 +465,7 @@ func s3OutageTrial(ctx context.Context, b *bed, tr faults.Trial, cell *faults.Ce
 		}
 		srv = s
 	})
-	p, hung, err := sb.boundedBackup(ctx, b.src, outageHang(b.fr.prof, b.fr.prof.s3Down, healthy))
+	p, hung, err := sb.boundedBackup(ctx, b.src, b.fr.prof.s3Hang(healthy))
 	exitAt := time.Now()
 	close(stop)
 	wg.Wait()

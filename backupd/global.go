@@ -28,6 +28,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/faultpoint"
 	"github.com/meshbackup/backupd/backupd/repository"
 	"github.com/meshbackup/backupd/backupd/snapshot"
+	"github.com/meshbackup/backupd/backupd/tempdir"
 )
 
 // environment is what backupd reads from its environment, read once by main.
@@ -100,6 +101,9 @@ type globalOptions struct {
 	// default taken from the environment.
 	flags *pflag.FlagSet
 
+	// scratch is the process's temp directory (scratchDir).
+	scratch *tempdir.Dir
+
 	// memoryExtra is what the command holds besides the index, added to
 	// the soft memory limit (applyMemoryLimit): a restore's read-ahead.
 	memoryExtra int64
@@ -155,7 +159,7 @@ Environment:
   where an s3:// repository is and who may use it.
 `
 
-func newRootCommand(env environment, std streams) *cobra.Command {
+func newRootCommand(env environment, std streams) (*cobra.Command, *globalOptions) {
 	g := &globalOptions{env: env, stdin: std.in, stdout: std.out, stderr: std.err}
 	root := &cobra.Command{
 		Use:   "backupd",
@@ -187,7 +191,7 @@ and verifies every blob by reading it back.
 	root.AddCommand(newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newRestoreCommand(g),
 		newCheckCommand(g), newForgetCommand(g), newPruneCommand(g), newRunCommand(g), newConfigCommand(g),
 		newRepairCommand(g), newUnlockCommand(g), newKeyCommand(g), newAgentCommand(g), newInternalCommand(g))
-	return root
+	return root, g
 }
 
 func (g *globalOptions) logger() (*slog.Logger, error) {
@@ -282,8 +286,29 @@ func (g *globalOptions) repoOptions(log *slog.Logger) (repository.Options, error
 	if err != nil {
 		return repository.Options{}, usageErr("%v", err)
 	}
-	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit, PackSize: g.hooks.packSize}, nil
+	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit, PackSize: g.hooks.packSize, ScratchDir: g.scratchDir(log)}, nil
 }
+
+// scratchDir is the process's own temp directory, in $TMPDIR (or /tmp),
+// acquired on first use and removed when the command ends (releaseScratch);
+// acquiring it removes those of backupd processes that died. When it
+// cannot be made, it is "" (packs for object storage then go to the temp
+// directory itself) and log says why: a repository in a directory, which
+// has its own, needs none.
+func (g *globalOptions) scratchDir(log *slog.Logger) string {
+	if g.scratch == nil {
+		d, err := tempdir.Acquire(os.TempDir(), "backupd-tmp-")
+		if err != nil {
+			log.Warn("no temp directory of its own: packs on their way to object storage go to the temp directory, where a crash leaves them", "err", err)
+			return ""
+		}
+		g.scratch = d
+	}
+	return g.scratch.Path()
+}
+
+// releaseScratch removes the directory scratchDir acquired, if any.
+func (g *globalOptions) releaseScratch() error { return g.scratch.Release() }
 
 // openBackend opens (or, with create, creates) the backend of spec for a
 // repository of options opt: its fault points, and the tests' hooks.

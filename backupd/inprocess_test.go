@@ -19,12 +19,19 @@ import (
 // with output into the returned buffers.
 func (c *cli) globals(jsonOut bool) (*globalOptions, *bytes.Buffer, *bytes.Buffer) {
 	var out, errOut bytes.Buffer
-	return &globalOptions{
+	g := &globalOptions{
 		repo: c.repo, json: jsonOut, logFormat: "text", logLevel: "info",
 		// GoMemLimit: leave the test process's memory limit alone.
 		env:    environment{Password: "correct horse", GoMemLimit: true},
 		stdout: &out, stderr: &errOut, hooks: c.hooks,
-	}, &out, &errOut
+	}
+	// What run does when the command ends.
+	c.t.Cleanup(func() {
+		if err := g.releaseScratch(); err != nil {
+			c.t.Error(err)
+		}
+	})
+	return g, &out, &errOut
 }
 
 // call runs fn in-process and returns what it printed; an error fails the test.

@@ -88,9 +88,12 @@ func main() {
 
 // run executes one command line and returns its exit code.
 func run(ctx context.Context, args []string, env environment, std streams) int {
-	cmd := newRootCommand(env, std)
+	cmd, g := newRootCommand(env, std)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
+	if rerr := g.releaseScratch(); rerr != nil {
+		fmt.Fprintf(std.err, "backupd: %v\n", rerr)
+	}
 	if err == nil {
 		return exitOK
 	}

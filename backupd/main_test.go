@@ -40,7 +40,9 @@ func TestMain(m *testing.M) {
 type cli struct {
 	t    *testing.T
 	repo string
-	env  []string
+	// tmp is the processes' TMPDIR, writable by all as /tmp is.
+	tmp string
+	env []string
 	// wrap, if set, runs the binary through a command (setpriv, to run as
 	// another user).
 	wrap []string
@@ -49,11 +51,15 @@ type cli struct {
 }
 
 func newCLI(t *testing.T) *cli {
-	c := &cli{t: t, repo: filepath.Join(t.TempDir(), "repo")}
-	// The local cache of s3:// repositories goes to the test's own
-	// directory, never the user's.
+	c := &cli{t: t, repo: filepath.Join(t.TempDir(), "repo"), tmp: t.TempDir()}
+	// The local cache of s3:// repositories and the temp files (packs on
+	// their way to object storage) go to the test's own directories,
+	// never the user's.
 	c.env = append(os.Environ(), "BACKUPD_REPOSITORY="+c.repo, "BACKUPD_PASSWORD=correct horse",
-		"XDG_CACHE_HOME="+filepath.Join(t.TempDir(), "xdg-cache"), "BACKUPD_CACHE_DIR=")
+		"XDG_CACHE_HOME="+filepath.Join(t.TempDir(), "xdg-cache"), "BACKUPD_CACHE_DIR=", "TMPDIR="+c.tmp)
+	if err := os.Chmod(c.tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -368,6 +369,9 @@ func TestS3KilledMidMultipart(t *testing.T) {
 	if ups := incompleteUploads(t, srv, bucket); len(ups) != 1 {
 		t.Fatalf("after the kill the store holds %d unfinished multipart uploads (%v), want the one in flight", len(ups), ups)
 	}
+	if left := packTemps(t, c.tmp); len(left) == 0 {
+		t.Fatal("the killed backup left no pack temp file in its TMPDIR: nothing to show their removal on")
+	}
 	stored := map[string]bool{}
 	var storedBytes int64
 	r := c.openS3Repo()
@@ -388,6 +392,11 @@ func TestS3KilledMidMultipart(t *testing.T) {
 	var s2 summary
 	if err := json.Unmarshal([]byte(mustRun(nil, "backup", "--policy", "mesh", "--json", big)), &s2); err != nil {
 		t.Fatal(err)
+	}
+	// The next process removed what the killed one left in TMPDIR (in a
+	// node agent's pod, a size-limited emptyDir that crashes would fill).
+	if left := packTemps(t, c.tmp); len(left) != 0 {
+		t.Errorf("after the next backup TMPDIR still holds %v", left)
 	}
 	after := c.packsOf()
 	t.Logf("%d packs (%d bytes) stored before the kill; the next backup wrote %d bytes, %d packs in all", len(stored), storedBytes, s2.BytesWritten, len(after))
@@ -411,6 +420,25 @@ func TestS3KilledMidMultipart(t *testing.T) {
 		t.Errorf("after prune the store still holds unfinished uploads %v", ups)
 	}
 	mustRun(nil, "check", "--read-data")
+}
+
+// packTemps lists the pack temp files under dir.
+func packTemps(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if ok, _ := filepath.Match("pack-*.tmp", e.Name()); ok {
+			out = append(out, strings.TrimPrefix(p, dir+"/"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // openS3Repo opens c's repository in this process, without hooks.

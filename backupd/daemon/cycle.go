@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/meshbackup/backupd/backupd/restorer"
 	"github.com/meshbackup/backupd/backupd/results"
 	"github.com/meshbackup/backupd/backupd/snapshot"
+	"github.com/meshbackup/backupd/backupd/tempdir"
 )
 
 // classify maps an error to a failure reason.
@@ -442,15 +444,20 @@ func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, h *repoHandle
 			return fmt.Errorf("no snapshot of policy %s to drill", p.Name)
 		}
 		rec.Snapshot = sn.ID.String()
-		scratch, err := os.MkdirTemp(p.Drill.ScratchDir, "backupd-drill-"+p.Name+"-")
+		// A directory of its own, held while the drill runs: a daemon
+		// killed mid-drill leaves its restored copy behind, and the next
+		// drill in the same scratch directory removes it (package tempdir).
+		sd, err := tempdir.Acquire(cmp.Or(p.Drill.ScratchDir, os.TempDir()), "backupd-drill-")
 		if err != nil {
 			return fmt.Errorf("create drill scratch: %w", err)
 		}
 		defer func() {
-			if err := removeScratch(scratch); err != nil {
-				d.log.Error("could not remove the drill's scratch copy; remove it by hand", "dir", scratch, "err", err)
+			if err := sd.Release(); err != nil {
+				d.log.Error("could not remove the drill's scratch copy; remove it by hand", "dir", sd.Path(), "err", err)
 			}
 		}()
+		// The tree goes one level down, beside the directory's marker.
+		scratch := filepath.Join(sd.Path(), "tree")
 		start := d.opt.Now()
 		owner := false
 		rs := restorer.New(repo, restorer.Options{Logger: d.opt.Logger, Owner: &owner, KeepTargetMeta: true})
@@ -510,17 +517,4 @@ func proveTree(ctx context.Context, repo *repository.Repo, id repository.ID, dir
 		return nil
 	})
 	return mismatched, verified, err
-}
-
-// removeScratch deletes a drill's restored tree. Restored directories carry
-// the snapshot's modes (0555 and the like), which a non-root daemon cannot
-// delete from, so they are made writable first.
-func removeScratch(dir string) error {
-	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err == nil && e.IsDir() {
-			_ = os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }

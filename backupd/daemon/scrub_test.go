@@ -65,20 +65,3 @@ func TestScrubFindsSilentChanges(t *testing.T) {
 		t.Fatalf("silent change not found: same=%v err=%v", same, err)
 	}
 }
-
-func TestRemoveScratchWithReadOnlyDirs(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "drill")
-	sub := filepath.Join(dir, "ro", "deeper")
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.WriteFile(filepath.Join(sub, "f"), []byte("x"), 0o400)
-	_ = os.Chmod(sub, 0o555)
-	_ = os.Chmod(filepath.Join(dir, "ro"), 0o555)
-	if err := removeScratch(dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("scratch left behind: %v", err)
-	}
-}

@@ -29,8 +29,13 @@ type Options struct {
 	// one pack at a time, still in the background.
 	Uploads int
 	// TempDir holds packs being written. Default: the backend's TempDir
-	// when it has one, else os.TempDir().
+	// when it has one, else ScratchDir, else os.TempDir().
 	TempDir string
+	// ScratchDir is the process's own temp directory (package tempdir),
+	// for packs being written to a backend without a TempDir of its own
+	// (object storage): a process killed mid-backup leaves its packs
+	// there, and the next process to acquire one removes them.
+	ScratchDir string
 	// KDF is used by Init.
 	KDF crypto.KDFParams
 	// Lock lease: a lock not refreshed within StaleAfter is stale.
@@ -92,6 +97,8 @@ func (o *Options) applyDefaults(be backend.Backend) {
 	if o.TempDir == "" {
 		if td, ok := backend.As[backend.TempDirer](be); ok {
 			o.TempDir = td.TempDir()
+		} else if o.ScratchDir != "" {
+			o.TempDir = o.ScratchDir
 		} else {
 			o.TempDir = os.TempDir()
 		}

@@ -202,14 +202,18 @@ func (r *Repo) writeDelta(ctx context.Context) error {
 // Flush waits for the uploads in flight, stores every open pack and writes
 // an index file for all packs not yet indexed. After Flush returns nil,
 // every blob SaveBlob accepted is durable and indexed: a snapshot may now
-// refer to it.
+// refer to it. When it fails, the open packs are discarded (their temp
+// files removed) whatever happens next; Checkpoint still indexes the packs
+// already stored.
 func (r *Repo) Flush(ctx context.Context) error {
 	if err := r.waitUploads(ctx); err != nil {
+		r.discardOpen()
 		return err
 	}
 	r.mu.Lock()
 	if err := r.packErr; err != nil {
 		r.mu.Unlock()
+		r.discardOpen()
 		return err
 	}
 	var open []*packer

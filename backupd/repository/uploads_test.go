@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -168,6 +169,7 @@ func TestParallelUploadFailure(t *testing.T) {
 			opt := repotest.Options()
 			opt.Uploads = 8
 			opt.IndexEveryPacks = 2
+			opt.TempDir = t.TempDir()
 			r, err := repository.Init(t.Context(), slow, repotest.Password, opt)
 			if err != nil {
 				t.Fatal(err)
@@ -184,6 +186,11 @@ func TestParallelUploadFailure(t *testing.T) {
 				}
 			} else if err := r.Flush(t.Context()); !errors.Is(err, errUpload) && !errors.Is(saveErr, errUpload) {
 				t.Fatalf("save: %v, flush: %v; want the upload failure", saveErr, err)
+			}
+			// Whichever way the backup stopped, no pack is left half-written
+			// in the temp directory (a daemon lives on after a failed backup).
+			if left, _ := filepath.Glob(filepath.Join(opt.TempDir, "pack-*")); len(left) != 0 {
+				t.Errorf("after the failure the temp directory holds %v", left)
 			}
 			rr := repotest.Reopen(t, m, repository.Options{})
 			if err := rr.LoadIndex(t.Context()); err != nil {

@@ -59,6 +59,9 @@ func writeSummary(b *strings.Builder, r *Results, tools []string) {
 		host += " (" + strings.Join(parts, ", ") + ")"
 	}
 	fmt.Fprintf(b, "| host | %s |\n", cellText(host))
+	if r.CheckRestores != "" {
+		fmt.Fprintf(b, "| verification restores | into %s; the healthy phase's timed restores and the crash-restore scenario's on the disk |\n", cellText(r.CheckRestores))
+	}
 	var vs []string
 	for _, t := range tools {
 		vs = append(vs, strings.TrimSpace(t+" "+toolVersion(r, t)))

@@ -175,8 +175,9 @@ func TestMarkdown(t *testing.T) {
 			name: "summary, pipes escaped, not applicable with its reason, charts linked",
 			r: &Results{
 				Started: mustTime(t, "2031-01-02T03:04:05Z"), Finished: mustTime(t, "2031-01-02T04:05:06Z"), Profile: "full", Seed: 7,
-				Host:  Host{Hostname: "h1", CPUs: 2, GoOS: "linux", GoArch: "amd64", Kernel: "6.1"},
-				Tools: []Tool{{Name: Subject, Version: "v1"}, {Name: "peerx", Version: "9.9", Settings: "a|b"}},
+				Host:          Host{Hostname: "h1", CPUs: 2, GoOS: "linux", GoArch: "amd64", Kernel: "6.1"},
+				CheckRestores: "a 90 MiB tmpfs (RAM)",
+				Tools:         []Tool{{Name: Subject, Version: "v1"}, {Name: "peerx", Version: "9.9", Settings: "a|b"}},
 				Cells: []Cell{
 					{Tool: Subject, Scenario: ScenarioLostWrites, Workload: "w", Outcome: SurvivedExact, Verdict: "fine"},
 					{Tool: "peerx", Scenario: ScenarioLostWrites, Workload: "w", Outcome: NotApplicable, Verdict: "not run", Reason: "no such backend"},
@@ -187,6 +188,7 @@ func TestMarkdown(t *testing.T) {
 				"| profile | full (seed 7) |",
 				"| host | h1 (2 CPUs, linux/amd64, kernel 6.1) |",
 				"| versions | backupd v1, peerx 9.9 |",
+				"| verification restores | into a 90 MiB tmpfs (RAM); the healthy phase's timed restores and the crash-restore scenario's on the disk |",
 				"| peerx | 9.9 | a\\|b |",
 				"**not applicable**: not run (no such backend)",
 				"![Recovery](faults-recovery.svg)",

@@ -105,6 +105,10 @@ type Results struct {
 	// Baselines are measurements without any tool running, by name (for
 	// example the proxy writer's latency with no backup: "impact/<workload>").
 	Baselines map[string]Latency `json:"baselines,omitempty"`
+	// CheckRestores says where the restores that verify the fault
+	// scenarios' snapshots went ("a 81 MiB tmpfs (RAM)", "the disk (...)");
+	// the healthy phase's timed restore is always on the disk.
+	CheckRestores string `json:"check_restores,omitempty"`
 }
 
 // Host describes the machine the run was on.

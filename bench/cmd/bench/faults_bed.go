@@ -260,10 +260,19 @@ func compareTree(want manifest, root string) []string {
 	return workload.Diff(want, got, true)
 }
 
-// restoreFresh restores s into a new directory under the bed, compares
-// it and removes it.
+// checkTarget is where a restore that verifies a snapshot goes: in the
+// run's checkDir (faultRun.checkDir), under the bed's name.
+func (b *bed) checkTarget(name string) string {
+	if b.fr.checkDir == "" {
+		return filepath.Join(b.dir, "restore-"+name)
+	}
+	return filepath.Join(b.fr.checkDir, b.w.w.name, b.tool, "restore-"+name)
+}
+
+// restoreFresh restores s into a new directory in the run's checkDir,
+// compares it and removes it.
 func (b *bed) restoreFresh(ctx context.Context, s snapRec, name string) (restoreCheck, error) {
-	target := filepath.Join(b.dir, "restore-"+name)
+	target := b.checkTarget(name)
 	if err := os.RemoveAll(target); err != nil {
 		return restoreCheck{}, err
 	}

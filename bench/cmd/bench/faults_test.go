@@ -289,3 +289,53 @@ func TestFaultsFramework(t *testing.T) {
 		}
 	}
 }
+
+// isMountPoint reports whether dir is mounted on, and with what type.
+func isMountPoint(t *testing.T, dir string) (string, bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[1] == dir {
+			return f[2], true
+		}
+	}
+	return "", false
+}
+
+// The verification restores go to a tmpfs as root, sized for the set, and
+// to the disk when the bench is not root or the machine lacks the memory;
+// the report is told which.
+func TestCheckRestoreDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "checks")
+	got, where, err := checkRestoreDir(t.Context(), dir, 10<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unmount(got)
+	typ, mounted := isMountPoint(t, dir)
+	if os.Geteuid() != 0 {
+		if mounted || !strings.Contains(where, "needs root") {
+			t.Fatalf("not root: mounted %v, where %q; want the disk, saying a tmpfs needs root", mounted, where)
+		}
+		return
+	}
+	if got != dir || !mounted || typ != "tmpfs" || !strings.Contains(where, "84.0 MiB tmpfs") {
+		t.Fatalf("as root: %s mounted %v (%s), where %q; want a tmpfs of twice 10 MiB and 64 MiB", got, mounted, typ, where)
+	}
+	unmount(dir)
+	if _, mounted := isMountPoint(t, dir); mounted {
+		t.Fatal("still mounted after unmount")
+	}
+	huge := filepath.Join(t.TempDir(), "huge")
+	got, where, err = checkRestoreDir(t.Context(), huge, 1<<50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, mounted := isMountPoint(t, huge); mounted || got != huge || !strings.HasPrefix(where, "the disk") {
+		unmount(huge)
+		t.Fatalf("a set larger than memory: mounted %v, where %q; want the disk", mounted, where)
+	}
+}

@@ -52,8 +52,8 @@ func TestOutageHang(t *testing.T) {
 		bound         func(time.Duration) time.Duration
 		healthy, want time.Duration
 	}{
-		{"local", prof.localHang, time.Second, 15 * time.Second},
-		{"local, short run", prof.localHang, 100 * time.Millisecond, 6 * time.Second},
+		{"local", prof.localHang, time.Second, 8 * time.Second},
+		{"local, short run", prof.localHang, 100 * time.Millisecond, 5300 * time.Millisecond},
 		{"s3", prof.s3Hang, time.Second, 35 * time.Second},
 	} {
 		if got := tc.bound(tc.healthy); got != tc.want {

@@ -165,7 +165,7 @@ func bitRotNoticed(p *procResult, rots []rotted) bool {
 // with its manifest, accepting either version of each rotted file (whose
 // versions it counts in e).
 func restoreNewer(ctx context.Context, b *bed, s snapRec, good manifest, rots []rotted, e *bitRotEvidence) (restoreCheck, error) {
-	target := filepath.Join(b.dir, "restore-newer")
+	target := b.checkTarget("newer")
 	if err := removeTree(target); err != nil {
 		return restoreCheck{}, err
 	}

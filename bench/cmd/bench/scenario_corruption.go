@@ -87,6 +87,13 @@ func (repoCorruptionScenario) run(ctx context.Context, b *bed) (*faults.Cell, er
 	if err := b.reset(ctx, stateHealthy); err != nil {
 		return nil, err
 	}
+	// Every trial starts from a copy of this state, so its files are
+	// listed once, before any run (restic's listing runs a command per
+	// index file).
+	files, err := b.a.repoFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
 	full, err := b.runTimed(ctx, b.a.checkCmd(true))
 	if err != nil {
 		return nil, err
@@ -112,10 +119,6 @@ func (repoCorruptionScenario) run(ctx context.Context, b *bed) (*faults.Cell, er
 		}
 		for range b.fr.prof.corruptTrials {
 			if err := b.reset(ctx, stateHealthy); err != nil {
-				return nil, err
-			}
-			files, err := b.a.repoFiles(ctx)
-			if err != nil {
 				return nil, err
 			}
 			cands := files[k.file]

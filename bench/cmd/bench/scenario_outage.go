@@ -39,13 +39,16 @@ func (outageScenario) id() string                { return faults.ScenarioOutage 
 func (outageScenario) notApplicable(*bed) string { return "" }
 
 // localHang and s3Hang bound a run that does not end after the fault:
-// it is then a hang. Both count from the run's start and allow ten
-// healthy runs. A local fault (ENOSPC, read-only) lasts until the run
-// ends, so the tool gets the profile's failGrace to fail cleanly; the
-// S3 outage ends by itself, so the tool gets MinIO's down time and the
-// profile's hangGrace past its return.
+// it is then a hang. Both count from the run's start. A local fault
+// (ENOSPC, read-only) comes by half the healthy run and lasts until the
+// run ends, so the tool gets three healthy runs and the profile's
+// failGrace to fail cleanly (every clean failure here came within 3 s of
+// the fault; restic on a read-only repository never ends). The S3 outage
+// ends by itself, and a tool that rides it out runs slower, so it gets
+// ten healthy runs, MinIO's down time and the profile's hangGrace past
+// its return.
 func (p profile) localHang(healthy time.Duration) time.Duration {
-	return p.failGrace + 10*healthy
+	return p.failGrace + 3*healthy
 }
 
 func (p profile) s3Hang(healthy time.Duration) time.Duration {

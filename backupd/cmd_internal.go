@@ -66,7 +66,9 @@ func runBackupChild(ctx context.Context, g *globalOptions) error {
 		Logger: func(l slog.Level) *slog.Logger {
 			return slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: l}))
 		},
-		RepoOptions: repository.Options{IndexLoaded: g.applyMemoryLimit, ScratchDir: g.scratchDir(slog.New(slog.NewJSONHandler(g.stderr, nil)))},
+		RepoOptions: repository.Options{IndexLoaded: g.applyMemoryLimit, ScratchDir: func() string {
+			return g.scratchDir(slog.New(slog.NewJSONHandler(g.stderr, nil)))
+		}},
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -101,8 +102,10 @@ type globalOptions struct {
 	// default taken from the environment.
 	flags *pflag.FlagSet
 
-	// scratch is the process's temp directory (scratchDir).
-	scratch *tempdir.Dir
+	// scratch is the process's temp directory (scratchDir); the daemon
+	// opens repositories from several goroutines.
+	scratchMu sync.Mutex
+	scratch   *tempdir.Dir
 
 	// memoryExtra is what the command holds besides the index, added to
 	// the soft memory limit (applyMemoryLimit): a restore's read-ahead.
@@ -286,16 +289,20 @@ func (g *globalOptions) repoOptions(log *slog.Logger) (repository.Options, error
 	if err != nil {
 		return repository.Options{}, usageErr("%v", err)
 	}
-	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit, PackSize: g.hooks.packSize, ScratchDir: g.scratchDir(log)}, nil
+	return repository.Options{Logger: log, Faults: faults, IndexLoaded: g.applyMemoryLimit, PackSize: g.hooks.packSize,
+		ScratchDir: func() string { return g.scratchDir(log) }}, nil
 }
 
 // scratchDir is the process's own temp directory, in $TMPDIR (or /tmp),
-// acquired on first use and removed when the command ends (releaseScratch);
+// acquired on first use (the first repository without a temp directory of
+// its own) and removed when the command ends (releaseScratch);
 // acquiring it removes those of backupd processes that died. When it
 // cannot be made, it is "" (packs for object storage then go to the temp
 // directory itself) and log says why: a repository in a directory, which
 // has its own, needs none.
 func (g *globalOptions) scratchDir(log *slog.Logger) string {
+	g.scratchMu.Lock()
+	defer g.scratchMu.Unlock()
 	if g.scratch == nil {
 		d, err := tempdir.Acquire(os.TempDir(), "backupd-tmp-")
 		if err != nil {
@@ -308,7 +315,11 @@ func (g *globalOptions) scratchDir(log *slog.Logger) string {
 }
 
 // releaseScratch removes the directory scratchDir acquired, if any.
-func (g *globalOptions) releaseScratch() error { return g.scratch.Release() }
+func (g *globalOptions) releaseScratch() error {
+	g.scratchMu.Lock()
+	defer g.scratchMu.Unlock()
+	return g.scratch.Release()
+}
 
 // openBackend opens (or, with create, creates) the backend of spec for a
 // repository of options opt: its fault points, and the tests' hooks.

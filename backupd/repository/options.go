@@ -31,11 +31,13 @@ type Options struct {
 	// TempDir holds packs being written. Default: the backend's TempDir
 	// when it has one, else ScratchDir, else os.TempDir().
 	TempDir string
-	// ScratchDir is the process's own temp directory (package tempdir),
-	// for packs being written to a backend without a TempDir of its own
-	// (object storage): a process killed mid-backup leaves its packs
-	// there, and the next process to acquire one removes them.
-	ScratchDir string
+	// ScratchDir, if set, returns the process's own temp directory
+	// (package tempdir), for packs being written to a backend without a
+	// TempDir of its own (object storage): a process killed mid-backup
+	// leaves its packs there, and the next process to acquire one removes
+	// them. It is called only for such a backend, so a repository in a
+	// directory makes none; "" falls back to os.TempDir().
+	ScratchDir func() string
 	// KDF is used by Init.
 	KDF crypto.KDFParams
 	// Lock lease: a lock not refreshed within StaleAfter is stale.
@@ -97,9 +99,10 @@ func (o *Options) applyDefaults(be backend.Backend) {
 	if o.TempDir == "" {
 		if td, ok := backend.As[backend.TempDirer](be); ok {
 			o.TempDir = td.TempDir()
-		} else if o.ScratchDir != "" {
-			o.TempDir = o.ScratchDir
-		} else {
+		} else if o.ScratchDir != nil {
+			o.TempDir = o.ScratchDir()
+		}
+		if o.TempDir == "" {
 			o.TempDir = os.TempDir()
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shirou/gopsutil/v4/mem"
+
 	"github.com/meshbackup/backupd/bench/faults"
 	"github.com/meshbackup/backupd/bench/workload"
 )
@@ -174,7 +176,8 @@ func runFaults(ctx context.Context, cfg *config, prog *progress) (*faults.Result
 		return nil, fmt.Errorf("create %s: %w", cfg.out, err)
 	}
 	// A run that was killed may have left its tmpfs mounted.
-	unmount(filepath.Join(fr.runDir, "checks"))
+	fr.checkDir = filepath.Join(fr.runDir, "checks")
+	unmount(fr.checkDir)
 	if err := os.RemoveAll(fr.runDir); err != nil {
 		return nil, fmt.Errorf("remove the previous run: %w", err)
 	}
@@ -213,12 +216,12 @@ func runFaults(ctx context.Context, cfg *config, prog *progress) (*faults.Result
 	for _, pw := range prepared {
 		largest = max(largest, pw.info.Bytes)
 	}
-	checkDir, where, err := checkRestoreDir(ctx, filepath.Join(fr.runDir, "checks"), largest)
+	where, err := checkRestoreDir(ctx, fr.checkDir, largest)
 	if err != nil {
 		return nil, err
 	}
-	defer unmount(checkDir)
-	fr.checkDir, fr.res.CheckRestores = checkDir, where
+	defer unmount(fr.checkDir)
+	fr.res.CheckRestores = where
 	prog.logf("verification restores go to %s", where)
 	prog.total = len(prepared) * cellCount(order, scns)
 	for _, pw := range prepared {
@@ -245,39 +248,21 @@ func runFaults(ctx context.Context, cfg *config, prog *progress) (*faults.Result
 // run takes a third less. The healthy phase's timed restore and the
 // crash-restore scenario's killed ones stay on the disk. where says which
 // it is, for the report.
-func checkRestoreDir(ctx context.Context, dir string, largest int64) (string, string, error) {
+func checkRestoreDir(ctx context.Context, dir string, largest int64) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", fmt.Errorf("create %s: %w", dir, err)
+		return "", fmt.Errorf("create %s: %w", dir, err)
 	}
 	size := (2*largest + 64<<20 + 4095) / 4096 * 4096
 	if os.Geteuid() != 0 {
-		return dir, "the disk (mounting a tmpfs needs root)", nil
+		return "the disk (mounting a tmpfs needs root)", nil
 	}
-	if avail, err := memAvailable(); err != nil || avail < 2*size {
-		return dir, fmt.Sprintf("the disk (a %s tmpfs needs %s of available memory)", fmtBytes(size), fmtBytes(2*size)), nil
+	if vm, err := mem.VirtualMemoryWithContext(ctx); err != nil || vm.Available < uint64(2*size) {
+		return fmt.Sprintf("the disk (a %s tmpfs needs %s of available memory)", fmtBytes(size), fmtBytes(2*size)), nil
 	}
 	if err := mountCmd(ctx, "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0755", size), "tmpfs", dir); err != nil {
-		return "", "", err
+		return "", err
 	}
-	return dir, fmt.Sprintf("a %s tmpfs (RAM)", fmtBytes(size)), nil
-}
-
-// memAvailable is MemAvailable of /proc/meminfo, in bytes.
-func memAvailable() (int64, error) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "MemAvailable:"); ok {
-			var kib int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kib); err != nil {
-				return 0, fmt.Errorf("/proc/meminfo: MemAvailable %q: %w", strings.TrimSpace(v), err)
-			}
-			return kib << 10, nil
-		}
-	}
-	return 0, errors.New("/proc/meminfo: no MemAvailable")
+	return fmt.Sprintf("a %s tmpfs (RAM)", fmtBytes(size)), nil
 }
 
 // cellCount is the number of cells the tools and scenarios make on one
